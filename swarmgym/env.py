@@ -59,9 +59,13 @@ TOKENS_HALF = 1e5  # tokens_used = tokens / (tokens + 1e5)
 MAX_SUBAGENTS_SCALE = 64.0
 
 _F = {name: i for i, name in enumerate(NODE_FEATURES)}
-_G = {name: i for i, name in enumerate(GLOBAL_FEATURES)}
 _STATUS0 = _F["status_blocked"]
+_WORK_LEFT, _ATTEMPTS, _UNFINISHED = _F["work_left"], _F["attempts"], _F["unfinished_parents"]
+_FAILED, _ELAPSED = _F["last_attempt_failed"], _F["subagent_elapsed"]
 _EYE_STATUS = np.eye(len(STATUS_NAMES), dtype=np.float32)
+# lookup tables for the integer-valued features: table[k] == float32(min(k * scale, 1))
+_WORK_LEFT_TABLE = np.minimum(np.arange(65) * (1.0 / WORK_SCALE), 1.0).astype(np.float32)
+_DOABLE = np.array([s in ("ready", "active") for s in STATUS_NAMES])
 
 
 def action_layout(n_max: int) -> dict[str, int]:
@@ -281,7 +285,8 @@ class SwarmEnv(gym.Env):
         self.sim = SwarmSimulator(instance, self.config)
         self._encode_static()
         self._last_invalid = False
-        return self._observation(), self._info()
+        info = self._info()
+        return self._observation(info["action_mask"]), info
 
     def step(self, action):
         sim = self.sim
@@ -321,7 +326,7 @@ class SwarmEnv(gym.Env):
         info = self._info()
         if terminated:
             info["metrics"] = sim.metrics()
-        return self._observation(), reward, terminated, False, info
+        return self._observation(info["action_mask"]), reward, terminated, False, info
 
     def action_masks(self) -> np.ndarray:
         """Valid actions now, ``bool[2 * n_max + 2]`` (sb3-contrib's MaskablePPO calls this)."""
@@ -329,14 +334,17 @@ class SwarmEnv(gym.Env):
         mask = np.zeros(self.layout["n"], dtype=bool)
         if sim is None:
             return mask
-        n = sim.graph.n_nodes
         if sim.done:
             return mask
-        mask[:n] = sim.do_mask()
-        lay = self.layout
-        mask[lay["spawn"] : lay["spawn"] + n] = sim.spawn_mask()
-        mask[lay["wait"]] = bool(sim.running)
-        mask[lay["answer"]] = True
+        n = sim.graph.n_nodes
+        doable = _DOABLE[sim.status]
+        mask[:n] = doable
+        cfg = self.config
+        if len(sim.running) < cfg.max_subagents and sim.spawns_this_turn < cfg.max_spawns_per_turn:
+            off = self.n_max
+            mask[off : off + n] = (sim.status == READY) & (sim.attempts < cfg.max_attempts)
+        mask[2 * self.n_max] = bool(sim.running)
+        mask[2 * self.n_max + 1] = True
         return mask
 
     def render(self) -> str | None:
@@ -414,6 +422,8 @@ class SwarmEnv(gym.Env):
         base[:n, _F["n_children"]] = np.minimum(np.array([len(c) for c in g.children]) / COUNT_SCALE, 1.0)
         self._static_nodes = base
         self._inv_work = 1.0 / g.work
+        self._attempts_table = (np.arange(self.config.max_attempts + 1) * (1.0 / self.config.max_attempts)).astype(np.float32)
+        self._unfinished_table = np.minimum(np.arange(n + 1) * (1.0 / UNFINISHED_SCALE), 1.0).astype(np.float32)
         self._n_targets = int(g.targets.sum())
         if self.with_adjacency:
             adj = np.zeros((self.n_max, self.n_max), dtype=np.float32)
@@ -421,48 +431,48 @@ class SwarmEnv(gym.Env):
                 adj[i, list(ps)] = 1.0
             self._adjacency = adj
 
-    def _observation(self):
+    def _observation(self, mask: np.ndarray | None = None):
         sim = self.sim
-        g = sim.graph
-        n = g.n_nodes
+        n = sim.graph.n_nodes
         nodes = self._static_nodes.copy()
         view = nodes[:n]
         view[:, _STATUS0 : _STATUS0 + 5] = _EYE_STATUS[sim.status]
-        view[:, _F["work_left"]] = np.minimum(sim.work_left * (1.0 / WORK_SCALE), 1.0)
-        view[:, _F["attempts"]] = sim.attempts * (1.0 / self.config.max_attempts)
-        view[:, _F["unfinished_parents"]] = np.minimum(sim.unfinished_parents * (1.0 / UNFINISHED_SCALE), 1.0)
-        view[:, _F["last_attempt_failed"]] = sim.last_failed
-        for j in sim.running:
-            view[j, _F["subagent_elapsed"]] = min(1.0, (sim.t - sim.start_time[j]) * self._inv_work[j])
+        view[:, _WORK_LEFT] = _WORK_LEFT_TABLE[sim.work_left]
+        view[:, _ATTEMPTS] = self._attempts_table[sim.attempts]
+        view[:, _UNFINISHED] = self._unfinished_table[sim.unfinished_parents]
+        view[:, _FAILED] = sim.last_failed
+        t, running = sim.t, sim.running
+        for j in running:
+            view[j, _ELAPSED] = min(1.0, (t - sim.start_time[j]) * self._inv_work[j])
         cfg = self.config
-        left = sim.budget - sim.t
-        done = sim.status == DONE
-        can_spawn = len(sim.running) < cfg.max_subagents and sim.spawns_this_turn < cfg.max_spawns_per_turn and not sim.done
+        left = sim.budget - t
+        n_run = len(running)
+        can_spawn = n_run < cfg.max_subagents and sim.spawns_this_turn < cfg.max_spawns_per_turn and not sim.done
+        tokens = sim.input_tokens + sim.output_tokens
         glob = np.array(
             [
-                sim.t / sim.budget,
+                t / sim.budget,
                 left / (left + TIME_LEFT_HALF),
-                len(sim.running) / cfg.max_subagents if cfg.max_subagents else 0.0,
+                n_run / cfg.max_subagents if cfg.max_subagents else 0.0,
                 sim.spawns_this_turn / cfg.max_spawns_per_turn,
                 float(can_spawn),
-                sim.tokens / (sim.tokens + TOKENS_HALF),
-                done.sum() / n,
-                (done & g.targets).sum() / self._n_targets,
+                tokens / (tokens + TOKENS_HALF),
+                sim.n_done / n,
+                sim.n_targets_done / self._n_targets,
                 n / self.n_max,
                 cfg.max_subagents / MAX_SUBAGENTS_SCALE,
             ],
             dtype=np.float32,
         )
         if self.observation_mode == "dict":
-            obs = {"nodes": nodes, "globals": glob}
             if self.with_adjacency:
-                obs["adjacency"] = self._adjacency.copy()
-            return obs
+                return {"nodes": nodes, "globals": glob, "adjacency": self._adjacency.copy()}
+            return {"nodes": nodes, "globals": glob}
         parts = [nodes.ravel(), glob]
         if self.with_adjacency:
             parts.append(self._adjacency.ravel())
-        parts.append(self.action_masks().astype(np.float32))
-        return np.concatenate(parts)
+        parts.append(self.action_masks() if mask is None else mask)
+        return np.concatenate(parts, dtype=np.float32)
 
     def _info(self) -> dict:
         sim = self.sim

@@ -130,6 +130,8 @@ class SwarmSimulator:
         self.spawns_this_turn = 0
         self.done = False
         self.ended_by_budget = False
+        self.n_done = 0
+        self.n_targets_done = 0
         # accounting
         self.input_tokens = 0
         self.output_tokens = 0
@@ -281,6 +283,8 @@ class SwarmSimulator:
         """Node ``i`` is done; its output is right iff it and all its parents' outputs are."""
         self.status[i] = DONE
         self.work_left[i] = 0
+        self.n_done += 1
+        self.n_targets_done += int(self.graph.targets[i])
         parents = self._parents[i]
         self.correct[i] = correct and all(self.correct[p] for p in parents)
         self.path_len[i] = self._work[i] + max((int(self.path_len[p]) for p in parents), default=0)
