@@ -1,0 +1,336 @@
+"""Reference orchestrators: hand-coded policies over the observation and the action mask.
+
+They are how code-level frameworks coordinate agents, made explicit, so learned
+orchestration can be compared against them on the same table:
+
+==========================  ==========================================================
+``"sequential_crew"``       does every subtask itself, in node order (CrewAI's
+                            sequential process): never spawns -- serial collapse by design.
+``"delegating_manager"``    hands every ready subtask it can to a sub-agent, waits, and
+                            does itself only what it cannot hand off (CrewAI's
+                            hierarchical process, an AutoGen-style manager).
+``"static_fanout"``         a fixed map-reduce plan (a LangGraph fan-out graph): when a
+                            wide layer is ready (>= ``min_width`` nodes at once) it spawns
+                            its low-context nodes; chains and merges it does itself.
+``"critical_path"``         list scheduling with HLFET priorities (highest bottom level
+                            first): the orchestrator keeps the highest-priority ready node
+                            for itself and spawns the others while slots are free and
+                            their hand-off context is small; answers when all targets are
+                            done. On failure-free instances with the context filter off it
+                            is a greedy list schedule, so Graham's bound holds:
+                            makespan <= (2 - 1/(m+1)) x lower bound.
+``"random"``                uniform over the valid actions (masked).
+==========================  ==========================================================
+
+Interface (shared with learned policies): an orchestrator has a ``name`` and
+``act(obs, mask) -> int64[B]`` where ``obs`` is the Dict observation batched with a
+leading env dimension (``obs["nodes"]: [B, n_max, 20]``, ``obs["globals"]: [B, 10]``)
+and ``mask`` is ``bool[B, 2 * n_max + 2]``. :func:`load_orchestrator` resolves a spec
+string: a built-in name (optionally with keyword arguments, ``"critical_path:max_spawn_parents=8"``)
+or ``"moe:PATH"`` (a trained checkpoint, loaded by ``swarmgym.moe.policy.load_policy``).
+
+The policies read only the observation: node status, kind, ``n_parents``,
+``bottom_level`` and ``work`` come from ``obs["nodes"]`` columns named in
+:data:`swarmgym.env.NODE_FEATURES` (``n_parents`` is stored ``/ 8``, clipped).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from swarmgym.env import COUNT_SCALE, GLOBAL_FEATURES, NODE_FEATURES
+
+_F = {name: i for i, name in enumerate(NODE_FEATURES)}
+_G = {name: i for i, name in enumerate(GLOBAL_FEATURES)}
+
+
+def _check_batch(obs: dict[str, np.ndarray], mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Validate a batched observation and mask; returns ``(nodes, globals, mask, n_max)``."""
+    if not isinstance(obs, dict) or "nodes" not in obs or "globals" not in obs:
+        raise TypeError("obs must be a dict with 'nodes' [B, n_max, 20] and 'globals' [B, 10] (the Dict observation, batched)")
+    nodes = np.asarray(obs["nodes"])
+    glob = np.asarray(obs["globals"])
+    mask = np.asarray(mask, dtype=bool)
+    if nodes.ndim != 3 or nodes.shape[2] != len(NODE_FEATURES):
+        raise ValueError(f"obs['nodes'] must have shape [B, n_max, {len(NODE_FEATURES)}], got {nodes.shape}")
+    b, n_max = nodes.shape[:2]
+    if glob.shape != (b, len(GLOBAL_FEATURES)):
+        raise ValueError(f"obs['globals'] must have shape [{b}, {len(GLOBAL_FEATURES)}], got {glob.shape}")
+    if mask.shape != (b, 2 * n_max + 2):
+        raise ValueError(f"mask must have shape [B, 2 * n_max + 2] = [{b}, {2 * n_max + 2}], got {mask.shape}")
+    return nodes, glob, mask, n_max
+
+
+class Orchestrator:
+    """Base class: a batched policy over the Dict observation and the action mask.
+
+    Subclasses implement :meth:`act_one` (one env) or override :meth:`act`.
+    """
+
+    name: str = "orchestrator"
+
+    def reset(self, seed: int | None = None) -> None:
+        """Re-seed any randomness (the deterministic policies have none)."""
+
+    def act(self, obs: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
+        """One action per env: ``int64[B]``, always valid under ``mask``."""
+        nodes, glob, mask, n_max = _check_batch(obs, mask)
+        out = np.empty(nodes.shape[0], dtype=np.int64)
+        for b in range(nodes.shape[0]):
+            out[b] = self.act_one(nodes[b], glob[b], mask[b], n_max)
+        return out
+
+    def act_one(self, nodes: np.ndarray, glob: np.ndarray, mask: np.ndarray, n_max: int) -> int:  # pragma: no cover
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def _all_targets_done(glob: np.ndarray) -> bool:
+    return glob[_G["targets_done"]] >= 1.0 - 1e-6
+
+
+def _fallback(mask: np.ndarray, n_max: int) -> int:
+    """Wait if a sub-agent runs, else answer."""
+    return 2 * n_max if mask[2 * n_max] else 2 * n_max + 1
+
+
+def _doable(nodes: np.ndarray, mask: np.ndarray, n_max: int) -> np.ndarray:
+    """Indices where ``do`` is valid, active nodes (already started) first, then by index."""
+    idx = np.flatnonzero(mask[:n_max])
+    if idx.size == 0:
+        return idx
+    active = nodes[idx, _F["status_active"]] > 0.5
+    return np.concatenate([idx[active], idx[~active]])
+
+
+class SequentialCrew(Orchestrator):
+    """Does every subtask itself, in node order; never spawns (CrewAI's sequential process)."""
+
+    name = "sequential_crew"
+
+    def act_one(self, nodes, glob, mask, n_max):
+        if _all_targets_done(glob):
+            return 2 * n_max + 1
+        doable = _doable(nodes, mask, n_max)
+        if doable.size:
+            return int(doable[0])
+        return _fallback(mask, n_max)
+
+
+class DelegatingManager(Orchestrator):
+    """Hands every ready subtask it can to a sub-agent, waits, and does only what it
+    cannot hand off (a node out of sub-agent attempts, or no sub-agent running to wait for)."""
+
+    name = "delegating_manager"
+
+    def act_one(self, nodes, glob, mask, n_max):
+        if _all_targets_done(glob):
+            return 2 * n_max + 1
+        spawnable = np.flatnonzero(mask[n_max : 2 * n_max])
+        if spawnable.size:
+            return int(n_max + spawnable[0])
+        if mask[2 * n_max]:
+            return 2 * n_max
+        doable = _doable(nodes, mask, n_max)
+        if doable.size:
+            return int(doable[0])
+        return 2 * n_max + 1
+
+
+class StaticFanout(Orchestrator):
+    """A fixed map-reduce plan: spawn the low-context nodes of a wide layer, do chains itself.
+
+    :param min_width: a layer is "wide" when at least this many nodes are ready at once, >= 2.
+    :param max_spawn_parents: spawn only nodes with at most this many parents (little
+        upstream context to hand off), in [0, 8].
+    """
+
+    name = "static_fanout"
+
+    def __init__(self, min_width: int = 2, max_spawn_parents: int = 1) -> None:
+        if isinstance(min_width, bool) or not isinstance(min_width, int) or min_width < 2:
+            raise ValueError(f"min_width must be an integer >= 2, got {min_width!r}")
+        if isinstance(max_spawn_parents, bool) or not isinstance(max_spawn_parents, int) or not 0 <= max_spawn_parents <= 8:
+            raise ValueError(f"max_spawn_parents must be an integer in [0, 8], got {max_spawn_parents!r}")
+        self.min_width = min_width
+        self.max_spawn_parents = max_spawn_parents
+
+    def act_one(self, nodes, glob, mask, n_max):
+        if _all_targets_done(glob):
+            return 2 * n_max + 1
+        ready = nodes[:, _F["status_ready"]] > 0.5
+        if ready.sum() >= self.min_width:
+            low_context = nodes[:, _F["n_parents"]] * COUNT_SCALE <= self.max_spawn_parents + 1e-6
+            spawnable = np.flatnonzero(mask[n_max : 2 * n_max] & low_context)
+            if spawnable.size:
+                return int(n_max + spawnable[0])
+        doable = _doable(nodes, mask, n_max)
+        if doable.size:
+            return int(doable[0])
+        return _fallback(mask, n_max)
+
+    def __repr__(self) -> str:
+        return f"StaticFanout(min_width={self.min_width}, max_spawn_parents={self.max_spawn_parents})"
+
+
+class CriticalPathScheduler(Orchestrator):
+    """HLFET list scheduling: priority = bottom level (longest remaining path to a target).
+
+    Each turn: the orchestrator's own node is the one it has started, else the
+    highest-priority ready node; every other ready node, highest priority first, is
+    spawned while a slot is free and its hand-off context is small (at most
+    ``max_spawn_parents`` parents); then it works one tick on its own node. With
+    nothing to do it waits for a sub-agent; it answers when every target is done.
+
+    :param max_spawn_parents: spawn only nodes with at most this many parents, in [0, 8];
+        ``None`` spawns any ready node (a pure greedy list schedule: Graham's bound).
+    """
+
+    name = "critical_path"
+
+    def __init__(self, max_spawn_parents: int | None = 2) -> None:
+        if max_spawn_parents is not None and (
+            isinstance(max_spawn_parents, bool) or not isinstance(max_spawn_parents, int) or not 0 <= max_spawn_parents <= 8
+        ):
+            raise ValueError(f"max_spawn_parents must be None or an integer in [0, 8], got {max_spawn_parents!r}")
+        self.max_spawn_parents = max_spawn_parents
+
+    def act_one(self, nodes, glob, mask, n_max):
+        if _all_targets_done(glob):
+            return 2 * n_max + 1
+        level = nodes[:, _F["bottom_level"]]
+        active = np.flatnonzero((nodes[:, _F["status_active"]] > 0.5) & mask[:n_max])
+        doable = np.flatnonzero(mask[:n_max])
+        # the orchestrator's own node: the one it started, else the highest-priority ready one
+        if active.size:
+            own = int(active[np.argmax(level[active])])
+        elif doable.size:
+            # ties: lower index first (argmax on -index within the best level)
+            own = int(doable[np.lexsort((doable, -level[doable]))[0]])
+        else:
+            own = -1
+        spawnable = mask[n_max : 2 * n_max].copy()
+        if own >= 0:
+            spawnable[own] = False
+        if self.max_spawn_parents is not None:
+            spawnable &= nodes[:, _F["n_parents"]] * COUNT_SCALE <= self.max_spawn_parents + 1e-6
+        cand = np.flatnonzero(spawnable)
+        if cand.size:
+            best = cand[np.lexsort((cand, -level[cand]))[0]]
+            return int(n_max + best)
+        if own >= 0:
+            return own
+        return _fallback(mask, n_max)
+
+    def __repr__(self) -> str:
+        return f"CriticalPathScheduler(max_spawn_parents={self.max_spawn_parents})"
+
+
+class RandomOrchestrator(Orchestrator):
+    """Uniform over the valid actions (masked), from a seeded generator.
+
+    :param seed: seed of its ``numpy`` generator.
+    """
+
+    name = "random"
+
+    def __init__(self, seed: int | None = 0) -> None:
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        self.rng = np.random.default_rng(self.seed if seed is None else seed)
+
+    def act(self, obs, mask):
+        _, _, mask, _ = _check_batch(obs, mask)
+        out = np.empty(mask.shape[0], dtype=np.int64)
+        for b in range(mask.shape[0]):
+            valid = np.flatnonzero(mask[b])
+            out[b] = valid[self.rng.integers(valid.size)] if valid.size else mask.shape[1] - 1
+        return out
+
+
+#: Built-in orchestrators by name (the reference set, in table order).
+BUILTIN: dict[str, Callable[..., Orchestrator]] = {
+    "sequential_crew": SequentialCrew,
+    "delegating_manager": DelegatingManager,
+    "static_fanout": StaticFanout,
+    "critical_path": CriticalPathScheduler,
+    "random": RandomOrchestrator,
+}
+#: The reference orchestrators' names.
+REFERENCE_NAMES: tuple[str, ...] = tuple(BUILTIN)
+
+
+def _parse_value(text: str) -> Any:
+    low = text.lower()
+    if low in ("none", "null"):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def load_orchestrator(spec: str) -> Orchestrator:
+    """Resolve an orchestrator spec.
+
+    * a built-in name (:data:`REFERENCE_NAMES`), optionally with keyword arguments:
+      ``"critical_path:max_spawn_parents=8"``, ``"random:seed=3"``;
+    * ``"moe:PATH"``: a trained checkpoint, loaded lazily with
+      ``swarmgym.moe.policy.load_policy(PATH)``.
+
+    :raises ValueError: for an unknown name or a malformed argument list.
+    """
+    if not isinstance(spec, str) or not spec:
+        raise TypeError(f"an orchestrator spec must be a non-empty string, got {spec!r}")
+    head, sep, rest = spec.partition(":")
+    if head == "moe":
+        if not rest:
+            raise ValueError("spec 'moe:PATH' needs a checkpoint path after 'moe:'")
+        from swarmgym.moe.policy import load_policy
+
+        policy = load_policy(rest)
+        if not getattr(policy, "name", None):
+            try:
+                policy.name = f"moe:{rest}"
+            except AttributeError:
+                pass
+        return policy
+    if head not in BUILTIN:
+        raise ValueError(f"unknown orchestrator {head!r}; choose from {', '.join(REFERENCE_NAMES)} or 'moe:PATH'")
+    kwargs: dict[str, Any] = {}
+    if sep:
+        for item in filter(None, rest.split(",")):
+            key, eq, value = item.partition("=")
+            if not eq or not key:
+                raise ValueError(f"orchestrator arguments must be key=value pairs separated by commas, got {item!r} in {spec!r}")
+            kwargs[key.strip()] = _parse_value(value.strip())
+    try:
+        policy = BUILTIN[head](**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"bad arguments for orchestrator {head!r}: {exc}") from None
+    if kwargs:
+        policy.name = spec
+    return policy
+
+
+__all__ = [
+    "BUILTIN",
+    "REFERENCE_NAMES",
+    "CriticalPathScheduler",
+    "DelegatingManager",
+    "Orchestrator",
+    "RandomOrchestrator",
+    "SequentialCrew",
+    "StaticFanout",
+    "load_orchestrator",
+]
