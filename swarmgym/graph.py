@@ -75,17 +75,22 @@ class TaskGraph:
             raise ValueError("TaskGraph needs at least 1 node, got 0")
         if n_max is not None and n > n_max:
             raise ValueError(f"TaskGraph has {n} nodes; n_max allows at most {n_max} (node {n_max} is the first one too many)")
-        for i, w in enumerate(work_list):
-            if isinstance(w, (bool, np.bool_)) or not isinstance(w, (int, np.integer)):
-                raise TypeError(f"node {i}: work must be an integer in [1, {MAX_WORK}], got {w!r}")
-            if not 1 <= w <= MAX_WORK:
-                raise ValueError(f"node {i}: work must be in [1, {MAX_WORK}], got {w}")
+        if not all(type(w) is int for w in work_list):  # slow path only for unusual input
+            for i, w in enumerate(work_list):
+                if isinstance(w, (bool, np.bool_)) or not isinstance(w, (int, np.integer)):
+                    raise TypeError(f"node {i}: work must be an integer in [1, {MAX_WORK}], got {w!r}")
+            work_list = [int(w) for w in work_list]
+        if not 1 <= min(work_list) or not max(work_list) <= MAX_WORK:
+            i = next(i for i, w in enumerate(work_list) if not 1 <= w <= MAX_WORK)
+            raise ValueError(f"node {i}: work must be in [1, {MAX_WORK}], got {work_list[i]}")
         kinds = list(kind)
         if len(kinds) != n:
             raise ValueError(f"kind has {len(kinds)} entries; work has {n} (one per node)")
         kind_idx = []
         for i, k in enumerate(kinds):
-            if isinstance(k, str):
+            if type(k) is int and 0 <= k < len(KINDS):
+                kind_idx.append(k)
+            elif isinstance(k, str):
                 if k not in KINDS:
                     raise ValueError(f"node {i}: kind must be one of {KINDS}, got {k!r}")
                 kind_idx.append(KINDS.index(k))
@@ -97,46 +102,48 @@ class TaskGraph:
         if len(parents_list) != n:
             raise ValueError(f"parents has {len(parents_list)} entries; work has {n} (one per node)")
         par: list[tuple[int, ...]] = []
+        children: list[list[int]] = [[] for _ in range(n)]
         for i, ps in enumerate(parents_list):
-            ps = tuple(int(p) for p in ps)
+            ps = tuple(sorted(int(p) for p in ps))
             for p in ps:
                 if not 0 <= p < n:
                     raise ValueError(f"node {i}: parent {p} does not exist (nodes are 0..{n - 1})")
                 if p == i:
                     raise ValueError(f"node {i}: a node cannot be its own parent (cycle {i} -> {i})")
+                children[p].append(i)
             if len(set(ps)) != len(ps):
                 raise ValueError(f"node {i}: parent listed twice in {ps}")
-            par.append(tuple(sorted(ps)))
-        children: list[list[int]] = [[] for _ in range(n)]
-        for i, ps in enumerate(par):
-            for p in ps:
-                children[p].append(i)
+            par.append(ps)
         order = _topological_order(par, children)
         if targets is None:
-            target_mask = np.array([len(c) == 0 for c in children], dtype=bool)
+            target_list = [not c for c in children]
         else:
-            target_mask = np.zeros(n, dtype=bool)
+            target_list = [False] * n
             for t in targets:
-                if not isinstance(t, (int, np.integer)) or not 0 <= t < n:
+                if not isinstance(t, (int, np.integer)) or isinstance(t, (bool, np.bool_)) or not 0 <= t < n:
                     raise ValueError(f"target {t!r} does not exist (nodes are 0..{n - 1})")
-                target_mask[int(t)] = True
-            if not target_mask.any():
+                target_list[int(t)] = True
+            if not any(target_list):
                 raise ValueError("targets must name at least one node")
-        # every node must lead to a target (reverse topological sweep)
-        leads = target_mask.copy()
+        # every node must lead to a target; bottom levels (reverse topological sweep)
+        leads = list(target_list)
+        bottom = [0] * n
         for i in reversed(order):
-            if not leads[i] and any(leads[c] for c in children[i]):
-                leads[i] = True
-        if not leads.all():
-            bad = int(np.flatnonzero(~leads)[0])
+            below = 0
+            for c in children[i]:
+                leads[i] = leads[i] or leads[c]
+                if bottom[c] > below:
+                    below = bottom[c]
+            bottom[i] = work_list[i] + below
+        if not all(leads):
+            bad = leads.index(False)
             raise ValueError(f"node {bad}: leads to no target (make it a target, or give it a child that is one)")
+        target_mask = np.array(target_list, dtype=bool)
         if not (isinstance(budget_factor, (int, float)) and math.isfinite(budget_factor) and budget_factor > 0):
             raise ValueError(f"budget_factor must be a finite number > 0, got {budget_factor!r}")
 
         work_arr = np.asarray(work_list, dtype=np.int64)
-        bottom = np.zeros(n, dtype=np.int64)
-        for i in reversed(order):
-            bottom[i] = work_arr[i] + max((bottom[c] for c in children[i]), default=0)
+        bottom = np.asarray(bottom, dtype=np.int64)
         set_(self, "work", work_arr)
         set_(self, "kind", np.asarray(kind_idx, dtype=np.int64))
         set_(self, "parents", tuple(par))
@@ -146,8 +153,8 @@ class TaskGraph:
         set_(self, "children", tuple(tuple(c) for c in children))
         set_(self, "topo_order", np.asarray(order, dtype=np.int64))
         set_(self, "bottom_level", bottom)
-        set_(self, "critical_path", int(bottom.max()))
-        set_(self, "total_work", int(work_arr.sum()))
+        set_(self, "critical_path", int(max(bottom)))
+        set_(self, "total_work", int(sum(work_list)))
 
     @property
     def n_nodes(self) -> int:

@@ -138,6 +138,7 @@ def test_user_family__one_register_call(request):
         check_env(env.unwrapped)
     assert [str(w.message) for w in caught] == []
     # the lookups have no parents: they are ready at once, so spawning them is allowed
+    obs, info = env.reset(seed=0)
     width = env.unwrapped.instance.graph.n_nodes - 1
     assert info["action_mask"][env.unwrapped.n_max : env.unwrapped.n_max + width].all()
     assert not info["action_mask"][env.unwrapped.n_max + width]  # the report waits for them
