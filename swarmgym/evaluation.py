@@ -1,0 +1,362 @@
+"""``swarmgym evaluate``: orchestrators x env ids x seeds -> a table with confidence intervals.
+
+Each (orchestrator, env id) pair plays the same episodes: episode ``k`` is
+``env.reset(seed=seed_offset + k)``, so every orchestrator meets the same task
+instances and sub-agent fates. Episodes run in batches of envs so that a policy's
+``act`` sees a leading env dimension (contract 4). The results are aggregated by
+:class:`swarmgym.metrics.MetricsRecorder` (per family; an id that draws several
+families, such as Mixed, gets a row per family and an ``all`` row), printed, and
+written as Markdown and CSV.
+
+With no arguments it evaluates every reference orchestrator on every Dict id of the
+suite (:data:`DEFAULT_SEEDS` seeds each) and writes ``runs/evaluate/table.{md,csv}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import gymnasium as gym
+import numpy as np
+
+from swarmgym.env import GLOBAL_FEATURES, NODE_FEATURES
+from swarmgym.metrics import ALL, RECORDED, MetricsRecorder
+from swarmgym.orchestrators import REFERENCE_NAMES, Orchestrator, load_orchestrator
+
+#: Seeds per (orchestrator, id) when none are given: the whole default table takes
+#: about a minute on 2 CPU cores.
+DEFAULT_SEEDS = 1000
+#: Envs stepped together (the batch a policy's ``act`` sees).
+DEFAULT_BATCH = 64
+
+#: Columns of the Markdown table: (recorded quantity, header, scale, digits).
+MARKDOWN_COLUMNS: tuple[tuple[str, str, float, int], ...] = (
+    ("score", "score", 1.0, 3),
+    ("critical_steps", "critical steps", 1.0, 1),
+    ("speedup", "speedup", 1.0, 2),
+    ("ideal_speedup", "ideal speedup", 1.0, 2),
+    ("serial_collapse_index", "serial collapse", 1.0, 2),
+    ("spurious_spawn_rate", "spurious spawns", 1.0, 2),
+    ("task_makespan_ratio", "makespan / LB", 1.0, 2),
+    ("mean_concurrency", "mean conc.", 1.0, 2),
+    ("idle_share", "no sub-agent", 1.0, 2),
+    ("n_spawned", "spawned", 1.0, 1),
+    ("tokens", "tokens (k)", 1e-3, 1),
+    ("cost_usd", "cost (m$)", 1e3, 2),
+    ("budget_exhausted", "budget hit", 1.0, 2),
+)
+
+
+def suite_ids(flat: bool = False) -> list[str]:
+    """The suite's Dict ids (or their flat twins)."""
+    import swarmgym
+
+    return [i for i in swarmgym.SUITE_IDS if ("-flat-" in i) == flat]
+
+
+def resolve_id(name: str) -> str:
+    """``"WideSearch-v0"`` -> ``"swarmgym/WideSearch-v0"`` when only the namespaced id exists."""
+    import swarmgym  # noqa: F401 - registers the suite
+
+    if name in gym.registry:
+        return name
+    if f"swarmgym/{name}" in gym.registry:
+        return f"swarmgym/{name}"
+    raise ValueError(f"unknown env id {name!r}; the suite has: {', '.join(suite_ids())} (and their -flat twins)")
+
+
+def dict_observation(env: gym.Env, obs: Any) -> dict[str, np.ndarray]:
+    """The Dict observation of a SwarmEnv whatever its ``observation_mode`` (a flat
+    observation is split back into ``nodes``, ``globals`` and ``adjacency``)."""
+    if isinstance(obs, dict):
+        return obs
+    base = env.unwrapped
+    n_max, nf, ng = base.n_max, len(NODE_FEATURES), len(GLOBAL_FEATURES)
+    flat = np.asarray(obs)
+    out = {"nodes": flat[: n_max * nf].reshape(n_max, nf), "globals": flat[n_max * nf : n_max * nf + ng]}
+    if getattr(base, "with_adjacency", False):
+        start = n_max * nf + ng
+        out["adjacency"] = flat[start : start + n_max * n_max].reshape(n_max, n_max)
+    return out
+
+
+def run_episodes(
+    policy: Orchestrator,
+    env_id: str,
+    n_episodes: int,
+    *,
+    seed_offset: int = 0,
+    env_kwargs: dict | None = None,
+    batch: int = DEFAULT_BATCH,
+    recorder: MetricsRecorder | None = None,
+) -> MetricsRecorder:
+    """Play ``n_episodes`` episodes (seeds ``seed_offset .. seed_offset + n - 1``) and record them.
+
+    :param policy: anything with ``act(obs, mask) -> int64[B]`` (contract 4).
+    :param env_id: a registered id (Dict or flat form).
+    :param env_kwargs: extra keyword arguments of ``gymnasium.make`` (e.g. a ``config``).
+    :param batch: envs stepped together, >= 1.
+    """
+    if isinstance(n_episodes, bool) or not isinstance(n_episodes, int) or n_episodes < 1:
+        raise ValueError(f"n_episodes must be an integer >= 1, got {n_episodes!r}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
+    recorder = recorder if recorder is not None else MetricsRecorder()
+    n_envs = min(batch, n_episodes)
+    envs = [gym.make(env_id, disable_env_checker=True, **(env_kwargs or {})) for _ in range(n_envs)]
+    next_seed = seed_offset
+    last_seed = seed_offset + n_episodes
+    obs: list[Any] = [None] * n_envs
+    masks: list[Any] = [None] * n_envs
+    live: list[int] = []
+    for k, env in enumerate(envs):
+        o, info = env.reset(seed=next_seed)
+        next_seed += 1
+        obs[k], masks[k] = dict_observation(env, o), info["action_mask"]
+        live.append(k)
+    while live:
+        batch_obs = {key: np.stack([obs[k][key] for k in live]) for key in obs[live[0]]}
+        actions = np.asarray(policy.act(batch_obs, np.stack([masks[k] for k in live])), dtype=np.int64).reshape(-1)
+        if actions.shape[0] != len(live):
+            raise ValueError(f"{getattr(policy, 'name', policy)!r}.act returned {actions.shape[0]} actions for a batch of {len(live)}")
+        still = []
+        for k, a in zip(live, actions):
+            o, _, terminated, truncated, info = envs[k].step(int(a))
+            if terminated or truncated:
+                if "metrics" in info:
+                    recorder.add(info["metrics"])
+                else:  # a TimeLimit truncation: record the running state
+                    recorder.add(envs[k].unwrapped.sim.metrics())
+                if next_seed >= last_seed:
+                    continue
+                o, info = envs[k].reset(seed=next_seed)
+                next_seed += 1
+            obs[k], masks[k] = dict_observation(envs[k], o), info["action_mask"]
+            still.append(k)
+        live = still
+    for env in envs:
+        env.close()
+    return recorder
+
+
+@dataclass
+class EvalResult:
+    """Episodes of one orchestrator on one env id."""
+
+    env_id: str
+    orchestrator: str
+    recorder: MetricsRecorder
+    seconds: float
+
+
+def evaluate(
+    orchestrators: Sequence[str | Orchestrator],
+    env_ids: Sequence[str],
+    n_seeds: int,
+    *,
+    seed_offset: int = 0,
+    env_kwargs: dict | None = None,
+    batch: int = DEFAULT_BATCH,
+    progress: Callable[[EvalResult], None] | None = None,
+) -> list[EvalResult]:
+    """Evaluate every orchestrator on every id over the same ``n_seeds`` episodes.
+
+    :param orchestrators: specs for :func:`~swarmgym.orchestrators.load_orchestrator` or policy objects.
+    :param env_ids: registered ids (``"WideSearch-v0"`` is resolved to ``"swarmgym/WideSearch-v0"``).
+    :param progress: called with each result as it completes.
+    """
+    if not orchestrators:
+        raise ValueError("orchestrators must name at least one orchestrator")
+    if not env_ids:
+        raise ValueError("env_ids must name at least one env id")
+    policies = [load_orchestrator(o) if isinstance(o, str) else o for o in orchestrators]
+    ids = [resolve_id(i) for i in env_ids]
+    results = []
+    for env_id in ids:
+        for policy in policies:
+            if hasattr(policy, "reset"):
+                policy.reset(None)
+            start = time.perf_counter()
+            rec = run_episodes(policy, env_id, n_seeds, seed_offset=seed_offset, env_kwargs=env_kwargs, batch=batch)
+            result = EvalResult(env_id, str(getattr(policy, "name", type(policy).__name__)), rec, time.perf_counter() - start)
+            results.append(result)
+            if progress is not None:
+                progress(result)
+    return results
+
+
+def table_rows(results: Sequence[EvalResult]) -> list[dict[str, Any]]:
+    """One row per (id, family, orchestrator), orchestrators side by side within a family.
+
+    An id whose episodes span several families gets a row per family and an ``all`` row.
+    Each row: ``env_id``, ``family``, ``orchestrator``, ``episodes``, ``stats`` (name ->
+    :class:`~swarmgym.metrics.Stat`) and ``profile`` (mean concurrency profile).
+    """
+    rows = []
+    by_id: dict[str, list[EvalResult]] = {}
+    for r in results:
+        by_id.setdefault(r.env_id, []).append(r)
+    for env_id, group in by_id.items():
+        families = sorted({f for r in group for f in r.recorder.families})
+        keys = families + ([ALL] if len(families) > 1 else [])
+        for fam in keys:
+            for r in group:
+                if fam != ALL and fam not in r.recorder.families:
+                    continue
+                rows.append(
+                    {
+                        "env_id": env_id,
+                        "family": fam,
+                        "orchestrator": r.orchestrator,
+                        "episodes": r.recorder.n_episodes(fam),
+                        "stats": r.recorder.summary(fam),
+                        "profile": r.recorder.concurrency_profile(fam),
+                    }
+                )
+    return rows
+
+
+def _cell(stat, scale: float, digits: int) -> str:
+    if math.isnan(stat.mean):
+        return "-"
+    if math.isnan(stat.half_width):
+        return f"{stat.mean * scale:.{digits}f}"
+    return f"{stat.mean * scale:.{digits}f} ± {stat.half_width * scale:.{digits}f}"
+
+
+def to_markdown(rows: Sequence[dict[str, Any]], *, title: str | None = None, command: str | None = None) -> str:
+    """The Markdown table (means ± 95% CI half-widths)."""
+    out = io.StringIO()
+    if title:
+        out.write(f"# {title}\n\n")
+    if command:
+        out.write(f"Made by:\n\n```\n{command}\n```\n\n")
+    out.write("Means over episodes ± the half-width of their 95% confidence interval (Student t).\n\n")
+    headers = ["env", "family", "orchestrator", "episodes"] + [h for _, h, _, _ in MARKDOWN_COLUMNS]
+    out.write("| " + " | ".join(headers) + " |\n")
+    out.write("|" + "|".join(["---"] * 3 + ["---:"] * (len(headers) - 3)) + "|\n")
+    for row in rows:
+        cells = [row["env_id"].removeprefix("swarmgym/"), row["family"], row["orchestrator"], str(row["episodes"])]
+        cells += [_cell(row["stats"][name], scale, digits) for name, _, scale, digits in MARKDOWN_COLUMNS]
+        out.write("| " + " | ".join(cells) + " |\n")
+    return out.getvalue()
+
+
+def to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    """CSV with, per recorded quantity, ``_mean``, ``_ci_low`` and ``_ci_high`` columns,
+    then the mean concurrency profile (``profile_k``: share of ticks with k sub-agents)."""
+    width = max((len(r["profile"]) for r in rows), default=0)
+    header = ["env_id", "family", "orchestrator", "episodes"]
+    for name in RECORDED:
+        header += [f"{name}_mean", f"{name}_ci_low", f"{name}_ci_high"]
+    header += [f"profile_{k}" for k in range(width)]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        line = [row["env_id"], row["family"], row["orchestrator"], row["episodes"]]
+        for name in RECORDED:
+            s = row["stats"][name]
+            line += [f"{s.mean:.6g}", f"{s.low:.6g}", f"{s.high:.6g}"]
+        prof = np.pad(row["profile"], (0, width - len(row["profile"])))
+        line += [f"{p:.6g}" for p in prof]
+        writer.writerow(line)
+    return buf.getvalue()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="swarmgym evaluate",
+        description="Evaluate orchestrators on env ids over seeds; print the table and write it as Markdown and CSV.",
+    )
+    p.add_argument(
+        "-o",
+        "--orchestrators",
+        nargs="+",
+        default=list(REFERENCE_NAMES),
+        metavar="SPEC",
+        help=f"orchestrator specs: {', '.join(REFERENCE_NAMES)}, NAME:key=value,... or moe:PATH (default: all reference ones)",
+    )
+    p.add_argument(
+        "--ids",
+        nargs="+",
+        default=["suite"],
+        metavar="ID",
+        help="env ids ('WideSearch-v0' or 'swarmgym/WideSearch-v0'); 'suite' = every Dict id, 'suite-flat' = every flat id (default: suite)",
+    )
+    p.add_argument("-n", "--seeds", type=int, default=DEFAULT_SEEDS, help=f"episodes (seeds) per orchestrator and id (default {DEFAULT_SEEDS})")
+    p.add_argument("--seed-offset", type=int, default=0, help="first seed (default 0)")
+    p.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=f"envs stepped together (default {DEFAULT_BATCH})")
+    p.add_argument("--out", default="runs/evaluate", help="folder for the Markdown and CSV files (default runs/evaluate)")
+    p.add_argument("--name", default="table", help="file stem: writes NAME.md and NAME.csv (default table)")
+    p.add_argument("--title", default=None, help="title line of the Markdown file")
+    p.add_argument("--no-write", action="store_true", help="print the table only")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    return p
+
+
+def cli_main(argv: list[str]) -> int:
+    """Entry point of ``swarmgym evaluate`` (contract 5)."""
+    args = _parser().parse_args(argv)
+    if args.seeds < 1:
+        print("swarmgym evaluate: --seeds must be >= 1", file=sys.stderr)
+        return 2
+    if args.batch < 1:
+        print("swarmgym evaluate: --batch must be >= 1", file=sys.stderr)
+        return 2
+    ids: list[str] = []
+    for name in args.ids:
+        if name == "suite":
+            ids += suite_ids()
+        elif name == "suite-flat":
+            ids += suite_ids(flat=True)
+        else:
+            ids.append(name)
+    try:
+        ids = [resolve_id(i) for i in ids]
+        policies = [load_orchestrator(spec) for spec in args.orchestrators]
+    except (ValueError, TypeError, ImportError) as exc:
+        print(f"swarmgym evaluate: {exc}", file=sys.stderr)
+        return 2
+
+    def progress(r: EvalResult) -> None:
+        if not args.quiet:
+            print(f"  {r.env_id:<32} {r.orchestrator:<22} {r.recorder.n_episodes():>5} episodes  {r.seconds:6.1f} s", file=sys.stderr)
+
+    start = time.perf_counter()
+    results = evaluate(policies, ids, args.seeds, seed_offset=args.seed_offset, batch=args.batch, progress=progress)
+    rows = table_rows(results)
+    command = "swarmgym evaluate " + shlex.join(argv) if argv else "swarmgym evaluate"
+    markdown = to_markdown(rows, title=args.title, command=command)
+    print(markdown)
+    if not args.no_write:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{args.name}.md").write_text(markdown)
+        (out / f"{args.name}.csv").write_text(to_csv(rows))
+        if not args.quiet:
+            print(f"wrote {out / (args.name + '.md')} and {out / (args.name + '.csv')} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+    return 0
+
+
+__all__ = [
+    "DEFAULT_SEEDS",
+    "EvalResult",
+    "cli_main",
+    "dict_observation",
+    "evaluate",
+    "run_episodes",
+    "suite_ids",
+    "table_rows",
+    "to_csv",
+    "to_markdown",
+]
