@@ -65,7 +65,7 @@ def main() -> None:
     med = {env_id: {k: float(np.median([r[k] for r in rs])) for k in rs[0]} for env_id, rs in rounds.items()}
     base = med["CartPole-v1"]["step_us"]
     print(f"steps per env per round: {args.steps}, rounds: {args.repeats} (medians)")
-    print(f"| env | step (us) | step / CartPole | reset (us) | steps/episode | step+reset amortised (us) | amortised / CartPole |")
+    print("| env | step (us) | step / CartPole | reset (us) | steps/episode | step+reset amortised (us) | amortised / CartPole |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for env_id, m in med.items():
         print(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import textwrap
 import warnings
 
@@ -96,7 +95,7 @@ def test_docstring__action_table_and_space_agree():
     env = SwarmEnv()
     rows = _table(SwarmEnv.__doc__, "## Action Space")
     assert [r[1].split("(")[0].split(":")[0] for r in rows] == ["do", "spawn", "wait", "answer"]
-    assert f"Discrete(2 * n_max + 2)" in SwarmEnv.__doc__ and env.action_space.n == 2 * env.n_max + 2
+    assert "Discrete(2 * n_max + 2)" in SwarmEnv.__doc__ and env.action_space.n == 2 * env.n_max + 2
     assert (env.layout["do"], env.layout["spawn"], env.layout["wait"], env.layout["answer"]) == (0, 32, 64, 65)
 
 
