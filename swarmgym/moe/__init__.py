@@ -1,0 +1,14 @@
+"""The compact Mixture-of-Experts orchestrator and its PPO trainer.
+
+* :mod:`swarmgym.moe.model` -- :class:`OrchestratorNet`: a small transformer over node
+  tokens plus a global token whose feed-forward blocks are MoE (top-k routed experts
+  plus one shared expert) or, as the control, dense of equal *active* size.
+* :mod:`swarmgym.moe.ppo` -- :class:`PPOConfig` and :func:`train`: PPO with PARL
+  reward schedules, collecting from the batched engine.
+* :mod:`swarmgym.moe.engines` -- the engine interface the trainer drives and a
+  fallback adapter over ``gymnasium.make_vec`` (for families without batched support).
+* :mod:`swarmgym.moe.policy` -- :func:`load_policy`: a checkpoint as an orchestrator.
+* :mod:`swarmgym.moe.train` / :mod:`swarmgym.moe.study` -- ``swarmgym train`` and ``swarmgym study``.
+
+Heavy imports (torch) happen when a submodule is imported, not here.
+"""

@@ -1,0 +1,207 @@
+"""The engine interface the PPO trainer drives, and how an env id becomes an engine.
+
+The trainer stays in torch: it talks to an object with the interface of
+``swarmgym.batched.BatchedSwarmEngine`` (contract 2 of the project)::
+
+    engine.num_envs, engine.n_max, engine.device, engine.family_names
+    engine.reset() -> {"nodes": [N, n_max, 20], "globals": [N, 10]} float32 tensors
+    engine.step(actions: LongTensor[N]) -> (obs, reward [N], terminated bool[N], info)
+    engine.action_mask -> BoolTensor[N, 2 n_max + 2] for the current observations
+
+Finished envs are reset in place (the returned obs is the next episode's first
+observation); ``info["done_mask"]`` says which envs finished and
+``info["metrics"]`` holds the finished episodes' metrics as tensors
+(``family_id`` indexing ``engine.family_names``).
+
+:class:`GymVectorEngine` implements that interface over
+``gymnasium.make_vec(id, num_envs=N, vectorization_mode="sync")`` (same-step
+autoreset). It is the CPU fallback for families the batched engine does not
+support, and what the trainer uses where ``swarmgym.batched`` is not installed.
+:func:`make_engine` picks one.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from swarmgym.env import SwarmEnv
+
+#: Metric keys that are not scalars per episode (skipped when metrics become tensors).
+_NON_SCALAR = ("family", "concurrency_profile")
+
+
+def resolve_env_kwargs(env_id: str, overrides: dict | None = None) -> dict[str, Any]:
+    """The SwarmEnv keyword arguments of a registered id, with ``overrides`` merged in
+    (``generator_kwargs`` and ``config`` are merged key by key, one level deep for the
+    ``reliability`` and ``tokens`` tables of the config).
+
+    :param env_id: a registered id such as ``"swarmgym/Mixed-v0"``.
+    :param overrides: e.g. ``{"config": {"spawn_ticks": 1}, "generator_kwargs": {"budget_factor": 1.2}}``.
+    """
+    import swarmgym  # noqa: F401  (registers the suite)
+
+    try:
+        spec = gym.spec(env_id)
+    except gym.error.Error as exc:
+        raise ValueError(f"env_id {env_id!r} is not registered: {exc}") from None
+    kwargs = copy.deepcopy(dict(spec.kwargs))
+    kwargs.pop("observation_mode", None)
+    for key, value in (overrides or {}).items():
+        if key in ("generator_kwargs", "config") and isinstance(value, dict):
+            merged = dict(kwargs.get(key) or {})
+            for k, v in value.items():
+                if isinstance(v, dict) and isinstance(merged.get(k), dict):
+                    merged[k] = {**merged[k], **v}
+                else:
+                    merged[k] = v
+            kwargs[key] = merged
+        else:
+            kwargs[key] = value
+    return kwargs
+
+
+def family_names_of(generator: Any) -> list[str]:
+    """Family names a generator can produce, in a fixed order (Mixed: its members)."""
+    members = getattr(generator, "generators", None)
+    if members:
+        return [g.name for g in members]
+    name = getattr(generator, "name", None)
+    return [name] if isinstance(name, str) else []
+
+
+class _EnvFactory:
+    """A picklable env constructor (so an engine can be saved in a checkpoint)."""
+
+    def __init__(self, kwargs: dict) -> None:
+        self.kwargs = kwargs
+
+    def __call__(self) -> SwarmEnv:
+        return SwarmEnv(**copy.deepcopy(self.kwargs))
+
+
+class GymVectorEngine:
+    """The engine interface over a synchronous Gymnasium vector env of :class:`SwarmEnv`.
+
+    :param env_kwargs: keyword arguments of :class:`SwarmEnv` (see :func:`resolve_env_kwargs`).
+    :param num_envs: envs stepped together, in [1, 65536].
+    :param device: torch device of the returned tensors.
+    :param seed: env ``i`` is seeded with ``seed + i`` at :meth:`reset`.
+    """
+
+    def __init__(self, env_kwargs: dict, num_envs: int, device: str | torch.device = "cpu", seed: int = 0) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or not 1 <= num_envs <= 65536:
+            raise ValueError(f"num_envs must be an integer in [1, 65536], got {num_envs!r}")
+        kwargs = dict(env_kwargs)
+        kwargs["observation_mode"] = "dict"
+        self.env_kwargs = kwargs
+        self.num_envs = num_envs
+        self.device = torch.device(device)
+        self.seed = int(seed)
+        self.vec = gym.vector.SyncVectorEnv(
+            [_EnvFactory(kwargs) for _ in range(num_envs)],
+            autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
+        )
+        first = self.vec.envs[0]
+        self.n_max = first.n_max
+        self.family_names = family_names_of(first.generator) or ["custom"]
+        self._mask = np.zeros((num_envs, 2 * self.n_max + 2), dtype=bool)
+
+    def __repr__(self) -> str:
+        return f"GymVectorEngine(num_envs={self.num_envs}, n_max={self.n_max}, families={self.family_names}, device={self.device})"
+
+    def _obs(self, obs: dict) -> dict[str, torch.Tensor]:
+        return {
+            "nodes": torch.as_tensor(obs["nodes"], dtype=torch.float32, device=self.device),
+            "globals": torch.as_tensor(obs["globals"], dtype=torch.float32, device=self.device),
+        }
+
+    def reset(self) -> dict[str, torch.Tensor]:
+        obs, info = self.vec.reset(seed=self.seed)
+        self._mask = np.asarray(info["action_mask"], dtype=bool)
+        return self._obs(obs)
+
+    @property
+    def action_mask(self) -> torch.Tensor:
+        return torch.as_tensor(self._mask, device=self.device)
+
+    def _family_id(self, name: str) -> int:
+        if name not in self.family_names:
+            self.family_names.append(name)
+        return self.family_names.index(name)
+
+    def step(self, actions: torch.Tensor):
+        acts = actions.detach().to("cpu").numpy().astype(np.int64)
+        obs, reward, terminated, truncated, info = self.vec.step(acts)
+        self._mask = np.asarray(info["action_mask"], dtype=bool)
+        done = np.logical_or(terminated, truncated)
+        metrics: dict[str, torch.Tensor] = {}
+        if done.any():
+            final = info["final_info"]
+            raw = final["metrics"]
+            finished = np.asarray(final.get("_metrics", done), dtype=bool) & done
+            for key, value in raw.items():
+                if key.startswith("_") or key in _NON_SCALAR:
+                    continue
+                arr = np.zeros(self.num_envs, dtype=np.float64)
+                arr[finished] = np.asarray(value, dtype=np.float64)[finished]
+                metrics[key] = torch.as_tensor(arr, device=self.device)
+            fam = np.full(self.num_envs, -1, dtype=np.int64)
+            for i in np.flatnonzero(finished):
+                fam[i] = self._family_id(str(raw["family"][i]))
+            metrics["family_id"] = torch.as_tensor(fam, device=self.device)
+            profile = np.asarray(raw["concurrency_profile"], dtype=np.float64)
+            metrics["concurrency_profile"] = torch.as_tensor(np.where(finished[:, None], profile, 0.0), device=self.device)
+        info_out = {"done_mask": torch.as_tensor(done, device=self.device), "metrics": metrics}
+        return (
+            self._obs(obs),
+            torch.as_tensor(reward, dtype=torch.float32, device=self.device),
+            torch.as_tensor(done, device=self.device),
+            info_out,
+        )
+
+
+def make_engine(
+    env_id: str,
+    num_envs: int,
+    *,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    engine: str = "auto",
+    overrides: dict | None = None,
+):
+    """An engine for ``env_id``.
+
+    :param engine: ``"batched"`` (``swarmgym.batched.BatchedSwarmEngine``; an error if it
+        is missing or does not support the family), ``"gym"`` (:class:`GymVectorEngine`) or
+        ``"auto"`` (batched when available and supported, else gym, with a warning).
+    """
+    if engine not in ("auto", "batched", "gym"):
+        raise ValueError(f"engine must be 'auto', 'batched' or 'gym', got {engine!r}")
+    kwargs = resolve_env_kwargs(env_id, overrides)
+    if engine in ("auto", "batched"):
+        try:
+            from swarmgym.batched import BatchedSwarmEngine
+
+            return BatchedSwarmEngine(
+                kwargs.get("generator", "WideSearch"),
+                generator_kwargs=kwargs.get("generator_kwargs"),
+                config=kwargs.get("config"),
+                n_max=kwargs.get("n_max"),
+                num_envs=num_envs,
+                device=device,
+                seed=seed,
+            )
+        except (ImportError, NotImplementedError, TypeError, ValueError) as exc:
+            if engine == "batched":
+                raise
+            if not isinstance(exc, ImportError):
+                warnings.warn(f"the batched engine cannot run {env_id!r} ({exc}); using the gymnasium sync engine", stacklevel=2)
+    if torch.device(device).type != "cpu":
+        warnings.warn("the gymnasium sync engine steps on CPU; tensors are moved to the device", stacklevel=2)
+    return GymVectorEngine(kwargs, num_envs, device=device, seed=seed)

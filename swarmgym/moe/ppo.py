@@ -1,0 +1,657 @@
+"""PPO for the orchestrator, with PARL reward schedules (read top to bottom).
+
+The shape follows CleanRL's ``ppo.py``: one config dataclass (a docstring under
+every field), derived sizes computed right after construction, one seeding block,
+then the loop -- collect a rollout from the engine, compute GAE advantages, run
+the clipped PPO update in minibatches, log. Differences from CleanRL:
+
+* the env is an *engine* (:mod:`swarmgym.moe.engines`): torch tensors in and out,
+  finished envs reset in place, episode metrics as tensors;
+* the reward of a finished episode is
+  ``r = r_perf + λ1(t)·r_parallel + λ2(t)·r_finish - token_cost·tokens/1e5``
+  (PARL, Kimi K2.5) with λ schedules from :mod:`swarmgym.parl`; 0 on other steps;
+* the MoE balance term: the Switch auxiliary loss (``balance="aux"``) and/or the
+  DeepSeek-V3 bias update after every optimiser step (``balance="bias"``);
+* actions are sampled with a dedicated ``torch.Generator`` (Gumbel-max), and a
+  checkpoint stores model, optimiser, step counters, every RNG state and the engine
+  itself, so a resumed run is bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import math
+import pickle
+import random
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from swarmgym.moe.engines import make_engine, resolve_env_kwargs
+from swarmgym.moe.model import ModelConfig, OrchestratorNet
+
+CHECKPOINT_FORMAT = "swarmgym-moe-ppo-1"
+#: Episode metrics averaged into each log row (``charts/<key>``).
+EPISODE_KEYS = (
+    "score",
+    "critical_steps",
+    "speedup",
+    "ideal_speedup",
+    "mean_concurrency",
+    "serial_collapse_index",
+    "spurious_spawn_rate",
+    "n_spawned",
+    "tokens",
+    "cost_usd",
+    "budget_exhausted",
+)
+
+
+@dataclass
+class PPOConfig:
+    """Every hyperparameter of a training run."""
+
+    # ---- environment
+    env_id: str = "swarmgym/Mixed-v0"
+    """Registered env id whose generator and dynamics are trained on."""
+    env_overrides: dict = field(default_factory=dict)
+    """Changes to the id's SwarmEnv kwargs, e.g. ``{"config": {"spawn_ticks": 1}, "generator_kwargs": {"budget_factor": 1.2}}``."""
+    engine: str = "auto"
+    """``"auto"`` (the batched engine when available, else gymnasium sync), ``"batched"`` or ``"gym"``."""
+    num_envs: int = 32
+    """Envs stepped together, in [1, 65536]."""
+    num_steps: int = 64
+    """Steps per env per rollout, in [1, 100000]; a rollout is ``num_envs * num_steps`` env steps."""
+    total_steps: int = 400_000
+    """Env steps of the whole run, >= one rollout."""
+    seed: int = 0
+    """Seeds the engine, torch, numpy, python and the action sampler."""
+    device: str = "cpu"
+    """Torch device of model and rollout (``"cuda"`` runs the model under bf16 autocast)."""
+    torch_threads: int = 0
+    """``torch.set_num_threads`` for the run (0 = leave as is)."""
+    # ---- model
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """Architecture (MoE or the dense control), see :class:`swarmgym.moe.model.ModelConfig`."""
+    # ---- PPO
+    learning_rate: float = 5e-4
+    """Adam step size, in (0, 1)."""
+    anneal_lr: bool = True
+    """Linearly anneal the step size to 0 over the run."""
+    gamma: float = 0.995
+    """Discount per env step, in [0, 1]."""
+    gae_lambda: float = 0.95
+    """GAE λ, in [0, 1]."""
+    num_minibatches: int = 4
+    """Minibatches per epoch, in [1, batch size]."""
+    update_epochs: int = 3
+    """Passes over each rollout, in [1, 100]."""
+    norm_adv: bool = True
+    """Normalise advantages per minibatch."""
+    clip_coef: float = 0.2
+    """PPO ratio clip, in (0, 1]."""
+    clip_vloss: bool = True
+    """Clip the value loss as in the PPO paper's code."""
+    ent_coef: float = 0.01
+    """Entropy bonus coefficient, >= 0."""
+    vf_coef: float = 0.5
+    """Value loss coefficient, >= 0."""
+    max_grad_norm: float = 0.5
+    """Gradient clipping norm, > 0."""
+    target_kl: float | None = None
+    """Stop the epochs early when the approximate KL exceeds this (None = never)."""
+    aux_loss_coef: float = 0.01
+    """Weight of the Switch auxiliary balance loss (used when ``model.balance`` is ``"aux"`` or ``"both"``), >= 0."""
+    # ---- reward (PARL)
+    parl: bool = True
+    """Add the PARL terms; False trains on ``r_perf`` (minus the token cost) alone."""
+    lambda_schedule: str = "linear"
+    """Schedule of λ1 and λ2: ``"constant"``, ``"linear"``, ``"cosine"`` or ``"step"`` (:class:`swarmgym.parl.LambdaSchedule`)."""
+    lambda1: float = 0.3
+    """Initial λ1 (weight of ``r_parallel``), >= 0."""
+    lambda2: float = 0.3
+    """Initial λ2 (weight of ``r_finish``), >= 0."""
+    anneal_fraction: float = 0.5
+    """Fraction of the run by which annealed λs reach 0, in (0, 1]."""
+    parallel_form: str = "instantiation"
+    """Form of ``r_parallel`` (:data:`swarmgym.parl.PARALLEL_FORMS`); the published one is ``"instantiation"``."""
+    parallel_cap: int = 10
+    """Spawns that earn the full ``r_parallel`` (count-based forms), >= 1."""
+    finish_form: str = "finish_rate"
+    """Form of ``r_finish`` (:data:`swarmgym.parl.FINISH_FORMS`)."""
+    token_cost: float = 0.0
+    """Penalty per 100k tokens subtracted from every episode's reward (a compute cost in the objective), >= 0."""
+    # ---- logging
+    log_every: int = 1
+    """Write a log row every this many updates, >= 1."""
+    checkpoint_every: int = 0
+    """Save ``checkpoint.pt`` every this many updates (0 = only at the end), >= 0."""
+    tensorboard: bool = True
+    """Write TensorBoard event files (needs the ``tensorboard`` package)."""
+    progress: bool = True
+    """Show a tqdm progress bar with live figures (needs ``tqdm``)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, dict):
+            self.model = ModelConfig.from_dict(self.model)
+        if not isinstance(self.model, ModelConfig):
+            raise TypeError(f"model must be a ModelConfig or a dict of its fields, got {type(self.model).__name__}")
+        if self.engine not in ("auto", "batched", "gym"):
+            raise ValueError(f"engine must be 'auto', 'batched' or 'gym', got {self.engine!r}")
+        if self.lambda_schedule not in ("constant", "linear", "cosine", "step"):
+            raise ValueError(f"lambda_schedule must be 'constant', 'linear', 'cosine' or 'step', got {self.lambda_schedule!r}")
+        for name, lo, hi in (("num_envs", 1, 65536), ("num_steps", 1, 100_000), ("update_epochs", 1, 100), ("parallel_cap", 1, 10**6)):
+            _check_int(name, getattr(self, name), lo, hi)
+        _check_int("total_steps", self.total_steps, self.num_envs * self.num_steps, 10**12)
+        _check_int("num_minibatches", self.num_minibatches, 1, self.batch_size)
+        _check_int("log_every", self.log_every, 1, 10**9)
+        _check_int("checkpoint_every", self.checkpoint_every, 0, 10**9)
+        _check_int("torch_threads", self.torch_threads, 0, 1024)
+        _check_int("seed", self.seed, 0, 2**31 - 1)
+        for name, lo, hi, open_lo in (
+            ("learning_rate", 0.0, 1.0, True),
+            ("gamma", 0.0, 1.0, False),
+            ("gae_lambda", 0.0, 1.0, False),
+            ("clip_coef", 0.0, 1.0, True),
+            ("ent_coef", 0.0, 10.0, False),
+            ("vf_coef", 0.0, 100.0, False),
+            ("max_grad_norm", 0.0, 1e6, True),
+            ("aux_loss_coef", 0.0, 100.0, False),
+            ("lambda1", 0.0, 100.0, False),
+            ("lambda2", 0.0, 100.0, False),
+            ("anneal_fraction", 0.0, 1.0, True),
+            ("token_cost", 0.0, 1e6, False),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise TypeError(f"{name} must be a number in {'(' if open_lo else '['}{lo}, {hi}], got {value!r}")
+            if value > hi or value < lo or (open_lo and value == lo):
+                raise ValueError(f"{name} must be in {'(' if open_lo else '['}{lo}, {hi}], got {value}")
+        if self.target_kl is not None and not (isinstance(self.target_kl, (int, float)) and self.target_kl > 0):
+            raise ValueError(f"target_kl must be None or a number > 0, got {self.target_kl!r}")
+        if not isinstance(self.env_overrides, dict):
+            raise TypeError(f"env_overrides must be a dict, got {type(self.env_overrides).__name__}")
+
+    # derived sizes (CleanRL computes these right after parsing)
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_steps // self.batch_size
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PPOConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown PPOConfig fields {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+
+
+def sample_actions(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Sample from ``softmax(logits)`` by the Gumbel-max trick with an explicit generator."""
+    u = torch.rand(logits.shape, generator=generator, device=generator.device).to(logits.device)
+    gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
+    return torch.argmax(logits + gumbel, dim=-1)
+
+
+def logprob_entropy(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probability of ``actions`` and the entropy under masked ``logits``."""
+    logp = F.log_softmax(logits, dim=-1)
+    p = logp.exp()
+    entropy = -(p * logp).sum(-1)
+    return logp.gather(1, actions.unsqueeze(1)).squeeze(1), entropy
+
+
+class PPOTrainer:
+    """Trains an :class:`OrchestratorNet` with PPO on an engine.
+
+    :param config: the run's :class:`PPOConfig`.
+    :param run_dir: folder for ``checkpoint.pt``, ``progress.csv`` and TensorBoard events (None = no files).
+    """
+
+    def __init__(self, config: PPOConfig, run_dir: str | Path | None = None) -> None:
+        if not isinstance(config, PPOConfig):
+            raise TypeError(f"config must be a PPOConfig, got {type(config).__name__}")
+        cfg = self.config = config
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+        self.device = torch.device(cfg.device)
+        # ---- seeding (one block)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.sampler = torch.Generator(device="cpu").manual_seed(cfg.seed)
+        # ---- engine, model, optimiser
+        env_kwargs = resolve_env_kwargs(cfg.env_id, cfg.env_overrides)
+        self.max_subagents = int((env_kwargs.get("config") or {}).get("max_subagents", 8))
+        self.engine = make_engine(cfg.env_id, cfg.num_envs, device=self.device, seed=cfg.seed, engine=cfg.engine, overrides=cfg.env_overrides)
+        self.n_max = int(self.engine.n_max)
+        self.model = OrchestratorNet(cfg.model).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate, eps=1e-5)
+        # ---- PARL schedules
+        self.lambda1, self.lambda2 = self._schedules()
+        # ---- state
+        self.global_step = 0
+        self.update = 0
+        self.wall_time = 0.0
+        self.history: list[dict] = []
+        self.next_obs = self.engine.reset()
+        self.next_mask = self.engine.action_mask.clone()
+        self._episode_start = torch.zeros(cfg.num_envs, dtype=torch.long)
+        self._writer = None
+        self._csv_keys: list[str] | None = None
+
+    def _schedules(self):
+        cfg = self.config
+        if not cfg.parl:
+            return (lambda step: 0.0), (lambda step: 0.0)
+        from swarmgym.parl import LambdaSchedule
+
+        make = lambda initial: LambdaSchedule(cfg.lambda_schedule, initial, cfg.anneal_fraction, cfg.total_steps)  # noqa: E731
+        return make(cfg.lambda1), make(cfg.lambda2)
+
+    @property
+    def family_names(self) -> list[str]:
+        return list(self.engine.family_names)
+
+    # ------------------------------------------------------------------ reward
+    def episode_reward(self, r_perf: torch.Tensor, metrics: dict[str, torch.Tensor], done: torch.Tensor) -> dict[str, torch.Tensor]:
+        """PARL reward of the finished episodes (rows of ``done``): ``r_perf + λ1 r_parallel + λ2 r_finish - token cost``."""
+        cfg = self.config
+        m = {k: v[done] for k, v in metrics.items() if torch.is_tensor(v) and v.shape[:1] == done.shape}
+        lam1, lam2 = float(self.lambda1(self.global_step)), float(self.lambda2(self.global_step))
+        zeros = torch.zeros_like(r_perf[done], dtype=torch.float32)
+        if cfg.parl:
+            from swarmgym.parl import finish_reward, parallel_reward
+
+            r_par = torch.as_tensor(
+                parallel_reward(m, form=cfg.parallel_form, cap=cfg.parallel_cap, max_subagents=self.max_subagents), dtype=torch.float32
+            ).to(zeros.device)
+            r_fin = torch.as_tensor(finish_reward(m, form=cfg.finish_form), dtype=torch.float32).to(zeros.device)
+        else:
+            r_par, r_fin = zeros, zeros
+        r_tok = m["tokens"].float() / 1e5 if "tokens" in m else zeros
+        total = r_perf[done].float() + lam1 * r_par + lam2 * r_fin - cfg.token_cost * r_tok
+        return {"reward": total, "r_parallel": r_par, "r_finish": r_fin}
+
+    # ------------------------------------------------------------------ rollout
+    @torch.no_grad()
+    def collect(self) -> dict[str, torch.Tensor]:
+        """One rollout of ``num_steps`` steps in every env; finished episodes' metrics go to ``self._episodes``."""
+        cfg, dev = self.config, self.device
+        T, N, A = cfg.num_steps, cfg.num_envs, 2 * self.n_max + 2
+        buf = {
+            "nodes": torch.zeros(T, N, self.n_max, self.next_obs["nodes"].shape[-1], device=dev),
+            "globals": torch.zeros(T, N, self.next_obs["globals"].shape[-1], device=dev),
+            "mask": torch.zeros(T, N, A, dtype=torch.bool, device=dev),
+            "actions": torch.zeros(T, N, dtype=torch.long, device=dev),
+            "logprobs": torch.zeros(T, N, device=dev),
+            "rewards": torch.zeros(T, N, device=dev),
+            "dones": torch.zeros(T, N, device=dev),
+            "values": torch.zeros(T, N, device=dev),
+            "family": torch.full((T, N), -1, dtype=torch.long),
+        }
+        episodes: list[dict[str, torch.Tensor]] = []
+        self._episode_start.zero_()  # step index (within this rollout) where each env's episode began
+        self.model.eval()
+        for t in range(T):
+            obs, mask = self.next_obs, self.next_mask
+            buf["nodes"][t], buf["globals"][t], buf["mask"][t] = obs["nodes"], obs["globals"], mask
+            logits, value = self.model(obs["nodes"], obs["globals"], mask)
+            action = sample_actions(logits, self.sampler)
+            logp, _ = logprob_entropy(logits, action)
+            buf["actions"][t], buf["logprobs"][t], buf["values"][t] = action, logp, value
+            self.next_obs, r_perf, terminated, info = self.engine.step(action)
+            self.next_mask = self.engine.action_mask.clone()
+            done = info.get("done_mask", terminated).to(torch.bool)
+            rewards = torch.zeros(N, device=dev)
+            if done.any():
+                metrics = _metrics_rows(info.get("metrics", {}), done)
+                terms = self.episode_reward(r_perf.to(dev), metrics, done)
+                rewards[done] = terms["reward"].to(dev)
+                ep = {k: v[done].double().cpu() for k, v in metrics.items() if torch.is_tensor(v) and v.dim() == 1}
+                ep["r_parallel"], ep["r_finish"], ep["reward"] = terms["r_parallel"].cpu().double(), terms["r_finish"].cpu().double(), terms["reward"].cpu().double()
+                if "concurrency_profile" in metrics:
+                    ep["concurrency_profile"] = metrics["concurrency_profile"][done].double().cpu()
+                episodes.append(ep)
+                fam = metrics.get("family_id")
+                for i in done.nonzero(as_tuple=True)[0].tolist():
+                    if fam is not None:
+                        buf["family"][self._episode_start[i] : t + 1, i] = int(fam[i])
+                    self._episode_start[i] = t + 1
+            buf["rewards"][t] = rewards
+            buf["dones"][t] = done.float()
+            self.global_step += N
+        # bootstrap value of the state after the rollout
+        _, buf["next_value"] = self.model(self.next_obs["nodes"], self.next_obs["globals"], self.next_mask)
+        self._episodes = episodes
+        return buf
+
+    def advantages(self, buf: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """GAE(λ); ``dones[t]`` marks that the step at ``t`` ended its episode (no bootstrap across it)."""
+        cfg = self.config
+        T = cfg.num_steps
+        adv = torch.zeros_like(buf["rewards"])
+        last = torch.zeros_like(buf["rewards"][0])
+        for t in reversed(range(T)):
+            next_value = buf["next_value"] if t == T - 1 else buf["values"][t + 1]
+            nonterminal = 1.0 - buf["dones"][t]
+            delta = buf["rewards"][t] + cfg.gamma * next_value * nonterminal - buf["values"][t]
+            last = delta + cfg.gamma * cfg.gae_lambda * nonterminal * last
+            adv[t] = last
+        return adv, adv + buf["values"]
+
+    # ------------------------------------------------------------------ update
+    def learn(self, buf: dict[str, torch.Tensor]) -> dict[str, float]:
+        """The clipped PPO update over minibatches; returns the losses/* figures."""
+        cfg, model = self.config, self.model
+        adv, returns = self.advantages(buf)
+        flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731
+        b_nodes, b_glob, b_mask = flat(buf["nodes"]), flat(buf["globals"]), flat(buf["mask"])
+        b_act, b_logp, b_val = flat(buf["actions"]), flat(buf["logprobs"]), flat(buf["values"])
+        b_adv, b_ret = flat(adv), flat(returns)
+        n_fam = len(self.family_names)
+        b_fam = flat(buf["family"]).clone()
+        b_fam[b_fam < 0] = n_fam  # unknown family (episode unfinished in this rollout): last bucket
+        b_fam = b_fam.to(self.device)
+        use_aux = cfg.model.balance in ("aux", "both") and cfg.model.ffn == "moe"
+        use_bias = cfg.model.balance in ("bias", "both") and cfg.model.ffn == "moe"
+        family_load = None
+        stats = {"pg_loss": [], "v_loss": [], "entropy": [], "approx_kl": [], "clipfrac": [], "aux_loss": []}
+        if cfg.anneal_lr:
+            frac = 1.0 - self.update / max(cfg.num_updates, 1)
+            self.optimizer.param_groups[0]["lr"] = frac * cfg.learning_rate
+        model.train()
+        for epoch in range(cfg.update_epochs):
+            order = torch.randperm(cfg.batch_size, generator=self.sampler).to(self.device)
+            stop = False
+            for start in range(0, cfg.batch_size - cfg.minibatch_size + 1, cfg.minibatch_size):
+                mb = order[start : start + cfg.minibatch_size]
+                logits, value = model(b_nodes[mb], b_glob[mb], b_mask[mb], family=b_fam[mb] if epoch == 0 else None)
+                if epoch == 0:
+                    rs = model.routing_stats().get("family_load")
+                    if rs is not None:
+                        padded = torch.zeros(rs.shape[0], n_fam + 1, rs.shape[2], device=rs.device)
+                        padded[:, : rs.shape[1]] = rs
+                        family_load = padded if family_load is None else family_load + padded
+                new_logp, entropy = logprob_entropy(logits, b_act[mb])
+                log_ratio = new_logp - b_logp[mb]
+                ratio = log_ratio.exp()
+                with torch.no_grad():
+                    approx_kl = ((ratio - 1) - log_ratio).mean()
+                    clipfrac = ((ratio - 1.0).abs() > cfg.clip_coef).float().mean()
+                mb_adv = b_adv[mb]
+                if cfg.norm_adv and mb_adv.numel() > 1:
+                    mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
+                # policy loss (clipped surrogate)
+                pg_loss = torch.max(-mb_adv * ratio, -mb_adv * ratio.clamp(1 - cfg.clip_coef, 1 + cfg.clip_coef)).mean()
+                # value loss
+                if cfg.clip_vloss:
+                    v_clipped = b_val[mb] + (value - b_val[mb]).clamp(-cfg.clip_coef, cfg.clip_coef)
+                    v_loss = 0.5 * torch.max((value - b_ret[mb]) ** 2, (v_clipped - b_ret[mb]) ** 2).mean()
+                else:
+                    v_loss = 0.5 * ((value - b_ret[mb]) ** 2).mean()
+                ent = entropy.mean()
+                aux = model.aux_loss() if use_aux else torch.zeros((), device=self.device)
+                loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss + cfg.aux_loss_coef * aux
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                self.optimizer.step()
+                if use_bias:
+                    model.update_router_bias()
+                for k, v in (("pg_loss", pg_loss), ("v_loss", v_loss), ("entropy", ent), ("approx_kl", approx_kl), ("clipfrac", clipfrac), ("aux_loss", aux)):
+                    stats[k].append(float(v.detach()) if torch.is_tensor(v) else float(v))
+                if cfg.target_kl is not None and approx_kl > cfg.target_kl:
+                    stop = True
+                    break
+            if stop:
+                break
+        for m in model.moe_layers():
+            m.load_since_update.zero_()  # rollout-time loads are not part of the next update's balance
+        y, var_y = b_ret.cpu().numpy(), b_ret.var().item()
+        out = {f"losses/{k}": float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
+        out["losses/explained_variance"] = float("nan") if var_y == 0 else 1.0 - float(np.var(y - b_val.cpu().numpy())) / var_y
+        out["losses/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        self._family_load = family_load.cpu() if family_load is not None else None
+        return out
+
+    # ------------------------------------------------------------------ logging
+    def _row(self, losses: dict[str, float], sps: float) -> dict[str, float]:
+        """One log row: charts/* (finished episodes of the last rollout), parl/*, losses/*, moe/*."""
+        row: dict[str, float] = {"global_step": self.global_step, "update": self.update, "time_s": round(self.wall_time, 3), "charts/sps": sps}
+        eps = self._episodes
+        cat = {k: torch.cat([e[k] for e in eps]) for k in (eps[0].keys() if eps else [])}
+        row["charts/episodes"] = float(len(cat["score"])) if "score" in cat else 0.0
+        for k in EPISODE_KEYS + ("r_parallel", "r_finish", "reward"):
+            row[f"charts/{k}"] = float(cat[k].mean()) if k in cat and len(cat[k]) else float("nan")
+        row["parl/lambda1"] = float(self.lambda1(self.global_step))
+        row["parl/lambda2"] = float(self.lambda2(self.global_step))
+        fams = self.family_names
+        for f, name in enumerate(fams):
+            sel = cat["family_id"] == f if "family_id" in cat else None
+            for k in ("score", "critical_steps", "speedup", "spurious_spawn_rate", "n_spawned"):
+                ok = sel is not None and bool(sel.any()) and k in cat
+                row[f"family/{name}/{k}"] = float(cat[k][sel].mean()) if ok else float("nan")
+        row.update(losses)
+        fl = getattr(self, "_family_load", None)
+        if fl is not None:
+            n_layers, _, n_exp = fl.shape
+            total = fl.sum(1)  # [layers, E]
+            for l in range(n_layers):
+                share = total[l] / total[l].sum().clamp_min(1.0)
+                for e in range(n_exp):
+                    row[f"moe/load/l{l}/e{e}"] = float(share[e])
+                row[f"moe/load_cv/l{l}"] = float(share.std() / share.mean().clamp_min(1e-9))
+                for f, name in enumerate(fams):
+                    fs = fl[l, f] / fl[l, f].sum().clamp_min(1.0)
+                    for e in range(n_exp):
+                        row[f"moe/family_load/{name}/l{l}/e{e}"] = float(fs[e])
+        return row
+
+    def _log(self, row: dict[str, float]) -> None:
+        self.history.append(row)
+        if self.run_dir is None:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / "progress.csv"
+        if self._csv_keys is None:
+            self._csv_keys = list(row.keys())
+            if not path.exists() or self.update <= self.config.log_every:
+                with open(path, "w", newline="") as fh:
+                    csv.DictWriter(fh, self._csv_keys).writeheader()
+            else:
+                with open(path, newline="") as fh:
+                    self._csv_keys = next(csv.reader(fh), self._csv_keys)
+        with open(path, "a", newline="") as fh:
+            csv.DictWriter(fh, self._csv_keys, extrasaction="ignore", restval="").writerow(row)
+        if self.config.tensorboard:
+            if self._writer is None:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                except ImportError:
+                    warnings.warn("tensorboard is not installed (pip install 'swarmgym[train]'); TensorBoard logging is off", stacklevel=2)
+                    self.config.tensorboard = False
+                    return
+                self._writer = SummaryWriter(str(self.run_dir / "tb"))
+            for k, v in row.items():
+                if k not in ("global_step", "update") and isinstance(v, float) and math.isfinite(v):
+                    self._writer.add_scalar(k, v, self.global_step)
+
+    # ------------------------------------------------------------------ main loop
+    def train(self, max_updates: int | None = None) -> list[dict]:
+        """Run updates until ``total_steps`` (or ``max_updates`` more updates); returns the history."""
+        cfg = self.config
+        bar = None
+        if cfg.progress:
+            try:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=cfg.num_updates * cfg.batch_size, initial=self.global_step, unit="step", dynamic_ncols=True, desc="train")
+            except ImportError:
+                warnings.warn("tqdm is not installed (pip install 'swarmgym[train]'); no progress bar", stacklevel=2)
+        done_here = 0
+        try:
+            while self.update < cfg.num_updates and (max_updates is None or done_here < max_updates):
+                t0 = time.perf_counter()
+                buf = self.collect()
+                losses = self.learn(buf)
+                self.update += 1
+                done_here += 1
+                dt = time.perf_counter() - t0
+                self.wall_time += dt
+                if self.update % cfg.log_every == 0 or self.update == cfg.num_updates:
+                    row = self._row(losses, cfg.batch_size / dt)
+                    self._log(row)
+                    if bar is not None:
+                        bar.set_postfix(
+                            score=f"{row['charts/score']:.3f}",
+                            crit=f"{row['charts/critical_steps']:.1f}",
+                            speedup=f"{row['charts/speedup']:.2f}",
+                            spawn=f"{row['charts/n_spawned']:.1f}",
+                            lam1=f"{row['parl/lambda1']:.3f}",
+                            sps=f"{row['charts/sps']:.0f}",
+                            refresh=False,
+                        )
+                if bar is not None:
+                    bar.update(cfg.batch_size)
+                if self.run_dir is not None and cfg.checkpoint_every and self.update % cfg.checkpoint_every == 0:
+                    self.save(self.run_dir / "checkpoint.pt")
+        finally:
+            if bar is not None:
+                bar.close()
+            if self._writer is not None:
+                self._writer.flush()
+        if self.run_dir is not None:
+            self.save(self.run_dir / "checkpoint.pt")
+        return self.history
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        """Everything needed to resume exactly, plus what :func:`swarmgym.moe.policy.load_policy` reads."""
+        try:
+            engine_blob = pickle.dumps(self.engine)
+        except Exception as exc:  # an engine that cannot be pickled: resume restarts its episodes
+            warnings.warn(f"the engine cannot be pickled ({exc}); a resumed run restarts its episodes", stacklevel=2)
+            engine_blob = None
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "ppo_config": self.config.to_dict(),
+            "model_config": self.config.model.to_dict(),
+            "n_max": self.n_max,
+            "family_names": self.family_names,
+            "env_id": self.config.env_id,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "global_step": self.global_step,
+            "update": self.update,
+            "wall_time": self.wall_time,
+            "history": self.history,
+            "rng": {
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "torch": torch.get_rng_state(),
+                "sampler": self.sampler.get_state(),
+            },
+            "engine": engine_blob,
+            "next_obs": {k: v.cpu() for k, v in self.next_obs.items()},
+            "next_mask": self.next_mask.cpu(),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def resume(cls, path: str | Path, run_dir: str | Path | None = None, **overrides: Any) -> "PPOTrainer":
+        """A trainer restored from a checkpoint written by :meth:`save` (only load files you trust:
+        the checkpoint holds a pickled engine).
+
+        :param overrides: PPOConfig fields to change (e.g. ``progress=False``); changing
+            anything that shapes the run breaks exact resumption.
+        """
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(f"{path} is not a swarmgym MoE PPO checkpoint (format {state.get('format')!r})")
+        cfg_dict = copy.deepcopy(state["ppo_config"])
+        cfg_dict.update(overrides)
+        trainer = cls(PPOConfig.from_dict(cfg_dict), run_dir=run_dir)
+        trainer.model.load_state_dict(state["model"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.global_step, trainer.update = int(state["global_step"]), int(state["update"])
+        trainer.wall_time = float(state.get("wall_time", 0.0))
+        trainer.history = list(state.get("history", []))
+        if state.get("engine") is not None:
+            trainer.engine = pickle.loads(state["engine"])
+            trainer.next_obs = {k: v.to(trainer.device) for k, v in state["next_obs"].items()}
+            trainer.next_mask = state["next_mask"].to(trainer.device)
+        rng = state["rng"]
+        random.setstate(rng["python"])
+        np.random.set_state(rng["numpy"])
+        torch.set_rng_state(rng["torch"])
+        trainer.sampler.set_state(rng["sampler"])
+        return trainer
+
+
+def _metrics_rows(metrics: dict, done: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Metrics as ``[num_envs]`` tensors (an engine may give only the finished rows; they are scattered back)."""
+    n, out = done.shape[0], {}
+    n_done = int(done.sum())
+    for k, v in metrics.items():
+        if not torch.is_tensor(v):
+            if isinstance(v, np.ndarray) and v.dtype.kind in "biuf":
+                v = torch.as_tensor(v)
+            else:
+                continue
+        v = v.to(done.device)
+        if v.shape[:1] == (n,):
+            out[k] = v
+        elif v.shape[:1] == (n_done,) and n_done != n:
+            full = torch.zeros((n, *v.shape[1:]), dtype=v.dtype, device=v.device)
+            full[done] = v
+            out[k] = full
+    return out
+
+
+def train(config: PPOConfig, run_dir: str | Path | None = None) -> PPOTrainer:
+    """Train a fresh orchestrator; returns the trainer (``.model``, ``.history``)."""
+    trainer = PPOTrainer(config, run_dir)
+    trainer.train()
+    return trainer
+
+
+def checkpoint_bytes(trainer: PPOTrainer) -> bytes:
+    """The checkpoint as bytes (for tests)."""
+    buf = io.BytesIO()
+    torch.save(trainer.state_dict(), buf)
+    return buf.getvalue()
