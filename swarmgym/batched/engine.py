@@ -1,0 +1,647 @@
+"""BatchedSwarmEngine: the dynamics of :mod:`swarmgym.simulator` over tensors, many envs at once.
+
+Every env of the batch holds one task instance; its state lives in tensors shaped
+``[num_envs, n_max, ...]`` on one device (CPU or CUDA). A step applies one action per
+env with tensor operations only (no Python loop over envs; on CUDA no host<->device
+copy inside a step), resets finished envs in place from an :class:`InstanceBank`,
+and returns the new observations, rewards, terminations and episode metrics.
+
+The dynamics are those of :class:`swarmgym.simulator.SwarmSimulator` as driven by
+:class:`swarmgym.SwarmEnv` (an invalid, masked-out action is a wasted tick). One env
+step is one action:
+
+* ``do(i)``: ``work_left[i] -= 1``; the clock advances one tick (a turn, the
+  orchestrator worked); if the work is finished, node ``i`` completes correctly
+  (iff its parents' outputs are correct).
+* ``spawn(i)``: hand-off tokens; ``spawns_this_turn += 1``; with ``spawn_ticks > 0``
+  the clock advances ``min(spawn_ticks, budget - t)`` ticks (not a turn) and the
+  budget is checked; then a sub-agent starts on ``i`` with the fate of its next attempt.
+* ``wait``: the clock runs to the next sub-agent finish, clamped to the budget (a turn).
+* invalid action: one wasted tick (a turn, counted in ``invalid_actions``).
+* ``answer``: the episode ends at the current tick.
+
+A clock advance of ``dt`` ticks charges orchestrator tokens (for a turn) and
+``n_running * dt`` sub-agent ticks (tokens, concurrency histogram, running ticks,
+peak, overlap flags), then resolves every sub-agent whose finish time has come:
+failure (node ready again), wrong (node done, incorrect) or ok (node done, correct
+iff all parents are). Completions within one step are order-independent (a node's
+parents are done before it can start), so they are resolved together.
+
+Observation layout. ``obs["nodes"]`` is a ``[num_envs, n_max, 20]`` float32 view of a
+feature-major buffer (``[num_envs, 20, n_max]``): static features are written only
+when an env resets, the ten dynamic ones each step as contiguous rows. The view is
+not contiguous; call ``.contiguous()`` for a packed copy (``contiguous_obs=True``
+does that in :meth:`step`). Returned observation tensors and the action mask are the
+engine's buffers and are overwritten by the next step: copy them to keep them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from swarmgym.batched.instance_bank import BITS_PER_WORD, InstanceBank, generate_instances, n_words
+from swarmgym.config import SwarmConfig
+from swarmgym.env import (
+    COUNT_SCALE,  # noqa: F401  (documented constants shared with SwarmEnv)
+    GLOBAL_FEATURES,
+    MAX_SUBAGENTS_SCALE,
+    NODE_FEATURES,
+    TIME_LEFT_HALF,
+    TOKENS_HALF,
+    UNFINISHED_SCALE,
+    WORK_SCALE,
+    SwarmEnv,
+    action_layout,
+)
+from swarmgym.families import DEFAULT_N_MAX, make_generator
+from swarmgym.graph import TaskGraph
+from swarmgym.simulator import TaskInstance
+
+_F = {name: i for i, name in enumerate(NODE_FEATURES)}
+_G = {name: i for i, name in enumerate(GLOBAL_FEATURES)}
+#: Dynamic node-feature columns, written every step (the others change only at reset).
+DYNAMIC_COLUMNS = (
+    _F["status_blocked"], _F["status_ready"], _F["status_active"], _F["status_running"], _F["status_done"],
+    _F["work_left"], _F["attempts"], _F["unfinished_parents"], _F["last_attempt_failed"], _F["subagent_elapsed"],
+)
+#: Finish time of a node no sub-agent runs on (larger than any clock value).
+_NOT_RUNNING = 1 << 30
+# SWAR popcount masks for 63-bit words (bit 63 unused: words stay non-negative)
+_M1, _M2, _M4 = 0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F
+
+#: Numeric episode metrics, in the order of ``SwarmSimulator.metrics()`` (``family`` is ``family_id``).
+METRIC_KEYS: tuple[str, ...] = (
+    "family_id", "score", "critical_steps", "serial_steps", "lower_bound", "speedup", "ideal_speedup",
+    "serial_collapse_index", "spurious_spawn_rate", "makespan_ratio", "task_serial_steps", "task_lower_bound",
+    "budget", "budget_exhausted", "n_spawned", "n_subagent_ok", "n_subagent_failed", "n_subagent_wrong",
+    "n_subagent_isolated", "n_subagent_unfinished", "mean_concurrency", "peak_concurrency", "concurrency_profile",
+    "targets_correct", "targets_wrong", "targets_missing", "input_tokens", "output_tokens", "tokens", "cost_usd",
+    "invalid_actions",
+)
+
+
+def _popcount(x: torch.Tensor) -> torch.Tensor:
+    """Set bits of each non-negative int64 (bit 63 clear); SWAR, shifts only (no overflow)."""
+    x = x - ((x >> 1) & _M1)
+    x = (x & _M2) + ((x >> 2) & _M2)
+    x = (x + (x >> 4)) & _M4
+    x = x + (x >> 8)
+    x = x + (x >> 16)
+    x = x + (x >> 32)
+    return x & 0x7F
+
+
+class BatchedSwarmEngine:
+    """``num_envs`` swarm envs stepped together in torch, exact to :class:`swarmgym.SwarmEnv`.
+
+    :param generator: a family name, ``"module:attr"`` path, or callable ``rng -> TaskGraph``
+        (as :class:`swarmgym.SwarmEnv` takes it).
+    :param generator_kwargs: the family's parameters.
+    :param config: the dynamics (:class:`SwarmConfig`, a dict of its fields, or None).
+    :param n_max: node slots; default the generator's ``n_max``, else 32.
+    :param num_envs: envs in the batch, in [1, 2**24].
+    :param device: ``"cpu"``, ``"cuda"`` or a :class:`torch.device`.
+    :param seed: seeds the instance bank (numpy) and the bank draws of autoresets (torch).
+    :param bank_size: instances in the bank, in [1, 2**22]; default 4096.
+    :param refresh_every: regenerate the whole bank (next draws of the same numpy stream)
+        every this many steps; None (default) keeps the bank for the engine's life.
+    :param max_episode_steps: truncate episodes after this many steps (None: never).
+    :param with_adjacency: add ``obs["adjacency"]`` ``[num_envs, n_max, n_max]``.
+    :param sync_free: reset finished envs with full-batch ``torch.where`` instead of
+        index lists, so a step never waits on the device; default True on CUDA, False on CPU
+        (where index lists are cheaper). Both give identical results.
+    """
+
+    def __init__(
+        self,
+        generator: Any = "WideSearch",
+        generator_kwargs: dict | None = None,
+        config: SwarmConfig | dict | None = None,
+        n_max: int | None = None,
+        num_envs: int = 1024,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        bank_size: int = 4096,
+        refresh_every: int | None = None,
+        max_episode_steps: int | None = None,
+        with_adjacency: bool = False,
+        sync_free: bool | None = None,
+    ) -> None:
+        for name, value, lo, hi in (("num_envs", num_envs, 1, 1 << 24), ("bank_size", bank_size, 1, 1 << 22)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
+            if not lo <= value <= hi:
+                raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+        for name, value in (("refresh_every", refresh_every), ("max_episode_steps", max_episode_steps)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+                raise ValueError(f"{name} must be None or an integer >= 1, got {value!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        try:
+            self.device = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"device must be 'cpu', 'cuda' or a torch.device, got {device!r}") from exc
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device='cuda' was requested but torch.cuda.is_available() is False")
+        # the reference env validates generator, config, n_max and adjacency, and encodes first observations
+        self._ref = SwarmEnv(generator, generator_kwargs, config, n_max, "dict", with_adjacency)
+        self.generator = self._ref.generator
+        self.config: SwarmConfig = self._ref.config
+        self.n_max = n = self._ref.n_max
+        self.num_envs = N = int(num_envs)
+        self.with_adjacency = bool(with_adjacency)
+        self.layout = action_layout(n)
+        self.n_actions = self.layout["n"]
+        self.max_episode_steps = max_episode_steps
+        self.refresh_every = refresh_every
+        self.bank_size = int(bank_size)
+        self.seed = int(seed)
+        self.sync_free = (self.device.type == "cuda") if sync_free is None else bool(sync_free)
+        self.family_names: list[str] = []
+        self._np_rng = np.random.default_rng(seed)
+        self._torch_gen = torch.Generator(device=self.device)
+        self._torch_gen.manual_seed(int(seed))
+        self._steps = 0
+        cfg = self.config
+        A, W, m = cfg.max_attempts, n_words(n), cfg.max_subagents
+        self._W = W
+        dev = self.device
+        tok = cfg.tokens
+        self._orch_in, self._orch_out = tok.orchestrator_turn_input, tok.orchestrator_turn_output
+        self._sub_in, self._sub_out = tok.subagent_step_input, tok.subagent_tick_output
+        self._result = tok.result_tokens
+
+        self.bank = self._build_bank(generate_instances(self.generator, cfg, self._np_rng, self.bank_size))
+
+        def z(*shape, dtype):
+            return torch.zeros(*shape, dtype=dtype, device=dev)
+
+        # -- per-env copies of the loaded instance (bank field -> state tensor)
+        self._static = {
+            "work": z(N, n, dtype=torch.int32),
+            "handoff": z(N, n, dtype=torch.int64),
+            "parent_bits": z(N, n, W, dtype=torch.int64),
+            "targets": z(N, n, dtype=torch.bool),
+            "top_level": z(N, n, dtype=torch.int32),
+            "parent_top": z(N, n, dtype=torch.int32),
+            "fate_duration": z(N, n, A, dtype=torch.int32),
+            "fate_fail": z(N, n, A, dtype=torch.bool),
+            "fate_wrong": z(N, n, A, dtype=torch.bool),
+            "inv_work": z(N, n, dtype=torch.float64),
+            "budget": z(N, dtype=torch.int64),
+            "n_nodes": z(N, dtype=torch.int64),
+            "n_targets": z(N, dtype=torch.int64),
+            "task_serial_steps": z(N, dtype=torch.int64),
+            "task_lower_bound": z(N, dtype=torch.int64),
+            "family_id": z(N, dtype=torch.int64),
+        }
+        # -- dynamic state initialised from the bank
+        self._nodes_fm = z(N, len(NODE_FEATURES), n, dtype=torch.float32)  # feature-major node features
+        self._globals = z(N, len(GLOBAL_FEATURES), dtype=torch.float32)
+        self._mask = z(N, self.n_actions, dtype=torch.bool)
+        self._from_bank = {
+            "blocked": (z(N, n, dtype=torch.bool), "blocked0"),
+            "ready": (z(N, n, dtype=torch.bool), "ready0"),
+            "work_left": (z(N, n, dtype=torch.int32), "work"),
+            "nodes_fm": (self._nodes_fm, "nodes0_fm"),
+            "globals": (self._globals, "globals0"),
+            "mask": (self._mask, "mask0"),
+        }
+        if self.with_adjacency:
+            self._adjacency = z(N, n, n, dtype=torch.float32)
+            self._from_bank["adjacency"] = (self._adjacency, "adjacency")
+        # -- dynamic state initialised to zero (finish_time is set to _NOT_RUNNING separately)
+        self._zero = {
+            "active": z(N, n, dtype=torch.bool),
+            "running": z(N, n, dtype=torch.bool),
+            "done": z(N, n, dtype=torch.bool),
+            "correct": z(N, n, dtype=torch.bool),
+            "last_failed": z(N, n, dtype=torch.bool),
+            "overlapped": z(N, n, dtype=torch.bool),
+            "cur_fail": z(N, n, dtype=torch.bool),
+            "cur_wrong": z(N, n, dtype=torch.bool),
+            "exhausted": z(N, n, dtype=torch.bool),
+            "attempts": z(N, n, dtype=torch.int32),
+            "start_time": z(N, n, dtype=torch.int32),
+            "done_bits": z(N, W, dtype=torch.int64),
+            "correct_bits": z(N, W, dtype=torch.int64),
+            # per-env counters
+            "t": z(N, dtype=torch.int64),
+            "spawns": z(N, dtype=torch.int64),
+            "n_running": z(N, dtype=torch.int64),
+            "input_tokens": z(N, dtype=torch.int64),
+            "output_tokens": z(N, dtype=torch.int64),
+            "n_spawned": z(N, dtype=torch.int64),
+            "n_ok": z(N, dtype=torch.int64),
+            "n_failed": z(N, dtype=torch.int64),
+            "n_wrong": z(N, dtype=torch.int64),
+            "n_isolated": z(N, dtype=torch.int64),
+            "invalid_actions": z(N, dtype=torch.int64),
+            "running_ticks": z(N, dtype=torch.int64),
+            "peak": z(N, dtype=torch.int64),
+            "episode_steps": z(N, dtype=torch.int64),
+            "concurrency_ticks": z(N, m + 1, dtype=torch.int64),
+        }
+        self._finish_time = torch.full((N, n), _NOT_RUNNING, dtype=torch.int32, device=dev)
+        s = {**self._static, **{k: v for k, (v, _) in self._from_bank.items()}, **self._zero}
+        self._s = s
+        # constants
+        self._node_ids = torch.arange(n, device=dev)
+        self._word_pow = [
+            (torch.ones(1, dtype=torch.int64, device=dev) << torch.arange(min(BITS_PER_WORD, n - w * BITS_PER_WORD), device=dev))
+            for w in range(W)
+        ]
+        self._env_ids = torch.arange(N, device=dev)
+        self._dyn_cols = torch.tensor(DYNAMIC_COLUMNS, device=dev)
+        self._is_reset = False
+
+    # ------------------------------------------------------------------ bank
+    def _build_bank(self, instances: Sequence[TaskInstance]) -> InstanceBank:
+        bank = InstanceBank(instances, self.config, self.n_max, self._ref, self.family_names, self.device, self.with_adjacency)
+        t = bank.tensors
+        t["nodes0_fm"] = t["nodes0"].transpose(1, 2).contiguous()
+        w = t["work"].to(torch.float64)
+        t["inv_work"] = torch.where(w > 0, 1.0 / w.clamp(min=1.0), torch.zeros_like(w))
+        return bank
+
+    def refresh_bank(self) -> None:
+        """Regenerate the bank with the next draws of its numpy stream (envs keep their current episodes)."""
+        self.bank = self._build_bank(generate_instances(self.generator, self.config, self._np_rng, self.bank_size))
+
+    # ------------------------------------------------------------------ loading
+    def _load_rows(self, bank: InstanceBank, env_ids: torch.Tensor, slots: torch.Tensor) -> None:
+        """Start new episodes: env ``env_ids[k]`` gets bank row ``slots[k]`` (index lists)."""
+        bt = bank.tensors
+        for name, dst in self._static.items():
+            dst[env_ids] = bt[name][slots]
+        for dst, src in self._from_bank.values():
+            dst[env_ids] = bt[src][slots]
+        for dst in self._zero.values():
+            dst[env_ids] = 0
+        self._finish_time[env_ids] = _NOT_RUNNING
+
+    def _load_where(self, bank: InstanceBank, env_mask: torch.Tensor, slots: torch.Tensor) -> None:
+        """Start new episodes where ``env_mask`` holds (row ``e`` gets bank row ``slots[e]``); no index lists."""
+        bt = bank.tensors
+
+        def sel(dst: torch.Tensor, src: torch.Tensor | int) -> None:
+            m = env_mask.view(-1, *([1] * (dst.dim() - 1)))
+            dst.copy_(torch.where(m, src, dst))
+
+        for name, dst in self._static.items():
+            sel(dst, bt[name][slots])
+        for dst, src in self._from_bank.values():
+            sel(dst, bt[src][slots])
+        for dst in self._zero.values():
+            sel(dst, torch.zeros((), dtype=dst.dtype, device=self.device))
+        sel(self._finish_time, torch.full((), _NOT_RUNNING, dtype=torch.int32, device=self.device))
+
+    def _autoreset(self, env_mask: torch.Tensor) -> None:
+        """Draw bank rows for the envs in ``env_mask`` and load them."""
+        if self.sync_free:
+            slots = torch.randint(0, self.bank.size, (self.num_envs,), generator=self._torch_gen, device=self.device)
+            self._load_where(self.bank, env_mask, slots)
+        else:
+            env_ids = env_mask.nonzero().squeeze(1)
+            if env_ids.numel():
+                slots = torch.randint(0, self.bank.size, (env_ids.numel(),), generator=self._torch_gen, device=self.device)
+                self._load_rows(self.bank, env_ids, slots)
+
+    def load_instances(self, instances: Sequence[TaskInstance], env_ids: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
+        """Start episodes on given instances: env ``env_ids[k]`` (default ``k``) gets ``instances[k]``.
+
+        Later autoresets draw from the bank again. Returns the observation.
+        """
+        instances = list(instances)
+        if env_ids is None:
+            env_ids = list(range(len(instances)))
+        env_ids = [int(e) for e in env_ids]
+        if len(env_ids) != len(instances):
+            raise ValueError(f"instances has {len(instances)} entries; env_ids has {len(env_ids)} (one per instance)")
+        if any(not 0 <= e < self.num_envs for e in env_ids) or len(set(env_ids)) != len(env_ids):
+            raise ValueError(f"env_ids must be distinct integers in [0, {self.num_envs - 1}], got {env_ids}")
+        if not instances:
+            return self.observation()
+        bank = self._build_bank(instances)
+        ids = torch.tensor(env_ids, dtype=torch.int64, device=self.device)
+        self._load_rows(bank, ids, torch.arange(len(instances), device=self.device))
+        self._is_reset = True
+        return self.observation()
+
+    def reset(self, seed: int | None = None) -> dict[str, torch.Tensor]:
+        """Start a new episode in every env (bank draws); ``seed`` reseeds the draws. Returns the observation."""
+        if seed is not None:
+            self._torch_gen.manual_seed(int(seed))
+        with torch.inference_mode():
+            slots = torch.randint(0, self.bank.size, (self.num_envs,), generator=self._torch_gen, device=self.device)
+            self._load_rows(self.bank, self._env_ids, slots)
+        self._is_reset = True
+        return self.observation()
+
+    # ------------------------------------------------------------------ views
+    def observation(self, contiguous: bool = False) -> dict[str, torch.Tensor]:
+        """The current observation (the engine's buffers; see the module docstring)."""
+        nodes = self._nodes_fm.transpose(1, 2)
+        obs = {"nodes": nodes.contiguous() if contiguous else nodes, "globals": self._globals}
+        if self.with_adjacency:
+            obs["adjacency"] = self._adjacency
+        return obs
+
+    @property
+    def action_mask(self) -> torch.Tensor:
+        """Valid actions of the current observations, ``bool[num_envs, 2 * n_max + 2]`` (True = valid)."""
+        return self._mask
+
+    # ------------------------------------------------------------------ step
+    def step(self, actions: torch.Tensor, final_obs: bool = False, contiguous_obs: bool = False):
+        """Apply one action per env; reset finished envs in place.
+
+        :param actions: ``[num_envs]`` integers in ``[0, 2 * n_max + 2)``.
+        :param final_obs: also return ``info["final_obs"]`` (the last observation of every
+            env, a copy; rows where ``info["done_mask"]`` is False repeat the returned obs)
+            and ``info["final_mask"]``.
+        :param contiguous_obs: return ``obs["nodes"]`` as a contiguous copy.
+        :returns: ``(obs, reward, terminated, info)``: ``reward`` float64 ``[num_envs]``
+            (the score on the step an episode terminates, else 0), ``terminated`` bool,
+            ``info`` with ``done_mask`` (terminated or truncated), ``truncated``,
+            ``metrics`` (dict of ``[num_envs]`` tensors, valid where ``done_mask``) and
+            ``action_mask``.
+        """
+        if not self._is_reset:
+            raise RuntimeError("call reset() before step()")
+        with torch.inference_mode():
+            a = torch.as_tensor(actions, device=self.device)
+            if a.shape != (self.num_envs,):
+                raise ValueError(f"actions must have shape ({self.num_envs},), got {tuple(a.shape)}")
+            if a.dtype.is_floating_point or a.dtype == torch.bool or a.dtype.is_complex:
+                raise TypeError(f"actions must be integers in [0, {self.n_actions - 1}], got dtype {a.dtype}")
+            a = a.to(torch.int64)
+            if not self.sync_free and bool(((a < 0) | (a >= self.n_actions)).any()):
+                raise ValueError(f"actions must be integers in [0, {self.n_actions - 1}]")
+            reward, terminated, truncated, done = self._dynamics(a)
+            info: dict[str, Any] = {"metrics": self._metrics(), "done_mask": done, "truncated": truncated}
+            self._encode(live=~done)
+            if final_obs:
+                fo = {k: v.clone() for k, v in self.observation(contiguous=True).items()}
+                info["final_obs"] = fo
+                info["final_mask"] = self._mask.clone()
+            self._steps += 1
+            if self.refresh_every is not None and self._steps % self.refresh_every == 0:
+                self.refresh_bank()
+            self._autoreset(done)
+            info["action_mask"] = self._mask
+            return self.observation(contiguous_obs), reward, terminated, info
+
+    def _dynamics(self, a: torch.Tensor):
+        """Stages 1-9 of a step (everything but the observation and the autoreset)."""
+        s = self._s
+        cfg = self.config
+        n, A = self.n_max, cfg.max_attempts
+        i32 = torch.int32
+        # 1. decode the action and check it against the current mask
+        valid = self._mask.gather(1, a[:, None]).squeeze(1)
+        is_do = a < n
+        is_answer = a == 2 * n + 1
+        is_spawn = (a >= n) & (a < 2 * n)
+        node = torch.where(is_spawn, a - n, a).clamp_(0, n - 1)[:, None]  # [N, 1]
+        do_ok = is_do & valid
+        sp_ok = is_spawn & valid
+        wait_ok = (a == 2 * n) & valid
+        invalid = ~valid
+        turn = do_ok | wait_ok | invalid
+        t, budget = s["t"], s["budget"]
+        # 2. do: one tick of the orchestrator's own work on the node
+        wl = s["work_left"].gather(1, node) - do_ok[:, None].to(i32)
+        s["work_left"].scatter_(1, node, wl)
+        do_sel = torch.zeros_like(s["ready"]).scatter_(1, node, do_ok[:, None])
+        s["ready"] &= ~do_sel
+        s["active"] |= do_sel
+        do_done = do_sel & (do_ok & (wl.squeeze(1) == 0))[:, None]
+        # 3. spawn: the hand-off is written and read; the turn goes on
+        hand = s["handoff"].gather(1, node).squeeze(1) * sp_ok
+        s["input_tokens"] += hand
+        s["output_tokens"] += hand
+        s["spawns"] += sp_ok
+        # 4. advance the clock
+        next_finish = self._finish_time.amin(1).to(torch.int64)
+        dt = torch.where(wait_ok, torch.minimum(next_finish, budget) - t, (do_ok | invalid).to(torch.int64))
+        if cfg.spawn_ticks:
+            dt += sp_ok * (budget - t).clamp(max=cfg.spawn_ticks)
+        nr = s["n_running"]
+        s["input_tokens"] += turn * self._orch_in + nr * dt * self._sub_in
+        s["output_tokens"] += turn * self._orch_out + nr * dt * self._sub_out
+        s["concurrency_ticks"].scatter_add_(1, nr[:, None], dt[:, None])
+        s["running_ticks"] += nr * dt
+        ticking = dt > 0
+        torch.maximum(s["peak"], nr * ticking, out=s["peak"])
+        s["overlapped"] |= s["running"] & (ticking & (do_ok | (nr >= 2)))[:, None]
+        t += dt
+        s["invalid_actions"] += invalid
+        # 5. sub-agents whose finish time has come return their results
+        finished = self._finish_time <= t.to(i32)[:, None]
+        fin_fail = finished & s["cur_fail"]
+        fin_wrong = finished & s["cur_wrong"]
+        fin_ok = finished & ~(s["cur_fail"] | s["cur_wrong"])
+        n_fin = finished.sum(1)
+        n_fail = fin_fail.sum(1)
+        n_wrong = fin_wrong.sum(1)
+        s["n_failed"] += n_fail
+        s["n_wrong"] += n_wrong
+        s["n_ok"] += n_fin - n_fail - n_wrong
+        s["n_isolated"] += (fin_ok & ~s["overlapped"]).sum(1)
+        s["input_tokens"] += n_fin * self._result
+        s["output_tokens"] += n_fin * self._result
+        s["n_running"] -= n_fin
+        s["running"] &= ~finished
+        s["ready"] |= fin_fail
+        s["last_failed"] |= fin_fail
+        self._finish_time |= finished.to(i32) * _NOT_RUNNING
+        # 6. completions: done; correct iff the outcome is right and every parent's output is
+        completed = (finished & ~fin_fail) | do_done
+        parent_bits = s["parent_bits"]
+        bad_parent = (parent_bits & (s["done_bits"] & ~s["correct_bits"])[:, None, :]) != 0
+        parents_ok = ~bad_parent.any(2) if self._W > 1 else ~bad_parent.squeeze(2)
+        new_correct = (fin_ok | do_done) & parents_ok
+        s["correct"] |= new_correct
+        s["active"] &= ~do_done
+        s["done"] |= completed
+        s["work_left"].masked_fill_(completed, 0)
+        s["done_bits"] |= self._bits(completed)
+        s["correct_bits"] |= self._bits(new_correct)
+        # 7. children whose parents are all done become ready
+        self._unfinished = unfinished = self._count_unfinished()
+        newly_ready = s["blocked"] & (unfinished == 0)
+        s["blocked"] &= ~newly_ready
+        s["ready"] |= newly_ready
+        # 8. spawn: the sub-agent starts (unless a spawn tick ran the budget out)
+        start = sp_ok & (t < budget) if cfg.spawn_ticks else sp_ok
+        att = s["attempts"].gather(1, node)
+        slot = node * A + att.clamp(max=A - 1).to(torch.int64)
+        N = self.num_envs
+        dur = s["fate_duration"].view(N, -1).gather(1, slot)
+        st = start[:, None]
+        s["attempts"].scatter_(1, node, att + st.to(i32))
+        s["exhausted"].scatter_(1, node, att + st.to(i32) >= A)
+        old_finish = self._finish_time.gather(1, node)
+        self._finish_time.scatter_(1, node, torch.where(st, t.to(i32)[:, None] + dur, old_finish))
+        s["start_time"].scatter_(1, node, torch.where(st, t.to(i32)[:, None], s["start_time"].gather(1, node)))
+        s["cur_fail"].scatter_(1, node, torch.where(st, s["fate_fail"].view(N, -1).gather(1, slot), s["cur_fail"].gather(1, node)))
+        s["cur_wrong"].scatter_(1, node, torch.where(st, s["fate_wrong"].view(N, -1).gather(1, slot), s["cur_wrong"].gather(1, node)))
+        sp_sel = torch.zeros_like(s["ready"]).scatter_(1, node, st)
+        s["ready"] &= ~sp_sel
+        s["running"] |= sp_sel
+        s["last_failed"] &= ~sp_sel
+        s["overlapped"] &= ~sp_sel
+        s["n_spawned"] += start
+        s["n_running"] += start
+        # 9. end of turn, budget, truncation, reward
+        s["spawns"] *= ~turn
+        by_budget = (t >= budget) & ~is_answer
+        terminated = is_answer | by_budget
+        self._by_budget = by_budget
+        s["episode_steps"] += 1
+        if self.max_episode_steps is not None:
+            truncated = (s["episode_steps"] >= self.max_episode_steps) & ~terminated
+        else:
+            truncated = torch.zeros_like(terminated)
+        done = terminated | truncated
+        self._score = score = self._score_f1()
+        reward = torch.where(terminated, score, torch.zeros_like(score))
+        return reward, terminated, truncated, done
+
+    # ------------------------------------------------------------------ helpers
+    def _bits(self, x: torch.Tensor) -> torch.Tensor:
+        """``[N, n]`` bools -> ``[N, W]`` bit sets."""
+        words = []
+        for w, pw in enumerate(self._word_pow):
+            part = x[:, w * BITS_PER_WORD : w * BITS_PER_WORD + pw.numel()]
+            words.append((part.to(torch.int64) * pw).sum(1))
+        return torch.stack(words, 1)
+
+    def _count_unfinished(self) -> torch.Tensor:
+        """Parents not yet done, per node (``[N, n]`` int64)."""
+        pending = self._s["parent_bits"] & ~self._s["done_bits"][:, None, :]
+        counts = _popcount(pending)
+        return counts.squeeze(2) if self._W == 1 else counts.sum(2)
+
+    def _score_f1(self) -> torch.Tensor:
+        s = self._s
+        tgt_done = s["targets"] & s["done"]
+        tp = (tgt_done & s["correct"]).sum(1)
+        done_t = tgt_done.sum(1)
+        fp = done_t - tp
+        fn = s["n_targets"] - done_t
+        self._tp, self._fp, self._fn = tp, fp, fn
+        return (2.0 * tp.to(torch.float64)) / (2 * tp + fp + fn).to(torch.float64)
+
+    def _encode(self, live: torch.Tensor) -> None:
+        """Write the dynamic node features, the globals and the mask (``live``: the episode goes on)."""
+        s = self._s
+        cfg = self.config
+        fm = self._nodes_fm
+        F = _F
+        fm[:, F["status_blocked"]] = s["blocked"]
+        fm[:, F["status_ready"]] = s["ready"]
+        fm[:, F["status_active"]] = s["active"]
+        fm[:, F["status_running"]] = s["running"]
+        fm[:, F["status_done"]] = s["done"]
+        torch.mul(s["work_left"], 1.0 / WORK_SCALE, out=fm[:, F["work_left"]]).clamp_(max=1.0)
+        fm[:, F["attempts"]] = s["attempts"].to(torch.float64) * (1.0 / cfg.max_attempts)
+        torch.mul(self._unfinished.clamp(max=int(UNFINISHED_SCALE)), 1.0 / UNFINISHED_SCALE, out=fm[:, F["unfinished_parents"]])
+        fm[:, F["last_attempt_failed"]] = s["last_failed"]
+        elapsed = (s["t"][:, None] - s["start_time"]).to(torch.float64) * s["inv_work"]
+        fm[:, F["subagent_elapsed"]] = elapsed.clamp_(max=1.0) * s["running"]
+        # globals, in float64 as SwarmEnv computes them, then cast
+        t = s["t"].to(torch.float64)
+        budget = s["budget"].to(torch.float64)
+        left = budget - t
+        nr = s["n_running"]
+        m, cap = cfg.max_subagents, cfg.max_spawns_per_turn
+        can_spawn = (nr < m) & (s["spawns"] < cap) & live
+        tokens = (s["input_tokens"] + s["output_tokens"]).to(torch.float64)
+        n_nodes = s["n_nodes"].to(torch.float64)
+        g = self._globals
+        g[:, 0] = t / budget
+        g[:, 1] = left / (left + TIME_LEFT_HALF)
+        g[:, 2] = nr.to(torch.float64) / m if m else 0.0
+        g[:, 3] = s["spawns"].to(torch.float64) / cap
+        g[:, 4] = can_spawn
+        g[:, 5] = tokens / (tokens + TOKENS_HALF)
+        g[:, 6] = s["done"].sum(1).to(torch.float64) / n_nodes
+        g[:, 7] = (self._tp + self._fp).to(torch.float64) / s["n_targets"].to(torch.float64)
+        g[:, 8] = n_nodes / self.n_max
+        g[:, 9] = m / MAX_SUBAGENTS_SCALE
+        # the action mask
+        n = self.n_max
+        mask = self._mask
+        live_col = live[:, None]
+        torch.logical_and(s["ready"] | s["active"], live_col, out=mask[:, :n])
+        torch.logical_and(s["ready"] & ~s["exhausted"], can_spawn[:, None], out=mask[:, n : 2 * n])
+        mask[:, 2 * n] = (nr > 0) & live
+        mask[:, 2 * n + 1] = live
+
+    def _metrics(self) -> dict[str, torch.Tensor]:
+        """Episode metrics of every env's current state (meaningful where the episode ended)."""
+        s = self._s
+        f64 = torch.float64
+        m = self.config.max_subagents
+        work = s["work"]
+        progress = work - s["work_left"]
+        serial = progress.sum(1)
+        active_len = torch.where(s["active"], progress + s["parent_top"], 0)
+        longest = torch.where(s["done"], s["top_level"], active_len).amax(1).to(torch.int64)
+        lower = torch.maximum(longest, -torch.div(-serial, m + 1, rounding_mode="floor"))
+        t = s["t"]
+        tf, serial_f, lower_f = t.to(f64), serial.to(f64), lower.to(f64)
+        speedup = torch.where(t > 0, serial_f / tf.clamp(min=1), 1.0)
+        ideal = torch.where(lower > 0, serial_f / lower_f.clamp(min=1), 1.0)
+        has_room = ideal > 1.0 + 1e-12
+        collapse = torch.where(has_room, ((ideal - speedup) / torch.where(has_room, ideal - 1.0, 1.0)).clamp(0.0, 1.0), 0.0)
+        unfinished = s["n_running"]
+        spurious = s["n_failed"] + s["n_wrong"] + s["n_isolated"] + unfinished
+        n_sp = s["n_spawned"]
+        tok = self.config.tokens
+        inp, out = s["input_tokens"], s["output_tokens"]
+        return {
+            "family_id": s["family_id"].clone(),
+            "score": self._score,
+            "critical_steps": t.clone(),
+            "serial_steps": serial,
+            "lower_bound": lower,
+            "speedup": speedup,
+            "ideal_speedup": ideal,
+            "serial_collapse_index": collapse,
+            "spurious_spawn_rate": torch.where(n_sp > 0, spurious.to(f64) / n_sp.clamp(min=1).to(f64), 0.0),
+            "makespan_ratio": tf / lower.clamp(min=1).to(f64),
+            "task_serial_steps": s["task_serial_steps"].clone(),
+            "task_lower_bound": s["task_lower_bound"].clone(),
+            "budget": s["budget"].clone(),
+            "budget_exhausted": self._by_budget,
+            "n_spawned": n_sp.clone(),
+            "n_subagent_ok": s["n_ok"].clone(),
+            "n_subagent_failed": s["n_failed"].clone(),
+            "n_subagent_wrong": s["n_wrong"].clone(),
+            "n_subagent_isolated": s["n_isolated"].clone(),
+            "n_subagent_unfinished": unfinished.clone(),
+            "mean_concurrency": torch.where(t > 0, s["running_ticks"].to(f64) / tf.clamp(min=1), 0.0),
+            "peak_concurrency": s["peak"].clone(),
+            "concurrency_profile": torch.where(t[:, None] > 0, s["concurrency_ticks"].to(f64) / tf.clamp(min=1)[:, None], 0.0),
+            "targets_correct": self._tp,
+            "targets_wrong": self._fp,
+            "targets_missing": self._fn,
+            "input_tokens": inp.clone(),
+            "output_tokens": out.clone(),
+            "tokens": inp + out,
+            "cost_usd": (inp.to(f64) * tok.price_input_per_million + out.to(f64) * tok.price_output_per_million) / 1e6,
+            "invalid_actions": s["invalid_actions"].clone(),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"BatchedSwarmEngine(generator={self.generator!r}, num_envs={self.num_envs}, n_max={self.n_max}, "
+            f"device={str(self.device)!r}, bank_size={self.bank_size}, refresh_every={self.refresh_every}, "
+            f"config={self.config!r})"
+        )
