@@ -1,0 +1,225 @@
+"""One-call property checks of an env: :func:`check_family` and :func:`replay`.
+
+:func:`check_family` runs hypothesis over seeds and action sequences drawn from
+the live mask and checks every invariant of
+:data:`~swarmgym.testing.invariants.INVARIANTS` along each episode, with a twin
+env in lockstep for determinism; where the env id has a batched engine, it also
+holds the batched engine to the reference. On failure hypothesis shrinks the
+seed and the actions, and the :class:`~swarmgym.testing.invariants.InvariantViolation`
+raised says how to replay the minimal episode.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, Iterable
+
+import gymnasium as gym
+import numpy as np
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from swarmgym.testing.invariants import INVARIANTS, EpisodeRecord, InvariantViolation, run_episode
+from swarmgym.testing.strategies import draw_action, seeds
+
+__all__ = ["PROFILES", "as_factory", "check_family", "drawn_policy", "replay"]
+
+_SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
+
+#: Hypothesis settings by profile name. ``"ci"``: derandomized (the same examples
+#: on every run), 40 episodes, no deadline, no example database, one bug reported;
+#: (hypothesis's slow "explain" phase is skipped: the replay says what matters);
+#: ``"deep"``: 2000 random episodes with the example database, for local fuzzing.
+PROFILES: dict[str, settings] = {
+    "ci": settings(
+        max_examples=40, derandomize=True, deadline=None, database=None, print_blob=False,
+        report_multiple_bugs=False, suppress_health_check=_SUPPRESS,
+        phases=(Phase.explicit, Phase.generate, Phase.target, Phase.shrink),
+    ),
+    "deep": settings(max_examples=2000, derandomize=False, deadline=None, report_multiple_bugs=False, suppress_health_check=_SUPPRESS),
+}  # fmt: skip
+
+#: Steps after which a drawn episode answers, by profile (the budget usually ends it sooner).
+MAX_STEPS: dict[str, int] = {"ci": 200, "deep": 2000}
+
+
+def _target_of(factory: Callable) -> str:
+    """Python source naming a factory for replay snippets (``module:qualname`` when importable)."""
+    module, qualname = getattr(factory, "__module__", None), getattr(factory, "__qualname__", None)
+    if module and qualname and module != "__main__" and "<" not in qualname:
+        try:
+            obj = importlib.import_module(module)
+            for part in qualname.split("."):
+                obj = getattr(obj, part)
+            if obj is factory:
+                return f"{module}:{qualname}"
+        except (ImportError, AttributeError):
+            pass
+    return f"<factory>{module}.{qualname}" if qualname else f"<factory>{factory!r}"
+
+
+def as_factory(env: str | Callable[[], gym.Env], **make_kwargs: Any) -> tuple[Callable[[], gym.Env], str]:
+    """Turn an env id or a zero-argument env factory into ``(factory, replay target)``.
+
+    :param env: a registered env id (``"mylab/MyTask-v0"``; ``"module:id"`` imports the
+        module first) or a callable returning a fresh env.
+    :param make_kwargs: extra keyword arguments for ``gymnasium.make`` (ids only).
+    :raises TypeError: if ``env`` is neither.
+    :raises gymnasium.error.Error: if the id is not registered.
+    """
+    if isinstance(env, str):
+        gym.spec(env)  # fails now, naming the id, if it is not registered
+        target = repr(env) if not make_kwargs else f"lambda: __import__('gymnasium').make({env!r}, **{make_kwargs!r})"
+        return (lambda: gym.make(env, **make_kwargs)), (target if not make_kwargs else f"<factory>{target}")
+    if callable(env):
+        if make_kwargs:
+            raise TypeError("make_kwargs are only accepted with an env id, not a factory")
+        return env, _target_of(env)
+    raise TypeError(f"env must be an env id (str) or a zero-argument callable returning an env, got {type(env).__name__}")
+
+
+def drawn_policy(data, max_steps: int = 200) -> Callable[[np.ndarray, int], int]:
+    """A policy for :func:`~swarmgym.testing.invariants.run_episode` whose choices hypothesis draws.
+
+    It first draws the style of play (any valid action, or ``do`` only in one
+    episode of four) and a step at which to answer (in ``[0, max_steps]``), then
+    one action per step from the live mask. Shrinking prefers answering early, the first valid actions and
+    play of any kind (the order in which the choices are listed).
+
+    :param data: the ``st.data()`` object of the running test.
+    :param max_steps: answer at the latest after this many steps.
+    """
+    serial_only = data.draw(st.sampled_from(("any", "any", "any", "do only")), label="play") == "do only"
+    answer_at = data.draw(st.integers(0, max_steps), label="answer_after_steps")
+
+    def policy(mask: np.ndarray, step: int) -> int:
+        if step >= answer_at and mask[-1]:
+            return mask.size - 1
+        return draw_action(data, mask, serial_only=serial_only)
+
+    return policy
+
+
+def _close(env: gym.Env | None) -> None:
+    try:
+        if env is not None:
+            env.close()
+    except Exception:  # noqa: BLE001 - closing is best effort
+        pass
+
+
+def _batched_available(env: Any) -> bool:
+    """Whether ``env`` is an id whose vector entry point (swarmgym.batched) can be imported."""
+    if not isinstance(env, str):
+        return False
+    spec = gym.spec(env)
+    entry = spec.vector_entry_point
+    if not isinstance(entry, str) or not entry.startswith("swarmgym.batched:"):
+        return False
+    try:
+        importlib.import_module("swarmgym.batched")
+    except ImportError:
+        return False
+    return True
+
+
+def check_family(
+    env: str | Callable[[], gym.Env],
+    profile: str | settings = "ci",
+    *,
+    max_examples: int | None = None,
+    max_steps: int | None = None,
+    checks: Iterable[str] | None = None,
+    batched: bool | None = None,
+    **make_kwargs: Any,
+) -> None:
+    """Check an env family's invariants on hypothesis-drawn episodes; pass or raise a shrunk counterexample.
+
+    Usable as the body of a pytest test::
+
+        def test_my_family():
+            check_family("mylab/MyTask-v0")
+
+    Each example resets two fresh envs with a drawn seed and steps them in
+    lockstep with actions drawn from the live mask, checking every invariant of
+    :data:`~swarmgym.testing.invariants.INVARIANTS` after every step.
+
+    :param env: a registered env id or a zero-argument factory returning a fresh env
+        (whose ``unwrapped`` is a :class:`~swarmgym.env.SwarmEnv`, for the simulator checks).
+    :param profile: ``"ci"`` (derandomized, bounded, no deadline) or ``"deep"``
+        (many random examples, for local fuzzing), or a hypothesis ``settings`` object.
+    :param max_examples: override the profile's number of episodes.
+    :param max_steps: answer at the latest after this many steps (default per profile: 200 / 2000).
+    :param checks: names of invariants to check (default all).
+    :param batched: also hold the batched engine to the reference (default: when the id's
+        vector entry point is ``swarmgym.batched`` and importable; a factory has none).
+    :param make_kwargs: keyword arguments for ``gymnasium.make`` (ids only).
+    :raises InvariantViolation: the minimal failing episode, with a replay snippet.
+    :raises ValueError: for an unknown profile or check name.
+    """
+    if isinstance(profile, settings):
+        base, steps = profile, max_steps or MAX_STEPS["ci"]
+    elif profile in PROFILES:
+        base, steps = PROFILES[profile], max_steps or MAX_STEPS[profile]
+    else:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)} or a hypothesis settings object, got {profile!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"max_steps must be an integer >= 0, got {max_steps!r}")
+    if checks is not None:
+        checks = list(checks)
+        unknown = sorted(set(checks) - set(INVARIANTS))
+        if unknown:
+            raise ValueError(f"checks must be names from INVARIANTS {sorted(INVARIANTS)}, got unknown {unknown}")
+    run_settings = settings(base, max_examples=max_examples) if max_examples is not None else base
+    factory, target = as_factory(env, **make_kwargs)
+
+    @run_settings
+    @given(seed=seeds(), data=st.data())
+    def episode(seed: int, data) -> None:
+        first, twin = factory(), factory()
+        try:
+            run_episode(first, seed, drawn_policy(data, steps), twin=twin, checks=checks, target=target)
+        finally:
+            _close(first)
+            _close(twin)
+
+    episode()
+    if batched or (batched is None and _batched_available(env)):
+        if checks is None or "batched_matches_reference" in checks:
+            from swarmgym.testing.batched import check_batched
+
+            check_batched(env, run_settings, max_steps=steps, **make_kwargs)
+
+
+def replay(
+    env: str | Callable[[], gym.Env],
+    seed: int | None,
+    actions: Iterable[int],
+    *,
+    checks: Iterable[str] | None = None,
+    keep_observations: bool = True,
+    **make_kwargs: Any,
+) -> EpisodeRecord:
+    """Replay an episode with every invariant checked (what a violation's message tells you to run).
+
+    :param env: the env id or factory that was checked.
+    :param seed: the reset seed.
+    :param actions: the actions, in order; the replay stops when they run out.
+    :param checks: the invariants to check (default all).
+    :param keep_observations: keep every observation and info in the returned record.
+    :param make_kwargs: keyword arguments for ``gymnasium.make`` (ids only).
+    :returns: the :class:`~swarmgym.testing.invariants.EpisodeRecord` if nothing is broken.
+    :raises InvariantViolation: the same violation as the original run.
+    """
+    factory, target = as_factory(env, **make_kwargs)
+    todo = [int(a) for a in actions]
+
+    def policy(mask: np.ndarray, step: int) -> int | None:
+        return todo[step] if step < len(todo) else None
+
+    first, twin = factory(), factory()
+    try:
+        return run_episode(first, seed, policy, twin=twin, checks=checks, target=target, keep_observations=keep_observations)
+    finally:
+        _close(first)
+        _close(twin)
