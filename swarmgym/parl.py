@@ -560,7 +560,6 @@ __all__ = [
     "LambdaSchedule",
     "ParlReward",
     "ParlRewardVector",
-    "ParlScheduleCallback",
     "finish_reward",
     "parallel_reward",
 ]
