@@ -324,7 +324,7 @@ def cli_main(argv: list[str]) -> int:
     try:
         ids = [resolve_id(i) for i in ids]
         policies = [load_orchestrator(spec) for spec in args.orchestrators]
-    except (ValueError, TypeError, ImportError) as exc:
+    except (ValueError, TypeError, ImportError, OSError) as exc:
         print(f"swarmgym evaluate: {exc}", file=sys.stderr)
         return 2
 
