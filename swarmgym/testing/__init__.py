@@ -13,7 +13,7 @@ was seen, and a ready-to-paste :func:`replay` call with the shrunk seed and acti
 The parts, for writing properties of your own:
 
 * :mod:`swarmgym.testing.strategies`: hypothesis strategies (:func:`task_graphs`,
-  :func:`generator_params`, :func:`seeds`) and :func:`draw_action` /
+  :func:`generator_params`, :func:`swarm_configs`, :func:`seeds`) and :func:`draw_action` /
   :func:`draw_actions`, which draw from a live action mask inside ``st.data()``.
 * :mod:`swarmgym.testing.invariants`: :data:`INVARIANTS`, :func:`run_episode`
   (one checked episode under any policy), :func:`check_graph`, :func:`check_metrics`.
@@ -29,6 +29,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError('swarmgym.testing needs hypothesis; install the test extra: pip install "swarmgym[test]"') from exc
 
+from swarmgym.testing.batched import check_batched, replay_batched
 from swarmgym.testing.check import PROFILES, as_factory, check_family, drawn_policy, replay
 from swarmgym.testing.invariants import (
     INVARIANTS,
@@ -39,7 +40,7 @@ from swarmgym.testing.invariants import (
     check_metrics,
     run_episode,
 )
-from swarmgym.testing.strategies import draw_action, draw_actions, generator_params, seeds, task_graphs
+from swarmgym.testing.strategies import draw_action, draw_actions, generator_params, seeds, swarm_configs, task_graphs
 
 __all__ = [
     "INVARIANTS",
@@ -48,6 +49,7 @@ __all__ = [
     "EpisodeRecord",
     "InvariantViolation",
     "as_factory",
+    "check_batched",
     "check_family",
     "check_graph",
     "check_metrics",
@@ -56,7 +58,9 @@ __all__ = [
     "drawn_policy",
     "generator_params",
     "replay",
+    "replay_batched",
     "run_episode",
     "seeds",
+    "swarm_configs",
     "task_graphs",
 ]

@@ -97,9 +97,12 @@ class InvariantViolation(AssertionError):
     :ivar invariant: the broken invariant (a key of :data:`INVARIANTS`).
     :ivar detail: what was seen.
     :ivar seed: the reset seed.
-    :ivar actions: every action taken, up to and including the one after which it broke.
+    :ivar actions: every action taken, up to and including the one after which it broke
+        (for the batched engine: one such list per env).
     :ivar step: number of steps taken when it broke (0 = at reset).
     :ivar target: Python source naming the env (an id string or a factory's import path).
+    :ivar replay_with: the :mod:`swarmgym.testing` function the replay snippet calls.
+    :ivar custom_engine: the batched check ran a caller's engine factory (the replay needs it too).
     """
 
     def __init__(
@@ -113,15 +116,19 @@ class InvariantViolation(AssertionError):
         target: str,
         checks: Sequence[str] | None = None,
         action_names: Sequence[str] | None = None,
+        replay_with: str = "replay",
+        custom_engine: bool = False,
     ) -> None:
         self.invariant = invariant
         self.detail = detail
         self.seed = seed
-        self.actions = [int(a) for a in actions]
+        self.actions = [[int(a) for a in row] if isinstance(row, (list, tuple)) else int(row) for row in actions]
         self.step = step
         self.target = target
         self.checks = None if checks is None else tuple(checks)
         self.action_names = None if action_names is None else tuple(action_names)
+        self.replay_with = replay_with
+        self.custom_engine = custom_engine
         super().__init__(self._message())
 
     def replay_code(self) -> str:
@@ -137,13 +144,19 @@ class InvariantViolation(AssertionError):
         else:
             setup = "import swarmgym  # registers the suite's ids\n"
         checks = "" if self.checks is None else f", checks={list(self.checks)!r}"
-        return (
-            f"{setup}from swarmgym.testing import replay\n"
-            f"replay({target}, seed={self.seed!r}, actions={self.actions!r}{checks})"
-        )
+        if self.custom_engine:
+            setup += "# make_engine: the engine factory that was checked\n"
+            checks += ", engine_factory=make_engine"
+        fn = self.replay_with
+        return f"{setup}from swarmgym.testing import {fn}\n{fn}({target}, seed={self.seed!r}, actions={self.actions!r}{checks})"
 
     def _message(self) -> str:
-        where = "at reset" if self.step == 0 else f"after step {self.step} (action {self.actions[self.step - 1]})"
+        if self.step == 0:
+            where = "at reset"
+        elif self.replay_with != "replay":
+            where = f"after batched step {self.step}"
+        else:
+            where = f"after step {self.step} (action {self.actions[self.step - 1]})"
         code = "\n".join("    " + line for line in self.replay_code().splitlines())
         names = f": {', '.join(self.action_names)}" if self.action_names and self.actions else ""
         return (
@@ -153,14 +166,12 @@ class InvariantViolation(AssertionError):
         )
 
     def __reduce__(self):  # picklable, for multiprocess test runners
-        args = (self.invariant, self.detail, self.seed, self.actions, self.step, self.target, self.checks, self.action_names)
-        return (_rebuild_violation, args)
+        kwargs = {k: getattr(self, k) for k in ("seed", "actions", "step", "target", "checks", "action_names", "replay_with", "custom_engine")}
+        return (_rebuild_violation, (self.invariant, self.detail, kwargs))
 
 
-def _rebuild_violation(invariant, detail, seed, actions, step, target, checks, action_names):
-    return InvariantViolation(
-        invariant, detail, seed=seed, actions=actions, step=step, target=target, checks=checks, action_names=action_names
-    )
+def _rebuild_violation(invariant: str, detail: str, kwargs: dict) -> InvariantViolation:
+    return InvariantViolation(invariant, detail, **kwargs)
 
 
 @dataclass

@@ -30,10 +30,11 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
+from swarmgym.config import SubAgentReliability, SwarmConfig
 from swarmgym.families import DEFAULT_N_MAX, FAMILIES, Mixed, Param, TaskGenerator
 from swarmgym.graph import KINDS, MAX_WORK, TaskGraph
 
-__all__ = ["draw_action", "draw_actions", "generator_params", "seeds", "task_graphs"]
+__all__ = ["draw_action", "draw_actions", "generator_params", "seeds", "swarm_configs", "task_graphs"]
 
 
 def seeds() -> st.SearchStrategy[int]:
@@ -52,9 +53,7 @@ def _pair(value, name: str, lo: float, hi: float, cast=int) -> tuple:
     return a, b
 
 
-@st.composite
 def task_graphs(
-    draw,
     n_max: int = DEFAULT_N_MAX,
     *,
     nodes: int | tuple[int, int] | None = None,
@@ -67,7 +66,7 @@ def task_graphs(
     shuffle: bool = True,
     budget_factor: float | tuple[float, float] = (0.5, 3.0),
     family: str = "hypothesis",
-) -> TaskGraph:
+) -> st.SearchStrategy[TaskGraph]:
     """Valid :class:`~swarmgym.graph.TaskGraph` s of any shape within ``n_max`` nodes.
 
     A graph is built in layers: each node after the first layer has one parent in
@@ -87,6 +86,7 @@ def task_graphs(
     :param shuffle: permute node ids, so that parents may have larger ids than children.
     :param budget_factor: the graph's budget factor, a number or a ``(lo, hi)`` pair in (0, 100].
     :param family: the graphs' family name.
+    :raises ValueError: at once, for a knob outside its range, naming it.
     """
     if isinstance(n_max, bool) or not isinstance(n_max, int) or not 1 <= n_max <= 1024:
         raise ValueError(f"n_max must be an integer in [1, 1024], got {n_max!r}")
@@ -105,6 +105,16 @@ def task_graphs(
     depth = depth or n_hi
     if width * depth < n_lo:
         raise ValueError(f"width x depth = {width} x {depth} cannot hold the minimum of {n_lo} nodes")
+    return _task_graphs(
+        n_max, n_lo, n_hi, width, depth, float(edge_density), (w_lo, w_hi), kinds, bool(extra_targets), bool(shuffle),
+        (b_lo, b_hi), str(family),
+    )  # fmt: skip
+
+
+@st.composite
+def _task_graphs(draw, n_max, n_lo, n_hi, width, depth, edge_density, work, kinds, extra_targets, shuffle, budget, family) -> TaskGraph:
+    """The drawing half of :func:`task_graphs` (arguments already validated)."""
+    (w_lo, w_hi), (b_lo, b_hi) = work, budget
 
     # 1. layer sizes: the first layer, then further layers while nodes remain
     n_target = draw(st.integers(n_lo, min(n_hi, width * depth)), label="n_nodes")
@@ -157,6 +167,42 @@ def task_graphs(
     )
 
 
+@st.composite
+def swarm_configs(draw, *, max_subagents: int = 8, spawn_ticks: int = 2) -> SwarmConfig:
+    """:class:`~swarmgym.config.SwarmConfig` s: caps, attempts, spawn latency and reliability.
+
+    Shrinks towards no sub-agents at all, one spawn per turn, one attempt, no spawn
+    latency and perfect sub-agents.
+
+    :param max_subagents: largest ``max_subagents`` drawn, in [0, 64].
+    :param spawn_ticks: largest ``spawn_ticks`` drawn, in [0, 16].
+    """
+    if isinstance(max_subagents, bool) or not isinstance(max_subagents, int) or not 0 <= max_subagents <= 64:
+        raise ValueError(f"max_subagents must be an integer in [0, 64], got {max_subagents!r}")
+    if isinstance(spawn_ticks, bool) or not isinstance(spawn_ticks, int) or not 0 <= spawn_ticks <= 16:
+        raise ValueError(f"spawn_ticks must be an integer in [0, 16], got {spawn_ticks!r}")
+    probability = st.floats(0.0, 0.95, allow_nan=False)
+    reliability = st.one_of(
+        st.just(SubAgentReliability.perfect()),
+        st.just(SubAgentReliability()),
+        st.builds(
+            SubAgentReliability,
+            fail_base=st.tuples(*[probability] * len(KINDS)),
+            wrong_base=st.tuples(*[probability] * len(KINDS)),
+            fail_per_parent=st.floats(0.0, 0.5),
+            wrong_per_parent=st.floats(0.0, 0.5),
+            max_jitter=st.integers(0, 3),
+        ),
+    )
+    return SwarmConfig(
+        max_subagents=draw(st.integers(0, max_subagents), label="max_subagents"),
+        max_spawns_per_turn=draw(st.integers(1, max(1, max_subagents)), label="max_spawns_per_turn"),
+        max_attempts=draw(st.integers(1, 4), label="max_attempts"),
+        spawn_ticks=draw(st.integers(0, spawn_ticks), label="spawn_ticks"),
+        reliability=draw(reliability, label="reliability"),
+    )
+
+
 def _param_strategy(p: Param, lo: float, hi: float) -> st.SearchStrategy:
     """Values of one declared parameter within ``[lo, hi]``."""
     if p.kind == "float":
@@ -181,14 +227,12 @@ def _resolve_family(family: Any) -> type[TaskGenerator]:
     raise TypeError(f"family must be a family name or a TaskGenerator subclass, got {family!r}")
 
 
-@st.composite
 def generator_params(
-    draw,
     family: str | type[TaskGenerator] | TaskGenerator,
     n_max: int = DEFAULT_N_MAX,
     *,
     limits: dict[str, tuple[float, float]] | None = None,
-) -> dict[str, Any]:
+) -> st.SearchStrategy[dict[str, Any]]:
     """Keyword arguments for ``family(n_max=n_max, **kwargs)`` drawn from its declared ranges.
 
     Each :class:`~swarmgym.families.Param` is drawn within ``[lo, upper(n_max)]``
@@ -203,18 +247,34 @@ def generator_params(
     :param n_max: the padding size the generator is built for.
     :param limits: optional ``{name: (lo, hi)}`` narrowing declared ranges (e.g. to keep
         work or budgets small in fast tests); intersected with the declared range.
+    :raises ValueError: at once, for an unknown family or limit.
     """
     cls = _resolve_family(family)
     limits = dict(limits or {})
-    if cls is Mixed or issubclass(cls, Mixed):
-        names = draw(st.lists(st.sampled_from(Mixed.FAMILY_ORDER), min_size=1, unique=True), label="mixed_families")
-        families = {name: draw(generator_params(name, n_max, limits=limits)) for name in names}
-        weights = draw(st.lists(st.floats(0.1, 10.0), min_size=len(names), max_size=len(names)), label="mixed_weights")
-        return {"families": families, "weights": weights}
     declared = {p.name for p in cls.params}
     unknown = sorted(set(limits) - declared - {p for f in FAMILIES.values() for p in (q.name for q in f.params)})
     if unknown:
         raise ValueError(f"limits names unknown parameters {unknown}; {cls.name} declares {sorted(declared)}")
+    for p in cls.params:
+        if p.name in limits and max(float(p.lo), limits[p.name][0]) > min(float(p.upper(n_max)), limits[p.name][1]):
+            raise ValueError(f"{cls.name}: limits leave {p.name} an empty range (declared [{p.lo}, {p.upper(n_max)}], limits {limits[p.name]})")
+    if issubclass(cls, Mixed):
+        return _mixed_params(n_max, limits)
+    return _generator_params(cls, n_max, limits)
+
+
+@st.composite
+def _mixed_params(draw, n_max: int, limits: dict) -> dict[str, Any]:
+    """Mixed: a non-empty subset of its families, each with drawn parameters, and positive weights."""
+    names = draw(st.lists(st.sampled_from(Mixed.FAMILY_ORDER), min_size=1, unique=True), label="mixed_families")
+    families = {name: draw(generator_params(name, n_max, limits=limits)) for name in names}
+    weights = draw(st.lists(st.floats(0.1, 10.0), min_size=len(names), max_size=len(names)), label="mixed_weights")
+    return {"families": families, "weights": weights}
+
+
+@st.composite
+def _generator_params(draw, cls: type[TaskGenerator], n_max: int, limits: dict) -> dict[str, Any]:
+    """The drawing half of :func:`generator_params` (arguments already validated)."""
     values: dict[str, Any] = {}
     for p in cls.params:
         lo, hi = float(p.lo), float(p.upper(n_max))
@@ -223,8 +283,6 @@ def generator_params(
         if p.name == "length" and cls.name == "DependentChains" and "chains" in values:
             chains_hi = values["chains"] if isinstance(values["chains"], int) else values["chains"][1]
             hi = min(hi, n_max // chains_hi)
-        if lo > hi:
-            raise ValueError(f"{cls.name}: limits leave {p.name} an empty range [{lo}, {hi}]")
         values[p.name] = draw(_param_strategy(p, lo, hi), label=p.name)
     try:
         cls(n_max=n_max, **values)

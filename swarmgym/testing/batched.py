@@ -1,0 +1,251 @@
+"""The batched engine held to the reference env: same instances, same actions, same everything.
+
+:func:`check_batched` draws a seed and, for each of ``num_envs`` reference envs
+(``gymnasium.make(env_id)``, reset with ``seed + e``), actions from the live mask;
+it loads the reference instances into a fresh
+:class:`~swarmgym.batched.BatchedSwarmEngine` (contract 2) and steps both, comparing
+after every step the observations, masks, rewards, terminations and, when an
+episode ends, every metric. Envs whose reference episode has ended are given the
+first valid action of the engine's own mask (their autoreset episodes are not
+compared). A difference raises
+:class:`~swarmgym.testing.invariants.InvariantViolation`
+(``batched_matches_reference``) with a :func:`replay_batched` snippet.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import gymnasium as gym
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from swarmgym.testing.invariants import InvariantViolation, _first_difference, _same
+from swarmgym.testing.strategies import seeds
+
+__all__ = ["check_batched", "engine_for", "replay_batched"]
+
+# SwarmEnv keyword arguments the engine does not take (it always encodes Dict observations)
+_ENV_ONLY = ("observation_mode", "strict", "render_mode")
+
+
+def engine_for(env_id: str, num_envs: int, *, seed: int = 0, **make_kwargs: Any):
+    """A :class:`~swarmgym.batched.BatchedSwarmEngine` with the env id's generator, config and sizes.
+
+    :param env_id: a registered id whose kwargs are :class:`~swarmgym.env.SwarmEnv`'s.
+    :param num_envs: envs in the batch.
+    :param seed: the engine's seed (only its autoreset draws use it).
+    :param make_kwargs: overrides of the id's kwargs, as for ``gymnasium.make``.
+    """
+    from swarmgym.batched import BatchedSwarmEngine
+
+    kwargs = {**gym.spec(env_id).kwargs, **make_kwargs}
+    for key in _ENV_ONLY:
+        kwargs.pop(key, None)
+    return BatchedSwarmEngine(**kwargs, num_envs=num_envs, bank_size=max(2, num_envs), seed=seed)
+
+
+def _numpy(x: Any) -> Any:
+    if hasattr(x, "detach"):
+        return x.detach().cpu().numpy()
+    return x
+
+
+def _metric_difference(ref: dict, eng: dict, e: int, family_names: Sequence[str]) -> str | None:
+    """The first metric where the engine's env ``e`` differs from the reference (None if none)."""
+    for key, value in ref.items():
+        if key == "family":
+            got = family_names[int(_numpy(eng["family_id"])[e])]
+            if got != value:
+                return f"metrics['family'] = {got!r} vs the reference's {value!r}"
+            continue
+        if key not in eng:
+            return f"the engine's metrics lack {key!r}"
+        got = np.asarray(_numpy(eng[key])[e])
+        want = np.asarray(value)
+        if got.shape != want.shape:
+            return f"metrics[{key!r}] has shape {got.shape} vs the reference's {want.shape}"
+        if want.dtype.kind in "f" or got.dtype.kind in "f":
+            same = np.allclose(got.astype(np.float64), want.astype(np.float64), rtol=1e-9, atol=1e-12)
+        else:
+            same = np.array_equal(got.astype(np.int64), want.astype(np.int64))
+        if not same:
+            return f"metrics[{key!r}] = {got.tolist()!r} vs the reference's {want.tolist()!r}"
+    return None
+
+
+def run_batched(
+    env_id: str,
+    seed: int,
+    policies: Sequence[Callable[[np.ndarray, int], int | None]],
+    *,
+    target: str | None = None,
+    engine_factory: Callable[[int], Any] | None = None,
+    **make_kwargs: Any,
+) -> list[list[int]]:
+    """Step ``len(policies)`` reference envs and the batched engine together, comparing them.
+
+    :param env_id: the registered id.
+    :param seed: env ``e`` is reset with ``seed + e``.
+    :param policies: one ``policy(mask, step) -> action`` per env (None stops that env's
+        comparison; the replay's lists run out that way).
+    :param target: Python source naming the env for the replay (default: the quoted id).
+    :param engine_factory: ``engine_factory(num_envs)`` returns the engine to compare
+        (default: :func:`engine_for` the id); it must have ``load_instances``,
+        ``action_mask`` and ``step(actions, final_obs=True)`` as
+        :class:`~swarmgym.batched.BatchedSwarmEngine` has.
+    :returns: the actions taken, one list per env.
+    :raises InvariantViolation: ``batched_matches_reference``, with a :func:`replay_batched` snippet.
+    """
+    import torch
+
+    num_envs = len(policies)
+    target = repr(env_id) if target is None else target
+    refs = [gym.make(env_id, **{**make_kwargs, "observation_mode": "dict"}) for _ in range(num_envs)]
+    actions: list[list[int]] = [[] for _ in range(num_envs)]
+    step = 0
+
+    def fail(detail: str) -> None:
+        raise InvariantViolation(
+            "batched_matches_reference", detail, seed=seed, actions=actions, step=step, target=target, replay_with="replay_batched",
+            custom_engine=engine_factory is not None,
+        )  # fmt: skip
+
+    def compare_obs(e: int, obs: dict, ref_obs: dict, mask: np.ndarray, ref_mask: np.ndarray, what: str) -> None:
+        mine = {k: np.asarray(_numpy(v)[e]) for k, v in obs.items()}
+        if not _same(mine, ref_obs):
+            fail(f"env {e}: {what} observation differs from the reference: {_first_difference(mine, ref_obs)} (engine vs reference)")
+        if not np.array_equal(mask, ref_mask):
+            diff = np.flatnonzero(mask != ref_mask).tolist()
+            fail(f"env {e}: {what} action mask differs from the reference at actions {diff} (engine {mask[diff].tolist()})")
+
+    try:
+        engine = engine_for(env_id, num_envs, seed=0, **make_kwargs) if engine_factory is None else engine_factory(num_envs)
+        resets = [ref.reset(seed=seed + e) for e, ref in enumerate(refs)]
+        ref_masks = [np.asarray(info["action_mask"]) for _, info in resets]
+        obs = engine.load_instances([ref.unwrapped.instance for ref in refs])
+        eng_mask = np.asarray(_numpy(engine.action_mask))
+        for e in range(num_envs):
+            compare_obs(e, obs, resets[e][0], eng_mask[e], ref_masks[e], "the first")
+        live = [True] * num_envs
+        while any(live):
+            batch = np.zeros(num_envs, dtype=np.int64)
+            for e in range(num_envs):
+                a = policies[e](ref_masks[e], len(actions[e])) if live[e] else None
+                if a is None:
+                    live[e] = False
+                    valid = np.flatnonzero(eng_mask[e])
+                    batch[e] = int(valid[0]) if valid.size else 0
+                else:
+                    batch[e] = int(a)
+            if not any(live):
+                break
+            for e in range(num_envs):
+                if live[e]:
+                    actions[e].append(int(batch[e]))
+            step += 1
+            obs, reward, terminated, info = engine.step(torch.as_tensor(batch), final_obs=True)
+            reward, terminated = np.asarray(_numpy(reward)), np.asarray(_numpy(terminated))
+            done = np.asarray(_numpy(info["done_mask"]))
+            eng_mask = np.asarray(_numpy(info["action_mask"])).copy()
+            for e in range(num_envs):
+                if not live[e]:
+                    continue
+                r_obs, r_reward, r_term, r_trunc, r_info = refs[e].step(int(batch[e]))
+                if bool(terminated[e]) != bool(r_term) or bool(done[e]) != bool(r_term or r_trunc):
+                    fail(f"env {e}: the engine says terminated={bool(terminated[e])}, done={bool(done[e])}; the reference terminated={r_term}, truncated={r_trunc}")
+                if not math.isclose(float(reward[e]), float(r_reward), rel_tol=1e-9, abs_tol=1e-12):
+                    fail(f"env {e}: reward {float(reward[e])!r} vs the reference's {float(r_reward)!r}")
+                if done[e]:
+                    compare_obs(e, info["final_obs"], r_obs, np.asarray(_numpy(info["final_mask"]))[e], np.asarray(r_info["action_mask"]), "the final")
+                    if "metrics" in r_info:
+                        problem = _metric_difference(r_info["metrics"], info["metrics"], e, engine.family_names)
+                        if problem:
+                            fail(f"env {e}: {problem}")
+                    live[e] = False
+                else:
+                    compare_obs(e, obs, r_obs, eng_mask[e], np.asarray(r_info["action_mask"]), "the")
+                    ref_masks[e] = np.asarray(r_info["action_mask"])
+    except InvariantViolation:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an engine error is reported with its replay
+        raise InvariantViolation(
+            "batched_matches_reference", f"{type(exc).__name__}: {exc}", seed=seed, actions=actions, step=step, target=target,
+            replay_with="replay_batched", custom_engine=engine_factory is not None,
+        ) from exc  # fmt: skip
+    finally:
+        for ref in refs:
+            ref.close()
+    return actions
+
+
+def check_batched(
+    env_id: str,
+    profile: str | settings = "ci",
+    *,
+    num_envs: int = 3,
+    max_examples: int | None = None,
+    max_steps: int | None = None,
+    engine_factory: Callable[[int], Any] | None = None,
+    **make_kwargs: Any,
+) -> None:
+    """Hold the batched engine to the reference env on hypothesis-drawn instances and actions.
+
+    :param env_id: a registered id (its kwargs are :class:`~swarmgym.env.SwarmEnv`'s).
+    :param profile: ``"ci"``, ``"deep"`` or a hypothesis ``settings`` object (see
+        :data:`~swarmgym.testing.check.PROFILES`).
+    :param num_envs: envs in the batch, each with its own seed and actions.
+    :param max_examples: override the profile's number of examples.
+    :param max_steps: each env answers at the latest after this many steps.
+    :param engine_factory: ``engine_factory(num_envs)`` returns the engine to compare
+        (default: the id's :class:`~swarmgym.batched.BatchedSwarmEngine`, see :func:`engine_for`).
+    :param make_kwargs: overrides of the id's kwargs.
+    :raises InvariantViolation: ``batched_matches_reference``, shrunk, with a :func:`replay_batched` snippet.
+    """
+    from swarmgym.testing.check import MAX_STEPS, PROFILES, drawn_policy
+
+    if isinstance(profile, settings):
+        base, steps = profile, max_steps or MAX_STEPS["ci"]
+    elif profile in PROFILES:
+        base, steps = PROFILES[profile], max_steps or MAX_STEPS[profile]
+    else:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)} or a hypothesis settings object, got {profile!r}")
+    if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+        raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+    gym.spec(env_id)  # fails now, naming the id, if it is not registered
+    run_settings = settings(base, max_examples=max_examples) if max_examples is not None else base
+
+    @run_settings
+    @given(seed=seeds(), data=st.data())
+    def batched_episode(seed: int, data) -> None:
+        policies = [drawn_policy(data, steps) for _ in range(num_envs)]
+        run_batched(env_id, seed, policies, engine_factory=engine_factory, **make_kwargs)
+
+    batched_episode()
+
+
+def replay_batched(
+    env_id: str,
+    seed: int,
+    actions: Sequence[Sequence[int]],
+    *,
+    engine_factory: Callable[[int], Any] | None = None,
+    **make_kwargs: Any,
+) -> list[list[int]]:
+    """Replay a batched comparison (what a ``batched_matches_reference`` message tells you to run).
+
+    :param env_id: the registered id.
+    :param seed: env ``e`` was reset with ``seed + e``.
+    :param actions: one action list per env.
+    :param engine_factory: the engine factory that was checked, if not the default.
+    :returns: the actions replayed, if the engine matched the reference throughout.
+    :raises InvariantViolation: the same difference as the original run.
+    """
+    lists = [[int(a) for a in row] for row in actions]
+
+    def policy_for(row: list[int]):
+        return lambda mask, step: row[step] if step < len(row) else None
+
+    return run_batched(env_id, seed, [policy_for(row) for row in lists], engine_factory=engine_factory, **make_kwargs)
