@@ -268,3 +268,27 @@ def test_schedule_callback__advances_lambda_through_env_method_past_wrappers():
     assert callback.last_lambdas[0] < 1.0
     with pytest.raises(ValueError, match="update_every"):
         ParlScheduleCallback(update_every=0)
+
+
+def test_parl_reward_vector__on_the_default_vector_entry_point():
+    """``gymnasium.make_vec(id)`` builds the batched SwarmVectorEnv; PARL terms are paid from its infos."""
+    try:
+        venv = gym.make_vec("swarmgym/WideSearch-v0", num_envs=4)
+    except (ImportError, TypeError, NotImplementedError) as exc:  # the batched engine is not built yet
+        pytest.skip(f"batched SwarmVectorEnv unavailable: {exc}")
+    venv = ParlRewardVector(venv, lambda1=0.5, lambda2=0.25)
+    policy = load_orchestrator("critical_path")
+    obs, info = venv.reset(seed=0)
+    paid = 0
+    for _ in range(200):
+        obs, rewards, terminated, truncated, info = venv.step(policy.act(obs, info["action_mask"]))
+        parl = info["parl"]
+        np.testing.assert_allclose(np.asarray(rewards, dtype=np.float64), parl["total"], rtol=1e-6)
+        if "metrics" in info:
+            done = np.asarray(info["_metrics"], dtype=bool)
+            metrics = {k: np.asarray(v) for k, v in info["metrics"].items() if not k.startswith("_")}
+            np.testing.assert_allclose(parl["r_parallel"][done], parallel_reward(metrics)[done])
+            np.testing.assert_allclose(parl["r_finish"][done], finish_reward(metrics)[done])
+            np.testing.assert_allclose(parl["total"][done], parl["r_perf"][done] + 0.5 * parl["r_parallel"][done] + 0.25 * parl["r_finish"][done])
+            paid += int(done.sum())
+    assert paid > 0
