@@ -66,6 +66,7 @@ def test_maskable_ppo_with_parl__beats_random_on_widesearch(tmp_path):
     learned = B.evaluate_policy(B.SB3Orchestrator(model, "maskable_ppo_parl"), "swarmgym/WideSearch-v0", 100, HELD_OUT)
     rand = B.evaluate_policy(load_orchestrator("random"), "swarmgym/WideSearch-v0", 100, HELD_OUT)
     ppo, rnd = learned.summary()["score"], rand.summary()["score"]
+    print(f"held-out score: MaskablePPO+PARL {ppo.format(3)}, random {rnd.format(3)}")
     assert ppo.low > rnd.high and ppo.mean > rnd.mean + 0.3, (ppo, rnd)
     # the checkpoint reloads into the same policy: identical held-out episodes
     again = B.evaluate_policy(B.load_checkpoint(tmp_path), "swarmgym/WideSearch-v0", 20, HELD_OUT)
