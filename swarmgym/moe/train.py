@@ -60,12 +60,15 @@ def apply_settings(base: dict, settings: list[str]) -> dict:
         if not eq or not key:
             raise ValueError(f"--set expects FIELD=VALUE, got {item!r}")
         parts = key.strip().split(".")
+        free_form = parts[0] == "env_overrides"  # SwarmEnv kwargs: groups are created as needed
         target = out
         for p in parts[:-1]:
+            if free_form and p not in target:
+                target[p] = {}
             if not isinstance(target.get(p), dict):
                 raise ValueError(f"--set {key}: {p!r} is not a group of settings")
             target = target[p]
-        if parts[-1] not in target and parts[0] != "env_overrides":
+        if parts[-1] not in target and not free_form:
             raise ValueError(f"--set {key}: unknown field {parts[-1]!r}; known: {sorted(target)}")
         target[parts[-1]] = _parse_value(value.strip())
     return out
@@ -130,14 +133,20 @@ def make_config(args: argparse.Namespace) -> "Any":
     return PPOConfig.from_dict(d)
 
 
-def evaluate_policy(policy: Any, env_ids: list[str], n_seeds: int, *, env_kwargs: dict | None = None, reference: bool = True) -> list[dict]:
+def evaluate_policy(policy: Any, env_ids: list[str], n_seeds: int, *, env_overrides: dict | None = None, reference: bool = True) -> list[dict]:
     """The trained policy and (``reference``) the hand-coded orchestrators on the same episodes;
     returns :func:`swarmgym.evaluation.table_rows`."""
     from swarmgym.evaluation import evaluate, table_rows
     from swarmgym.orchestrators import REFERENCE_NAMES
 
+    from swarmgym.moe.engines import resolve_env_kwargs
+
     names = [n for n in REFERENCE_NAMES if n != "random"] if reference else []
-    results = evaluate([policy, *names], env_ids, n_seeds, seed_offset=EVAL_SEED_OFFSET, env_kwargs=env_kwargs)
+    results = []
+    for env_id in env_ids:
+        # the same knob changes as in training, merged into each id's own kwargs
+        kwargs = resolve_env_kwargs(env_id, env_overrides) if env_overrides else None
+        results += evaluate([policy, *names], [env_id], n_seeds, seed_offset=EVAL_SEED_OFFSET, env_kwargs=kwargs)
     return table_rows(results)
 
 
@@ -317,7 +326,7 @@ def cli_main(argv: list[str]) -> int:
         n_seeds = args.eval_seeds if args.eval_seeds is not None else (16 if args.quick else DEFAULT_EVAL_SEEDS)
         ids = args.eval_ids or [config.env_id]
         t0 = time.perf_counter()
-        rows = evaluate_policy(policy, ids, n_seeds, env_kwargs=config.env_overrides or None)
+        rows = evaluate_policy(policy, ids, n_seeds, env_overrides=config.env_overrides or None)
         summary["eval_seconds"] = time.perf_counter() - t0
         markdown = to_markdown(rows, title=f"Trained {config.model.ffn} orchestrator vs the hand-coded ones", command=command)
         (run_dir / "table.md").write_text(markdown)

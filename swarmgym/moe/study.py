@@ -1,0 +1,324 @@
+"""``swarmgym study``: when does r_perf alone collapse to serial, and does PARL escape it?
+
+Two parts, both written into one Markdown report with its plots:
+
+1. **Conditions over seeds** on one configuration (an env id plus knob settings):
+
+   ====================  ======================================================
+   ``r_perf``            MoE, reward = task score only (minus the token cost, if any)
+   ``parl_annealed``     MoE, PARL with λ1, λ2 annealed linearly to 0 (Kimi K2.5)
+   ``parl_constant``     MoE, PARL with λ1, λ2 held constant
+   ``dense_parl``        the dense control of equal active size, annealed PARL
+   ====================  ======================================================
+
+   Each run is evaluated greedily on held-out episodes; the report gives per-condition
+   means ± standard deviations over seeds (score, critical steps, speedup, collapse
+   index, spurious-spawn rate, spawns, tokens), learning curves, and the MoE runs'
+   expert load per task family.
+
+2. **A knob scan** (``--scan``): r_perf alone vs annealed PARL, one seed each, under
+   each of a few knob settings (:data:`KNOBS`: hand-off latency ``spawn_ticks``,
+   sub-agent reliability, the budget, a token cost in the objective), to locate the
+   settings under which r_perf alone collapses to serial.
+
+Size is configurable (``--seeds``, ``--total-steps``, ``--scan-steps``,
+``--eval-episodes``); the report states it, with the command and the wall-clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Conditions of part 1: name -> PPOConfig changes.
+CONDITIONS: dict[str, dict[str, Any]] = {
+    "r_perf": {"parl": False},
+    "parl_annealed": {"parl": True, "lambda_schedule": "linear"},
+    "parl_constant": {"parl": True, "lambda_schedule": "constant"},
+    "dense_parl": {"parl": True, "lambda_schedule": "linear", "model": {"ffn": "dense"}},
+}
+
+_MIXED_FAMILIES = ("WideSearch", "SerialReasoning", "DependentChains", "LayeredDAG")
+
+
+def _mixed_budget(factor: float) -> dict:
+    return {"generator_kwargs": {"families": {f: {"budget_factor": factor} for f in _MIXED_FAMILIES}}}
+
+
+#: Knob settings of the scan: name -> (env overrides, PPOConfig changes, meaning).
+KNOBS: dict[str, tuple[dict, dict, str]] = {
+    "default": ({}, {}, "the id as registered"),
+    "handoff_latency": ({"config": {"spawn_ticks": 1}}, {}, "spawn_ticks = 1: every spawn costs the orchestrator a tick"),
+    "unreliable": (
+        {"config": {"reliability": {"fail_base": [0.15, 0.15, 0.25, 0.15], "wrong_base": [0.06, 0.05, 0.2, 0.08]}}},
+        {},
+        "sub-agents fail ~3x and err ~2-3x as often as by default",
+    ),
+    "loose_budget": (_mixed_budget(3.0), {}, "budget 3x the makespan floor for every family (serial work fits)"),
+    "token_cost": ({}, {"token_cost": 0.5}, "reward - 0.5 per 100k tokens (a delegating episode costs ~0.3)"),
+}
+
+#: Metrics of the tables: (metric, header, digits).
+COLUMNS = (
+    ("score", "score", 3),
+    ("critical_steps", "critical steps", 1),
+    ("speedup", "speedup", 2),
+    ("serial_collapse_index", "collapse idx", 2),
+    ("spurious_spawn_rate", "spurious", 2),
+    ("n_spawned", "spawned", 1),
+    ("tokens", "tokens (k)", 1),
+)
+
+
+def _merge(base: dict, change: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in change.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def run_one(base: dict, condition: dict, env_overrides: dict, seed: int, run_dir: Path, eval_episodes: int) -> dict:
+    """Train one run and evaluate it greedily; returns its summary (history, evaluation per family)."""
+    from swarmgym.evaluation import run_episodes
+    from swarmgym.moe.engines import resolve_env_kwargs
+    from swarmgym.moe.policy import MoEOrchestrator
+    from swarmgym.moe.ppo import PPOConfig, PPOTrainer
+    from swarmgym.moe.train import EVAL_SEED_OFFSET
+
+    d = _merge(base, condition)
+    d["env_overrides"] = _merge(d.get("env_overrides", {}), env_overrides)
+    d["seed"] = seed
+    cfg = PPOConfig.from_dict(d)
+    start = time.perf_counter()
+    trainer = PPOTrainer(cfg, run_dir=run_dir)
+    trainer.train()
+    train_s = time.perf_counter() - start
+    policy = MoEOrchestrator(trainer.model, name=run_dir.name)
+    env_kwargs = resolve_env_kwargs(cfg.env_id, cfg.env_overrides)
+    rec = run_episodes(policy, cfg.env_id, eval_episodes, seed_offset=EVAL_SEED_OFFSET, env_kwargs=env_kwargs)
+    evaluation = {}
+    for fam in ["all", *rec.families]:  # "all" is swarmgym.metrics.ALL
+        summary = rec.summary(fam)
+        evaluation[fam] = {name: float(summary[name].mean) for name, _, _ in COLUMNS if name in summary}
+    return {
+        "seed": seed,
+        "train_seconds": train_s,
+        "env_steps": trainer.global_step,
+        "history": trainer.history,
+        "evaluation": evaluation,
+        "parameters": trainer.model.parameter_counts(),
+    }
+
+
+def _agg(values: list[float]) -> tuple[float, float]:
+    arr = np.asarray([v for v in values if v == v], dtype=float)
+    if arr.size == 0:
+        return float("nan"), float("nan")
+    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+
+
+def _fmt(mean: float, sd: float, digits: int, scale: float = 1.0) -> str:
+    if mean != mean:
+        return "-"
+    return f"{mean * scale:.{digits}f} ± {sd * scale:.{digits}f}"
+
+
+def condition_table(results: dict[str, list[dict]], family: str = "all") -> str:
+    lines = ["| condition | seeds | " + " | ".join(h for _, h, _ in COLUMNS) + " |", "|---|---:|" + "---:|" * len(COLUMNS)]
+    for name, runs in results.items():
+        cells = []
+        for metric, _, digits in COLUMNS:
+            vals = [r["evaluation"].get(family, {}).get(metric, float("nan")) for r in runs]
+            mean, sd = _agg(vals)
+            cells.append(_fmt(mean, sd, digits, 1e-3 if metric == "tokens" else 1.0))
+        lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def scan_table(scan: dict[str, dict[str, dict]]) -> str:
+    lines = [
+        "| knob setting | condition | " + " | ".join(h for _, h, _ in COLUMNS) + " | collapsed? |",
+        "|---|---|" + "---:|" * len(COLUMNS) + "---|",
+    ]
+    for knob, by_cond in scan.items():
+        for cond, run in by_cond.items():
+            ev = run["evaluation"].get("all", {})
+            cells = [_fmt(ev.get(m, float("nan")), 0.0, d, 1e-3 if m == "tokens" else 1.0).split(" ±")[0] for m, _, d in COLUMNS]
+            collapsed = "yes" if ev.get("n_spawned", 0.0) < 1.0 else "no"
+            lines.append(f"| {knob} | {cond} | " + " | ".join(cells) + f" | {collapsed} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(results: dict[str, list[dict]], path: Path) -> Path | None:
+    from swarmgym.moe.train import _plt
+
+    plt = _plt()
+    if plt is None:
+        return None
+    panels = [("charts/score", "score"), ("charts/n_spawned", "spawns / episode"), ("charts/speedup", "speedup"), ("charts/spurious_spawn_rate", "spurious-spawn rate")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (key, label) in zip(axes, panels):
+        for c, (name, runs) in enumerate(results.items()):
+            for j, run in enumerate(runs):
+                h = run["history"]
+                ax.plot([r["global_step"] for r in h], [r.get(key, np.nan) for r in h], color=colors[c % len(colors)], alpha=0.8, label=name if j == 0 else None)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("env steps", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="swarmgym study", description="The PARL study: r_perf only vs annealed/constant PARL, dense vs MoE, over seeds; plus a knob scan.")
+    p.add_argument("--env-id", default="swarmgym/Mixed-v0", help="configuration: env id (default swarmgym/Mixed-v0)")
+    p.add_argument("--knob", default="default", choices=sorted(KNOBS), help="knob setting of part 1 (default: the id as registered)")
+    p.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=list(CONDITIONS), help="conditions of part 1 (default all)")
+    p.add_argument("--seeds", type=int, default=2, help="seeds per condition (default 2)")
+    p.add_argument("--total-steps", type=int, default=150_000, help="env steps per run of part 1 (default 150000)")
+    p.add_argument("--scan", nargs="*", default=None, metavar="KNOB", help=f"run the knob scan over these settings (no names: all of {', '.join(KNOBS)})")
+    p.add_argument("--scan-steps", type=int, default=60_000, help="env steps per scan run (default 60000)")
+    p.add_argument("--eval-episodes", type=int, default=200, help="greedy evaluation episodes per run (default 200)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="PPOConfig changes for every run (as in swarmgym train)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--out", default="runs/study", help="report folder (default runs/study)")
+    p.add_argument("--notes", default=None, help="a Markdown file whose text is added to the report as its discussion")
+    p.add_argument("--quick", action="store_true", help="seconds-long smoke run (tiny model, few steps)")
+    return p
+
+
+def cli_main(argv: list[str]) -> int:
+    """Entry point of ``swarmgym study`` (contract 5)."""
+    args = build_parser().parse_args(argv)
+    from swarmgym.moe.ppo import PPOConfig
+    from swarmgym.moe.train import apply_settings, plot_expert_load
+
+    if args.seeds < 1 or args.total_steps < 1 or args.eval_episodes < 1:
+        print("swarmgym study: --seeds, --total-steps and --eval-episodes must be >= 1", file=sys.stderr)
+        return 2
+    base = PPOConfig(env_id=args.env_id).to_dict()
+    base.update(progress=False, tensorboard=False, torch_threads=args.threads, engine="auto")
+    if args.quick:
+        base.update(num_envs=8, num_steps=16)
+        base["model"].update(d_model=16, n_heads=2, n_layers=1, n_experts=4, expert_hidden=16)
+        args.total_steps = min(args.total_steps, 256)
+        args.scan_steps = min(args.scan_steps, 128)
+        args.eval_episodes = min(args.eval_episodes, 8)
+    try:
+        base = apply_settings(base, args.set)
+        PPOConfig.from_dict({**base, "total_steps": max(args.total_steps, base["num_envs"] * base["num_steps"])})
+    except (ValueError, TypeError) as exc:
+        print(f"swarmgym study: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = "swarmgym study" + (" " + shlex.join(argv) if argv else "")
+    t_start = time.perf_counter()
+    rollout = base["num_envs"] * base["num_steps"]
+
+    # ---- part 1: conditions x seeds
+    env_over, cfg_over, knob_doc = KNOBS[args.knob]
+    results: dict[str, list[dict]] = {}
+    for name in args.conditions:
+        results[name] = []
+        for seed in range(args.seeds):
+            cond = _merge(CONDITIONS[name], cfg_over)
+            cond["total_steps"] = max(args.total_steps, rollout)
+            print(f"swarmgym study: {name} seed {seed} ...", file=sys.stderr, flush=True)
+            run = run_one(base, cond, env_over, seed, out / "runs" / f"{name}-s{seed}", args.eval_episodes)
+            ev = run["evaluation"].get("all", {})
+            print(f"  score {ev.get('score', float('nan')):.3f}  spawned {ev.get('n_spawned', float('nan')):.1f}  ({run['train_seconds']:.0f} s)", file=sys.stderr)
+            results[name].append(run)
+
+    # ---- part 2: knob scan
+    scan: dict[str, dict[str, dict]] = {}
+    if args.scan is not None:
+        for knob in args.scan or list(KNOBS):
+            if knob not in KNOBS:
+                print(f"swarmgym study: unknown knob {knob!r}; choose from {', '.join(KNOBS)}", file=sys.stderr)
+                return 2
+            e_over, c_over, _ = KNOBS[knob]
+            scan[knob] = {}
+            for cname in ("r_perf", "parl_annealed"):
+                cond = _merge(CONDITIONS[cname], c_over)
+                cond["total_steps"] = max(args.scan_steps, rollout)
+                print(f"swarmgym study: scan {knob} / {cname} ...", file=sys.stderr, flush=True)
+                scan[knob][cname] = run_one(base, cond, e_over, 0, out / "runs" / f"scan-{knob}-{cname}", args.eval_episodes)
+    wall = time.perf_counter() - t_start
+
+    # ---- report
+    plot_curves(results, out / "curves.png")
+    moe_runs = [(n, r) for n, runs in results.items() if CONDITIONS[n].get("model", {}).get("ffn", "moe") == "moe" for r in runs]
+    load_plots = []
+    for name, run in moe_runs[:4]:
+        path = out / f"expert_load_{name}_s{run['seed']}.png"
+        if plot_expert_load(run["history"], path, f"{name}, seed {run['seed']}: expert load per task family"):
+            load_plots.append(path.name)
+    any_run = next(iter(results.values()))[0] if results else None
+    families = [f for f in (any_run["evaluation"] if any_run else {}) if f != "all"]
+    lines = [
+        "# PARL study: serial collapse, PARL and dense vs MoE",
+        "",
+        "Made by:",
+        "",
+        f"```\n{command}\n```",
+        "",
+        f"Configuration: `{args.env_id}` with knob setting `{args.knob}` ({knob_doc}). "
+        f"Size: {args.seeds} seed(s) x {len(args.conditions)} condition(s) x {max(args.total_steps, rollout):,} env steps"
+        + (f"; knob scan: {len(scan)} setting(s) x 2 conditions x {max(args.scan_steps, rollout):,} env steps, seed 0" if scan else "")
+        + f"; greedy evaluation on {args.eval_episodes} held-out episodes per run. Wall-clock {wall / 60:.1f} min.",
+        "",
+        f"Model: `d_model={base['model']['d_model']}`, {base['model']['n_layers']} layers, {base['model']['n_experts']} routed experts "
+        f"(top-{base['model']['top_k']}) + {base['model']['n_shared']} shared; "
+        + (f"MoE {any_run['parameters']['total']:,} parameters, {any_run['parameters']['active']:,} active. " if any_run else "")
+        + f"PPO: {base['num_envs']} envs x {base['num_steps']} steps per rollout, λ1 = {base['lambda1']}, λ2 = {base['lambda2']} "
+        f"(`{base['parallel_form']}` / `{base['finish_form']}`), annealed over the first {base['anneal_fraction']:.0%} of training.",
+        "",
+        "Means ± standard deviations over seeds of each run's greedy evaluation.",
+        "",
+        "## All families",
+        "",
+        condition_table(results, "all") if results else "(no runs)\n",
+    ]
+    for fam in families:
+        lines += [f"## {fam}", "", condition_table(results, fam)]
+    lines += ["## Learning curves", "", "![learning curves](curves.png)", ""]
+    if load_plots:
+        lines += ["## Expert load per task family", "", "Share of each family's tokens routed to each expert (last quarter of training)."]
+        lines += [f"![{p}]({p})" for p in load_plots] + [""]
+    if scan:
+        lines += ["## Knob scan: where does r_perf alone collapse to serial?", ""]
+        lines += [f"* `{k}`: {KNOBS[k][2]}" for k in scan] + ["", scan_table(scan)]
+        lines += ["'collapsed' = fewer than one spawn per episode under the greedy policy.", ""]
+    if args.notes:
+        lines += ["## Discussion", "", Path(args.notes).read_text().strip(), ""]
+    (out / "report.md").write_text("\n".join(lines))
+    slim = {
+        "command": command,
+        "wall_seconds": wall,
+        "conditions": {n: [{k: v for k, v in r.items() if k != "history"} for r in runs] for n, runs in results.items()},
+        "scan": {k: {c: {kk: vv for kk, vv in r.items() if kk != "history"} for c, r in v.items()} for k, v in scan.items()},
+    }
+    (out / "results.json").write_text(json.dumps(slim, indent=2) + "\n")
+    print((out / "report.md").read_text())
+    print(f"swarmgym study: wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(cli_main(sys.argv[1:]))
