@@ -27,7 +27,8 @@ Interface (shared with learned policies): an orchestrator has a ``name`` and
 leading env dimension (``obs["nodes"]: [B, n_max, 20]``, ``obs["globals"]: [B, 10]``)
 and ``mask`` is ``bool[B, 2 * n_max + 2]``. :func:`load_orchestrator` resolves a spec
 string: a built-in name (optionally with keyword arguments, ``"critical_path:max_spawn_parents=8"``)
-or ``"moe:PATH"`` (a trained checkpoint, loaded by ``swarmgym.moe.policy.load_policy``).
+``"moe:PATH"`` (a trained checkpoint, loaded by ``swarmgym.moe.policy.load_policy``) or
+``"sb3:PATH"`` (a stable-baselines3 ``model.zip``, see :class:`SB3Policy`).
 
 The policies read only the observation: node status, kind, ``n_parents``,
 ``bottom_level`` and ``work`` come from ``obs["nodes"]`` columns named in
@@ -254,6 +255,70 @@ class RandomOrchestrator(Orchestrator):
         return out
 
 
+class SB3Policy(Orchestrator):
+    """A stable-baselines3 model as an orchestrator: deterministic ``predict`` with the mask
+    (sb3-contrib's MaskablePPO) or on the flat observation rebuilt from the Dict one
+    (a model trained on a ``-flat`` id: nodes, globals, adjacency if present, mask as 0/1).
+
+    :param model: a trained SB3 model (``MaskablePPO``, ``PPO``, ...).
+    :param name: the table name.
+    """
+
+    def __init__(self, model: Any, name: str = "sb3") -> None:
+        import gymnasium as gym
+
+        self.model = model
+        self.name = name
+        self.flat = not isinstance(model.observation_space, gym.spaces.Dict)
+        self.masked = type(model).__name__ == "MaskablePPO"
+
+    def act(self, obs, mask):
+        mask = np.asarray(mask, dtype=bool)
+        if self.flat:
+            b = mask.shape[0]
+            parts = [np.asarray(obs["nodes"]).reshape(b, -1), np.asarray(obs["globals"]).reshape(b, -1)]
+            if "adjacency" in obs:
+                parts.append(np.asarray(obs["adjacency"]).reshape(b, -1))
+            parts.append(mask.astype(np.float32))
+            model_obs: Any = np.concatenate(parts, axis=1).astype(np.float32)
+        else:
+            model_obs = {k: np.asarray(v) for k, v in obs.items()}
+        if self.masked:
+            actions, _ = self.model.predict(model_obs, action_masks=mask, deterministic=True)
+        else:
+            actions, _ = self.model.predict(model_obs, deterministic=True)
+        return np.asarray(actions, dtype=np.int64).reshape(-1)
+
+    def __repr__(self) -> str:
+        return f"SB3Policy({type(self.model).__name__}, name={self.name!r})"
+
+
+def load_sb3(path: str, name: str | None = None) -> SB3Policy:
+    """Load a saved SB3 model (``model.zip`` or a run folder holding one; MaskablePPO tried
+    first, then PPO) as an orchestrator. Needs ``stable-baselines3`` and ``sb3-contrib``."""
+    from pathlib import Path
+
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.zip"
+    if not p.is_file():
+        raise FileNotFoundError(f"no SB3 model at {str(path)!r} (expected a model.zip or a run folder holding one)")
+    try:
+        from sb3_contrib import MaskablePPO
+        from stable_baselines3 import PPO
+    except ImportError as exc:
+        raise ImportError("loading SB3 checkpoints needs stable-baselines3 and sb3-contrib: pip install 'swarmgym[sb3]'") from exc
+    errors = []
+    for algo in (MaskablePPO, PPO):
+        try:
+            model = algo.load(p, device="cpu")
+        except Exception as exc:  # noqa: BLE001 - try the next algorithm
+            errors.append(f"{algo.__name__}: {exc}")
+            continue
+        return SB3Policy(model, name or f"sb3:{path}")
+    raise ValueError(f"{str(p)!r} is neither a MaskablePPO nor a PPO model ({'; '.join(errors)})")
+
+
 #: Built-in orchestrators by name (the reference set, in table order).
 BUILTIN: dict[str, Callable[..., Orchestrator]] = {
     "sequential_crew": SequentialCrew,
@@ -286,7 +351,8 @@ def load_orchestrator(spec: str) -> Orchestrator:
     * a built-in name (:data:`REFERENCE_NAMES`), optionally with keyword arguments:
       ``"critical_path:max_spawn_parents=8"``, ``"random:seed=3"``;
     * ``"moe:PATH"``: a trained checkpoint, loaded lazily with
-      ``swarmgym.moe.policy.load_policy(PATH)``.
+      ``swarmgym.moe.policy.load_policy(PATH)``;
+    * ``"sb3:PATH"``: a stable-baselines3 model (:func:`load_sb3`).
 
     :raises ValueError: for an unknown name or a malformed argument list.
     """
@@ -305,8 +371,12 @@ def load_orchestrator(spec: str) -> Orchestrator:
             except AttributeError:
                 pass
         return policy
+    if head == "sb3":
+        if not rest:
+            raise ValueError("spec 'sb3:PATH' needs a model path after 'sb3:'")
+        return load_sb3(rest)
     if head not in BUILTIN:
-        raise ValueError(f"unknown orchestrator {head!r}; choose from {', '.join(REFERENCE_NAMES)} or 'moe:PATH'")
+        raise ValueError(f"unknown orchestrator {head!r}; choose from {', '.join(REFERENCE_NAMES)}, 'moe:PATH' or 'sb3:PATH'")
     kwargs: dict[str, Any] = {}
     if sep:
         for item in filter(None, rest.split(",")):
@@ -330,7 +400,9 @@ __all__ = [
     "DelegatingManager",
     "Orchestrator",
     "RandomOrchestrator",
+    "SB3Policy",
     "SequentialCrew",
     "StaticFanout",
     "load_orchestrator",
+    "load_sb3",
 ]

@@ -512,7 +512,10 @@ def _make_callback_class():
             self.last_lambdas: tuple[float, float] = (float("nan"), float("nan"))
 
         def _push(self) -> None:
-            self.training_env.env_method("set_global_step", int(self.num_timesteps))
+            try:
+                self.training_env.env_method("set_global_step", int(self.num_timesteps))
+            except AttributeError:
+                raise ValueError("ParlScheduleCallback needs training envs wrapped in swarmgym.parl.ParlReward (no set_global_step found)") from None
             lam = self.training_env.env_method("lambdas", indices=[0])[0]
             self.last_lambdas = (float(lam[0]), float(lam[1]))
 

@@ -74,5 +74,8 @@ def test_cli__rejects_bad_input(capsys):
     assert "unknown env id" in capsys.readouterr().err
     assert cli_main(["-o", "oracle", "-n", "2", "--no-write"]) == 2
     assert cli_main(["-n", "0", "--no-write"]) == 2
+    assert cli_main(["-o", "moe:no/such/run", "-n", "2", "--no-write"]) == 2
+    assert cli_main(["-o", "sb3:no/such/model.zip", "-n", "2", "--no-write"]) == 2
+    assert "no SB3 model" in capsys.readouterr().err
     with pytest.raises(ValueError, match="n_episodes"):
         run_episodes(load_orchestrator("random"), "swarmgym/WideSearch-v0", 0)

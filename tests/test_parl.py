@@ -268,6 +268,9 @@ def test_schedule_callback__advances_lambda_through_env_method_past_wrappers():
     assert callback.last_lambdas[0] < 1.0
     with pytest.raises(ValueError, match="update_every"):
         ParlScheduleCallback(update_every=0)
+    plain = MaskablePPO("MultiInputPolicy", DummyVecEnv([lambda: Monitor(gym.make("swarmgym/WideSearch-v0"))]), n_steps=16, batch_size=16, device="cpu")
+    with pytest.raises(ValueError, match="wrapped in swarmgym.parl.ParlReward"):
+        plain.learn(total_timesteps=16, callback=ParlScheduleCallback())
 
 
 def test_parl_reward_vector__on_the_default_vector_entry_point():

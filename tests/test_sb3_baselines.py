@@ -13,6 +13,7 @@ pytest.importorskip("sb3_contrib")
 
 import torch  # noqa: E402
 
+from swarmgym.evaluation import cli_main  # noqa: E402
 from swarmgym.orchestrators import load_orchestrator  # noqa: E402
 
 SB3_DIR = Path(__file__).resolve().parents[1] / "baselines" / "sb3"
@@ -84,3 +85,7 @@ def test_ppo_flat__trains_and_evaluates_through_the_dict_adapter(tmp_path):
     assert policy.flat and not policy.masked and model is not None
     rec = B.evaluate_policy(policy, "swarmgym/WideSearch-flat-v0", 4)
     assert rec.n_episodes() == 4
+    # the evaluate command takes the checkpoint as an orchestrator spec
+    out = tmp_path / "eval"
+    assert cli_main(["-o", f"sb3:{tmp_path}", "random", "--ids", "WideSearch-flat-v0", "-n", "4", "--out", str(out), "--quiet"]) == 0
+    assert (out / "table.csv").read_text().count("\n") == 3

@@ -30,12 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 import swarmgym  # noqa: F401 - registers the suite
 from swarmgym.evaluation import resolve_id, run_episodes
 from swarmgym.metrics import MetricsRecorder
-from swarmgym.orchestrators import Orchestrator
+from swarmgym.orchestrators import Orchestrator, SB3Policy, load_sb3
 from swarmgym.parl import ParlReward
 
 ALGOS = ("MaskablePPO", "PPO")
@@ -145,53 +144,14 @@ def train(cfg: dict[str, Any], seed: int, out_dir: str | Path | None = None, *, 
     return model
 
 
-class SB3Orchestrator(Orchestrator):
-    """An SB3 model as an orchestrator (contract 4): deterministic ``predict`` with the mask
-    (MaskablePPO) or on the flat observation rebuilt from the Dict one (PPO).
-
-    :param model: a trained ``MaskablePPO`` or ``PPO``.
-    :param name: the table name.
-    """
-
-    def __init__(self, model, name: str = "sb3") -> None:
-        self.model = model
-        self.name = name
-        self.flat = not isinstance(model.observation_space, gym.spaces.Dict)
-        self.masked = type(model).__name__ == "MaskablePPO"
-
-    def act(self, obs: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
-        mask = np.asarray(mask, dtype=bool)
-        if self.flat:
-            b = mask.shape[0]
-            parts = [np.asarray(obs["nodes"]).reshape(b, -1), np.asarray(obs["globals"]).reshape(b, -1)]
-            if "adjacency" in obs:
-                parts.append(np.asarray(obs["adjacency"]).reshape(b, -1))
-            parts.append(mask.astype(np.float32))
-            model_obs: Any = np.concatenate(parts, axis=1).astype(np.float32)
-        else:
-            model_obs = {k: np.asarray(v) for k, v in obs.items()}
-        if self.masked:
-            actions, _ = self.model.predict(model_obs, action_masks=mask, deterministic=True)
-        else:
-            actions, _ = self.model.predict(model_obs, deterministic=True)
-        return np.asarray(actions, dtype=np.int64).reshape(-1)
+#: An SB3 model as an orchestrator (the package's adapter; kept under this name here).
+SB3Orchestrator = SB3Policy
 
 
-def load_checkpoint(path: str | Path, name: str | None = None) -> SB3Orchestrator:
-    """Load a saved model (``model.zip``; MaskablePPO tried first, then PPO) as an orchestrator."""
+def load_checkpoint(path: str | Path, name: str | None = None) -> SB3Policy:
+    """Load a saved model (``model.zip`` or a run folder; MaskablePPO tried first, then PPO)."""
     p = Path(path)
-    if p.is_dir():
-        p = p / "model.zip"
-    if not p.is_file():
-        raise FileNotFoundError(f"no SB3 model at {str(path)!r} (expected model.zip or a run folder holding one)")
-    last_error: Exception | None = None
-    for algo_name in ALGOS:
-        try:
-            model = _algo_class(algo_name).load(p, device="cpu")
-            return SB3Orchestrator(model, name or f"{algo_name}:{p.parent.name}")
-        except Exception as exc:  # noqa: BLE001 - try the next algorithm
-            last_error = exc
-    raise ValueError(f"{str(p)!r} is neither a MaskablePPO nor a PPO model: {last_error}")
+    return load_sb3(str(path), name or (p.name if p.is_dir() else p.parent.name))
 
 
 def evaluate_policy(policy: Orchestrator, env_id: str, n_episodes: int, seed_offset: int = 100_000) -> MetricsRecorder:
