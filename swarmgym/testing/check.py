@@ -81,21 +81,22 @@ def as_factory(env: str | Callable[[], gym.Env], **make_kwargs: Any) -> tuple[Ca
 def drawn_policy(data, max_steps: int = 200) -> Callable[[np.ndarray, int], int]:
     """A policy for :func:`~swarmgym.testing.invariants.run_episode` whose choices hypothesis draws.
 
-    It first draws the style of play (any valid action, or ``do`` only in one
-    episode of four) and a step at which to answer (in ``[0, max_steps]``), then
-    one action per step from the live mask. Shrinking prefers answering early, the first valid actions and
-    play of any kind (the order in which the choices are listed).
+    It first draws the style of play (any valid action; spawns first, as a
+    delegating orchestrator would; or ``do`` only: each in one episode of four,
+    "any" in two) and a step at which to answer (in ``[0, max_steps]``), then
+    one action per step from the live mask. Shrinking prefers answering early,
+    the first valid actions and play of any kind (the order of the choices).
 
     :param data: the ``st.data()`` object of the running test.
     :param max_steps: answer at the latest after this many steps.
     """
-    serial_only = data.draw(st.sampled_from(("any", "any", "any", "do only")), label="play") == "do only"
+    play = data.draw(st.sampled_from(("any", "any", "spawn first", "do only")), label="play")
     answer_at = data.draw(st.integers(0, max_steps), label="answer_after_steps")
 
     def policy(mask: np.ndarray, step: int) -> int:
         if step >= answer_at and mask[-1]:
             return mask.size - 1
-        return draw_action(data, mask, serial_only=serial_only)
+        return draw_action(data, mask, serial_only=play == "do only", spawn_first=play == "spawn first")
 
     return policy
 

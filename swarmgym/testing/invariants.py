@@ -159,10 +159,13 @@ class InvariantViolation(AssertionError):
             where = f"after step {self.step} (action {self.actions[self.step - 1]})"
         code = "\n".join("    " + line for line in self.replay_code().splitlines())
         names = f": {', '.join(self.action_names)}" if self.action_names and self.actions else ""
+        count = sum(len(a) if isinstance(a, list) else 1 for a in self.actions)
+        if self.replay_with != "replay":
+            names = f" in {len(self.actions)} envs"
         return (
             f"invariant '{self.invariant}' broken {where}: {self.detail}\n"
             f"  ({INVARIANTS.get(self.invariant, '')})\n"
-            f"Episode: seed={self.seed!r}, {len(self.actions)} action(s){names}. Replay it (raises this error again):\n\n{code}\n"
+            f"Episode: seed={self.seed!r}, {count} action(s){names}. Replay it (raises this error again):\n\n{code}\n"
         )
 
     def __reduce__(self):  # picklable, for multiprocess test runners

@@ -291,7 +291,9 @@ def _generator_params(draw, cls: type[TaskGenerator], n_max: int, limits: dict) 
     return values
 
 
-def draw_action(data, mask: np.ndarray, *, serial_only: bool = False, answer: bool = False, label: str = "action") -> int:
+def draw_action(
+    data, mask: np.ndarray, *, serial_only: bool = False, spawn_first: bool = False, answer: bool = False, label: str = "action"
+) -> int:
     """Draw one valid action from a live action mask (for use with ``st.data()``).
 
     ``answer`` (the last action) is only drawn when it is the sole valid action or
@@ -302,6 +304,8 @@ def draw_action(data, mask: np.ndarray, *, serial_only: bool = False, answer: bo
     :param mask: ``bool[2 * n_max + 2]``, True = valid (``info["action_mask"]``).
     :param serial_only: draw only ``do`` actions (the first ``n_max`` entries);
         answer when none is valid.
+    :param spawn_first: draw among the valid ``spawn`` actions while there are any
+        (a delegating orchestrator: high concurrency, episodes that finish).
     :param answer: return the answer action (checked to be valid).
     :param label: shown in hypothesis's report of the drawn value.
     :returns: the action index.
@@ -313,8 +317,12 @@ def draw_action(data, mask: np.ndarray, *, serial_only: bool = False, answer: bo
     answer_action = mask.size - 1
     if answer:
         return answer_action
-    limit = (mask.size - 2) // 2 if serial_only else mask.size - 1
+    n_max = (mask.size - 2) // 2
+    limit = n_max if serial_only else mask.size - 1
     valid = np.flatnonzero(mask[:limit])
+    if spawn_first and not serial_only:
+        spawns = valid[(valid >= n_max) & (valid < 2 * n_max)]
+        valid = spawns if spawns.size else valid
     if valid.size == 0:
         if not mask.any():
             raise ValueError("the mask allows no action")

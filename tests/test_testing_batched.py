@@ -1,0 +1,71 @@
+"""swarmgym.testing.batched: the batched engine held to the reference env; a broken engine is
+caught, shrunk and replayable; check_family runs the comparison where the engine exists."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("swarmgym.batched")
+
+import swarmgym.testing.batched as tb  # noqa: E402
+from swarmgym.batched import BatchedSwarmEngine  # noqa: E402
+from swarmgym.testing import InvariantViolation, check_batched, check_family, replay_batched  # noqa: E402
+from swarmgym.testing.batched import engine_for  # noqa: E402
+
+ENV_ID = "swarmgym/SerialReasoning-v0"
+
+
+class LateClockEngine(BatchedSwarmEngine):
+    """Reports time_used halved once half the budget is gone (a bug in one global feature)."""
+
+    def step(self, actions, final_obs=False, contiguous_obs=False):
+        obs, reward, terminated, info = super().step(actions, final_obs=final_obs, contiguous_obs=contiguous_obs)
+        late = obs["globals"][:, 0] > 0.5
+        obs["globals"][late, 0] *= 0.5
+        return obs, reward, terminated, info
+
+
+def make_late_clock_engine(num_envs):
+    kwargs = {k: v for k, v in __import__("gymnasium").spec(ENV_ID).kwargs.items() if k != "observation_mode"}
+    return LateClockEngine(**kwargs, num_envs=num_envs, bank_size=4)
+
+
+def test_check_batched__catches_and_shrinks_a_broken_engine():
+    with pytest.raises(InvariantViolation) as caught:
+        check_batched(ENV_ID, engine_factory=make_late_clock_engine, num_envs=2)
+    v = caught.value
+    assert v.invariant == "batched_matches_reference" and v.replay_with == "replay_batched"
+    assert "['globals'][0]" in v.detail  # time_used
+    # shrunk: one env answers at once, the other runs just past half its budget
+    assert min(len(row) for row in v.actions) <= 1 and max(len(row) for row in v.actions) <= 20, str(v)
+    code = v.replay_code()
+    assert "engine_factory=make_engine" in code
+    with pytest.raises(InvariantViolation) as again:
+        exec(code, {"make_engine": make_late_clock_engine})
+    assert (again.value.detail, again.value.actions) == (v.detail, v.actions)
+
+
+def test_replay_batched__of_a_matching_episode_returns_the_actions():
+    n = 16  # SerialReasoning-v0's n_max
+    assert replay_batched(ENV_ID, seed=5, actions=[[0, 0], [2 * n + 1]]) == [[0, 0], [2 * n + 1]]
+
+
+def test_engine_for__builds_the_ids_engine():
+    engine = engine_for("swarmgym/Mixed-flat-v0", 2)
+    assert engine.num_envs == 2 and engine.n_max == 32 and engine.config.max_subagents == 8
+
+
+def test_check_family__runs_the_batched_comparison_for_ids_only(monkeypatch):
+    calls = []
+    monkeypatch.setattr(tb, "check_batched", lambda env, *args, **kwargs: calls.append(env))
+    check_family(ENV_ID, max_examples=2)
+    check_family(lambda: __import__("gymnasium").make(ENV_ID), max_examples=2)
+    check_family(ENV_ID, max_examples=2, batched=False)
+    assert calls == [ENV_ID]
+
+
+def test_check_batched__bad_arguments():
+    with pytest.raises(ValueError, match="num_envs must be an integer >= 1"):
+        check_batched(ENV_ID, num_envs=0)
+    with pytest.raises(ValueError, match="profile must be one of"):
+        check_batched(ENV_ID, profile="fast")
