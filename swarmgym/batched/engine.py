@@ -69,8 +69,6 @@ DYNAMIC_COLUMNS = (
 )
 #: Finish time of a node no sub-agent runs on (larger than any clock value).
 _NOT_RUNNING = 1 << 30
-# SWAR popcount masks for 63-bit words (bit 63 unused: words stay non-negative)
-_M1, _M2, _M4 = 0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F
 
 #: Numeric episode metrics, in the order of ``SwarmSimulator.metrics()`` (``family`` is ``family_id``).
 METRIC_KEYS: tuple[str, ...] = (
@@ -83,15 +81,9 @@ METRIC_KEYS: tuple[str, ...] = (
 )
 
 
-def _popcount(x: torch.Tensor) -> torch.Tensor:
-    """Set bits of each non-negative int64 (bit 63 clear); SWAR, shifts only (no overflow)."""
-    x = x - ((x >> 1) & _M1)
-    x = (x & _M2) + ((x >> 2) & _M2)
-    x = (x + (x >> 4)) & _M4
-    x = x + (x >> 8)
-    x = x + (x >> 16)
-    x = x + (x >> 32)
-    return x & 0x7F
+def _count(x: torch.Tensor) -> torch.Tensor:
+    """Trues per row of a ``[N, n]`` bool tensor, int64 (summed as bytes: no bool->int64 copy)."""
+    return x.view(torch.uint8).sum(1, dtype=torch.int64)
 
 
 class BatchedSwarmEngine:
@@ -183,14 +175,14 @@ class BatchedSwarmEngine:
         self._static = {
             "work": z(N, n, dtype=torch.int32),
             "handoff": z(N, n, dtype=torch.int64),
-            "parent_bits": z(N, n, W, dtype=torch.int64),
+            "children": z(N, n + 1, n, dtype=torch.uint8),
             "targets": z(N, n, dtype=torch.bool),
             "top_level": z(N, n, dtype=torch.int32),
             "parent_top": z(N, n, dtype=torch.int32),
             "fate_duration": z(N, n, A, dtype=torch.int32),
             "fate_fail": z(N, n, A, dtype=torch.bool),
             "fate_wrong": z(N, n, A, dtype=torch.bool),
-            "inv_work": z(N, n, dtype=torch.float64),
+            "work_div": z(N, n, dtype=torch.float32),
             "budget": z(N, dtype=torch.int64),
             "n_nodes": z(N, dtype=torch.int64),
             "n_targets": z(N, dtype=torch.int64),
@@ -202,9 +194,12 @@ class BatchedSwarmEngine:
         self._nodes_fm = z(N, len(NODE_FEATURES), n, dtype=torch.float32)  # feature-major node features
         self._globals = z(N, len(GLOBAL_FEATURES), dtype=torch.float32)
         self._mask = z(N, self.n_actions, dtype=torch.bool)
+        # status flags in observation order (blocked, ready, active, running, done): one block,
+        # so the five one-hot rows of the observation are written by one copy
+        self._flags = z(N, 5, n, dtype=torch.bool)
         self._from_bank = {
-            "blocked": (z(N, n, dtype=torch.bool), "blocked0"),
-            "ready": (z(N, n, dtype=torch.bool), "ready0"),
+            "flags": (self._flags, "flags0"),
+            "unfinished": (z(N, n, dtype=torch.int16), "n_parents"),
             "work_left": (z(N, n, dtype=torch.int32), "work"),
             "nodes_fm": (self._nodes_fm, "nodes0_fm"),
             "globals": (self._globals, "globals0"),
@@ -215,10 +210,8 @@ class BatchedSwarmEngine:
             self._from_bank["adjacency"] = (self._adjacency, "adjacency")
         # -- dynamic state initialised to zero (finish_time is set to _NOT_RUNNING separately)
         self._zero = {
-            "active": z(N, n, dtype=torch.bool),
-            "running": z(N, n, dtype=torch.bool),
-            "done": z(N, n, dtype=torch.bool),
             "correct": z(N, n, dtype=torch.bool),
+            "poisoned": z(N, n, dtype=torch.bool),  # some parent is done with a wrong output
             "last_failed": z(N, n, dtype=torch.bool),
             "overlapped": z(N, n, dtype=torch.bool),
             "cur_fail": z(N, n, dtype=torch.bool),
@@ -226,8 +219,6 @@ class BatchedSwarmEngine:
             "exhausted": z(N, n, dtype=torch.bool),
             "attempts": z(N, n, dtype=torch.int32),
             "start_time": z(N, n, dtype=torch.int32),
-            "done_bits": z(N, W, dtype=torch.int64),
-            "correct_bits": z(N, W, dtype=torch.int64),
             # per-env counters
             "t": z(N, dtype=torch.int64),
             "spawns": z(N, dtype=torch.int64),
@@ -247,13 +238,15 @@ class BatchedSwarmEngine:
         }
         self._finish_time = torch.full((N, n), _NOT_RUNNING, dtype=torch.int32, device=dev)
         s = {**self._static, **{k: v for k, (v, _) in self._from_bank.items()}, **self._zero}
+        for k, name in enumerate(("blocked", "ready", "active", "running", "done")):
+            s[name] = self._flags[:, k]
         self._s = s
         # constants
         self._node_ids = torch.arange(n, device=dev)
-        self._word_pow = [
-            (torch.ones(1, dtype=torch.int64, device=dev) << torch.arange(min(BITS_PER_WORD, n - w * BITS_PER_WORD), device=dev))
-            for w in range(W)
+        self._word_value = [
+            2.0 ** torch.arange(min(BITS_PER_WORD, n - w * BITS_PER_WORD), dtype=torch.float64, device=dev) for w in range(W)
         ]
+        self._row_base = torch.arange(N, device=dev) * (n + 1)
         self._env_ids = torch.arange(N, device=dev)
         self._dyn_cols = torch.tensor(DYNAMIC_COLUMNS, device=dev)
         self._is_reset = False
@@ -263,8 +256,8 @@ class BatchedSwarmEngine:
         bank = InstanceBank(instances, self.config, self.n_max, self._ref, self.family_names, self.device, self.with_adjacency)
         t = bank.tensors
         t["nodes0_fm"] = t["nodes0"].transpose(1, 2).contiguous()
-        w = t["work"].to(torch.float64)
-        t["inv_work"] = torch.where(w > 0, 1.0 / w.clamp(min=1.0), torch.zeros_like(w))
+        # a padding slot divides by 1 (its elapsed time is multiplied by 0)
+        t["work_div"] = t["work"].clamp(min=1).to(torch.float32)
         return bank
 
     def refresh_bank(self) -> None:
@@ -275,13 +268,13 @@ class BatchedSwarmEngine:
     def _load_rows(self, bank: InstanceBank, env_ids: torch.Tensor, slots: torch.Tensor) -> None:
         """Start new episodes: env ``env_ids[k]`` gets bank row ``slots[k]`` (index lists)."""
         bt = bank.tensors
-        for name, dst in self._static.items():
-            dst[env_ids] = bt[name][slots]
-        for dst, src in self._from_bank.values():
-            dst[env_ids] = bt[src][slots]
+        N, B = self.num_envs, bank.size
+        pairs = [(dst, bt[name]) for name, dst in self._static.items()] + [(dst, bt[src]) for dst, src in self._from_bank.values()]
+        for dst, src in pairs:  # rows as flat vectors: index_select/index_copy_ on 2-D tensors are plain row copies
+            dst.view(N, -1).index_copy_(0, env_ids, src.view(B, -1).index_select(0, slots).to(dst.dtype))
         for dst in self._zero.values():
-            dst[env_ids] = 0
-        self._finish_time[env_ids] = _NOT_RUNNING
+            dst.view(N, -1).index_fill_(0, env_ids, 0)
+        self._finish_time.index_fill_(0, env_ids, _NOT_RUNNING)
 
     def _load_where(self, bank: InstanceBank, env_mask: torch.Tensor, slots: torch.Tensor) -> None:
         """Start new episodes where ``env_mask`` holds (row ``e`` gets bank row ``slots[e]``); no index lists."""
@@ -294,7 +287,7 @@ class BatchedSwarmEngine:
         for name, dst in self._static.items():
             sel(dst, bt[name][slots])
         for dst, src in self._from_bank.values():
-            sel(dst, bt[src][slots])
+            sel(dst, bt[src][slots].to(dst.dtype))
         for dst in self._zero.values():
             sel(dst, torch.zeros((), dtype=dst.dtype, device=self.device))
         sel(self._finish_time, torch.full((), _NOT_RUNNING, dtype=torch.int32, device=self.device))
@@ -445,13 +438,13 @@ class BatchedSwarmEngine:
         fin_fail = finished & s["cur_fail"]
         fin_wrong = finished & s["cur_wrong"]
         fin_ok = finished & ~(s["cur_fail"] | s["cur_wrong"])
-        n_fin = finished.sum(1)
-        n_fail = fin_fail.sum(1)
-        n_wrong = fin_wrong.sum(1)
+        n_fin = _count(finished)
+        n_fail = _count(fin_fail)
+        n_wrong = _count(fin_wrong)
         s["n_failed"] += n_fail
         s["n_wrong"] += n_wrong
         s["n_ok"] += n_fin - n_fail - n_wrong
-        s["n_isolated"] += (fin_ok & ~s["overlapped"]).sum(1)
+        s["n_isolated"] += _count(fin_ok & ~s["overlapped"])
         s["input_tokens"] += n_fin * self._result
         s["output_tokens"] += n_fin * self._result
         s["n_running"] -= n_fin
@@ -459,21 +452,16 @@ class BatchedSwarmEngine:
         s["ready"] |= fin_fail
         s["last_failed"] |= fin_fail
         self._finish_time |= finished.to(i32) * _NOT_RUNNING
-        # 6. completions: done; correct iff the outcome is right and every parent's output is
+        # 6. completions: done; correct iff the outcome is right and no parent's output is wrong
         completed = (finished & ~fin_fail) | do_done
-        parent_bits = s["parent_bits"]
-        bad_parent = (parent_bits & (s["done_bits"] & ~s["correct_bits"])[:, None, :]) != 0
-        parents_ok = ~bad_parent.any(2) if self._W > 1 else ~bad_parent.squeeze(2)
-        new_correct = (fin_ok | do_done) & parents_ok
+        new_correct = (fin_ok | do_done) & ~s["poisoned"]
         s["correct"] |= new_correct
         s["active"] &= ~do_done
         s["done"] |= completed
         s["work_left"].masked_fill_(completed, 0)
-        s["done_bits"] |= self._bits(completed)
-        s["correct_bits"] |= self._bits(new_correct)
-        # 7. children whose parents are all done become ready
-        self._unfinished = unfinished = self._count_unfinished()
-        newly_ready = s["blocked"] & (unfinished == 0)
+        # 7. children learn of their parents' completion (one completed node per env per pass)
+        self._propagate(completed, completed & ~new_correct)
+        newly_ready = s["blocked"] & (s["unfinished"] == 0)
         s["blocked"] &= ~newly_ready
         s["ready"] |= newly_ready
         # 8. spawn: the sub-agent starts (unless a spawn tick ran the budget out)
@@ -514,24 +502,46 @@ class BatchedSwarmEngine:
 
     # ------------------------------------------------------------------ helpers
     def _bits(self, x: torch.Tensor) -> torch.Tensor:
-        """``[N, n]`` bools -> ``[N, W]`` bit sets."""
+        """``[N, n]`` bools -> ``[N, W]`` int64 bit sets (node j: word j // 52, bit j % 52)."""
         words = []
-        for w, pw in enumerate(self._word_pow):
-            part = x[:, w * BITS_PER_WORD : w * BITS_PER_WORD + pw.numel()]
-            words.append((part.to(torch.int64) * pw).sum(1))
+        for w, value in enumerate(self._word_value):
+            part = x[:, w * BITS_PER_WORD : w * BITS_PER_WORD + value.numel()]
+            words.append(torch.mv(part.to(torch.float64), value).to(torch.int64))
         return torch.stack(words, 1)
 
-    def _count_unfinished(self) -> torch.Tensor:
-        """Parents not yet done, per node (``[N, n]`` int64)."""
-        pending = self._s["parent_bits"] & ~self._s["done_bits"][:, None, :]
-        counts = _popcount(pending)
-        return counts.squeeze(2) if self._W == 1 else counts.sum(2)
+    def _propagate(self, completed: torch.Tensor, wrong: torch.Tensor) -> None:
+        """Children of ``completed`` nodes lose an unfinished parent; children of ``wrong``
+        ones are poisoned (their output cannot be right).
+
+        Each pass takes the lowest completed node of every env (per bit-set word) and
+        subtracts its row of the children matrix. On CPU passes run while some env has a
+        completion left; sync-free there are always ``max_subagents + 1`` of them (the most
+        completions one step can have)."""
+        s = self._s
+        n = self.n_max
+        comp = self._bits(completed)
+        any_wrong = self.sync_free or bool(wrong.view(torch.uint8).max() > 0)
+        bad = self._bits(wrong) if any_wrong else None
+        children = s["children"].view(-1, n)
+        unfinished, poisoned = s["unfinished"], s["poisoned"]
+        for _ in range(self.config.max_subagents + 1):
+            if not self.sync_free and int(comp.max()) == 0:
+                break
+            low = comp & -comp  # the lowest set bit of each word (0 if none)
+            comp ^= low
+            for w in range(self._W):
+                lw = low[:, w]
+                node = torch.where(lw > 0, torch.log2(lw.to(torch.float64)).to(torch.int64) + w * BITS_PER_WORD, n)
+                rows = children.index_select(0, self._row_base + node)  # [N, n] uint8 (row n: none)
+                unfinished -= rows
+                if bad is not None:
+                    poisoned |= rows.view(torch.bool) & ((bad[:, w] & lw) != 0)[:, None]
 
     def _score_f1(self) -> torch.Tensor:
         s = self._s
         tgt_done = s["targets"] & s["done"]
-        tp = (tgt_done & s["correct"]).sum(1)
-        done_t = tgt_done.sum(1)
+        tp = _count(tgt_done & s["correct"])
+        done_t = _count(tgt_done)
         fp = done_t - tp
         fn = s["n_targets"] - done_t
         self._tp, self._fp, self._fn = tp, fp, fn
@@ -543,17 +553,15 @@ class BatchedSwarmEngine:
         cfg = self.config
         fm = self._nodes_fm
         F = _F
-        fm[:, F["status_blocked"]] = s["blocked"]
-        fm[:, F["status_ready"]] = s["ready"]
-        fm[:, F["status_active"]] = s["active"]
-        fm[:, F["status_running"]] = s["running"]
-        fm[:, F["status_done"]] = s["done"]
+        fm[:, F["status_blocked"] : F["status_done"] + 1] = self._flags.view(torch.uint8)
         torch.mul(s["work_left"], 1.0 / WORK_SCALE, out=fm[:, F["work_left"]]).clamp_(max=1.0)
-        fm[:, F["attempts"]] = s["attempts"].to(torch.float64) * (1.0 / cfg.max_attempts)
-        torch.mul(self._unfinished.clamp(max=int(UNFINISHED_SCALE)), 1.0 / UNFINISHED_SCALE, out=fm[:, F["unfinished_parents"]])
-        fm[:, F["last_attempt_failed"]] = s["last_failed"]
-        elapsed = (s["t"][:, None] - s["start_time"]).to(torch.float64) * s["inv_work"]
-        fm[:, F["subagent_elapsed"]] = elapsed.clamp_(max=1.0) * s["running"]
+        # k / A and e / w for the small integers here round to the same float32 whether computed
+        # in float64 (as SwarmEnv does, multiplying by the reciprocal) or divided in float32
+        torch.div(s["attempts"], cfg.max_attempts, out=fm[:, F["attempts"]])
+        torch.mul(s["unfinished"].clamp(max=int(UNFINISHED_SCALE)), 1.0 / UNFINISHED_SCALE, out=fm[:, F["unfinished_parents"]])
+        fm[:, F["last_attempt_failed"]] = s["last_failed"].view(torch.uint8)
+        elapsed = torch.div(s["t"].to(torch.int32)[:, None] - s["start_time"], s["work_div"]).clamp_(max=1.0)
+        torch.mul(elapsed, s["running"], out=fm[:, F["subagent_elapsed"]])
         # globals, in float64 as SwarmEnv computes them, then cast
         t = s["t"].to(torch.float64)
         budget = s["budget"].to(torch.float64)
@@ -570,7 +578,7 @@ class BatchedSwarmEngine:
         g[:, 3] = s["spawns"].to(torch.float64) / cap
         g[:, 4] = can_spawn
         g[:, 5] = tokens / (tokens + TOKENS_HALF)
-        g[:, 6] = s["done"].sum(1).to(torch.float64) / n_nodes
+        g[:, 6] = _count(s["done"]).to(torch.float64) / n_nodes
         g[:, 7] = (self._tp + self._fp).to(torch.float64) / s["n_targets"].to(torch.float64)
         g[:, 8] = n_nodes / self.n_max
         g[:, 9] = m / MAX_SUBAGENTS_SCALE

@@ -15,7 +15,8 @@ field                  shape, dtype       meaning
 =====================  =================  ================================================
 ``work``               [B, n] int32       agent-steps of each node
 ``handoff``            [B, n] int64       hand-off tokens of a spawn on the node
-``parent_bits``        [B, n, W] int64    parents as bit sets (node j: word j // 63, bit j % 63)
+``children``           [B, n+1, n] uint8  ``children[j, i] = 1`` iff node i is a child of node j
+                                          (row n is all zero: "no node")
 ``targets``            [B, n] bool        scored nodes
 ``top_level``          [B, n] int32       longest work-weighted path ending at the node
                                           (what the reference's ``path_len`` becomes at completion)
@@ -23,8 +24,9 @@ field                  shape, dtype       meaning
 ``fate_duration``      [B, n, A] int32    ticks of each sub-agent attempt
 ``fate_fail``          [B, n, A] bool     the attempt fails
 ``fate_wrong``         [B, n, A] bool     the attempt returns a silently wrong result
-``ready0``             [B, n] bool        nodes ready at the start (no parents)
-``blocked0``           [B, n] bool        nodes blocked at the start
+``n_parents``          [B, n] int32       parents of each node
+``flags0``             [B, 5, n] bool     status at the start (blocked, ready, active,
+                                          running, done): roots ready, others blocked
 ``nodes0``             [B, n, 20] f32     first observation's node features (the static
                                           columns stay valid all episode)
 ``globals0``           [B, 10] f32        first observation's global features
@@ -49,9 +51,9 @@ from swarmgym.config import SwarmConfig
 from swarmgym.env import SwarmEnv
 from swarmgym.simulator import FAIL, WRONG, TaskInstance, draw_fates
 
-#: Node slots per 64-bit word of a parent bit set (bit 63 is never used, so every word
-#: stays non-negative and shifts need no sign handling).
-BITS_PER_WORD = 63
+#: Node slots per word of a bit set of nodes: 52, so that a word is an integer float64
+#: holds exactly (bit sets are built with one float64 matrix-vector product).
+BITS_PER_WORD = 52
 
 
 def n_words(n_max: int) -> int:
@@ -92,20 +94,20 @@ class InstanceBank:
     ) -> None:
         if len(instances) == 0:
             raise ValueError("an instance bank needs at least one instance")
-        B, n, A, W = len(instances), n_max, config.max_attempts, n_words(n_max)
+        B, n, A = len(instances), n_max, config.max_attempts
         m = config.max_subagents
         tok = config.tokens
         work = np.zeros((B, n), np.int32)
         handoff = np.zeros((B, n), np.int64)
-        parent_bits = np.zeros((B, n, W), np.int64)
+        children = np.zeros((B, n + 1, n), np.uint8)
         targets = np.zeros((B, n), bool)
         top_level = np.zeros((B, n), np.int32)
         parent_top = np.zeros((B, n), np.int32)
         fate_duration = np.zeros((B, n, A), np.int32)
         fate_fail = np.zeros((B, n, A), bool)
         fate_wrong = np.zeros((B, n, A), bool)
-        ready0 = np.zeros((B, n), bool)
-        blocked0 = np.zeros((B, n), bool)
+        n_parents = np.zeros((B, n), np.int16)
+        flags0 = np.zeros((B, 5, n), bool)  # blocked, ready, active, running, done
         nodes0 = np.zeros((B, n, 20), np.float32)
         globals0 = np.zeros((B, 10), np.float32)
         mask0 = np.zeros((B, 2 * n + 2), bool)
@@ -125,7 +127,7 @@ class InstanceBank:
             handoff[b, :k] = tok.handoff_base + tok.handoff_per_parent * n_par
             for i, ps in enumerate(g.parents):
                 for p in ps:
-                    parent_bits[b, i, p // BITS_PER_WORD] |= 1 << (p % BITS_PER_WORD)
+                    children[b, p, i] = 1
             targets[b, :k] = g.targets
             top = np.zeros(k, np.int64)
             for i in g.topo_order:
@@ -136,8 +138,9 @@ class InstanceBank:
             fate_duration[b, :k] = f.duration
             fate_fail[b, :k] = f.outcome == FAIL
             fate_wrong[b, :k] = f.outcome == WRONG
-            ready0[b, :k] = n_par == 0
-            blocked0[b, :k] = n_par > 0
+            n_parents[b, :k] = n_par
+            flags0[b, 0, :k] = n_par > 0
+            flags0[b, 1, :k] = n_par == 0
             obs, info = reference_env.reset(options={"instance": inst})
             nodes0[b] = obs["nodes"]
             globals0[b] = obs["globals"]
@@ -153,9 +156,9 @@ class InstanceBank:
             scalars["task_serial_steps"][b] = g.total_work
             scalars["task_lower_bound"][b] = g.lower_bound(m)
         arrays = dict(
-            work=work, handoff=handoff, parent_bits=parent_bits, targets=targets, top_level=top_level,
+            work=work, handoff=handoff, children=children, targets=targets, top_level=top_level,
             parent_top=parent_top, fate_duration=fate_duration, fate_fail=fate_fail, fate_wrong=fate_wrong,
-            ready0=ready0, blocked0=blocked0, nodes0=nodes0, globals0=globals0, mask0=mask0, **scalars,
+            n_parents=n_parents, flags0=flags0, nodes0=nodes0, globals0=globals0, mask0=mask0, **scalars,
         )
         if with_adjacency:
             arrays["adjacency"] = adjacency
