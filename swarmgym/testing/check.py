@@ -177,6 +177,7 @@ def check_family(
     @run_settings
     @given(seed=seeds(), data=st.data())
     def episode(seed: int, data) -> None:
+        __tracebackhide__ = True
         first, twin = factory(), factory()
         try:
             run_episode(first, seed, drawn_policy(data, steps), twin=twin, checks=checks, target=target)

@@ -142,7 +142,11 @@ class InvariantViolation(AssertionError):
             setup = f"from {module} import {attr.split('.')[0]}\n"
             target = attr
         else:
+            import swarmgym
+
             setup = "import swarmgym  # registers the suite's ids\n"
+            if target.strip("'\"") not in swarmgym.SUITE_IDS:
+                setup += f"# ...and register {target} first, as your test does\n"
         checks = "" if self.checks is None else f", checks={list(self.checks)!r}"
         if self.custom_engine:
             setup += "# make_engine: the engine factory that was checked\n"
@@ -334,8 +338,26 @@ def _first_difference(a: Any, b: Any, path: str = "") -> str:
         idx = np.argwhere(a != b)
         if idx.size:
             i = tuple(int(x) for x in idx[0])
-            return f"{path}{list(i)}: {a[i]!r} vs {b[i]!r}"
+            return f"{path}{list(i)}: {a[i]!r} vs {b[i]!r}{_feature_name(path, i)}"
     return f"{path}: {a!r} vs {b!r}"
+
+
+def _instance_difference(a: Any, b: Any) -> str | None:
+    """How two envs' task instances differ (None if they are the same or unknown)."""
+    ia, ib = getattr(a.unwrapped, "instance", None), getattr(b.unwrapped, "instance", None)
+    if ia is None or ib is None:
+        return None
+    ga, gb = ia.graph, ib.graph
+    same_graph = (
+        ga.n_nodes == gb.n_nodes and ga.parents == gb.parents and np.array_equal(ga.work, gb.work)
+        and np.array_equal(ga.kind, gb.kind) and np.array_equal(ga.targets, gb.targets)
+    )  # fmt: skip
+    if not same_graph:
+        return f"the two envs drew different graphs from the same seed ({ga!r} vs {gb!r}); is all randomness drawn from the rng passed in?"
+    fa, fb = getattr(ia, "fates", None), getattr(ib, "fates", None)
+    if fa is not None and fb is not None and not (_same(fa.duration, fb.duration) and _same(fa.outcome, fb.outcome)):
+        return "the two envs drew the same graph but different sub-agent fates from the same seed"
+    return None
 
 
 def _space_problem(space: spaces.Space, obs: Any, path: str = "obs") -> str | None:
@@ -393,6 +415,7 @@ class _Run:
         self.u = env.unwrapped
 
     def fail(self, invariant: str, detail: str, cause: BaseException | None = None):
+        __tracebackhide__ = True  # pytest shows the user's test and the violation, not these frames
         names = [self._describe(a).removeprefix(" = ") or str(a) for a in self.actions]
         exc = InvariantViolation(
             invariant, detail, seed=self.seed, actions=self.actions, step=len(self.actions), target=self.target,
@@ -405,6 +428,7 @@ class _Run:
 
     # -- per-episode setup
     def start(self, info: dict) -> None:
+        __tracebackhide__ = True
         u = self.u
         self.sim = getattr(u, "sim", None)
         instance = getattr(u, "instance", None)
@@ -429,6 +453,7 @@ class _Run:
 
     # -- per-step checks
     def check_observation(self, obs: Any, info: dict, done: bool) -> np.ndarray | None:
+        __tracebackhide__ = True
         if self.on("obs_in_space"):
             problem = _space_problem(self.env.observation_space, obs)
             if problem:
@@ -451,6 +476,7 @@ class _Run:
         return np.asarray(mask, dtype=bool)
 
     def check_state(self, info: dict) -> None:
+        __tracebackhide__ = True
         sim = self.sim
         if sim is not None and self.graph is not None and self.on("parents_first") and self.edge_child.size:
             status = np.asarray(sim.status)
@@ -475,6 +501,7 @@ class _Run:
                 self.fail("budget", f"the clock is at {t}, past the budget {self.budget}")
 
     def check_step(self, action: int, mask: np.ndarray, reward: float, terminated: bool, truncated: bool, info: dict) -> None:
+        __tracebackhide__ = True
         if self.on("mask_accepts"):
             count = info.get("invalid_actions", self.invalid_count)
             if info.get("invalid_action", False) or count > self.invalid_count:
@@ -493,6 +520,7 @@ class _Run:
             self.fail("budget", f"{len(self.actions)} steps without the episode ending; budget * (max_spawns_per_turn + 1) = {self.step_bound}")
 
     def check_end(self, reward: float, info: dict) -> dict | None:
+        __tracebackhide__ = True
         metrics = info.get("metrics")
         if metrics is None:
             if self.on("metrics_consistent"):
@@ -523,6 +551,7 @@ class _Run:
         return metrics
 
     def check_twin(self, what: str, mine: Any, theirs: Any) -> None:
+        __tracebackhide__ = True
         if not _same(mine, theirs):
             self.fail("deterministic", f"a second env with the same seed and actions returned a different {what}: {_first_difference(mine, theirs)}")
 
@@ -560,6 +589,7 @@ def run_episode(
     :returns: the :class:`EpisodeRecord`.
     :raises InvariantViolation: the first broken invariant, with the replay.
     """
+    __tracebackhide__ = True
     names = frozenset(INVARIANTS) if checks is None else frozenset(checks)
     unknown = names - set(INVARIANTS)
     if unknown:
@@ -568,6 +598,7 @@ def run_episode(
     record = EpisodeRecord(seed=seed, actions=run.actions)
 
     def call(fn, *args, action: int | None = None, mask: np.ndarray | None = None, **kwargs):
+        __tracebackhide__ = True
         try:
             return fn(*args, **kwargs)
         except InvariantViolation:
@@ -580,6 +611,9 @@ def run_episode(
     obs, info = call(env.reset, seed=seed)
     if run.twin is not None:
         obs2, info2 = call(run.twin.reset, seed=seed)
+        problem = _instance_difference(env, run.twin)
+        if problem:
+            run.fail("deterministic", problem)
         run.check_twin("reset observation", obs, obs2)
         run.check_twin("reset info", info, info2)
     run.start(info)
