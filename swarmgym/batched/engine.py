@@ -237,6 +237,10 @@ class BatchedSwarmEngine:
             "concurrency_ticks": z(N, m + 1, dtype=torch.int64),
         }
         self._finish_time = torch.full((N, n), _NOT_RUNNING, dtype=torch.int32, device=dev)
+        # which instance each env plays: a row of self.bank (>= 0) or -(k + 1) for the k-th
+        # instance of the last load_instances() call
+        self._instance_ref = torch.zeros(N, dtype=torch.int64, device=dev)
+        self._loaded_instances: list[TaskInstance] = []
         s = {**self._static, **{k: v for k, (v, _) in self._from_bank.items()}, **self._zero}
         for k, name in enumerate(("blocked", "ready", "active", "running", "done")):
             s[name] = self._flags[:, k]
@@ -262,7 +266,16 @@ class BatchedSwarmEngine:
 
     def refresh_bank(self) -> None:
         """Regenerate the bank with the next draws of its numpy stream (envs keep their current episodes)."""
+        current = self.instances()
         self.bank = self._build_bank(generate_instances(self.generator, self.config, self._np_rng, self.bank_size))
+        self._instance_ref.fill_(-1)  # every env now plays an instance outside the new bank
+        self._pin_instances(current)
+
+    def _pin_instances(self, current: list[TaskInstance]) -> None:
+        """Envs not playing a row of the current bank refer to ``current[env]`` from now on."""
+        self._loaded_instances = current
+        own = -1 - torch.arange(self.num_envs, device=self.device)
+        self._instance_ref.copy_(torch.where(self._instance_ref >= 0, self._instance_ref, own))
 
     # ------------------------------------------------------------------ loading
     def _load_rows(self, bank: InstanceBank, env_ids: torch.Tensor, slots: torch.Tensor) -> None:
@@ -275,6 +288,7 @@ class BatchedSwarmEngine:
         for dst in self._zero.values():
             dst.view(N, -1).index_fill_(0, env_ids, 0)
         self._finish_time.index_fill_(0, env_ids, _NOT_RUNNING)
+        self._instance_ref.index_copy_(0, env_ids, slots if bank is self.bank else torch.full_like(slots, -1))
 
     def _load_where(self, bank: InstanceBank, env_mask: torch.Tensor, slots: torch.Tensor) -> None:
         """Start new episodes where ``env_mask`` holds (row ``e`` gets bank row ``slots[e]``); no index lists."""
@@ -291,6 +305,7 @@ class BatchedSwarmEngine:
         for dst in self._zero.values():
             sel(dst, torch.zeros((), dtype=dst.dtype, device=self.device))
         sel(self._finish_time, torch.full((), _NOT_RUNNING, dtype=torch.int32, device=self.device))
+        sel(self._instance_ref, slots)
 
     def _autoreset(self, env_mask: torch.Tensor) -> None:
         """Draw bank rows for the envs in ``env_mask`` and load them."""
@@ -320,7 +335,11 @@ class BatchedSwarmEngine:
             return self.observation()
         bank = self._build_bank(instances)
         ids = torch.tensor(env_ids, dtype=torch.int64, device=self.device)
+        current = self.instances()
+        for k, e in enumerate(env_ids):
+            current[e] = instances[k]
         self._load_rows(bank, ids, torch.arange(len(instances), device=self.device))
+        self._pin_instances(current)
         self._is_reset = True
         return self.observation()
 
@@ -333,6 +352,13 @@ class BatchedSwarmEngine:
             self._load_rows(self.bank, self._env_ids, slots)
         self._is_reset = True
         return self.observation()
+
+    def instances(self) -> list[TaskInstance]:
+        """The task instance each env is playing now (for replays and tests; copies to the host).
+
+        """
+        refs = self._instance_ref.cpu().tolist()
+        return [self.bank.instances[r] if r >= 0 else self._loaded_instances[-1 - r] for r in refs]
 
     # ------------------------------------------------------------------ views
     def observation(self, contiguous: bool = False) -> dict[str, torch.Tensor]:

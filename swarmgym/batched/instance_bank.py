@@ -163,6 +163,7 @@ class InstanceBank:
         if with_adjacency:
             arrays["adjacency"] = adjacency
         self.size = B
+        self.instances = list(instances)
         self.tensors: dict[str, torch.Tensor] = {k: torch.from_numpy(v).to(device) for k, v in arrays.items()}
 
     def __len__(self) -> int:
