@@ -295,3 +295,23 @@ def test_parl_reward_vector__on_the_default_vector_entry_point():
             np.testing.assert_allclose(parl["total"][done], parl["r_perf"][done] + 0.5 * parl["r_parallel"][done] + 0.25 * parl["r_finish"][done])
             paid += int(done.sum())
     assert paid > 0
+
+
+@pytest.mark.parametrize("parallel_form", PARALLEL_FORMS)
+@pytest.mark.parametrize("finish_form", FINISH_FORMS)
+def test_parl_reward__per_event_sums_match_on_random_episodes(parallel_form, finish_form):
+    """Random masked play on Mixed: per-event payments add up to the episode-end terms."""
+    kwargs = {"parallel_form": parallel_form, "finish_form": finish_form, "lambda1": 1.0, "lambda2": 1.0, "cap": 4}
+    per_event = ParlReward(gym.make("swarmgym/Mixed-v0"), payment="per_event", **kwargs)
+    policy = load_orchestrator("random:seed=5")
+    for seed in range(8):
+        obs, info = per_event.reset(seed=seed)
+        sums = np.zeros(2)
+        while True:
+            a = policy.act({k: v[None] for k, v in obs.items()}, info["action_mask"][None])[0]
+            obs, _, terminated, truncated, info = per_event.step(a)
+            sums += (info["parl"]["r_parallel"], info["parl"]["r_finish"])
+            if terminated or truncated:
+                break
+        m = info["metrics"]
+        assert sums == pytest.approx([parallel_reward(m, parallel_form, cap=4), finish_reward(m, finish_form)], abs=1e-9)

@@ -22,6 +22,12 @@ import sb3_baselines as B  # noqa: E402
 from swarmgym.evaluation import evaluate, table_rows, to_csv, to_markdown  # noqa: E402
 
 
+def _run_name(path: Path) -> str:
+    """``runs/sb3/<config>/<env>/seed<k>[/model.zip]`` -> ``<config>/seed<k>``."""
+    run = path if path.is_dir() else path.parent
+    return f"{run.parent.parent.name}/{run.name}" if len(run.parts) >= 3 else run.name
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -32,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reference", nargs="*", default=["critical_path", "random"], help="reference orchestrators to add to the table")
     p.add_argument("--out", default="runs/sb3/eval", help="folder for table.md and table.csv")
     args = p.parse_args(argv)
-    policies = [B.load_checkpoint(c, name=Path(c).name if Path(c).is_dir() else Path(c).parent.name) for c in args.checkpoints]
+    policies = [B.load_checkpoint(c, name=_run_name(Path(c))) for c in args.checkpoints]
     results = evaluate(policies + list(args.reference), args.ids, args.seeds, seed_offset=args.seed_offset)
     rows = table_rows(results)
     md = to_markdown(rows, title="SB3 checkpoints, held-out evaluation", command="python baselines/sb3/evaluate.py " + shlex.join(argv))
