@@ -16,7 +16,7 @@ import importlib.util
 import gymnasium as gym
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import swarmgym
@@ -35,6 +35,7 @@ from swarmgym.testing import (
 )
 
 CI = PROFILES["ci"]
+SUITE_EXAMPLES = 100  # the suite's own check goes deeper than a user's default (40)
 DICT_IDS = [i for i in swarmgym.SUITE_IDS if "-flat-" not in i]
 # small work and budgets keep the drawn episodes short; every other range is the declared one
 SMALL = {"budget_factor": (0.3, 3.0), "lookup_work": (1, 6), "step_work": (1, 6), "work": (1, 6), "plan_work": (1, 6), "merge_work": (1, 6)}
@@ -42,7 +43,7 @@ SMALL = {"budget_factor": (0.3, 3.0), "lookup_work": (1, 6), "step_work": (1, 6)
 
 @pytest.mark.parametrize("env_id", swarmgym.SUITE_IDS)
 def test_suite__every_id_keeps_every_invariant(env_id):
-    check_family(env_id, batched=False)
+    check_family(env_id, batched=False, max_examples=SUITE_EXAMPLES)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("swarmgym.batched") is None, reason="swarmgym.batched is not built yet")
@@ -92,7 +93,7 @@ def assert_within_declared_ranges(generator: TaskGenerator, graph) -> None:
 def test_families__any_declared_parameters_keep_every_invariant(family):
     n_max = 16
 
-    @CI
+    @settings(CI, max_examples=SUITE_EXAMPLES)
     @given(kwargs=generator_params(family, n_max, limits=SMALL), seed=seeds(), data=st.data())
     def episode(kwargs, seed, data):
         env = SwarmEnv(family, kwargs, n_max=n_max)
@@ -103,7 +104,7 @@ def test_families__any_declared_parameters_keep_every_invariant(family):
     episode()
 
 
-@CI
+@settings(CI, max_examples=2 * SUITE_EXAMPLES)
 @given(
     graph=task_graphs(12, work=(1, 6)),
     config=swarm_configs(),

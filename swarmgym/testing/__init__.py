@@ -34,6 +34,7 @@ from swarmgym.testing.check import PROFILES, as_factory, check_family, drawn_pol
 from swarmgym.testing.invariants import (
     INVARIANTS,
     METRIC_KEYS,
+    Broken,
     EpisodeRecord,
     InvariantViolation,
     check_graph,
@@ -46,6 +47,7 @@ __all__ = [
     "INVARIANTS",
     "METRIC_KEYS",
     "PROFILES",
+    "Broken",
     "EpisodeRecord",
     "InvariantViolation",
     "as_factory",

@@ -65,10 +65,13 @@ def as_factory(env: str | Callable[[], gym.Env], **make_kwargs: Any) -> tuple[Ca
         module first) or a callable returning a fresh env.
     :param make_kwargs: extra keyword arguments for ``gymnasium.make`` (ids only).
     :raises TypeError: if ``env`` is neither.
-    :raises gymnasium.error.Error: if the id is not registered.
+    :raises ValueError: if the id is not registered.
     """
     if isinstance(env, str):
-        gym.spec(env)  # fails now, naming the id, if it is not registered
+        try:
+            gym.spec(env)
+        except gym.error.Error as exc:
+            raise ValueError(f"env id {env!r} is not registered ({exc}); register it first, or import the module that does") from exc
         target = repr(env) if not make_kwargs else f"lambda: __import__('gymnasium').make({env!r}, **{make_kwargs!r})"
         return (lambda: gym.make(env, **make_kwargs)), (target if not make_kwargs else f"<factory>{target}")
     if callable(env):
@@ -171,6 +174,8 @@ def check_family(
         unknown = sorted(set(checks) - set(INVARIANTS))
         if unknown:
             raise ValueError(f"checks must be names from INVARIANTS {sorted(INVARIANTS)}, got unknown {unknown}")
+    if batched and not isinstance(env, str):
+        raise ValueError("batched=True needs an env id (the batched engine is built from the id's kwargs), not a factory")
     run_settings = settings(base, max_examples=max_examples) if max_examples is not None else base
     factory, target = as_factory(env, **make_kwargs)
 

@@ -30,6 +30,7 @@ from swarmgym.simulator import ACTIVE, DONE, READY, RUNNING, STATUS_NAMES
 __all__ = [
     "INVARIANTS",
     "METRIC_KEYS",
+    "Broken",
     "EpisodeRecord",
     "InvariantViolation",
     "check_graph",
@@ -448,6 +449,7 @@ class _Run:
         spawns = getattr(self.config, "max_spawns_per_turn", None)
         self.step_bound = self.budget * (spawns + 1) if self.budget is not None and spawns is not None else None
         self.prev = {"critical_steps": 0, "tokens": 0, "input_tokens": 0, "output_tokens": 0}
+        self.policy_invalid = False
         self.invalid_count = info.get("invalid_actions", 0)
         self.reward_plain = _rewards_plain(self.env)
 
@@ -502,11 +504,13 @@ class _Run:
 
     def check_step(self, action: int, mask: np.ndarray, reward: float, terminated: bool, truncated: bool, info: dict) -> None:
         __tracebackhide__ = True
-        if self.on("mask_accepts"):
-            count = info.get("invalid_actions", self.invalid_count)
-            if info.get("invalid_action", False) or count > self.invalid_count:
-                self.fail("mask_accepts", f"the mask allowed action {action}{self._describe(action)} but the env rejected it")
-            self.invalid_count = count
+        count = info.get("invalid_actions", self.invalid_count)
+        allowed = 0 <= action < mask.size and bool(mask[action])
+        if not allowed:
+            self.policy_invalid = True  # the policy chose a masked-out action: the env may reject it
+        elif self.on("mask_accepts") and (info.get("invalid_action", False) or count > self.invalid_count):
+            self.fail("mask_accepts", f"the mask allowed action {action}{self._describe(action)} but the env rejected it")
+        self.invalid_count = count
         if self.on("score_range"):
             if not (isinstance(reward, (int, float, np.integer, np.floating)) and math.isfinite(float(reward))):
                 self.fail("score_range", f"reward {reward!r} is not a finite number")
@@ -542,7 +546,7 @@ class _Run:
                     raise Broken(invariant, what)
             body = self.actions[:-1] if self.actions and self.n_actions and self.actions[-1] == self.n_actions - 1 else self.actions
             n_max = (self.n_actions - 2) // 2 if self.n_actions else None
-            if self.on("serial_play") and n_max is not None and all(a < n_max for a in body):
+            if self.on("serial_play") and n_max is not None and not self.policy_invalid and all(a < n_max for a in body):
                 if m["n_spawned"] != 0 or (m["critical_steps"] > 0 and not _close(m["speedup"], 1.0)):
                     raise Broken("serial_play", f"only do actions, yet n_spawned = {m['n_spawned']}, speedup = {m['speedup']!r}")
         except Broken as b:
@@ -579,6 +583,9 @@ def run_episode(
     :param seed: the reset seed.
     :param policy: ``policy(mask, step) -> action``; may return ``None`` to stop the
         episode early without an action (used by replays whose action list ran out).
+        A masked-out action is stepped too (the env's invalid-action rule applies and
+        ``mask_accepts`` and ``serial_play`` do not judge it); a strict env's error on
+        one is re-raised as is.
     :param twin: a second env from the same factory, stepped in lockstep for the
         ``deterministic`` check (skipped when None).
     :param checks: names from :data:`INVARIANTS` to check; default all.
@@ -605,6 +612,8 @@ def run_episode(
             raise
         except Exception as exc:  # noqa: BLE001 - every env error becomes a replayable report
             if action is not None and mask is not None and isinstance(exc, ValueError) and getattr(run.u, "strict", False):
+                if not (0 <= action < mask.size and mask[action]):
+                    raise  # a strict env refusing a masked-out action the policy chose: the policy's error
                 run.fail("mask_accepts", f"the mask allowed action {action}{run._describe(action)} but the strict env raised: {exc}", exc)
             run.fail("no_exception", f"{type(exc).__name__}: {exc}", exc)
 
