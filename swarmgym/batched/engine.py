@@ -208,40 +208,29 @@ class BatchedSwarmEngine:
         if self.with_adjacency:
             self._adjacency = z(N, n, n, dtype=torch.float32)
             self._from_bank["adjacency"] = (self._adjacency, "adjacency")
-        # -- dynamic state initialised to zero (finish_time is set to _NOT_RUNNING separately)
+        # -- dynamic state initialised to zero (finish_time is set to _NOT_RUNNING separately), in
+        # three blocks so an autoreset clears it with three row fills; the names are views into them
+        node_bools = ("correct", "poisoned", "last_failed", "overlapped", "cur_fail", "cur_wrong", "exhausted")
+        node_ints = ("attempts", "start_time")
+        counters = (
+            "t", "spawns", "n_running", "input_tokens", "output_tokens", "n_spawned", "n_ok", "n_failed",
+            "n_wrong", "n_isolated", "invalid_actions", "running_ticks", "peak", "episode_steps",
+        )
         self._zero = {
-            "correct": z(N, n, dtype=torch.bool),
-            "poisoned": z(N, n, dtype=torch.bool),  # some parent is done with a wrong output
-            "last_failed": z(N, n, dtype=torch.bool),
-            "overlapped": z(N, n, dtype=torch.bool),
-            "cur_fail": z(N, n, dtype=torch.bool),
-            "cur_wrong": z(N, n, dtype=torch.bool),
-            "exhausted": z(N, n, dtype=torch.bool),
-            "attempts": z(N, n, dtype=torch.int32),
-            "start_time": z(N, n, dtype=torch.int32),
-            # per-env counters
-            "t": z(N, dtype=torch.int64),
-            "spawns": z(N, dtype=torch.int64),
-            "n_running": z(N, dtype=torch.int64),
-            "input_tokens": z(N, dtype=torch.int64),
-            "output_tokens": z(N, dtype=torch.int64),
-            "n_spawned": z(N, dtype=torch.int64),
-            "n_ok": z(N, dtype=torch.int64),
-            "n_failed": z(N, dtype=torch.int64),
-            "n_wrong": z(N, dtype=torch.int64),
-            "n_isolated": z(N, dtype=torch.int64),
-            "invalid_actions": z(N, dtype=torch.int64),
-            "running_ticks": z(N, dtype=torch.int64),
-            "peak": z(N, dtype=torch.int64),
-            "episode_steps": z(N, dtype=torch.int64),
-            "concurrency_ticks": z(N, m + 1, dtype=torch.int64),
+            "node_bools": z(N, len(node_bools), n, dtype=torch.bool),  # poisoned: some parent is done and wrong
+            "node_ints": z(N, len(node_ints), n, dtype=torch.int32),
+            "counters": z(N, len(counters) + m + 1, dtype=torch.int64),  # then the concurrency histogram
         }
+        views = {name: self._zero["node_bools"][:, k] for k, name in enumerate(node_bools)}
+        views.update({name: self._zero["node_ints"][:, k] for k, name in enumerate(node_ints)})
+        views.update({name: self._zero["counters"][:, k] for k, name in enumerate(counters)})
+        views["concurrency_ticks"] = self._zero["counters"][:, len(counters) :]
         self._finish_time = torch.full((N, n), _NOT_RUNNING, dtype=torch.int32, device=dev)
         # which instance each env plays: a row of self.bank (>= 0) or -(k + 1) for the k-th
         # instance of the last load_instances() call
         self._instance_ref = torch.zeros(N, dtype=torch.int64, device=dev)
         self._loaded_instances: list[TaskInstance] = []
-        s = {**self._static, **{k: v for k, (v, _) in self._from_bank.items()}, **self._zero}
+        s = {**self._static, **{k: v for k, (v, _) in self._from_bank.items()}, **views}
         for k, name in enumerate(("blocked", "ready", "active", "running", "done")):
             s[name] = self._flags[:, k]
         self._s = s
@@ -401,7 +390,7 @@ class BatchedSwarmEngine:
             if not self.sync_free and bool(((a < 0) | (a >= self.n_actions)).any()):
                 raise ValueError(f"actions must be integers in [0, {self.n_actions - 1}]")
             reward, terminated, truncated, done = self._dynamics(a)
-            info: dict[str, Any] = {"metrics": self._metrics(), "done_mask": done, "truncated": truncated}
+            info: dict[str, Any] = {"metrics": self._metrics(done), "done_mask": done, "truncated": truncated}
             self._encode(live=~done)
             if final_obs:
                 fo = {k: v.clone() for k, v in self.observation(contiguous=True).items()}
@@ -617,16 +606,34 @@ class BatchedSwarmEngine:
         mask[:, 2 * n] = (nr > 0) & live
         mask[:, 2 * n + 1] = live
 
-    def _metrics(self) -> dict[str, torch.Tensor]:
-        """Episode metrics of every env's current state (meaningful where the episode ended)."""
+    def _serial_and_longest(self, done: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Work done and the longest finished (or started) path, per env: the two metrics that
+        need a pass over the nodes. On CPU only the rows of finished episodes are computed
+        (others are 0); sync-free, every row."""
+        s = self._s
+        rows = None if self.sync_free else done.nonzero().squeeze(1)
+
+        def take(x: torch.Tensor) -> torch.Tensor:
+            return x if rows is None else x.index_select(0, rows)
+
+        work, active = take(s["work"]), take(s["active"])
+        progress = work - take(s["work_left"])
+        serial = progress.sum(1, dtype=torch.int64)
+        active_len = torch.where(active, progress + take(s["parent_top"]), 0)
+        longest = torch.where(take(s["done"]), take(s["top_level"]), active_len).amax(1).to(torch.int64)
+        if rows is None:
+            return serial, longest
+        full = torch.zeros(2, self.num_envs, dtype=torch.int64, device=self.device)
+        full[0].index_copy_(0, rows, serial)
+        full[1].index_copy_(0, rows, longest)
+        return full[0], full[1]
+
+    def _metrics(self, done: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Episode metrics of every env's current state (valid where ``done``)."""
         s = self._s
         f64 = torch.float64
         m = self.config.max_subagents
-        work = s["work"]
-        progress = work - s["work_left"]
-        serial = progress.sum(1)
-        active_len = torch.where(s["active"], progress + s["parent_top"], 0)
-        longest = torch.where(s["done"], s["top_level"], active_len).amax(1).to(torch.int64)
+        serial, longest = self._serial_and_longest(done)
         lower = torch.maximum(longest, -torch.div(-serial, m + 1, rounding_mode="floor"))
         t = s["t"]
         tf, serial_f, lower_f = t.to(f64), serial.to(f64), lower.to(f64)
