@@ -539,18 +539,38 @@ class BatchedSwarmEngine:
         bad = self._bits(wrong) if any_wrong else None
         children = s["children"].view(-1, n)
         unfinished, poisoned = s["unfinished"], s["poisoned"]
-        for _ in range(self.config.max_subagents + 1):
-            if not self.sync_free and int(comp.max()) == 0:
-                break
-            low = comp & -comp  # the lowest set bit of each word (0 if none)
+        if self.sync_free:  # dense passes over every env, a fixed number of them
+            for _ in range(self.config.max_subagents + 1):
+                low = comp & -comp  # the lowest set bit of each word (0 if none)
+                comp ^= low
+                for w in range(self._W):
+                    rows = children.index_select(0, self._row_base + self._lowest_node(low[:, w], w))  # row n: none
+                    unfinished -= rows
+                    poisoned |= rows.view(torch.bool) & ((bad[:, w] & low[:, w]) != 0)[:, None]
+            return
+        # CPU: passes over the envs that still have a completion left (fewer each pass)
+        envs = (comp != 0).any(1).nonzero().squeeze(1)
+        comp = comp.index_select(0, envs)
+        if bad is not None:
+            bad = bad.index_select(0, envs)
+        while envs.numel():
+            low = comp & -comp
             comp ^= low
             for w in range(self._W):
-                lw = low[:, w]
-                node = torch.where(lw > 0, torch.log2(lw.to(torch.float64)).to(torch.int64) + w * BITS_PER_WORD, n)
-                rows = children.index_select(0, self._row_base + node)  # [N, n] uint8 (row n: none)
-                unfinished -= rows
+                rows = children.index_select(0, self._row_base.index_select(0, envs) + self._lowest_node(low[:, w], w))
+                unfinished.index_put_((envs,), unfinished.index_select(0, envs) - rows)
                 if bad is not None:
-                    poisoned |= rows.view(torch.bool) & ((bad[:, w] & lw) != 0)[:, None]
+                    hit = rows.view(torch.bool) & ((bad[:, w] & low[:, w]) != 0)[:, None]
+                    poisoned.index_put_((envs,), poisoned.index_select(0, envs) | hit)
+            left = (comp != 0).any(1)
+            if not bool(left.all()):
+                envs, comp = envs[left], comp[left]
+                if bad is not None:
+                    bad = bad[left]
+
+    def _lowest_node(self, low_word: torch.Tensor, word: int) -> torch.Tensor:
+        """Node index of a word's single set bit, or ``n_max`` (the children matrix's empty row) if 0."""
+        return torch.where(low_word > 0, torch.log2(low_word.to(torch.float64)).to(torch.int64) + word * BITS_PER_WORD, self.n_max)
 
     def _score_f1(self) -> torch.Tensor:
         s = self._s
