@@ -149,3 +149,26 @@ def test_record_wrappers__single_and_vector_record_every_finished_episode():
     assert ended > 3 and venv.recorder.n_episodes() == ended
     assert set(venv.recorder.families) <= {"WideSearch", "SerialReasoning", "DependentChains", "LayeredDAG"}
     assert venv.recorder.concurrency_profile().shape == (9,)
+
+
+def test_record_vector__on_the_default_vector_entry_point():
+    """The batched SwarmVectorEnv (``make_vec`` default) emits the same episode infos."""
+    try:
+        venv = gym.make_vec("swarmgym/Mixed-v0", num_envs=8)
+    except (ImportError, TypeError, NotImplementedError) as exc:  # the batched engine is not built yet
+        pytest.skip(f"batched SwarmVectorEnv unavailable: {exc}")
+    from swarmgym.orchestrators import load_orchestrator
+
+    venv = RecordSwarmMetricsVector(venv)
+    policy = load_orchestrator("critical_path")
+    obs, info = venv.reset(seed=0)
+    ended = 0
+    for _ in range(150):
+        obs, _, terminated, truncated, info = venv.step(policy.act(obs, info["action_mask"]))
+        ended += int(np.sum(np.asarray(terminated) | np.asarray(truncated)))
+    rec = venv.recorder
+    assert ended > 8 and rec.n_episodes() == ended
+    assert set(rec.families) <= {"WideSearch", "SerialReasoning", "DependentChains", "LayeredDAG"}
+    s = rec.summary()
+    assert 0.0 <= s["score"].mean <= 1.0 and s["makespan_ratio"].mean >= 1.0
+    np.testing.assert_allclose(rec.concurrency_profile().sum(), 1.0, atol=1e-6)
