@@ -284,7 +284,7 @@ def _parser() -> argparse.ArgumentParser:
         nargs="+",
         default=list(REFERENCE_NAMES),
         metavar="SPEC",
-        help=f"orchestrator specs: {', '.join(REFERENCE_NAMES)}, NAME:key=value,... or moe:PATH (default: all reference ones)",
+        help=f"orchestrator specs: {', '.join(REFERENCE_NAMES)}, NAME:key=value,..., moe:PATH or sb3:PATH (default: all reference ones)",
     )
     p.add_argument(
         "--ids",
