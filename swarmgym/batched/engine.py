@@ -82,8 +82,10 @@ METRIC_KEYS: tuple[str, ...] = (
 
 
 def _count(x: torch.Tensor) -> torch.Tensor:
-    """Trues per row of a ``[N, n]`` bool tensor, int64 (summed as bytes: no bool->int64 copy)."""
-    return x.view(torch.uint8).sum(1, dtype=torch.int64)
+    """Trues per row of a ``[N, n]`` bool tensor, as int64. Summed as bytes in a byte-wide
+    accumulator where a row cannot overflow it (no ``[N, n]`` widening copy)."""
+    acc = torch.uint8 if x.shape[1] <= 255 else torch.int32
+    return x.view(torch.uint8).sum(1, dtype=acc).to(torch.int64)
 
 
 class BatchedSwarmEngine:
@@ -211,7 +213,7 @@ class BatchedSwarmEngine:
         # -- dynamic state initialised to zero (finish_time is set to _NOT_RUNNING separately), in
         # three blocks so an autoreset clears it with three row fills; the names are views into them
         node_bools = ("correct", "poisoned", "last_failed", "overlapped", "cur_fail", "cur_wrong", "exhausted")
-        node_ints = ("attempts", "start_time")
+        node_ints = ("attempts",)
         counters = (
             "t", "spawns", "n_running", "input_tokens", "output_tokens", "n_spawned", "n_ok", "n_failed",
             "n_wrong", "n_isolated", "invalid_actions", "running_ticks", "peak", "episode_steps",
@@ -219,10 +221,13 @@ class BatchedSwarmEngine:
         self._zero = {
             "node_bools": z(N, len(node_bools), n, dtype=torch.bool),  # poisoned: some parent is done and wrong
             "node_ints": z(N, len(node_ints), n, dtype=torch.int32),
+            # start_time in float32 (exact below 2**24 ticks), so elapsed/work is one float op
+            "node_floats": z(N, 1, n, dtype=torch.float32),
             "counters": z(N, len(counters) + m + 1, dtype=torch.int64),  # then the concurrency histogram
         }
         views = {name: self._zero["node_bools"][:, k] for k, name in enumerate(node_bools)}
         views.update({name: self._zero["node_ints"][:, k] for k, name in enumerate(node_ints)})
+        views["start_time"] = self._zero["node_floats"][:, 0]
         views.update({name: self._zero["counters"][:, k] for k, name in enumerate(counters)})
         views["concurrency_ticks"] = self._zero["counters"][:, len(counters) :]
         self._finish_time = torch.full((N, n), _NOT_RUNNING, dtype=torch.int32, device=dev)
@@ -241,6 +246,7 @@ class BatchedSwarmEngine:
         ]
         self._row_base = torch.arange(N, device=dev) * (n + 1)
         self._env_ids = torch.arange(N, device=dev)
+        self._zero_f32 = torch.zeros((), dtype=torch.float32, device=dev)
         self._dyn_cols = torch.tensor(DYNAMIC_COLUMNS, device=dev)
         self._is_reset = False
 
@@ -490,7 +496,7 @@ class BatchedSwarmEngine:
         s["exhausted"].scatter_(1, node, att + st.to(i32) >= A)
         old_finish = self._finish_time.gather(1, node)
         self._finish_time.scatter_(1, node, torch.where(st, t.to(i32)[:, None] + dur, old_finish))
-        s["start_time"].scatter_(1, node, torch.where(st, t.to(i32)[:, None], s["start_time"].gather(1, node)))
+        s["start_time"].scatter_(1, node, torch.where(st, t.to(torch.float32)[:, None], s["start_time"].gather(1, node)))
         s["cur_fail"].scatter_(1, node, torch.where(st, s["fate_fail"].view(N, -1).gather(1, slot), s["cur_fail"].gather(1, node)))
         s["cur_wrong"].scatter_(1, node, torch.where(st, s["fate_wrong"].view(N, -1).gather(1, slot), s["cur_wrong"].gather(1, node)))
         sp_sel = torch.zeros_like(s["ready"]).scatter_(1, node, st)
@@ -595,8 +601,8 @@ class BatchedSwarmEngine:
         torch.div(s["attempts"], cfg.max_attempts, out=fm[:, F["attempts"]])
         torch.mul(s["unfinished"].clamp(max=int(UNFINISHED_SCALE)), 1.0 / UNFINISHED_SCALE, out=fm[:, F["unfinished_parents"]])
         fm[:, F["last_attempt_failed"]] = s["last_failed"].view(torch.uint8)
-        elapsed = torch.div(s["t"].to(torch.int32)[:, None] - s["start_time"], s["work_div"]).clamp_(max=1.0)
-        torch.mul(elapsed, s["running"], out=fm[:, F["subagent_elapsed"]])
+        elapsed = (s["t"].to(torch.float32)[:, None] - s["start_time"]).div_(s["work_div"]).clamp_(max=1.0)
+        torch.where(s["running"], elapsed, self._zero_f32, out=fm[:, F["subagent_elapsed"]])
         # globals, in float64 as SwarmEnv computes them, then cast
         t = s["t"].to(torch.float64)
         budget = s["budget"].to(torch.float64)
