@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 1024, 4096])
     p.add_argument("--seconds", type=float, default=2.0, help="time per engine / CartPole measurement")
     p.add_argument("--sync-seconds", type=float, default=1.0, help="time per SyncVectorEnv measurement (at least 3 steps)")
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch intra-op threads")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: on a shared 2-core machine more threads spin and lose)")
     p.add_argument("--bank-size", type=int, default=4096)
     p.add_argument("--skip-sync", action="store_true", help="skip SyncVectorEnv (slow to build at large batches)")
     args = p.parse_args(argv)
