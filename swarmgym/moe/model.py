@@ -29,9 +29,10 @@ Dispatch is vectorised: tokens are gathered per expert with index operations (a
 Python loop runs over the handful of experts, never over tokens). On CUDA the
 forward pass runs under bf16 autocast; logits and values come out in float32.
 
-Parameter counts at the defaults (``d_model=64, n_layers=2, n_experts=8, top_k=2,
-expert_hidden=64``), from :meth:`OrchestratorNet.parameter_counts`: MoE total 160,259,
-MoE active 86,019, dense control 85,891 (within 0.15 % of MoE active).
+Parameter counts (:meth:`OrchestratorNet.parameter_counts`), defaults ``d_model=32,
+n_layers=2, n_heads=4, n_experts=8, top_k=2, n_shared=1, expert_hidden=32``: MoE 49,541
+total / 24,197 active per token; dense control 24,207 (hidden width 97; +0.04 %). At
+``d_model=expert_hidden=64``: MoE 191,237 total / 91,397 active; dense 91,407.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class ModelConfig:
 
     ffn: str = "moe"
     """Feed-forward block: ``"moe"`` (routed + shared experts) or ``"dense"`` (the control of equal active size)."""
-    d_model: int = 64
+    d_model: int = 32
     """Width of every token, in [8, 1024]; a multiple of ``n_heads``."""
     n_layers: int = 2
     """Transformer blocks, in [1, 16]."""
@@ -69,14 +70,16 @@ class ModelConfig:
     """Routed experts each token uses, in [1, n_experts]."""
     n_shared: int = 1
     """Always-on shared experts per MoE block, in [0, 4]."""
-    expert_hidden: int = 64
+    expert_hidden: int = 32
     """Hidden width of one expert (routed or shared), in [4, 4096]."""
     balance: str = "bias"
     """Load balancing: ``"bias"`` (DeepSeek-V3 auxiliary-loss-free bias update), ``"aux"`` (Switch auxiliary loss), ``"both"`` or ``"none"``."""
     bias_update_rate: float = 1e-3
     """Step ``gamma`` of the bias update ``b_e += gamma * sign(mean load - load_e)``, in [0, 1]."""
-    answer_logit_init: float = -3.0
-    """Initial bias of the ``answer`` logit, in [-20, 20]: a fresh policy should not submit an empty answer at once."""
+    answer_logit_init: float = -6.0
+    """Initial bias of the ``answer`` logit, in [-20, 20]. ``answer`` is always valid, so a uniform
+    fresh policy would submit early in most chain-shaped episodes (e.g. -3 lets a random policy answer
+    before the end of half the SerialReasoning episodes); -6 makes that rare and lets learning decide."""
 
     def __post_init__(self) -> None:
         if self.ffn not in ("moe", "dense"):

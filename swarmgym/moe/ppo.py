@@ -66,7 +66,7 @@ class PPOConfig:
     """Changes to the id's SwarmEnv kwargs, e.g. ``{"config": {"spawn_ticks": 1}, "generator_kwargs": {"budget_factor": 1.2}}``."""
     engine: str = "auto"
     """``"auto"`` (the batched engine when available, else gymnasium sync), ``"batched"`` or ``"gym"``."""
-    num_envs: int = 32
+    num_envs: int = 64
     """Envs stepped together, in [1, 65536]."""
     num_steps: int = 64
     """Steps per env per rollout, in [1, 100000]; a rollout is ``num_envs * num_steps`` env steps."""
@@ -90,7 +90,7 @@ class PPOConfig:
     """Discount per env step, in [0, 1]."""
     gae_lambda: float = 0.95
     """GAE λ, in [0, 1]."""
-    num_minibatches: int = 4
+    num_minibatches: int = 8
     """Minibatches per epoch, in [1, batch size]."""
     update_epochs: int = 3
     """Passes over each rollout, in [1, 100]."""
@@ -115,11 +115,11 @@ class PPOConfig:
     """Add the PARL terms; False trains on ``r_perf`` (minus the token cost) alone."""
     lambda_schedule: str = "linear"
     """Schedule of λ1 and λ2: ``"constant"``, ``"linear"``, ``"cosine"`` or ``"step"`` (:class:`swarmgym.parl.LambdaSchedule`)."""
-    lambda1: float = 0.3
+    lambda1: float = 0.1
     """Initial λ1 (weight of ``r_parallel``), >= 0."""
-    lambda2: float = 0.3
+    lambda2: float = 0.1
     """Initial λ2 (weight of ``r_finish``), >= 0."""
-    anneal_fraction: float = 0.5
+    anneal_fraction: float = 0.4
     """Fraction of the run by which annealed λs reach 0, in (0, 1]."""
     parallel_form: str = "instantiation"
     """Form of ``r_parallel`` (:data:`swarmgym.parl.PARALLEL_FORMS`); the published one is ``"instantiation"``."""

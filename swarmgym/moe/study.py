@@ -184,6 +184,133 @@ def plot_curves(results: dict[str, list[dict]], path: Path) -> Path | None:
     return path
 
 
+# ---------------------------------------------------------------------- time to target
+WIDESEARCH = "swarmgym/WideSearch-v0"
+
+
+def _widesearch_target(eval_episodes: int) -> dict[str, float]:
+    """The sequential crew on the held-out WideSearch episodes: the target is speedup >= 3x
+    its speedup with a score no lower than its score."""
+    from swarmgym.evaluation import run_episodes
+    from swarmgym.orchestrators import load_orchestrator
+    from swarmgym.moe.train import EVAL_SEED_OFFSET
+
+    rec = run_episodes(load_orchestrator("sequential_crew"), WIDESEARCH, eval_episodes, seed_offset=EVAL_SEED_OFFSET)
+    s = rec.summary()
+    return {"score": float(s["score"].mean), "speedup": 3.0 * float(s["speedup"].mean)}
+
+
+def _meets(policy, target: dict[str, float], eval_episodes: int) -> dict[str, float]:
+    from swarmgym.evaluation import run_episodes
+    from swarmgym.moe.train import EVAL_SEED_OFFSET
+
+    s = run_episodes(policy, WIDESEARCH, eval_episodes, seed_offset=EVAL_SEED_OFFSET).summary()
+    out = {"score": float(s["score"].mean), "speedup": float(s["speedup"].mean)}
+    out["met"] = float(out["score"] >= target["score"] and out["speedup"] >= target["speedup"])
+    return out
+
+
+def time_to_target_moe(base: dict, target: dict, max_seconds: float, eval_every: int, eval_episodes: int, seed: int = 0) -> dict:
+    """Train the MoE orchestrator on WideSearch-v0, evaluating every ``eval_every`` updates;
+    training wall-clock (evaluation excluded) until the target is met."""
+    from swarmgym.moe.policy import MoEOrchestrator
+    from swarmgym.moe.ppo import PPOConfig, PPOTrainer
+
+    d = _merge(base, {"env_id": WIDESEARCH, "seed": seed, "total_steps": 10_000_000})
+    trainer = PPOTrainer(PPOConfig.from_dict(d))
+    checks = []
+    while trainer.wall_time < max_seconds:
+        trainer.train(max_updates=eval_every)
+        ev = _meets(MoEOrchestrator(trainer.model), target, eval_episodes)
+        checks.append({"seconds": trainer.wall_time, "env_steps": trainer.global_step, **ev})
+        print(f"  moe: {trainer.global_step:>8,} steps {trainer.wall_time:6.0f} s  score {ev['score']:.3f} speedup {ev['speedup']:.2f}", file=sys.stderr, flush=True)
+        if ev["met"]:
+            break
+    return {"checks": checks, "env_steps_per_s": trainer.global_step / max(trainer.wall_time, 1e-9)}
+
+
+def time_to_target_sb3(target: dict, max_seconds: float, eval_every_steps: int, eval_episodes: int, seed: int = 0) -> dict:
+    """MaskablePPO (sb3-contrib) with the PARL reward on WideSearch-v0, configured as the
+    repository's SB3 baseline (``baselines/sb3/configs/maskable_ppo_parl.toml`` when present);
+    training wall-clock (evaluation excluded) until the target is met."""
+    import tomllib
+
+    import gymnasium as gym
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from swarmgym.orchestrators import SB3Policy
+    from swarmgym.parl import ParlReward, ParlScheduleCallback
+
+    cfg_path = Path("baselines/sb3/configs/maskable_ppo_parl.toml")
+    if cfg_path.is_file():
+        cfg = tomllib.loads(cfg_path.read_text())
+    else:  # the same values, for installs without the repository's baselines folder
+        cfg = {
+            "n_envs": 8,
+            "ppo": {"learning_rate": 3e-4, "n_steps": 256, "batch_size": 256, "n_epochs": 4, "gamma": 1.0, "gae_lambda": 0.95,
+                    "clip_range": 0.2, "ent_coef": 0.01, "vf_coef": 0.5, "max_grad_norm": 0.5, "policy_kwargs": {"net_arch": [128, 128]}},
+            "parl": {"enabled": True, "parallel_form": "instantiation", "finish_form": "finish_rate", "cap": 10, "payment": "episode_end",
+                     "lambda1": {"kind": "linear", "initial": 0.3, "anneal_fraction": 0.5}, "lambda2": {"kind": "linear", "initial": 0.3, "anneal_fraction": 0.5}},
+        }
+    horizon = 300_000  # the λ schedules' training length
+    parl = {k: v for k, v in cfg["parl"].items() if k != "enabled"}
+
+    def make(k):
+        def thunk():
+            env = ParlReward(gym.make(WIDESEARCH), total_steps=horizon, **parl)
+            env.reset(seed=1000 * seed + k)
+            return env
+
+        return thunk
+
+    venv = DummyVecEnv([make(k) for k in range(cfg["n_envs"])])
+    model = MaskablePPO("MultiInputPolicy", venv, seed=seed, device="cpu", verbose=0, **cfg["ppo"])
+    checks: list[dict] = []
+    state = {"train_s": 0.0, "t0": time.perf_counter(), "next": eval_every_steps}
+
+    class Check(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps < state["next"]:
+                return True
+            state["train_s"] += time.perf_counter() - state["t0"]
+            state["next"] += eval_every_steps
+            ev = _meets(SB3Policy(self.model, "maskable_ppo"), target, eval_episodes)
+            checks.append({"seconds": state["train_s"], "env_steps": self.num_timesteps, **ev})
+            print(f"  sb3: {self.num_timesteps:>8,} steps {state['train_s']:6.0f} s  score {ev['score']:.3f} speedup {ev['speedup']:.2f}", file=sys.stderr, flush=True)
+            state["t0"] = time.perf_counter()
+            return not ev["met"] and state["train_s"] < max_seconds
+
+    model.learn(total_timesteps=horizon, callback=[ParlScheduleCallback(), Check()])
+    venv.close()
+    steps = checks[-1]["env_steps"] if checks else 0
+    return {"checks": checks, "env_steps_per_s": steps / max(state["train_s"], 1e-9)}
+
+
+def time_to_target_report(moe: dict, sb3: dict, target: dict, command: str, max_seconds: float) -> str:
+    lines = [
+        "# Time to the WideSearch-v0 target: MoE PPO vs sb3-contrib MaskablePPO",
+        "",
+        f"Made by:\n\n```\n{command}\n```\n",
+        f"Target (from the sequential crew on the same held-out episodes): speedup >= {target['speedup']:.2f} "
+        f"(3x the crew's) and score >= {target['score']:.3f}. Both trained with annealed PARL, one seed, on the same machine, "
+        f"one after the other; evaluation time is excluded from the training wall-clock. Cap: {max_seconds:.0f} s of training each.",
+        "",
+        "| trainer | reached | training wall-clock (s) | env steps | env-steps/s | last score | last speedup |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, res in (("MoE orchestrator (this package, PPO)", moe), ("MaskablePPO (sb3-contrib, MLP 128x128)", sb3)):
+        checks = res["checks"]
+        hit = next((c for c in checks if c["met"]), None)
+        last = checks[-1] if checks else {"seconds": float("nan"), "env_steps": 0, "score": float("nan"), "speedup": float("nan")}
+        row = hit or last
+        lines.append(
+            f"| {name} | {'yes' if hit else 'no'} | {row['seconds']:.0f} | {row['env_steps']:,} | {res['env_steps_per_s']:,.0f} | {row['score']:.3f} | {row['speedup']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="swarmgym study", description="The PARL study: r_perf only vs annealed/constant PARL, dense vs MoE, over seeds; plus a knob scan.")
     p.add_argument("--env-id", default="swarmgym/Mixed-v0", help="configuration: env id (default swarmgym/Mixed-v0)")
@@ -195,10 +322,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scan-steps", type=int, default=60_000, help="env steps per scan run (default 60000)")
     p.add_argument("--eval-episodes", type=int, default=200, help="greedy evaluation episodes per run (default 200)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="PPOConfig changes for every run (as in swarmgym train)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+    p.add_argument("--workers", type=int, default=1, help="runs trained in parallel processes (default 1)")
     p.add_argument("--out", default="runs/study", help="report folder (default runs/study)")
     p.add_argument("--notes", default=None, help="a Markdown file whose text is added to the report as its discussion")
     p.add_argument("--quick", action="store_true", help="seconds-long smoke run (tiny model, few steps)")
+    p.add_argument(
+        "--time-to-target",
+        action="store_true",
+        help="instead of the study: training wall-clock to the WideSearch-v0 target, this trainer vs sb3-contrib MaskablePPO",
+    )
+    p.add_argument("--max-seconds", type=float, default=600.0, help="time-to-target: training cap per trainer in seconds (default 600)")
+    p.add_argument("--skip-sb3", action="store_true", help="time-to-target: measure this trainer only")
     return p
 
 
@@ -228,37 +363,66 @@ def cli_main(argv: list[str]) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "swarmgym study" + (" " + shlex.join(argv) if argv else "")
+    if args.time_to_target:
+        episodes = 8 if args.quick else min(args.eval_episodes, 200)
+        max_s = 5.0 if args.quick else args.max_seconds
+        target = _widesearch_target(episodes)
+        moe = time_to_target_moe(base, target, max_s, 1 if args.quick else 4, episodes)
+        sb3 = {"checks": [], "env_steps_per_s": float("nan")}
+        if not args.skip_sb3:
+            sb3 = time_to_target_sb3(target, max_s, 512 if args.quick else 16_384, episodes)
+        text = time_to_target_report(moe, sb3, target, command, max_s)
+        (out / "time_to_target.md").write_text(text)
+        (out / "time_to_target.json").write_text(json.dumps({"target": target, "moe": moe, "sb3": sb3}, indent=2) + "\n")
+        print(text)
+        return 0
     t_start = time.perf_counter()
     rollout = base["num_envs"] * base["num_steps"]
 
-    # ---- part 1: conditions x seeds
+    # ---- the runs: part 1 (conditions x seeds) and part 2 (knob scan), in --workers processes
     env_over, cfg_over, knob_doc = KNOBS[args.knob]
-    results: dict[str, list[dict]] = {}
+    jobs: list[tuple[tuple, tuple]] = []  # (key, run_one arguments)
     for name in args.conditions:
-        results[name] = []
         for seed in range(args.seeds):
             cond = _merge(CONDITIONS[name], cfg_over)
             cond["total_steps"] = max(args.total_steps, rollout)
-            print(f"swarmgym study: {name} seed {seed} ...", file=sys.stderr, flush=True)
-            run = run_one(base, cond, env_over, seed, out / "runs" / f"{name}-s{seed}", args.eval_episodes)
-            ev = run["evaluation"].get("all", {})
-            print(f"  score {ev.get('score', float('nan')):.3f}  spawned {ev.get('n_spawned', float('nan')):.1f}  ({run['train_seconds']:.0f} s)", file=sys.stderr)
-            results[name].append(run)
+            jobs.append((("part1", name, seed), (base, cond, env_over, seed, out / "runs" / f"{name}-s{seed}", args.eval_episodes)))
+    scan_knobs = [] if args.scan is None else (args.scan or list(KNOBS))
+    for knob in scan_knobs:
+        if knob not in KNOBS:
+            print(f"swarmgym study: unknown knob {knob!r}; choose from {', '.join(KNOBS)}", file=sys.stderr)
+            return 2
+        e_over, c_over, _ = KNOBS[knob]
+        for cname in ("r_perf", "parl_annealed"):
+            cond = _merge(CONDITIONS[cname], c_over)
+            cond["total_steps"] = max(args.scan_steps, rollout)
+            jobs.append((("scan", knob, cname), (base, cond, e_over, 0, out / "runs" / f"scan-{knob}-{cname}", args.eval_episodes)))
+    done: dict[tuple, dict] = {}
 
-    # ---- part 2: knob scan
-    scan: dict[str, dict[str, dict]] = {}
-    if args.scan is not None:
-        for knob in args.scan or list(KNOBS):
-            if knob not in KNOBS:
-                print(f"swarmgym study: unknown knob {knob!r}; choose from {', '.join(KNOBS)}", file=sys.stderr)
-                return 2
-            e_over, c_over, _ = KNOBS[knob]
-            scan[knob] = {}
-            for cname in ("r_perf", "parl_annealed"):
-                cond = _merge(CONDITIONS[cname], c_over)
-                cond["total_steps"] = max(args.scan_steps, rollout)
-                print(f"swarmgym study: scan {knob} / {cname} ...", file=sys.stderr, flush=True)
-                scan[knob][cname] = run_one(base, cond, e_over, 0, out / "runs" / f"scan-{knob}-{cname}", args.eval_episodes)
+    def report(key, run):
+        ev = run["evaluation"].get("all", {})
+        print(
+            f"swarmgym study: {'/'.join(map(str, key[1:]))}: score {ev.get('score', float('nan')):.3f}  "
+            f"spawned {ev.get('n_spawned', float('nan')):.1f}  ({run['train_seconds']:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    if args.workers > 1 and len(jobs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(run_one, *a): key for key, a in jobs}
+            for fut in futures:
+                done[futures[fut]] = fut.result()
+                report(futures[fut], done[futures[fut]])
+    else:
+        for key, a in jobs:
+            done[key] = run_one(*a)
+            report(key, done[key])
+    results: dict[str, list[dict]] = {name: [done[("part1", name, s)] for s in range(args.seeds)] for name in args.conditions}
+    scan: dict[str, dict[str, dict]] = {k: {c: done[("scan", k, c)] for c in ("r_perf", "parl_annealed")} for k in scan_knobs}
     wall = time.perf_counter() - t_start
 
     # ---- report

@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--total-steps", type=int, default=None, help=f"training env steps (default {DEFAULT_TOTAL_STEPS})")
     p.add_argument("--quick", action="store_true", help="a few seconds: tiny run and evaluation (smoke test)")
     p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    p.add_argument("--num-envs", type=int, default=None, help="envs stepped together (default 32)")
+    p.add_argument("--num-envs", type=int, default=None, help="envs stepped together (default 64)")
     p.add_argument("--ffn", choices=["moe", "dense"], default="moe", help="MoE orchestrator or the dense control (default moe)")
     p.add_argument("--schedule", choices=["linear", "cosine", "step", "constant"], default="linear", help="λ schedule (default linear)")
     p.add_argument("--no-parl", action="store_true", help="train on r_perf alone")
