@@ -7,8 +7,10 @@ import pytest
 
 pytest.importorskip("swarmgym.batched")
 
+import gymnasium as gym  # noqa: E402
+
 import swarmgym.testing.batched as tb  # noqa: E402
-from swarmgym.batched import BatchedSwarmEngine  # noqa: E402
+from swarmgym.batched import BatchedSwarmEngine, SwarmVectorEnv  # noqa: E402
 from swarmgym.testing import InvariantViolation, check_batched, check_family, replay_batched  # noqa: E402
 from swarmgym.testing.batched import engine_for  # noqa: E402
 
@@ -26,8 +28,16 @@ class LateClockEngine(BatchedSwarmEngine):
 
 
 def make_late_clock_engine(num_envs):
-    kwargs = {k: v for k, v in __import__("gymnasium").spec(ENV_ID).kwargs.items() if k != "observation_mode"}
+    kwargs = {k: v for k, v in gym.spec(ENV_ID).kwargs.items() if k != "observation_mode"}
     return LateClockEngine(**kwargs, num_envs=num_envs, bank_size=4)
+
+
+class HalfRewardVectorEnv(SwarmVectorEnv):
+    """A vector env that pays half the score (a bug in the vector layer, not the engine)."""
+
+    def step(self, actions):
+        obs, reward, terminated, truncated, info = super().step(actions)
+        return obs, reward * 0.5, terminated, truncated, info
 
 
 def test_check_batched__catches_and_shrinks_a_broken_engine():
@@ -36,8 +46,14 @@ def test_check_batched__catches_and_shrinks_a_broken_engine():
     v = caught.value
     assert v.invariant == "batched_matches_reference" and v.replay_with == "replay_batched"
     assert "['globals'][0]" in v.detail  # time_used
-    # shrunk: one env answers at once, the other runs just past half its budget
-    assert min(len(row) for row in v.actions) <= 1 and max(len(row) for row in v.actions) <= 20, str(v)
+    # shrunk: one env answers at once, the other stops on the first step past half its budget
+    assert min(len(row) for row in v.actions) <= 1, str(v)
+    long_env = max(range(2), key=lambda e: len(v.actions[e]))
+    budget = gym.make(ENV_ID).unwrapped
+    budget.reset(seed=v.seed + long_env)
+    assert len(v.actions[long_env]) <= budget.sim.budget, str(v)
+    shorter = [row[:-1] if e == long_env else row for e, row in enumerate(v.actions)]
+    replay_batched(ENV_ID, v.seed, shorter, engine_factory=make_late_clock_engine)  # one step less: no difference yet
     code = v.replay_code()
     assert "engine_factory=make_engine" in code
     with pytest.raises(InvariantViolation) as again:
@@ -59,7 +75,7 @@ def test_check_family__runs_the_batched_comparison_for_ids_only(monkeypatch):
     calls = []
     monkeypatch.setattr(tb, "check_batched", lambda env, *args, **kwargs: calls.append(env))
     check_family(ENV_ID, max_examples=2)
-    check_family(lambda: __import__("gymnasium").make(ENV_ID), max_examples=2)
+    check_family(lambda: gym.make(ENV_ID), max_examples=2)
     check_family(ENV_ID, max_examples=2, batched=False)
     assert calls == [ENV_ID]
 
@@ -69,3 +85,19 @@ def test_check_batched__bad_arguments():
         check_batched(ENV_ID, num_envs=0)
     with pytest.raises(ValueError, match="profile must be one of"):
         check_batched(ENV_ID, profile="fast")
+
+
+def test_check_batched__make_vec_side_catches_a_broken_vector_env(request):
+    env_id = "testinglab/HalfReward-flat-v0"
+    spec = gym.spec("swarmgym/WideSearch-flat-v0")
+    gym.register(env_id, entry_point=spec.entry_point, kwargs=spec.kwargs, vector_entry_point=HalfRewardVectorEnv)
+    request.addfinalizer(lambda: gym.registry.pop(env_id, None))
+    with pytest.raises(InvariantViolation) as caught:
+        check_batched(env_id, via="make_vec", num_envs=2)
+    v = caught.value
+    assert "make_vec" in v.detail and "reward" in v.detail
+    assert sum(len(row) for row in v.actions) <= 8, str(v)  # plan, one lookup, answer (+ the other env's answer)
+    assert f"replay_batched({env_id!r}, seed={v.seed}, actions={v.actions}, via='make_vec')" in v.replay_code()
+    with pytest.raises(InvariantViolation):
+        replay_batched(env_id, v.seed, v.actions, via="make_vec")
+    check_batched(env_id, via="engine", num_envs=2, max_examples=5)  # the engine itself is fine

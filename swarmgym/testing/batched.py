@@ -5,7 +5,9 @@
 it loads the reference instances into a fresh
 :class:`~swarmgym.batched.BatchedSwarmEngine` (contract 2) and steps both, comparing
 after every step the observations, masks, rewards, terminations and, when an
-episode ends, every metric. Envs whose reference episode has ended are given the
+episode ends, every metric; then it replays the same actions through what
+``gymnasium.make_vec(env_id)`` returns (``options={"instances": ...}``), in the
+id's own observation mode (so flat ids check the flat encoding too). Envs whose reference episode has ended are given the
 first valid action of the engine's own mask (their autoreset episodes are not
 compared). A difference raises
 :class:`~swarmgym.testing.invariants.InvariantViolation`
@@ -54,15 +56,15 @@ def _numpy(x: Any) -> Any:
 
 
 def _metric_difference(ref: dict, eng: dict, e: int, family_names: Sequence[str]) -> str | None:
-    """The first metric where the engine's env ``e`` differs from the reference (None if none)."""
+    """The first metric where the batched env ``e`` differs from the reference (None if none)."""
     for key, value in ref.items():
         if key == "family":
-            got = family_names[int(_numpy(eng["family_id"])[e])]
+            got = str(eng["family"][e]) if "family" in eng else family_names[int(_numpy(eng["family_id"])[e])]
             if got != value:
                 return f"metrics['family'] = {got!r} vs the reference's {value!r}"
             continue
         if key not in eng:
-            return f"the engine's metrics lack {key!r}"
+            return f"the batched metrics lack {key!r}"
         got = np.asarray(_numpy(eng[key])[e])
         want = np.asarray(value)
         if got.shape != want.shape:
@@ -76,67 +78,139 @@ def _metric_difference(ref: dict, eng: dict, e: int, family_names: Sequence[str]
     return None
 
 
+def _row(obs: Any, e: int) -> Any:
+    """Env ``e``'s observation out of a batched one (dict of arrays/tensors, or one array)."""
+    if isinstance(obs, dict):
+        return {k: np.asarray(_numpy(v)[e]) for k, v in obs.items()}
+    return np.asarray(_numpy(obs)[e])
+
+
+class _EngineSide:
+    """The tensor engine (contract 2), compared with Dict-observation reference envs."""
+
+    name = "the batched engine"
+    observation_mode = "dict"
+
+    def __init__(self, env_id: str, num_envs: int, engine_factory, make_kwargs: dict) -> None:
+        self.engine = engine_for(env_id, num_envs, seed=0, **make_kwargs) if engine_factory is None else engine_factory(num_envs)
+        self.family_names = self.engine.family_names
+
+    def load(self, instances):
+        obs = self.engine.load_instances(instances)
+        return obs, np.asarray(_numpy(self.engine.action_mask)).copy()
+
+    def step(self, batch: np.ndarray):
+        import torch
+
+        obs, reward, terminated, info = self.engine.step(torch.as_tensor(batch), final_obs=True)
+        return {
+            "obs": obs, "reward": np.asarray(_numpy(reward)), "terminated": np.asarray(_numpy(terminated)),
+            "done": np.asarray(_numpy(info["done_mask"])), "mask": np.asarray(_numpy(info["action_mask"])).copy(),
+            "final_obs": info["final_obs"], "final_mask": np.asarray(_numpy(info["final_mask"])), "metrics": info["metrics"],
+        }  # fmt: skip
+
+    def close(self) -> None:
+        pass
+
+
+class _VectorSide:
+    """What ``gymnasium.make_vec(env_id)`` returns, compared with reference envs of the id's own observation mode."""
+
+    name = "gymnasium.make_vec's vector env"
+
+    def __init__(self, env_id: str, num_envs: int, make_kwargs: dict) -> None:
+        self.env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **{"bank_size": max(2, num_envs), **make_kwargs})
+        self.observation_mode = {**gym.spec(env_id).kwargs, **make_kwargs}.get("observation_mode", "dict")
+        self.family_names = ()
+
+    def load(self, instances):
+        obs, info = self.env.reset(seed=0, options={"instances": list(instances)})
+        return obs, np.asarray(info["action_mask"]).copy()
+
+    def step(self, batch: np.ndarray):
+        obs, reward, terminated, truncated, info = self.env.step(batch)
+        done = np.asarray(terminated) | np.asarray(truncated)
+        final_mask = np.asarray(info["final_info"]["action_mask"]) if "final_info" in info else None
+        return {
+            "obs": obs, "reward": np.asarray(reward), "terminated": np.asarray(terminated), "done": done,
+            "mask": np.asarray(info["action_mask"]).copy(), "final_obs": info.get("final_obs"), "final_mask": final_mask,
+            "metrics": info.get("metrics", {}),
+        }  # fmt: skip
+
+    def close(self) -> None:
+        self.env.close()
+
+
 def run_batched(
     env_id: str,
     seed: int,
     policies: Sequence[Callable[[np.ndarray, int], int | None]],
     *,
+    via: str = "engine",
     target: str | None = None,
     engine_factory: Callable[[int], Any] | None = None,
     **make_kwargs: Any,
 ) -> list[list[int]]:
-    """Step ``len(policies)`` reference envs and the batched engine together, comparing them.
+    """Step ``len(policies)`` reference envs and a batched env together, comparing them.
 
     :param env_id: the registered id.
     :param seed: env ``e`` is reset with ``seed + e``.
     :param policies: one ``policy(mask, step) -> action`` per env (None stops that env's
         comparison; the replay's lists run out that way).
+    :param via: ``"engine"``: the tensor engine (:class:`~swarmgym.batched.BatchedSwarmEngine`)
+        against Dict-observation reference envs; ``"make_vec"``: what ``gymnasium.make_vec``
+        returns for the id (its own observation mode, e.g. flat) against ``gymnasium.make``'s.
     :param target: Python source naming the env for the replay (default: the quoted id).
-    :param engine_factory: ``engine_factory(num_envs)`` returns the engine to compare
-        (default: :func:`engine_for` the id); it must have ``load_instances``,
-        ``action_mask`` and ``step(actions, final_obs=True)`` as
+    :param engine_factory: with ``via="engine"``, ``engine_factory(num_envs)`` returns the
+        engine to compare (default: :func:`engine_for` the id); it must have
+        ``load_instances``, ``action_mask`` and ``step(actions, final_obs=True)`` as
         :class:`~swarmgym.batched.BatchedSwarmEngine` has.
     :returns: the actions taken, one list per env.
     :raises InvariantViolation: ``batched_matches_reference``, with a :func:`replay_batched` snippet.
     """
-    import torch
-
+    if via not in ("engine", "make_vec"):
+        raise ValueError(f"via must be 'engine' or 'make_vec', got {via!r}")
+    if engine_factory is not None and via != "engine":
+        raise ValueError("engine_factory is only used with via='engine'")
     num_envs = len(policies)
     target = repr(env_id) if target is None else target
-    refs = [gym.make(env_id, **{**make_kwargs, "observation_mode": "dict"}) for _ in range(num_envs)]
     actions: list[list[int]] = [[] for _ in range(num_envs)]
     step = 0
+    refs: list[gym.Env] = []
+    side = None
 
-    def fail(detail: str) -> None:
+    def fail(detail: str, cause: BaseException | None = None) -> None:
+        __tracebackhide__ = True
         raise InvariantViolation(
             "batched_matches_reference", detail, seed=seed, actions=actions, step=step, target=target, replay_with="replay_batched",
-            custom_engine=engine_factory is not None,
-        )  # fmt: skip
+            custom_engine=engine_factory is not None, replay_kwargs=None if via == "engine" else {"via": via},
+        ) from cause  # fmt: skip
 
-    def compare_obs(e: int, obs: dict, ref_obs: dict, mask: np.ndarray, ref_mask: np.ndarray, what: str) -> None:
-        mine = {k: np.asarray(_numpy(v)[e]) for k, v in obs.items()}
+    def compare_obs(e: int, obs: Any, ref_obs: Any, mask: np.ndarray, ref_mask: np.ndarray, what: str) -> None:
+        __tracebackhide__ = True
+        mine = _row(obs, e)
         if not _same(mine, ref_obs):
-            fail(f"env {e}: {what} observation differs from the reference: {_first_difference(mine, ref_obs)} (engine vs reference)")
+            fail(f"env {e}: {what} observation of {side.name} differs from the reference: {_first_difference(mine, ref_obs)} (batched vs reference)")
         if not np.array_equal(mask, ref_mask):
             diff = np.flatnonzero(mask != ref_mask).tolist()
-            fail(f"env {e}: {what} action mask differs from the reference at actions {diff} (engine {mask[diff].tolist()})")
+            fail(f"env {e}: {what} action mask of {side.name} differs from the reference at actions {diff} (batched {mask[diff].tolist()})")
 
     try:
-        engine = engine_for(env_id, num_envs, seed=0, **make_kwargs) if engine_factory is None else engine_factory(num_envs)
+        side = _EngineSide(env_id, num_envs, engine_factory, make_kwargs) if via == "engine" else _VectorSide(env_id, num_envs, make_kwargs)
+        refs = [gym.make(env_id, **{**make_kwargs, "observation_mode": side.observation_mode}) for _ in range(num_envs)]
         resets = [ref.reset(seed=seed + e) for e, ref in enumerate(refs)]
         ref_masks = [np.asarray(info["action_mask"]) for _, info in resets]
-        obs = engine.load_instances([ref.unwrapped.instance for ref in refs])
-        eng_mask = np.asarray(_numpy(engine.action_mask))
+        obs, mask = side.load([ref.unwrapped.instance for ref in refs])
         for e in range(num_envs):
-            compare_obs(e, obs, resets[e][0], eng_mask[e], ref_masks[e], "the first")
+            compare_obs(e, obs, resets[e][0], mask[e], ref_masks[e], "the first")
         live = [True] * num_envs
-        while any(live):
+        while True:
             batch = np.zeros(num_envs, dtype=np.int64)
             for e in range(num_envs):
                 a = policies[e](ref_masks[e], len(actions[e])) if live[e] else None
                 if a is None:
                     live[e] = False
-                    valid = np.flatnonzero(eng_mask[e])
+                    valid = np.flatnonzero(mask[e])
                     batch[e] = int(valid[0]) if valid.size else 0
                 else:
                     batch[e] = int(a)
@@ -146,38 +220,36 @@ def run_batched(
                 if live[e]:
                     actions[e].append(int(batch[e]))
             step += 1
-            obs, reward, terminated, info = engine.step(torch.as_tensor(batch), final_obs=True)
-            reward, terminated = np.asarray(_numpy(reward)), np.asarray(_numpy(terminated))
-            done = np.asarray(_numpy(info["done_mask"]))
-            eng_mask = np.asarray(_numpy(info["action_mask"])).copy()
+            out = side.step(batch)
+            mask = out["mask"]
             for e in range(num_envs):
                 if not live[e]:
                     continue
                 r_obs, r_reward, r_term, r_trunc, r_info = refs[e].step(int(batch[e]))
-                if bool(terminated[e]) != bool(r_term) or bool(done[e]) != bool(r_term or r_trunc):
-                    fail(f"env {e}: the engine says terminated={bool(terminated[e])}, done={bool(done[e])}; the reference terminated={r_term}, truncated={r_trunc}")
-                if not math.isclose(float(reward[e]), float(r_reward), rel_tol=1e-9, abs_tol=1e-12):
-                    fail(f"env {e}: reward {float(reward[e])!r} vs the reference's {float(r_reward)!r}")
-                if done[e]:
-                    compare_obs(e, info["final_obs"], r_obs, np.asarray(_numpy(info["final_mask"]))[e], np.asarray(r_info["action_mask"]), "the final")
+                term, done = bool(out["terminated"][e]), bool(out["done"][e])
+                if term != bool(r_term) or done != bool(r_term or r_trunc):
+                    fail(f"env {e}: {side.name} says terminated={term}, done={done}; the reference terminated={r_term}, truncated={r_trunc}")
+                if not math.isclose(float(out["reward"][e]), float(r_reward), rel_tol=1e-9, abs_tol=1e-12):
+                    fail(f"env {e}: {side.name}'s reward {float(out['reward'][e])!r} vs the reference's {float(r_reward)!r}")
+                if done:
+                    compare_obs(e, out["final_obs"], r_obs, out["final_mask"][e], np.asarray(r_info["action_mask"]), "the final")
                     if "metrics" in r_info:
-                        problem = _metric_difference(r_info["metrics"], info["metrics"], e, engine.family_names)
+                        problem = _metric_difference(r_info["metrics"], out["metrics"], e, side.family_names)
                         if problem:
-                            fail(f"env {e}: {problem}")
+                            fail(f"env {e}: {side.name}'s {problem}")
                     live[e] = False
                 else:
-                    compare_obs(e, obs, r_obs, eng_mask[e], np.asarray(r_info["action_mask"]), "the")
+                    compare_obs(e, out["obs"], r_obs, mask[e], np.asarray(r_info["action_mask"]), "the")
                     ref_masks[e] = np.asarray(r_info["action_mask"])
     except InvariantViolation:
         raise
-    except Exception as exc:  # noqa: BLE001 - an engine error is reported with its replay
-        raise InvariantViolation(
-            "batched_matches_reference", f"{type(exc).__name__}: {exc}", seed=seed, actions=actions, step=step, target=target,
-            replay_with="replay_batched", custom_engine=engine_factory is not None,
-        ) from exc  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - a batched env's error is reported with its replay
+        fail(f"{type(exc).__name__} in {side.name if side else 'building the batched env'}: {exc}", exc)
     finally:
         for ref in refs:
             ref.close()
+        if side is not None:
+            side.close()
     return actions
 
 
@@ -188,10 +260,15 @@ def check_batched(
     num_envs: int = 3,
     max_examples: int | None = None,
     max_steps: int | None = None,
+    via: str | None = None,
     engine_factory: Callable[[int], Any] | None = None,
     **make_kwargs: Any,
 ) -> None:
     """Hold the batched engine to the reference env on hypothesis-drawn instances and actions.
+
+    Each example draws a seed and one action sequence per env from the live masks,
+    plays them on the engine beside ``num_envs`` reference envs and then replays the
+    same actions through ``gymnasium.make_vec`` (see ``via``).
 
     :param env_id: a registered id (its kwargs are :class:`~swarmgym.env.SwarmEnv`'s).
     :param profile: ``"ci"``, ``"deep"`` or a hypothesis ``settings`` object (see
@@ -199,6 +276,9 @@ def check_batched(
     :param num_envs: envs in the batch, each with its own seed and actions.
     :param max_examples: override the profile's number of examples.
     :param max_steps: each env answers at the latest after this many steps.
+    :param via: ``"engine"`` (the tensor engine), ``"make_vec"`` (the id's vector env, in
+        its own observation mode), or None (default): the engine, then ``make_vec`` too
+        when the id's vector entry point is swarmgym's and no ``engine_factory`` is given.
     :param engine_factory: ``engine_factory(num_envs)`` returns the engine to compare
         (default: the id's :class:`~swarmgym.batched.BatchedSwarmEngine`, see :func:`engine_for`).
     :param make_kwargs: overrides of the id's kwargs.
@@ -214,14 +294,24 @@ def check_batched(
         raise ValueError(f"profile must be one of {sorted(PROFILES)} or a hypothesis settings object, got {profile!r}")
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
         raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
-    gym.spec(env_id)  # fails now, naming the id, if it is not registered
+    if via not in (None, "engine", "make_vec"):
+        raise ValueError(f"via must be None, 'engine' or 'make_vec', got {via!r}")
+    spec = gym.spec(env_id)  # fails now, naming the id, if it is not registered
+    if via is None:
+        ours = isinstance(spec.vector_entry_point, str) and spec.vector_entry_point.startswith("swarmgym.batched:")
+        sides = ["engine"] + (["make_vec"] if ours and engine_factory is None else [])
+    else:
+        sides = [via]
     run_settings = settings(base, max_examples=max_examples) if max_examples is not None else base
 
     @run_settings
     @given(seed=seeds(), data=st.data())
     def batched_episode(seed: int, data) -> None:
+        __tracebackhide__ = True
         policies = [drawn_policy(data, steps) for _ in range(num_envs)]
-        run_batched(env_id, seed, policies, engine_factory=engine_factory, **make_kwargs)
+        actions = run_batched(env_id, seed, policies, via=sides[0], engine_factory=engine_factory, **make_kwargs)
+        for side in sides[1:]:  # the same episodes again, through the other door
+            replay_batched(env_id, seed, actions, via=side, **make_kwargs)
 
     batched_episode()
 
@@ -231,6 +321,7 @@ def replay_batched(
     seed: int,
     actions: Sequence[Sequence[int]],
     *,
+    via: str = "engine",
     engine_factory: Callable[[int], Any] | None = None,
     **make_kwargs: Any,
 ) -> list[list[int]]:
@@ -239,6 +330,7 @@ def replay_batched(
     :param env_id: the registered id.
     :param seed: env ``e`` was reset with ``seed + e``.
     :param actions: one action list per env.
+    :param via: ``"engine"`` or ``"make_vec"``, as the message says.
     :param engine_factory: the engine factory that was checked, if not the default.
     :returns: the actions replayed, if the engine matched the reference throughout.
     :raises InvariantViolation: the same difference as the original run.
@@ -248,4 +340,4 @@ def replay_batched(
     def policy_for(row: list[int]):
         return lambda mask, step: row[step] if step < len(row) else None
 
-    return run_batched(env_id, seed, [policy_for(row) for row in lists], engine_factory=engine_factory, **make_kwargs)
+    return run_batched(env_id, seed, [policy_for(row) for row in lists], via=via, engine_factory=engine_factory, **make_kwargs)

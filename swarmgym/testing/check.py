@@ -39,6 +39,9 @@ PROFILES: dict[str, settings] = {
     "deep": settings(max_examples=2000, derandomize=False, deadline=None, report_multiple_bugs=False, suppress_health_check=_SUPPRESS),
 }  # fmt: skip
 
+#: Styles of play :func:`drawn_policy` draws from (listed in shrinking order).
+PLAY_STYLES: tuple[str, ...] = ("any", "any", "spawn first", "do only")
+
 #: Steps after which a drawn episode answers, by profile (the budget usually ends it sooner).
 MAX_STEPS: dict[str, int] = {"ci": 200, "deep": 2000}
 
@@ -81,24 +84,31 @@ def as_factory(env: str | Callable[[], gym.Env], **make_kwargs: Any) -> tuple[Ca
     raise TypeError(f"env must be an env id (str) or a zero-argument callable returning an env, got {type(env).__name__}")
 
 
-def drawn_policy(data, max_steps: int = 200) -> Callable[[np.ndarray, int], int]:
+def drawn_policy(data, max_steps: int = 200, *, masked_out: bool = True) -> Callable[[np.ndarray, int], int]:
     """A policy for :func:`~swarmgym.testing.invariants.run_episode` whose choices hypothesis draws.
 
-    It first draws the style of play (any valid action; spawns first, as a
-    delegating orchestrator would; or ``do`` only: each in one episode of four,
-    "any" in two) and a step at which to answer (in ``[0, max_steps]``), then
-    one action per step from the live mask. Shrinking prefers answering early,
-    the first valid actions and play of any kind (the order of the choices).
+    It first draws the style of play (any valid action, in half the episodes;
+    spawns first, as a delegating orchestrator would; or ``do`` only) and a step
+    at which to answer (in ``[0, max_steps]``; the budget usually ends the episode
+    sooner), then one action per step from the live mask. Outside ``do``-only
+    play, about one step in six takes a masked-out action instead, which the env
+    must absorb by its invalid-action rule. Shrinking prefers answering early, the
+    first valid action, no masked-out actions, and play of any kind.
 
     :param data: the ``st.data()`` object of the running test.
     :param max_steps: answer at the latest after this many steps.
+    :param masked_out: allow masked-out actions (off for ``strict=True`` envs, which
+        raise on them by design).
     """
-    play = data.draw(st.sampled_from(("any", "any", "spawn first", "do only")), label="play")
+    play = data.draw(st.sampled_from(PLAY_STYLES), label="play")
     answer_at = data.draw(st.integers(0, max_steps), label="answer_after_steps")
+    masked_out = masked_out and play != "do only"
 
     def policy(mask: np.ndarray, step: int) -> int:
         if step >= answer_at and mask[-1]:
             return mask.size - 1
+        if masked_out and not mask.all() and data.draw(st.integers(0, 5), label="masked_out?") == 5:
+            return int(data.draw(st.sampled_from(np.flatnonzero(~mask).tolist()), label="masked_out_action"))
         return draw_action(data, mask, serial_only=play == "do only", spawn_first=play == "spawn first")
 
     return policy
@@ -185,7 +195,8 @@ def check_family(
         __tracebackhide__ = True
         first, twin = factory(), factory()
         try:
-            run_episode(first, seed, drawn_policy(data, steps), twin=twin, checks=checks, target=target)
+            policy = drawn_policy(data, steps, masked_out=not getattr(first.unwrapped, "strict", False))
+            run_episode(first, seed, policy, twin=twin, checks=checks, target=target)
         finally:
             _close(first)
             _close(twin)

@@ -104,6 +104,7 @@ class InvariantViolation(AssertionError):
     :ivar target: Python source naming the env (an id string or a factory's import path).
     :ivar replay_with: the :mod:`swarmgym.testing` function the replay snippet calls.
     :ivar custom_engine: the batched check ran a caller's engine factory (the replay needs it too).
+    :ivar replay_kwargs: further keyword arguments of the replay call.
     """
 
     def __init__(
@@ -119,6 +120,7 @@ class InvariantViolation(AssertionError):
         action_names: Sequence[str] | None = None,
         replay_with: str = "replay",
         custom_engine: bool = False,
+        replay_kwargs: dict[str, Any] | None = None,
     ) -> None:
         self.invariant = invariant
         self.detail = detail
@@ -130,6 +132,7 @@ class InvariantViolation(AssertionError):
         self.action_names = None if action_names is None else tuple(action_names)
         self.replay_with = replay_with
         self.custom_engine = custom_engine
+        self.replay_kwargs = dict(replay_kwargs or {})
         super().__init__(self._message())
 
     def replay_code(self) -> str:
@@ -152,6 +155,7 @@ class InvariantViolation(AssertionError):
         if self.custom_engine:
             setup += "# make_engine: the engine factory that was checked\n"
             checks += ", engine_factory=make_engine"
+        checks += "".join(f", {k}={v!r}" for k, v in self.replay_kwargs.items())
         fn = self.replay_with
         return f"{setup}from swarmgym.testing import {fn}\n{fn}({target}, seed={self.seed!r}, actions={self.actions!r}{checks})"
 
@@ -174,7 +178,7 @@ class InvariantViolation(AssertionError):
         )
 
     def __reduce__(self):  # picklable, for multiprocess test runners
-        kwargs = {k: getattr(self, k) for k in ("seed", "actions", "step", "target", "checks", "action_names", "replay_with", "custom_engine")}
+        kwargs = {k: getattr(self, k) for k in ("seed", "actions", "step", "target", "checks", "action_names", "replay_with", "custom_engine", "replay_kwargs")}
         return (_rebuild_violation, (self.invariant, self.detail, kwargs))
 
 
@@ -650,8 +654,8 @@ def run_episode(
             record.infos.append(info)
         done = bool(terminated or truncated)
         run.check_state(info)
+        run.check_step(action, mask, reward, terminated, truncated, info)  # judged against the mask it was chosen from
         mask = run.check_observation(obs, info, done=done)
-        run.check_step(action, mask, reward, terminated, truncated, info)
         if terminated:
             record.metrics = run.check_end(reward, info)
         if done:
