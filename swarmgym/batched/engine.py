@@ -70,6 +70,9 @@ DYNAMIC_COLUMNS = (
 #: Finish time of a node no sub-agent runs on (larger than any clock value).
 _NOT_RUNNING = 1 << 30
 
+#: Per-instance integers of the bank, one column each of the engine's ``scalars`` block.
+_SCALARS = ("budget", "n_nodes", "n_targets", "task_serial_steps", "task_lower_bound", "family_id")
+
 #: Numeric episode metrics, in the order of ``SwarmSimulator.metrics()`` (``family`` is ``family_id``).
 METRIC_KEYS: tuple[str, ...] = (
     "family_id", "score", "critical_steps", "serial_steps", "lower_bound", "speedup", "ideal_speedup",
@@ -174,23 +177,17 @@ class BatchedSwarmEngine:
             return torch.zeros(*shape, dtype=dtype, device=dev)
 
         # -- per-env copies of the loaded instance (bank field -> state tensor)
+        # (grouped by dtype and shape into blocks, so an autoreset copies a few rows, not one per field;
+        # the names below are views into the blocks)
         self._static = {
-            "work": z(N, n, dtype=torch.int32),
+            "node_i32": z(N, 3, n, dtype=torch.int32),  # work, top_level, parent_top
             "handoff": z(N, n, dtype=torch.int64),
             "children": z(N, n + 1, n, dtype=torch.uint8),
             "targets": z(N, n, dtype=torch.bool),
-            "top_level": z(N, n, dtype=torch.int32),
-            "parent_top": z(N, n, dtype=torch.int32),
             "fate_duration": z(N, n, A, dtype=torch.int32),
-            "fate_fail": z(N, n, A, dtype=torch.bool),
-            "fate_wrong": z(N, n, A, dtype=torch.bool),
+            "fate_bools": z(N, 2, n, A, dtype=torch.bool),  # fate_fail, fate_wrong
             "work_div": z(N, n, dtype=torch.float32),
-            "budget": z(N, dtype=torch.int64),
-            "n_nodes": z(N, dtype=torch.int64),
-            "n_targets": z(N, dtype=torch.int64),
-            "task_serial_steps": z(N, dtype=torch.int64),
-            "task_lower_bound": z(N, dtype=torch.int64),
-            "family_id": z(N, dtype=torch.int64),
+            "scalars": z(N, len(_SCALARS), dtype=torch.int64),
         }
         # -- dynamic state initialised from the bank
         self._nodes_fm = z(N, len(NODE_FEATURES), n, dtype=torch.float32)  # feature-major node features
@@ -230,12 +227,18 @@ class BatchedSwarmEngine:
         views["start_time"] = self._zero["node_floats"][:, 0]
         views.update({name: self._zero["counters"][:, k] for k, name in enumerate(counters)})
         views["concurrency_ticks"] = self._zero["counters"][:, len(counters) :]
+        self._counter_names = counters
         self._finish_time = torch.full((N, n), _NOT_RUNNING, dtype=torch.int32, device=dev)
         # which instance each env plays: a row of self.bank (>= 0) or -(k + 1) for the k-th
         # instance of the last load_instances() call
         self._instance_ref = torch.zeros(N, dtype=torch.int64, device=dev)
         self._loaded_instances: list[TaskInstance] = []
         s = {**self._static, **{k: v for k, (v, _) in self._from_bank.items()}, **views}
+        st = self._static
+        s["work"], s["top_level"], s["parent_top"] = st["node_i32"][:, 0], st["node_i32"][:, 1], st["node_i32"][:, 2]
+        s["fate_fail"], s["fate_wrong"] = st["fate_bools"][:, 0], st["fate_bools"][:, 1]
+        for k, name in enumerate(_SCALARS):
+            s[name] = st["scalars"][:, k]
         for k, name in enumerate(("blocked", "ready", "active", "running", "done")):
             s[name] = self._flags[:, k]
         self._s = s
@@ -254,6 +257,9 @@ class BatchedSwarmEngine:
     def _build_bank(self, instances: Sequence[TaskInstance]) -> InstanceBank:
         bank = InstanceBank(instances, self.config, self.n_max, self._ref, self.family_names, self.device, self.with_adjacency)
         t = bank.tensors
+        t["node_i32"] = torch.stack([t["work"], t["top_level"], t["parent_top"]], 1)
+        t["fate_bools"] = torch.stack([t["fate_fail"], t["fate_wrong"]], 1)
+        t["scalars"] = torch.stack([t[name] for name in _SCALARS], 1)
         t["nodes0_fm"] = t["nodes0"].transpose(1, 2).contiguous()
         # a padding slot divides by 1 (its elapsed time is multiplied by 0)
         t["work_div"] = t["work"].clamp(min=1).to(torch.float32)
@@ -279,7 +285,7 @@ class BatchedSwarmEngine:
         N, B = self.num_envs, bank.size
         pairs = [(dst, bt[name]) for name, dst in self._static.items()] + [(dst, bt[src]) for dst, src in self._from_bank.values()]
         for dst, src in pairs:  # rows as flat vectors: index_select/index_copy_ on 2-D tensors are plain row copies
-            dst.view(N, -1).index_copy_(0, env_ids, src.view(B, -1).index_select(0, slots).to(dst.dtype))
+            dst.view(N, -1).index_copy_(0, env_ids, src.view(B, -1).index_select(0, slots))
         for dst in self._zero.values():
             dst.view(N, -1).index_fill_(0, env_ids, 0)
         self._finish_time.index_fill_(0, env_ids, _NOT_RUNNING)
@@ -667,15 +673,19 @@ class BatchedSwarmEngine:
         ideal = torch.where(lower > 0, serial_f / lower_f.clamp(min=1), 1.0)
         has_room = ideal > 1.0 + 1e-12
         collapse = torch.where(has_room, ((ideal - speedup) / torch.where(has_room, ideal - 1.0, 1.0)).clamp(0.0, 1.0), 0.0)
-        unfinished = s["n_running"]
-        spurious = s["n_failed"] + s["n_wrong"] + s["n_isolated"] + unfinished
-        n_sp = s["n_spawned"]
+        # the counters and per-instance integers are read from snapshots (two copies, not one per
+        # metric): the autoreset that follows clears and reloads the live ones
+        c = dict(zip(self._counter_names, self._zero["counters"].clone().unbind(1)))
+        c.update(zip(_SCALARS, self._static["scalars"].clone().unbind(1)))
+        unfinished = c["n_running"]
+        spurious = c["n_failed"] + c["n_wrong"] + c["n_isolated"] + unfinished
+        n_sp = c["n_spawned"]
         tok = self.config.tokens
-        inp, out = s["input_tokens"], s["output_tokens"]
+        inp, out = c["input_tokens"], c["output_tokens"]
         return {
-            "family_id": s["family_id"].clone(),
+            "family_id": c["family_id"],
             "score": self._score,
-            "critical_steps": t.clone(),
+            "critical_steps": c["t"],
             "serial_steps": serial,
             "lower_bound": lower,
             "speedup": speedup,
@@ -683,27 +693,27 @@ class BatchedSwarmEngine:
             "serial_collapse_index": collapse,
             "spurious_spawn_rate": torch.where(n_sp > 0, spurious.to(f64) / n_sp.clamp(min=1).to(f64), 0.0),
             "makespan_ratio": tf / lower.clamp(min=1).to(f64),
-            "task_serial_steps": s["task_serial_steps"].clone(),
-            "task_lower_bound": s["task_lower_bound"].clone(),
-            "budget": s["budget"].clone(),
+            "task_serial_steps": c["task_serial_steps"],
+            "task_lower_bound": c["task_lower_bound"],
+            "budget": c["budget"],
             "budget_exhausted": self._by_budget,
-            "n_spawned": n_sp.clone(),
-            "n_subagent_ok": s["n_ok"].clone(),
-            "n_subagent_failed": s["n_failed"].clone(),
-            "n_subagent_wrong": s["n_wrong"].clone(),
-            "n_subagent_isolated": s["n_isolated"].clone(),
-            "n_subagent_unfinished": unfinished.clone(),
+            "n_spawned": n_sp,
+            "n_subagent_ok": c["n_ok"],
+            "n_subagent_failed": c["n_failed"],
+            "n_subagent_wrong": c["n_wrong"],
+            "n_subagent_isolated": c["n_isolated"],
+            "n_subagent_unfinished": unfinished,
             "mean_concurrency": torch.where(t > 0, s["running_ticks"].to(f64) / tf.clamp(min=1), 0.0),
-            "peak_concurrency": s["peak"].clone(),
+            "peak_concurrency": c["peak"],
             "concurrency_profile": torch.where(t[:, None] > 0, s["concurrency_ticks"].to(f64) / tf.clamp(min=1)[:, None], 0.0),
             "targets_correct": self._tp,
             "targets_wrong": self._fp,
             "targets_missing": self._fn,
-            "input_tokens": inp.clone(),
-            "output_tokens": out.clone(),
+            "input_tokens": inp,
+            "output_tokens": out,
             "tokens": inp + out,
             "cost_usd": (inp.to(f64) * tok.price_input_per_million + out.to(f64) * tok.price_output_per_million) / 1e6,
-            "invalid_actions": s["invalid_actions"].clone(),
+            "invalid_actions": c["invalid_actions"],
         }
 
     def __repr__(self) -> str:
