@@ -119,7 +119,9 @@ class _VectorSide:
     name = "gymnasium.make_vec's vector env"
 
     def __init__(self, env_id: str, num_envs: int, make_kwargs: dict) -> None:
-        self.env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **{"bank_size": max(2, num_envs), **make_kwargs})
+        self.env = gym.make_vec(
+            env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **{"bank_size": max(2, num_envs), **make_kwargs}
+        )
         self.observation_mode = {**gym.spec(env_id).kwargs, **make_kwargs}.get("observation_mode", "dict")
         self.family_names = ()
 
@@ -190,7 +192,9 @@ def run_batched(
         __tracebackhide__ = True
         mine = _row(obs, e)
         if not _same(mine, ref_obs):
-            fail(f"env {e}: {what} observation of {side.name} differs from the reference: {_first_difference(mine, ref_obs)} (batched vs reference)")
+            fail(
+                f"env {e}: {what} observation of {side.name} differs from the reference: {_first_difference(mine, ref_obs)} (batched vs reference)"
+            )
         if not np.array_equal(mask, ref_mask):
             diff = np.flatnonzero(mask != ref_mask).tolist()
             fail(f"env {e}: {what} action mask of {side.name} differs from the reference at actions {diff} (batched {mask[diff].tolist()})")
@@ -228,7 +232,9 @@ def run_batched(
                 r_obs, r_reward, r_term, r_trunc, r_info = refs[e].step(int(batch[e]))
                 term, done = bool(out["terminated"][e]), bool(out["done"][e])
                 if term != bool(r_term) or done != bool(r_term or r_trunc):
-                    fail(f"env {e}: {side.name} says terminated={term}, done={done}; the reference terminated={r_term}, truncated={r_trunc}")
+                    fail(
+                        f"env {e}: {side.name} says terminated={term}, done={done}; the reference terminated={r_term}, truncated={r_trunc}"
+                    )
                 if not math.isclose(float(out["reward"][e]), float(r_reward), rel_tol=1e-9, abs_tol=1e-12):
                     fail(f"env {e}: {side.name}'s reward {float(out['reward'][e])!r} vs the reference's {float(r_reward)!r}")
                 if done:

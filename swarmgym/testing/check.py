@@ -19,7 +19,7 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from swarmgym.testing.invariants import INVARIANTS, EpisodeRecord, InvariantViolation, run_episode
+from swarmgym.testing.invariants import INVARIANTS, EpisodeRecord, run_episode
 from swarmgym.testing.strategies import draw_action, seeds
 
 __all__ = ["PROFILES", "as_factory", "check_family", "drawn_policy", "replay"]

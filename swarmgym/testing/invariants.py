@@ -48,16 +48,14 @@ INVARIANTS: dict[str, str] = {
     "observation's mask tail), and allows some action until the episode ends",
     "mask_accepts": "an action the mask allows is never rejected (info['invalid_action'], a growing invalid-action "
     "count, or a strict-mode error)",
-    "deterministic": "two envs reset with the same seed and given the same actions return the same observations, "
-    "rewards, flags and infos",
+    "deterministic": "two envs reset with the same seed and given the same actions draw the same task instance and return "
+    "the same observations, rewards, flags and infos",
     "parents_first": "no node is ready, active, running or done while one of its parents is not done",
     "monotone": "critical steps and tokens (input, output, total) never decrease",
-    "budget": "the clock never passes the budget, the episode ends when it reaches it, and within "
-    "budget * (max_spawns_per_turn + 1) steps",
+    "budget": "the clock never passes the budget, the episode ends when it reaches it, and within budget * (max_spawns_per_turn + 1) steps",
     "metrics_consistent": "the final info's metrics have every key and agree with each other and the episode",
     "score_range": "the score is in [0, 1] and (for an unwrapped reward) the final reward equals it, earlier rewards 0",
-    "bounds": "critical_steps >= lower_bound, speedup <= ideal_speedup, and task_lower_bound <= critical_steps "
-    "when every node is done",
+    "bounds": "critical_steps >= lower_bound, speedup <= ideal_speedup, and task_lower_bound <= critical_steps when every node is done",
     "serial_play": "an episode of do actions only has speedup 1 and no spawns",
     "batched_matches_reference": "the batched engine returns the reference env's observations, masks, rewards, "
     "terminations and metrics on the same instances and actions",
@@ -139,7 +137,7 @@ class InvariantViolation(AssertionError):
         """Python source that replays the episode and raises this violation again."""
         target, setup = self.target, ""
         if target.startswith("<factory>"):
-            setup = f"# make_env: the env factory that was checked ({target[len('<factory>'):]})\n"
+            setup = f"# make_env: the env factory that was checked ({target[len('<factory>') :]})\n"
             target = "make_env"
         elif ":" in target and not target.startswith(("'", '"')):
             module, _, attr = target.partition(":")
@@ -178,7 +176,10 @@ class InvariantViolation(AssertionError):
         )
 
     def __reduce__(self):  # picklable, for multiprocess test runners
-        kwargs = {k: getattr(self, k) for k in ("seed", "actions", "step", "target", "checks", "action_names", "replay_with", "custom_engine", "replay_kwargs")}
+        kwargs = {
+            k: getattr(self, k)
+            for k in ("seed", "actions", "step", "target", "checks", "action_names", "replay_with", "custom_engine", "replay_kwargs")
+        }
         return (_rebuild_violation, (self.invariant, self.detail, kwargs))
 
 
@@ -235,7 +236,9 @@ def check_graph(graph: TaskGraph, n_max: int | None = None) -> None:
         raise Broken("graph_valid", "work outside [1, MAX_WORK]")
     for name in ("children", "critical_path", "total_work"):
         if getattr(fresh, name) != getattr(graph, name):
-            raise Broken("graph_valid", f"graph.{name} = {getattr(graph, name)!r} does not match its parents (expected {getattr(fresh, name)!r})")
+            raise Broken(
+                "graph_valid", f"graph.{name} = {getattr(graph, name)!r} does not match its parents (expected {getattr(fresh, name)!r})"
+            )
     for name in ("bottom_level", "topo_order", "kind", "targets"):
         if not np.array_equal(getattr(fresh, name), getattr(graph, name)):
             raise Broken("graph_valid", f"graph.{name} does not match its parents")
@@ -273,48 +276,88 @@ def check_metrics(metrics: dict, graph: TaskGraph | None = None, config: Any = N
     need(isinstance(m["family"], str), f"family = {m['family']!r} is not a string")
     need(0.0 <= m["score"] <= 1.0, f"score = {m['score']!r} is outside [0, 1]", "score_range")
     t, serial, lower = m["critical_steps"], m["serial_steps"], m["lower_bound"]
-    need(_close(m["speedup"], serial / t if t > 0 else 1.0), f"speedup = {m['speedup']!r} but serial_steps / critical_steps = {serial} / {t}")
-    need(_close(m["ideal_speedup"], serial / lower if lower > 0 else 1.0), f"ideal_speedup = {m['ideal_speedup']!r} but serial_steps / lower_bound = {serial} / {lower}")
-    need(_close(m["makespan_ratio"], t / max(lower, 1)), f"makespan_ratio = {m['makespan_ratio']!r} but critical_steps / lower_bound = {t} / {lower}")
+    need(
+        _close(m["speedup"], serial / t if t > 0 else 1.0), f"speedup = {m['speedup']!r} but serial_steps / critical_steps = {serial} / {t}"
+    )
+    need(
+        _close(m["ideal_speedup"], serial / lower if lower > 0 else 1.0),
+        f"ideal_speedup = {m['ideal_speedup']!r} but serial_steps / lower_bound = {serial} / {lower}",
+    )
+    need(
+        _close(m["makespan_ratio"], t / max(lower, 1)),
+        f"makespan_ratio = {m['makespan_ratio']!r} but critical_steps / lower_bound = {t} / {lower}",
+    )
     for key in ("serial_collapse_index", "spurious_spawn_rate"):
         need(0.0 <= m[key] <= 1.0, f"{key} = {m[key]!r} is outside [0, 1]")
-    need(m["tokens"] == m["input_tokens"] + m["output_tokens"], f"tokens = {m['tokens']} but input + output = {m['input_tokens']} + {m['output_tokens']}")
+    need(
+        m["tokens"] == m["input_tokens"] + m["output_tokens"],
+        f"tokens = {m['tokens']} but input + output = {m['input_tokens']} + {m['output_tokens']}",
+    )
     n_out = m["n_subagent_ok"] + m["n_subagent_failed"] + m["n_subagent_wrong"] + m["n_subagent_unfinished"]
     need(m["n_spawned"] == n_out, f"n_spawned = {m['n_spawned']} but ok + failed + wrong + unfinished = {n_out}")
-    need(m["n_subagent_isolated"] <= m["n_subagent_ok"], f"n_subagent_isolated = {m['n_subagent_isolated']} > n_subagent_ok = {m['n_subagent_ok']}")
+    need(
+        m["n_subagent_isolated"] <= m["n_subagent_ok"],
+        f"n_subagent_isolated = {m['n_subagent_isolated']} > n_subagent_ok = {m['n_subagent_ok']}",
+    )
     tp, fp, fn = m["targets_correct"], m["targets_wrong"], m["targets_missing"]
-    need(_close(m["score"], 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0), f"score = {m['score']!r} but F1 of (correct, wrong, missing) = ({tp}, {fp}, {fn})")
+    need(
+        _close(m["score"], 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0),
+        f"score = {m['score']!r} but F1 of (correct, wrong, missing) = ({tp}, {fp}, {fn})",
+    )
     need(serial <= m["task_serial_steps"], f"serial_steps = {serial} > task_serial_steps = {m['task_serial_steps']}")
     need(lower <= m["task_lower_bound"], f"lower_bound = {lower} > task_lower_bound = {m['task_lower_bound']}")
     need(t <= m["budget"], f"critical_steps = {t} passed the budget {m['budget']}", "budget")
-    need(bool(m["budget_exhausted"]) == (t >= m["budget"]), f"budget_exhausted = {m['budget_exhausted']} with critical_steps = {t}, budget = {m['budget']}")
+    need(
+        bool(m["budget_exhausted"]) == (t >= m["budget"]),
+        f"budget_exhausted = {m['budget_exhausted']} with critical_steps = {t}, budget = {m['budget']}",
+    )
     profile = np.asarray(m["concurrency_profile"], dtype=np.float64)
     need(profile.ndim == 1 and profile.size >= 1 and (profile >= 0).all(), f"concurrency_profile = {profile} is not a non-negative vector")
     if t > 0:
         need(abs(profile.sum() - 1.0) < 1e-6, f"concurrency_profile sums to {profile.sum()!r}, not 1")
         level = np.arange(profile.size)
-        need(_close(m["mean_concurrency"], float((level * profile).sum())), f"mean_concurrency = {m['mean_concurrency']!r} but the profile's mean is {(level * profile).sum()!r}")
-        need(m["peak_concurrency"] == int(level[profile > 0].max()), f"peak_concurrency = {m['peak_concurrency']} but the profile's highest level is {int(level[profile > 0].max())}")
+        need(
+            _close(m["mean_concurrency"], float((level * profile).sum())),
+            f"mean_concurrency = {m['mean_concurrency']!r} but the profile's mean is {(level * profile).sum()!r}",
+        )
+        need(
+            m["peak_concurrency"] == int(level[profile > 0].max()),
+            f"peak_concurrency = {m['peak_concurrency']} but the profile's highest level is {int(level[profile > 0].max())}",
+        )
     else:
         need(not profile.any() and m["mean_concurrency"] == 0, "critical_steps = 0 but the concurrency profile is not empty")
     if config is not None:
         cap = config.max_subagents
         need(profile.size == cap + 1, f"concurrency_profile has {profile.size} entries; max_subagents + 1 = {cap + 1}")
         need(m["peak_concurrency"] <= cap, f"peak_concurrency = {m['peak_concurrency']} > max_subagents = {cap}")
-        need(_close(m["cost_usd"], config.tokens.price(m["input_tokens"], m["output_tokens"])), f"cost_usd = {m['cost_usd']!r} does not price the tokens")
+        need(
+            _close(m["cost_usd"], config.tokens.price(m["input_tokens"], m["output_tokens"])),
+            f"cost_usd = {m['cost_usd']!r} does not price the tokens",
+        )
         if graph is not None:
-            need(m["task_lower_bound"] == graph.lower_bound(cap), f"task_lower_bound = {m['task_lower_bound']} but the graph's is {graph.lower_bound(cap)}")
+            need(
+                m["task_lower_bound"] == graph.lower_bound(cap),
+                f"task_lower_bound = {m['task_lower_bound']} but the graph's is {graph.lower_bound(cap)}",
+            )
             need(m["budget"] == graph.budget(cap), f"budget = {m['budget']} but the graph's is {graph.budget(cap)}")
     if graph is not None:
-        need(m["task_serial_steps"] == graph.total_work, f"task_serial_steps = {m['task_serial_steps']} but the graph's total work is {graph.total_work}")
+        need(
+            m["task_serial_steps"] == graph.total_work,
+            f"task_serial_steps = {m['task_serial_steps']} but the graph's total work is {graph.total_work}",
+        )
         n_targets = int(np.asarray(graph.targets).sum())
         need(tp + fp + fn == n_targets, f"targets correct + wrong + missing = {tp + fp + fn} but the graph has {n_targets} targets")
     # the bounds
     need(t >= lower, f"critical_steps = {t} < lower_bound = {lower}", "bounds")
     need(m["speedup"] <= m["ideal_speedup"] + _TOL, f"speedup = {m['speedup']!r} > ideal_speedup = {m['ideal_speedup']!r}", "bounds")
     if all_done:
-        need(serial == m["task_serial_steps"], f"every node is done but serial_steps = {serial} != task_serial_steps = {m['task_serial_steps']}")
-        need(m["task_lower_bound"] <= t, f"every node is done in critical_steps = {t} < task_lower_bound = {m['task_lower_bound']}", "bounds")
+        need(
+            serial == m["task_serial_steps"],
+            f"every node is done but serial_steps = {serial} != task_serial_steps = {m['task_serial_steps']}",
+        )
+        need(
+            m["task_lower_bound"] <= t, f"every node is done in critical_steps = {t} < task_lower_bound = {m['task_lower_bound']}", "bounds"
+        )
 
 
 # ---------------------------------------------------------------------- the episode runner
@@ -407,7 +450,8 @@ def _rewards_plain(env: gym.Env) -> bool:
     return True
 
 
-Policy = Callable[[np.ndarray, int], int]
+#: ``policy(mask, step) -> action`` (None: stop the episode here, without an action).
+Policy = Callable[[np.ndarray, int], "int | None"]
 
 
 class _Run:
@@ -525,7 +569,9 @@ class _Run:
             if t is not None and t >= self.budget:
                 self.fail("budget", f"the clock reached the budget {self.budget} but the episode did not terminate")
         if self.on("budget") and self.step_bound is not None and len(self.actions) >= self.step_bound and not (terminated or truncated):
-            self.fail("budget", f"{len(self.actions)} steps without the episode ending; budget * (max_spawns_per_turn + 1) = {self.step_bound}")
+            self.fail(
+                "budget", f"{len(self.actions)} steps without the episode ending; budget * (max_spawns_per_turn + 1) = {self.step_bound}"
+            )
 
     def check_end(self, reward: float, info: dict) -> dict | None:
         __tracebackhide__ = True
@@ -561,7 +607,10 @@ class _Run:
     def check_twin(self, what: str, mine: Any, theirs: Any) -> None:
         __tracebackhide__ = True
         if not _same(mine, theirs):
-            self.fail("deterministic", f"a second env with the same seed and actions returned a different {what}: {_first_difference(mine, theirs)}")
+            self.fail(
+                "deterministic",
+                f"a second env with the same seed and actions returned a different {what}: {_first_difference(mine, theirs)}",
+            )
 
     def _describe(self, action: int) -> str:
         describe = getattr(self.u, "describe_action", None)
@@ -646,7 +695,9 @@ def run_episode(
         obs, reward, terminated, truncated, info = call(env.step, action, action=action, mask=mask)
         if run.twin is not None:
             out2 = call(run.twin.step, action)
-            for what, mine, theirs in zip(("observation", "reward", "terminated", "truncated", "info"), (obs, reward, terminated, truncated, info), out2):
+            for what, mine, theirs in zip(
+                ("observation", "reward", "terminated", "truncated", "info"), (obs, reward, terminated, truncated, info), out2
+            ):
                 run.check_twin(what, mine, theirs)
         record.rewards.append(float(reward))
         if keep_observations:

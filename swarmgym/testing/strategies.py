@@ -162,9 +162,7 @@ def _task_graphs(draw, n_max, n_lo, n_hi, width, depth, edge_density, work, kind
         new_work[new] = work_list[old]
         new_kind[new] = kind_list[old]
     factor = draw(st.floats(b_lo, b_hi, allow_nan=False, allow_infinity=False), label="budget_factor") if b_lo < b_hi else b_lo
-    return TaskGraph(
-        new_work, new_kind, new_parents, sorted(perm[t] for t in targets), family=family, budget_factor=factor, n_max=n_max
-    )
+    return TaskGraph(new_work, new_kind, new_parents, sorted(perm[t] for t in targets), family=family, budget_factor=factor, n_max=n_max)
 
 
 @st.composite
@@ -257,7 +255,9 @@ def generator_params(
         raise ValueError(f"limits names unknown parameters {unknown}; {cls.name} declares {sorted(declared)}")
     for p in cls.params:
         if p.name in limits and max(float(p.lo), limits[p.name][0]) > min(float(p.upper(n_max)), limits[p.name][1]):
-            raise ValueError(f"{cls.name}: limits leave {p.name} an empty range (declared [{p.lo}, {p.upper(n_max)}], limits {limits[p.name]})")
+            raise ValueError(
+                f"{cls.name}: limits leave {p.name} an empty range (declared [{p.lo}, {p.upper(n_max)}], limits {limits[p.name]})"
+            )
     if issubclass(cls, Mixed):
         return _mixed_params(n_max, limits)
     return _generator_params(cls, n_max, limits)
