@@ -250,6 +250,15 @@ class BatchedSwarmEngine:
         self._row_base = torch.arange(N, device=dev) * (n + 1)
         self._env_ids = torch.arange(N, device=dev)
         self._zero_f32 = torch.zeros((), dtype=torch.float32, device=dev)
+        # globals written each step: time_used, time_left, running, spawns, tokens, nodes_done, targets_done
+        self._glob_cols = torch.tensor([0, 1, 2, 3, 5, 6, 7], device=dev)
+        # their denominators: budget, left + 16, max_subagents (1 if 0: then running is 0), cap,
+        # tokens + 1e5, n_nodes, n_targets (columns of the stacked integers, scaled and offset)
+        self._glob_den_cols = torch.tensor([7, 1, 0, 0, 4, 8, 9], device=dev)
+        self._glob_scale = torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0], dtype=torch.float64, device=dev)
+        self._glob_offset = torch.tensor(
+            [0.0, TIME_LEFT_HALF, float(m or 1), float(cfg.max_spawns_per_turn), TOKENS_HALF, 0.0, 0.0], dtype=torch.float64, device=dev
+        )
         self._dyn_cols = torch.tensor(DYNAMIC_COLUMNS, device=dev)
         self._is_reset = False
 
@@ -609,26 +618,19 @@ class BatchedSwarmEngine:
         fm[:, F["last_attempt_failed"]] = s["last_failed"].view(torch.uint8)
         elapsed = (s["t"].to(torch.float32)[:, None] - s["start_time"]).div_(s["work_div"]).clamp_(max=1.0)
         torch.where(s["running"], elapsed, self._zero_f32, out=fm[:, F["subagent_elapsed"]])
-        # globals, in float64 as SwarmEnv computes them, then cast
-        t = s["t"].to(torch.float64)
-        budget = s["budget"].to(torch.float64)
-        left = budget - t
+        # globals, in float64 as SwarmEnv computes them (the same IEEE operations), then cast; all
+        # seven ratios at once: value = num / (num_or_0 * scale + offset). n_nodes / n_max and
+        # max_subagents / 64 are constant in an episode (the bank's first observation holds them)
         nr = s["n_running"]
         m, cap = cfg.max_subagents, cfg.max_spawns_per_turn
         can_spawn = (nr < m) & (s["spawns"] < cap) & live
-        tokens = (s["input_tokens"] + s["output_tokens"]).to(torch.float64)
-        n_nodes = s["n_nodes"].to(torch.float64)
-        g = self._globals
-        g[:, 0] = t / budget
-        g[:, 1] = left / (left + TIME_LEFT_HALF)
-        g[:, 2] = nr.to(torch.float64) / m if m else 0.0
-        g[:, 3] = s["spawns"].to(torch.float64) / cap
-        g[:, 4] = can_spawn
-        g[:, 5] = tokens / (tokens + TOKENS_HALF)
-        g[:, 6] = _count(s["done"]).to(torch.float64) / n_nodes
-        g[:, 7] = (self._tp + self._fp).to(torch.float64) / s["n_targets"].to(torch.float64)
-        g[:, 8] = n_nodes / self.n_max
-        g[:, 9] = m / MAX_SUBAGENTS_SCALE
+        left = s["budget"] - s["t"]
+        ints = torch.stack(
+            [s["t"], left, nr, s["spawns"], s["input_tokens"] + s["output_tokens"], _count(s["done"]), self._tp + self._fp, s["budget"], s["n_nodes"], s["n_targets"]], 1
+        ).to(torch.float64)
+        den = torch.addcmul(self._glob_offset, ints.index_select(1, self._glob_den_cols), self._glob_scale)
+        self._globals.index_copy_(1, self._glob_cols, (ints[:, :7] / den).to(torch.float32))
+        self._globals[:, _G["can_spawn"]] = can_spawn
         # the action mask
         n = self.n_max
         mask = self._mask
