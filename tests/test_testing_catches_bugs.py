@@ -12,7 +12,7 @@ from swarmgym import SwarmEnv, SwarmSimulator, TaskGraph, WideSearch
 from swarmgym.env import NODE_FEATURES
 from swarmgym.families import Fixed
 from swarmgym.simulator import DONE, READY, RUNNING
-from swarmgym.testing import INVARIANTS, InvariantViolation, check_family, replay
+from swarmgym.testing import INVARIANTS, InvariantViolation, check_family, replay, run_episode
 
 N_MAX = 16
 ELAPSED = NODE_FEATURES.index("subagent_elapsed")
@@ -235,7 +235,7 @@ BROKEN = [
     (make_parent_blind_env, "parents_first", 1),
     (make_global_rng_env, "deterministic", 0),
     (make_late_crash_env, "no_exception", 4),
-    (make_no_answer_env, "mask_valid", 2),
+    (make_no_answer_env, "mask_valid", 12),  # [spawn(0)] or, from do-only play, every node of a small graph done
     (make_refund_env, "monotone", 3),
     (make_no_deadline_env, "budget", 3),
     (make_speedup_typo_env, "metrics_consistent", 4),
@@ -313,3 +313,26 @@ def test_done_node_status_is_part_of_parents_first():
         check_family(lambda: DoneAtStart(wide(), n_max=N_MAX), checks=["parents_first"])
     assert caught.value.invariant == "parents_first" and caught.value.actions == []
     assert "checks=['parents_first']" in caught.value.replay_code()
+
+
+class MergeTooSoonMask(SwarmEnv):
+    """Allows do(merge) from the start, though the merge waits on every lookup."""
+
+    def action_masks(self):
+        mask = super().action_masks()
+        if self.sim is not None and not self.sim.done:
+            mask[self.sim.graph.n_nodes - 1] = True
+        return mask
+
+
+def test_probe__tries_every_allowed_action_not_only_the_one_taken():
+    def first_valid(mask, step):
+        return int(np.flatnonzero(mask)[0])  # do(0): never the merge
+
+    env = MergeTooSoonMask(wide(), n_max=N_MAX)
+    run_episode(env, 0, first_valid, checks=["mask_accepts"])  # the path alone never meets the bug
+    with pytest.raises(InvariantViolation) as caught:
+        run_episode(env, 0, first_valid, checks=["mask_accepts"], probe_step=2, target="<factory>MergeTooSoonMask")
+    v = caught.value
+    assert v.invariant == "mask_accepts" and "a copy of the env rejected it" in v.detail and len(v.actions) == 2
+    assert "probe_step=2" in v.replay_code()

@@ -42,6 +42,10 @@ PROFILES: dict[str, settings] = {
 #: Styles of play :func:`drawn_policy` draws from (listed in shrinking order).
 PLAY_STYLES: tuple[str, ...] = ("any", "any", "spawn first", "do only")
 
+#: An episode probes its whole mask (every allowed action, on copies of the env) at a
+#: step drawn from ``[0, PROBE_STEPS]`` (skipped if the episode ends sooner).
+PROBE_STEPS = 24
+
 #: Steps after which a drawn episode answers, by profile (the budget usually ends it sooner).
 MAX_STEPS: dict[str, int] = {"ci": 200, "deep": 2000}
 
@@ -102,12 +106,13 @@ def drawn_policy(data, max_steps: int = 200, *, masked_out: bool = True) -> Call
     """
     play = data.draw(st.sampled_from(PLAY_STYLES), label="play")
     answer_at = data.draw(st.integers(0, max_steps), label="answer_after_steps")
-    masked_out = masked_out and play != "do only"
 
     def policy(mask: np.ndarray, step: int) -> int:
         if step >= answer_at and mask[-1]:
             return mask.size - 1
-        if masked_out and not mask.all() and data.draw(st.integers(0, 5), label="masked_out?") == 5:
+        # drawn in every style, so that a shrink from one style to another keeps the draws aligned
+        off_mask = masked_out and not mask.all() and data.draw(st.integers(0, 5), label="masked_out?") == 5
+        if off_mask and play != "do only":
             return int(data.draw(st.sampled_from(np.flatnonzero(~mask).tolist()), label="masked_out_action"))
         return draw_action(data, mask, serial_only=play == "do only", spawn_first=play == "spawn first")
 
@@ -156,7 +161,8 @@ def check_family(
 
     Each example resets two fresh envs with a drawn seed and steps them in
     lockstep with actions drawn from the live mask, checking every invariant of
-    :data:`~swarmgym.testing.invariants.INVARIANTS` after every step.
+    :data:`~swarmgym.testing.invariants.INVARIANTS` after every step; at one drawn
+    step it also tries every action the mask allows, each on a copy of the env.
 
     :param env: a registered env id or a zero-argument factory returning a fresh env
         (whose ``unwrapped`` is a :class:`~swarmgym.env.SwarmEnv`, for the simulator checks).
@@ -196,7 +202,8 @@ def check_family(
         first, twin = factory(), factory()
         try:
             policy = drawn_policy(data, steps, masked_out=not getattr(first.unwrapped, "strict", False))
-            run_episode(first, seed, policy, twin=twin, checks=checks, target=target)
+            probe_step = data.draw(st.integers(0, PROBE_STEPS), label="probe_the_whole_mask_at_step")
+            run_episode(first, seed, policy, twin=twin, checks=checks, target=target, probe_step=probe_step)
         finally:
             _close(first)
             _close(twin)
@@ -216,6 +223,7 @@ def replay(
     *,
     checks: Iterable[str] | None = None,
     keep_observations: bool = True,
+    probe_step: int | None = None,
     **make_kwargs: Any,
 ) -> EpisodeRecord:
     """Replay an episode with every invariant checked (what a violation's message tells you to run).
@@ -225,6 +233,8 @@ def replay(
     :param actions: the actions, in order; the replay stops when they run out.
     :param checks: the invariants to check (default all).
     :param keep_observations: keep every observation and info in the returned record.
+    :param probe_step: try every action the mask allows at this step, on copies of the env
+        (see :func:`~swarmgym.testing.invariants.run_episode`).
     :param make_kwargs: keyword arguments for ``gymnasium.make`` (ids only).
     :returns: the :class:`~swarmgym.testing.invariants.EpisodeRecord` if nothing is broken.
     :raises InvariantViolation: the same violation as the original run.
@@ -237,7 +247,9 @@ def replay(
 
     first, twin = factory(), factory()
     try:
-        return run_episode(first, seed, policy, twin=twin, checks=checks, target=target, keep_observations=keep_observations)
+        return run_episode(
+            first, seed, policy, twin=twin, checks=checks, target=target, keep_observations=keep_observations, probe_step=probe_step
+        )
     finally:
         _close(first)
         _close(twin)

@@ -16,6 +16,7 @@ determinism and info checks only.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
@@ -462,15 +463,38 @@ class _Run:
         self.target, self.checks_arg = target, checks_arg
         self.actions: list[int] = []
         self.u = env.unwrapped
+        self.replay_kwargs: dict[str, Any] = {}
 
     def fail(self, invariant: str, detail: str, cause: BaseException | None = None):
         __tracebackhide__ = True  # pytest shows the user's test and the violation, not these frames
         names = [self._describe(a).removeprefix(" = ") or str(a) for a in self.actions]
         exc = InvariantViolation(
             invariant, detail, seed=self.seed, actions=self.actions, step=len(self.actions), target=self.target,
-            checks=self.checks_arg, action_names=names,
+            checks=self.checks_arg, action_names=names, replay_kwargs=self.replay_kwargs,
         )  # fmt: skip
         raise exc from cause
+
+    def probe(self, mask: np.ndarray) -> None:
+        """Every action the mask allows, each tried on a deep copy of the env: none may be rejected."""
+        __tracebackhide__ = True
+        self.replay_kwargs["probe_step"] = len(self.actions)  # a replay of a probe's finding probes there too
+        for a in np.flatnonzero(mask).tolist():
+            trial = copy.deepcopy(self.env)
+            try:
+                info = trial.step(a)[4]
+            except Exception as exc:  # noqa: BLE001 - a rejected (strict) or crashing action
+                self.fail(
+                    "mask_accepts",
+                    f"the mask allows action {a}{self._describe(a)}, but on a copy of the env it raised {type(exc).__name__}: {exc}",
+                    exc,
+                )
+            if info.get("invalid_action", False) or info.get("invalid_actions", self.invalid_count) > self.invalid_count:
+                self.fail(
+                    "mask_accepts",
+                    f"the mask allows action {a}{self._describe(a)}, but a copy of the env rejected it (probed before this step's action)",
+                )
+            trial.close()
+        del self.replay_kwargs["probe_step"]
 
     def on(self, name: str) -> bool:
         return name in self.checks
@@ -629,6 +653,7 @@ def run_episode(
     checks: Iterable[str] | None = None,
     target: str = "<factory>env",
     keep_observations: bool = False,
+    probe_step: int | None = None,
 ) -> EpisodeRecord:
     """Play one episode from ``env.reset(seed=seed)`` with ``policy``, checking invariants at every step.
 
@@ -646,6 +671,9 @@ def run_episode(
         env id (``"'swarmgym/WideSearch-v0'"``), ``"module:factory"``, or
         ``"<factory>description"`` for a factory that cannot be imported.
     :param keep_observations: keep every observation and info in the record.
+    :param probe_step: before the policy chooses its action at this step (0 = right
+        after reset), try every action the mask allows, each on a deep copy of the env
+        (``mask_accepts`` for the whole mask there, not only for the action taken).
     :returns: the :class:`EpisodeRecord`.
     :raises InvariantViolation: the first broken invariant, with the replay.
     """
@@ -687,6 +715,8 @@ def run_episode(
     while True:
         if mask is None:
             mask = np.ones(run.n_actions or 1, dtype=bool)
+        if probe_step is not None and len(run.actions) == probe_step and "mask_accepts" in names:
+            run.probe(mask)
         action = policy(mask, len(run.actions))
         if action is None:
             return record
