@@ -48,7 +48,7 @@ INVARIANTS: dict[str, str] = {
     "mask_valid": "the mask is bool of the action space's size, equals env.action_masks() (and the flat "
     "observation's mask tail), and allows some action until the episode ends",
     "mask_accepts": "an action the mask allows is never rejected (info['invalid_action'], a growing invalid-action "
-    "count, or a strict-mode error)",
+    "count, or a strict-mode error): the action taken, and every allowed one at a probed step",
     "deterministic": "two envs reset with the same seed and given the same actions draw the same task instance and return "
     "the same observations, rewards, flags and infos",
     "parents_first": "no node is ready, active, running or done while one of its parents is not done",
