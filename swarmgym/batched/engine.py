@@ -84,6 +84,15 @@ METRIC_KEYS: tuple[str, ...] = (
 )
 
 
+def _put(x: torch.Tensor, node: torch.Tensor, cond: torch.Tensor, value: bool | torch.Tensor) -> None:
+    """``x[e, node[e]] = value`` where ``cond[e]`` (bool ``[N, n]`` state, ``[N, 1]`` node and cond)."""
+    old = x.gather(1, node)
+    if isinstance(value, bool):
+        x.scatter_(1, node, (old | cond) if value else (old & ~cond))
+    else:
+        x.scatter_(1, node, torch.where(cond, value, old))
+
+
 def _count(x: torch.Tensor) -> torch.Tensor:
     """Trues per row of a ``[N, n]`` bool tensor, as int64. Summed as bytes in a byte-wide
     accumulator where a row cannot overflow it (no ``[N, n]`` widening copy)."""
@@ -443,12 +452,18 @@ class BatchedSwarmEngine:
         turn = do_ok | wait_ok | invalid
         t, budget = s["t"], s["budget"]
         # 2. do: one tick of the orchestrator's own work on the node
-        wl = s["work_left"].gather(1, node) - do_ok[:, None].to(i32)
+        # (single-node updates are gathers and scatters of one entry per env, not [N, n] passes; the
+        # node completes, if its work is done, here rather than after the clock advance: nothing
+        # in between reads it, and its children learn of it with the others' in stage 7)
+        do1 = do_ok[:, None]
+        wl = s["work_left"].gather(1, node) - do1.to(i32)
         s["work_left"].scatter_(1, node, wl)
-        do_sel = torch.zeros_like(s["ready"]).scatter_(1, node, do_ok[:, None])
-        s["ready"] &= ~do_sel
-        s["active"] |= do_sel
-        do_done = do_sel & (do_ok & (wl.squeeze(1) == 0))[:, None]
+        do_done = do1 & (wl == 0)  # [N, 1]
+        do_wrong = do_done & s["poisoned"].gather(1, node)
+        _put(s["ready"], node, do1, False)
+        _put(s["active"], node, do1, ~do_done)
+        _put(s["done"], node, do_done, True)
+        _put(s["correct"], node, do_done & ~do_wrong, True)
         # 3. spawn: the hand-off is written and read; the turn goes on
         hand = s["handoff"].gather(1, node).squeeze(1) * sp_ok
         s["input_tokens"] += hand
@@ -489,14 +504,14 @@ class BatchedSwarmEngine:
         s["last_failed"] |= fin_fail
         self._finish_time |= finished.to(i32) * _NOT_RUNNING
         # 6. completions: done; correct iff the outcome is right and no parent's output is wrong
-        completed = (finished & ~fin_fail) | do_done
-        new_correct = (fin_ok | do_done) & ~s["poisoned"]
+        completed = finished & ~s["cur_fail"]
+        new_correct = fin_ok & ~s["poisoned"]
         s["correct"] |= new_correct
-        s["active"] &= ~do_done
         s["done"] |= completed
         s["work_left"].masked_fill_(completed, 0)
-        # 7. children learn of their parents' completion (one completed node per env per pass)
-        self._propagate(completed, completed & ~new_correct)
+        # 7. children learn of their parents' completion (the do node's, then one completed
+        # sub-agent node per env per pass)
+        self._propagate(completed, completed & ~new_correct, torch.where(do_done, node, n).squeeze(1), do_wrong.squeeze(1))
         newly_ready = s["blocked"] & (s["unfinished"] == 0)
         s["blocked"] &= ~newly_ready
         s["ready"] |= newly_ready
@@ -514,11 +529,10 @@ class BatchedSwarmEngine:
         s["start_time"].scatter_(1, node, torch.where(st, t.to(torch.float32)[:, None], s["start_time"].gather(1, node)))
         s["cur_fail"].scatter_(1, node, torch.where(st, s["fate_fail"].view(N, -1).gather(1, slot), s["cur_fail"].gather(1, node)))
         s["cur_wrong"].scatter_(1, node, torch.where(st, s["fate_wrong"].view(N, -1).gather(1, slot), s["cur_wrong"].gather(1, node)))
-        sp_sel = torch.zeros_like(s["ready"]).scatter_(1, node, st)
-        s["ready"] &= ~sp_sel
-        s["running"] |= sp_sel
-        s["last_failed"] &= ~sp_sel
-        s["overlapped"] &= ~sp_sel
+        _put(s["ready"], node, st, False)
+        _put(s["running"], node, st, True)
+        _put(s["last_failed"], node, st, False)
+        _put(s["overlapped"], node, st, False)
         s["n_spawned"] += start
         s["n_running"] += start
         # 9. end of turn, budget, truncation, reward
@@ -545,14 +559,15 @@ class BatchedSwarmEngine:
             words.append(torch.mv(part.to(torch.float64), value).to(torch.int64))
         return torch.stack(words, 1)
 
-    def _propagate(self, completed: torch.Tensor, wrong: torch.Tensor) -> None:
-        """Children of ``completed`` nodes lose an unfinished parent; children of ``wrong``
-        ones are poisoned (their output cannot be right).
+    def _propagate(self, completed: torch.Tensor, wrong: torch.Tensor, do_node: torch.Tensor, do_wrong: torch.Tensor) -> None:
+        """Children of ``completed`` nodes (and of ``do_node``, one per env, ``n_max`` for none)
+        lose an unfinished parent; children of ``wrong`` ones (``do_wrong``) are poisoned
+        (their output cannot be right).
 
         Each pass takes the lowest completed node of every env (per bit-set word) and
         subtracts its row of the children matrix. On CPU passes run while some env has a
-        completion left; sync-free there are always ``max_subagents + 1`` of them (the most
-        completions one step can have)."""
+        completion left; sync-free there are always ``max_subagents`` of them (the most
+        sub-agents that can return in one step)."""
         s = self._s
         n = self.n_max
         comp = self._bits(completed)
@@ -560,8 +575,11 @@ class BatchedSwarmEngine:
         bad = self._bits(wrong) if any_wrong else None
         children = s["children"].view(-1, n)
         unfinished, poisoned = s["unfinished"], s["poisoned"]
+        rows = children.index_select(0, self._row_base + do_node)  # the do node's children (row n: none)
+        unfinished -= rows
+        poisoned |= rows.view(torch.bool) & do_wrong[:, None]
         if self.sync_free:  # dense passes over every env, a fixed number of them
-            for _ in range(self.config.max_subagents + 1):
+            for _ in range(self.config.max_subagents):
                 low = comp & -comp  # the lowest set bit of each word (0 if none)
                 comp ^= low
                 for w in range(self._W):
