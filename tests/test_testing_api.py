@@ -52,6 +52,10 @@ def test_as_factory__ids_factories_and_nonsense():
         as_factory(lambda: SwarmEnv(), strict=True)
     with pytest.raises(TypeError, match="env must be an env id"):
         as_factory(42)
+    factory, target = as_factory("swarmgym:swarmgym/SerialReasoning-v0")  # gymnasium.make's "module:id" form
+    assert target == repr("swarmgym/SerialReasoning-v0") and factory().unwrapped.generator.name == "SerialReasoning"
+    with pytest.raises(ValueError, match="module 'no_such_module' cannot be imported"):
+        as_factory("no_such_module:mylab/X-v0")
 
 
 def test_profiles__ci_is_derandomized_and_bounded_deep_is_not():

@@ -62,8 +62,8 @@ def test_check_batched__catches_and_shrinks_a_broken_engine():
 
 
 def test_replay_batched__of_a_matching_episode_returns_the_actions():
-    n = 16  # SerialReasoning-v0's n_max
-    assert replay_batched(ENV_ID, seed=5, actions=[[0, 0], [2 * n + 1]]) == [[0, 0], [2 * n + 1]]
+    answer = 2 * gym.make(ENV_ID).unwrapped.n_max + 1
+    assert replay_batched(ENV_ID, seed=5, actions=[[0, 0, answer], [answer]]) == [[0, 0, answer], [answer]]
 
 
 def test_engine_for__builds_the_ids_engine():

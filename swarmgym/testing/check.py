@@ -27,9 +27,9 @@ __all__ = ["PROFILES", "as_factory", "check_family", "drawn_policy", "replay"]
 _SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 
 #: Hypothesis settings by profile name. ``"ci"``: derandomized (the same examples
-#: on every run), 40 episodes, no deadline, no example database, one bug reported;
-#: (hypothesis's slow "explain" phase is skipped: the replay says what matters);
-#: ``"deep"``: 2000 random episodes with the example database, for local fuzzing.
+#: on every run), 40 episodes, no deadline, no example database, one bug reported,
+#: and no "explain" phase (slow; the replay says what matters). ``"deep"``: 2000
+#: random episodes with the example database, for local fuzzing.
 PROFILES: dict[str, settings] = {
     "ci": settings(
         max_examples=40, derandomize=True, deadline=None, database=None, print_blob=False,
@@ -75,6 +75,12 @@ def as_factory(env: str | Callable[[], gym.Env], **make_kwargs: Any) -> tuple[Ca
     :raises ValueError: if the id is not registered.
     """
     if isinstance(env, str):
+        if ":" in env:  # "module:id", as gymnasium.make takes it: import the module that registers the id
+            module, _, env = env.partition(":")
+            try:
+                importlib.import_module(module)
+            except ImportError as exc:
+                raise ValueError(f"env id {module}:{env}: module {module!r} cannot be imported ({exc})") from exc
         try:
             gym.spec(env)
         except gym.error.Error as exc:
