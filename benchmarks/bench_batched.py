@@ -179,6 +179,20 @@ def print_table(rows: list[Row]) -> None:
         )
 
 
+def pass_cost_us(batch: int, n_max: int = 32, reps: int = 200) -> float:
+    """Microseconds of one elementwise pass over a ``[batch, n_max]`` int32 tensor on this
+    machine now (``torch.add(x, y, out=z)``): the unit a step of the engine is made of."""
+    x = torch.ones(batch, n_max, dtype=torch.int32)
+    y, z = x.clone(), torch.empty_like(x)
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            torch.add(x, y, out=z)
+        best = min(best, (time.perf_counter() - t0) / reps)
+    return best * 1e6
+
+
 def print_targets(rows: list[Row], batch: int = 4096) -> None:
     get = {(r.impl, r.env_id, r.batch): r.steps_per_s for r in rows}
     ws = get.get(("engine (cpu)", "swarmgym/WideSearch-v0", batch))
@@ -192,6 +206,15 @@ def print_targets(rows: list[Row], batch: int = 4096) -> None:
         print(f"  WideSearch-v0 >= 50x SyncVectorEnv: {ws / sync:.0f}x -> {'met' if ws >= 50 * sync else 'missed'}")
     if mixed:
         print(f"  Mixed-v0 within 2x of WideSearch-v0: {ws / mixed:.2f}x slower -> {'met' if ws <= 2 * mixed else 'missed'}")
+    only = get.get(("engine (cpu) only", "swarmgym/WideSearch-v0", batch))
+    if only:
+        unit = pass_cost_us(batch)
+        step_us = batch / only * 1e6
+        print(
+            f"\nYardstick: one int32 elementwise pass over [{batch}, 32] takes {unit:.1f} us here now; an engine step "
+            f"(WideSearch-v0, {step_us / 1e3:.2f} ms) costs as much as {step_us / unit:.0f} such passes. "
+            f"1,000,000 env-steps/s at batch {batch} allows {batch / 1e6 * 1e6 / unit:.0f}."
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
