@@ -47,13 +47,13 @@ def test_as_factory__ids_factories_and_nonsense():
     factory, target = as_factory(ENV_ID)
     assert target == repr(ENV_ID) and factory().unwrapped.n_max == 32
     factory, target = as_factory(ENV_ID, max_episode_steps=5)
-    assert target.startswith("<factory>") and factory().spec.max_episode_steps == 5
+    assert target == repr(ENV_ID) and factory().spec.max_episode_steps == 5
     with pytest.raises(TypeError, match="make_kwargs are only accepted with an env id"):
         as_factory(lambda: SwarmEnv(), strict=True)
     with pytest.raises(TypeError, match="env must be an env id"):
         as_factory(42)
     factory, target = as_factory("swarmgym:swarmgym/SerialReasoning-v0")  # gymnasium.make's "module:id" form
-    assert target == repr("swarmgym/SerialReasoning-v0") and factory().unwrapped.generator.name == "SerialReasoning"
+    assert target == repr("swarmgym:swarmgym/SerialReasoning-v0") and factory().unwrapped.generator.name == "SerialReasoning"
     with pytest.raises(ValueError, match="module 'no_such_module' cannot be imported"):
         as_factory("no_such_module:mylab/X-v0")
 
@@ -116,3 +116,10 @@ def test_violation__pickles_with_its_replay():
     v = InvariantViolation("budget", "the clock ran on", seed=3, actions=[1, 2], step=2, target=repr(ENV_ID))
     again = pickle.loads(pickle.dumps(v))
     assert str(again) == str(v) and again.actions == [1, 2] and "replay('swarmgym/WideSearch-v0', seed=3, actions=[1, 2])" in str(v)
+
+
+def test_check_family__make_kwargs_reach_the_env_and_the_replay():
+    # a 1-step TimeLimit truncates every episode; with the id's strict mode on, masks are still honoured
+    check_family(ENV_ID, max_examples=5, max_episode_steps=1, strict=True, batched=False)
+    v = InvariantViolation("budget", "x", seed=1, actions=[], step=0, target=repr(ENV_ID), replay_kwargs={"strict": True})
+    assert "replay('swarmgym/WideSearch-v0', seed=1, actions=[], strict=True)" in v.replay_code()

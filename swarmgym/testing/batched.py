@@ -185,7 +185,7 @@ def run_batched(
         __tracebackhide__ = True
         raise InvariantViolation(
             "batched_matches_reference", detail, seed=seed, actions=actions, step=step, target=target, replay_with="replay_batched",
-            custom_engine=engine_factory is not None, replay_kwargs=None if via == "engine" else {"via": via},
+            custom_engine=engine_factory is not None, replay_kwargs={**({} if via == "engine" else {"via": via}), **make_kwargs},
         ) from cause  # fmt: skip
 
     def compare_obs(e: int, obs: Any, ref_obs: Any, mask: np.ndarray, ref_mask: np.ndarray, what: str) -> None:

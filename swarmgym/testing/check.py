@@ -68,6 +68,10 @@ def _target_of(factory: Callable) -> str:
 def as_factory(env: str | Callable[[], gym.Env], **make_kwargs: Any) -> tuple[Callable[[], gym.Env], str]:
     """Turn an env id or a zero-argument env factory into ``(factory, replay target)``.
 
+    The target is Python source naming the env in a replay snippet: the quoted id
+    (``make_kwargs`` travel separately, as keyword arguments of the replay call), an
+    importable factory's ``"module:qualname"``, or ``"<factory>description"``.
+
     :param env: a registered env id (``"mylab/MyTask-v0"``; ``"module:id"`` imports the
         module first) or a callable returning a fresh env.
     :param make_kwargs: extra keyword arguments for ``gymnasium.make`` (ids only).
@@ -75,6 +79,7 @@ def as_factory(env: str | Callable[[], gym.Env], **make_kwargs: Any) -> tuple[Ca
     :raises ValueError: if the id is not registered.
     """
     if isinstance(env, str):
+        target = repr(env)
         if ":" in env:  # "module:id", as gymnasium.make takes it: import the module that registers the id
             module, _, env = env.partition(":")
             try:
@@ -85,8 +90,7 @@ def as_factory(env: str | Callable[[], gym.Env], **make_kwargs: Any) -> tuple[Ca
             gym.spec(env)
         except gym.error.Error as exc:
             raise ValueError(f"env id {env!r} is not registered ({exc}); register it first, or import the module that does") from exc
-        target = repr(env) if not make_kwargs else f"lambda: __import__('gymnasium').make({env!r}, **{make_kwargs!r})"
-        return (lambda: gym.make(env, **make_kwargs)), (target if not make_kwargs else f"<factory>{target}")
+        return (lambda: gym.make(env, **make_kwargs)), target
     if callable(env):
         if make_kwargs:
             raise TypeError("make_kwargs are only accepted with an env id, not a factory")
@@ -209,7 +213,7 @@ def check_family(
         try:
             policy = drawn_policy(data, steps, masked_out=not getattr(first.unwrapped, "strict", False))
             probe_step = data.draw(st.integers(0, PROBE_STEPS), label="probe_the_whole_mask_at_step")
-            run_episode(first, seed, policy, twin=twin, checks=checks, target=target, probe_step=probe_step)
+            run_episode(first, seed, policy, twin=twin, checks=checks, target=target, probe_step=probe_step, replay_kwargs=make_kwargs)
         finally:
             _close(first)
             _close(twin)
@@ -219,7 +223,8 @@ def check_family(
         if checks is None or "batched_matches_reference" in checks:
             from swarmgym.testing.batched import check_batched
 
-            check_batched(env, run_settings, max_steps=steps, **make_kwargs)
+            batch_kwargs = {k: v for k, v in make_kwargs.items() if k not in ("strict", "render_mode")}  # single-env options
+            check_batched(env, run_settings, max_steps=steps, **batch_kwargs)
 
 
 def replay(
@@ -254,8 +259,9 @@ def replay(
     first, twin = factory(), factory()
     try:
         return run_episode(
-            first, seed, policy, twin=twin, checks=checks, target=target, keep_observations=keep_observations, probe_step=probe_step
-        )
+            first, seed, policy, twin=twin, checks=checks, target=target, keep_observations=keep_observations,
+            probe_step=probe_step, replay_kwargs=make_kwargs,
+        )  # fmt: skip
     finally:
         _close(first)
         _close(twin)

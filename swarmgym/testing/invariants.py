@@ -148,7 +148,7 @@ class InvariantViolation(AssertionError):
             import swarmgym
 
             setup = "import swarmgym  # registers the suite's ids\n"
-            if target.strip("'\"") not in swarmgym.SUITE_IDS:
+            if ":" not in target and target.strip("'\"") not in swarmgym.SUITE_IDS:
                 setup += f"# ...and register {target} first, as your test does\n"
         checks = "" if self.checks is None else f", checks={list(self.checks)!r}"
         if self.custom_engine:
@@ -654,6 +654,7 @@ def run_episode(
     target: str = "<factory>env",
     keep_observations: bool = False,
     probe_step: int | None = None,
+    replay_kwargs: dict[str, Any] | None = None,
 ) -> EpisodeRecord:
     """Play one episode from ``env.reset(seed=seed)`` with ``policy``, checking invariants at every step.
 
@@ -674,6 +675,8 @@ def run_episode(
     :param probe_step: before the policy chooses its action at this step (0 = right
         after reset), try every action the mask allows, each on a deep copy of the env
         (``mask_accepts`` for the whole mask there, not only for the action taken).
+    :param replay_kwargs: keyword arguments the replay snippet passes on (e.g. the
+        ``gymnasium.make`` arguments the env was made with).
     :returns: the :class:`EpisodeRecord`.
     :raises InvariantViolation: the first broken invariant, with the replay.
     """
@@ -683,6 +686,7 @@ def run_episode(
     if unknown:
         raise ValueError(f"checks must be names from INVARIANTS {sorted(INVARIANTS)}, got unknown {sorted(unknown)}")
     run = _Run(env, twin if "deterministic" in names else None, seed, names, target, None if checks is None else sorted(names))
+    run.replay_kwargs.update(replay_kwargs or {})
     record = EpisodeRecord(seed=seed, actions=run.actions)
 
     def call(fn, *args, action: int | None = None, mask: np.ndarray | None = None, **kwargs):
