@@ -22,6 +22,7 @@ for env_id in swarmgym.SUITE_IDS:
     env = gym.make(env_id)
     obs, info = env.reset(seed=0)
     assert env.observation_space.contains(obs), env_id
+import swarmgym.batched, swarmgym.testing, swarmgym.moe  # the subpackages import from the wheel too
 print("made", len(swarmgym.SUITE_IDS), "ids from", swarmgym.__file__)
 """
 
@@ -39,6 +40,9 @@ def test_wheel__installs_into_a_fresh_venv_and_registers_every_id(tmp_path):
 
     names = zipfile.ZipFile(wheels[0]).namelist()
     assert {f"swarmgym/envs/{f}" for f in swarmgym.registration.SUITE_FILES} <= set(names)
+    # every module of the source tree is in the wheel (a subpackage missing from pyproject fails here)
+    sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "swarmgym").rglob("*.py")}
+    assert sources <= set(names), sorted(sources - set(names))
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
