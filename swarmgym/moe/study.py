@@ -49,6 +49,16 @@ CONDITIONS: dict[str, dict[str, Any]] = {
 _MIXED_FAMILIES = ("WideSearch", "SerialReasoning", "DependentChains", "LayeredDAG")
 
 
+def _merge(base: dict, change: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in change.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
 def _mixed_budget(factor: float) -> dict:
     return {"generator_kwargs": {"families": {f: {"budget_factor": factor} for f in _MIXED_FAMILIES}}}
 
@@ -64,6 +74,14 @@ KNOBS: dict[str, tuple[dict, dict, str]] = {
     ),
     "loose_budget": (_mixed_budget(3.0), {}, "budget 3x the makespan floor for every family (serial work fits)"),
     "token_cost": ({}, {"token_cost": 0.5}, "reward - 0.5 per 100k tokens (a delegating episode costs ~0.3)"),
+    "serial_trap": (
+        _merge(
+            _mixed_budget(3.0),
+            {"config": {"reliability": {"fail_base": [0.15, 0.15, 0.25, 0.15], "wrong_base": [0.06, 0.05, 0.2, 0.08]}}},
+        ),
+        {"token_cost": 0.5},
+        "loose_budget + unreliable + token_cost together: serial work fits the budget, hand-offs are risky and cost reward",
+    ),
 }
 
 #: Metrics of the tables: (metric, header, digits).
@@ -76,16 +94,6 @@ COLUMNS = (
     ("n_spawned", "spawned", 1),
     ("tokens", "tokens (k)", 1),
 )
-
-
-def _merge(base: dict, change: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in change.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
 
 
 def run_one(base: dict, condition: dict, env_overrides: dict, seed: int, run_dir: Path, eval_episodes: int) -> dict:
@@ -315,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="swarmgym study", description="The PARL study: r_perf only vs annealed/constant PARL, dense vs MoE, over seeds; plus a knob scan.")
     p.add_argument("--env-id", default="swarmgym/Mixed-v0", help="configuration: env id (default swarmgym/Mixed-v0)")
     p.add_argument("--knob", default="default", choices=sorted(KNOBS), help="knob setting of part 1 (default: the id as registered)")
-    p.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=list(CONDITIONS), help="conditions of part 1 (default all)")
+    p.add_argument("--conditions", nargs="*", default=list(CONDITIONS), choices=list(CONDITIONS), help="conditions of part 1 (default all)")
     p.add_argument("--seeds", type=int, default=2, help="seeds per condition (default 2)")
     p.add_argument("--total-steps", type=int, default=150_000, help="env steps per run of part 1 (default 150000)")
     p.add_argument("--scan", nargs="*", default=None, metavar="KNOB", help=f"run the knob scan over these settings (no names: all of {', '.join(KNOBS)})")
@@ -426,7 +434,8 @@ def cli_main(argv: list[str]) -> int:
     wall = time.perf_counter() - t_start
 
     # ---- report
-    plot_curves(results, out / "curves.png")
+    if results:
+        plot_curves(results, out / "curves.png")
     moe_runs = [(n, r) for n, runs in results.items() if CONDITIONS[n].get("model", {}).get("ffn", "moe") == "moe" for r in runs]
     load_plots = []
     for name, run in moe_runs[:4]:
@@ -461,7 +470,8 @@ def cli_main(argv: list[str]) -> int:
     ]
     for fam in families:
         lines += [f"## {fam}", "", condition_table(results, fam)]
-    lines += ["## Learning curves", "", "![learning curves](curves.png)", ""]
+    if results:
+        lines += ["## Learning curves", "", "![learning curves](curves.png)", ""]
     if load_plots:
         lines += ["## Expert load per task family", "", "Share of each family's tokens routed to each expert (last quarter of training)."]
         lines += [f"![{p}]({p})" for p in load_plots] + [""]
