@@ -7,16 +7,28 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 import swarmgym  # noqa: F401
 from swarmgym.moe import study, train
 from swarmgym.moe.policy import MoEOrchestrator, load_policy
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models: one thread is faster and immune to a busy machine; restore afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("train")
+    before = torch.get_num_threads()
     rc = train.cli_main(["--quick", "--run-dir", str(run_dir), "--no-progress", "--eval-seeds", "8", "--engine", "gym"])
+    torch.set_num_threads(before)  # the trainer sets its thread count process-wide
     assert rc == 0
     return run_dir
 

@@ -23,7 +23,6 @@ import copy
 import csv
 import io
 import math
-import pickle
 import random
 import time
 import warnings
@@ -76,8 +75,10 @@ class PPOConfig:
     """Seeds the engine, torch, numpy, python and the action sampler."""
     device: str = "cpu"
     """Torch device of model and rollout (``"cuda"`` runs the model under bf16 autocast)."""
-    torch_threads: int = 0
-    """``torch.set_num_threads`` for the run (0 = leave as is)."""
+    torch_threads: int = 1
+    """``torch.set_num_threads`` for the run (0 = leave torch's setting). One thread suits the small
+    default model on CPU: on a busy 2-core machine, two OpenMP threads made the expert scatter
+    (``index_add_``) up to 200x slower."""
     # ---- model
     model: ModelConfig = field(default_factory=ModelConfig)
     """Architecture (MoE or the dense control), see :class:`swarmgym.moe.model.ModelConfig`."""
@@ -556,7 +557,11 @@ class PPOTrainer:
     def state_dict(self) -> dict:
         """Everything needed to resume exactly, plus what :func:`swarmgym.moe.policy.load_policy` reads."""
         try:
-            engine_blob = pickle.dumps(self.engine)
+            # torch.save (not pickle.dumps) keeps tensor views sharing their storage, which the
+            # batched engine's state relies on
+            blob = io.BytesIO()
+            torch.save(self.engine, blob)
+            engine_blob = blob.getvalue()
         except Exception as exc:  # an engine that cannot be pickled: resume restarts its episodes
             warnings.warn(f"the engine cannot be pickled ({exc}); a resumed run restarts its episodes", stacklevel=2)
             engine_blob = None
@@ -612,7 +617,7 @@ class PPOTrainer:
         trainer.wall_time = float(state.get("wall_time", 0.0))
         trainer.history = list(state.get("history", []))
         if state.get("engine") is not None:
-            trainer.engine = pickle.loads(state["engine"])
+            trainer.engine = torch.load(io.BytesIO(state["engine"]), map_location="cpu", weights_only=False)
             trainer.next_obs = {k: v.to(trainer.device) for k, v in state["next_obs"].items()}
             trainer.next_mask = state["next_mask"].to(trainer.device)
         rng = state["rng"]

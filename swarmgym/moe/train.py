@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="any PPOConfig field, e.g. --set ent_coef=0.02 --set model.d_model=64")
     p.add_argument("--engine", choices=["auto", "batched", "gym"], default="auto", help="env engine (default auto)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0 = torch's choice)")
     p.add_argument("--run-dir", default=None, help="output folder (default runs/train-<time>)")
     p.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue a run from its checkpoint.pt (same config)")
     p.add_argument("--eval-seeds", type=int, default=None, help=f"evaluation episodes per orchestrator (default {DEFAULT_EVAL_SEEDS})")
