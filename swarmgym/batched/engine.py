@@ -218,7 +218,7 @@ class BatchedSwarmEngine:
             self._from_bank["adjacency"] = (self._adjacency, "adjacency")
         # -- dynamic state initialised to zero (finish_time is set to _NOT_RUNNING separately), in
         # three blocks so an autoreset clears it with three row fills; the names are views into them
-        node_bools = ("correct", "poisoned", "last_failed", "overlapped", "cur_fail", "cur_wrong", "exhausted")
+        node_bools = ("correct", "poisoned", "last_failed", "overlapped", "cur_fail", "cur_wrong", "cur_ok", "exhausted")
         node_ints = ("attempts",)
         counters = (
             "t", "spawns", "n_running", "input_tokens", "output_tokens", "n_spawned", "n_ok", "n_failed",
@@ -259,6 +259,7 @@ class BatchedSwarmEngine:
         self._row_base = torch.arange(N, device=dev) * (n + 1)
         self._env_ids = torch.arange(N, device=dev)
         self._zero_f32 = torch.zeros((), dtype=torch.float32, device=dev)
+        self._not_running = torch.tensor(_NOT_RUNNING, dtype=torch.int32, device=dev)
         # globals written each step: time_used, time_left, running, spawns, tokens, nodes_done, targets_done
         self._glob_cols = torch.tensor([0, 1, 2, 3, 5, 6, 7], device=dev)
         # their denominators: budget, left + 16, max_subagents (1 if 0: then running is 0), cap,
@@ -488,7 +489,7 @@ class BatchedSwarmEngine:
         finished = self._finish_time <= t.to(i32)[:, None]
         fin_fail = finished & s["cur_fail"]
         fin_wrong = finished & s["cur_wrong"]
-        fin_ok = finished & ~(s["cur_fail"] | s["cur_wrong"])
+        fin_ok = finished & s["cur_ok"]
         n_fin = _count(finished)
         n_fail = _count(fin_fail)
         n_wrong = _count(fin_wrong)
@@ -502,9 +503,9 @@ class BatchedSwarmEngine:
         s["running"] &= ~finished
         s["ready"] |= fin_fail
         s["last_failed"] |= fin_fail
-        self._finish_time |= finished.to(i32) * _NOT_RUNNING
+        torch.where(finished, self._not_running, self._finish_time, out=self._finish_time)
         # 6. completions: done; correct iff the outcome is right and no parent's output is wrong
-        completed = finished & ~s["cur_fail"]
+        completed = fin_ok | fin_wrong
         new_correct = fin_ok & ~s["poisoned"]
         s["correct"] |= new_correct
         s["done"] |= completed
@@ -527,8 +528,12 @@ class BatchedSwarmEngine:
         old_finish = self._finish_time.gather(1, node)
         self._finish_time.scatter_(1, node, torch.where(st, t.to(i32)[:, None] + dur, old_finish))
         s["start_time"].scatter_(1, node, torch.where(st, t.to(torch.float32)[:, None], s["start_time"].gather(1, node)))
-        s["cur_fail"].scatter_(1, node, torch.where(st, s["fate_fail"].view(N, -1).gather(1, slot), s["cur_fail"].gather(1, node)))
-        s["cur_wrong"].scatter_(1, node, torch.where(st, s["fate_wrong"].view(N, -1).gather(1, slot), s["cur_wrong"].gather(1, node)))
+
+        fail = s["fate_fail"].reshape(N, -1).gather(1, slot)
+        wrong = s["fate_wrong"].reshape(N, -1).gather(1, slot)
+        _put(s["cur_fail"], node, st, fail)
+        _put(s["cur_wrong"], node, st, wrong)
+        _put(s["cur_ok"], node, st, ~(fail | wrong))
         _put(s["ready"], node, st, False)
         _put(s["running"], node, st, True)
         _put(s["last_failed"], node, st, False)
