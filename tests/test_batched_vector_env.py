@@ -261,3 +261,21 @@ def test_engine__on_cuda_matches_cpu():
         for key in oc:
             assert torch.equal(oc[key], og[key].cpu())
         assert torch.equal(rc, rg.cpu()) and torch.equal(tc, tg.cpu())
+
+
+def test_gymnasium_vector_wrappers__record_episode_statistics_sees_every_episode():
+    from gymnasium.wrappers.vector import RecordEpisodeStatistics
+
+    env = RecordEpisodeStatistics(gym.make_vec("swarmgym/WideSearch-v0", num_envs=4, bank_size=8))
+    obs, info = env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    recorded = finished = 0
+    for _ in range(60):
+        obs, reward, terminated, truncated, info = env.step(_random_actions(info["action_mask"], rng))
+        done = terminated | truncated
+        finished += int(done.sum())
+        if "episode" in info:
+            recorded += int(info["_episode"].sum())
+            np.testing.assert_array_equal(info["_episode"], done)
+            np.testing.assert_allclose(info["episode"]["r"][done], reward[done])  # the score comes at the end only
+    assert recorded == finished > 0
