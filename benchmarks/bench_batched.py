@@ -131,7 +131,15 @@ def bench_engine(env_id: str, batch: int, seconds: float, device: str = "cpu", b
     full = engine.n_max * 20 * 4 + 10 * 4
     tag = f"engine ({engine.device.type})"
     total = Row(tag, env_id, batch, steps * batch / dt, full, engine_written_bytes(engine), "incl. action draw")
-    only = Row(tag + " only", env_id, batch, steps * batch / step_time if step_time else float("nan"), full, engine_written_bytes(engine), "excl. action draw")
+    only = Row(
+        tag + " only",
+        env_id,
+        batch,
+        steps * batch / step_time if step_time else float("nan"),
+        full,
+        engine_written_bytes(engine),
+        "excl. action draw",
+    )
     return total, only
 
 
@@ -223,12 +231,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 1024, 4096])
     p.add_argument("--seconds", type=float, default=2.0, help="time per engine / CartPole measurement")
     p.add_argument("--sync-seconds", type=float, default=1.0, help="time per SyncVectorEnv measurement (at least 3 steps)")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1: on a shared 2-core machine more threads spin and lose)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads (1: on a shared 2-core machine more threads spin and lose)"
+    )
     p.add_argument("--bank-size", type=int, default=4096)
     p.add_argument("--skip-sync", action="store_true", help="skip SyncVectorEnv (slow to build at large batches)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} ({args.threads} threads), gymnasium {gym.__version__}")
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} ({args.threads} threads), gymnasium {gym.__version__}"
+    )
     rows: list[Row] = []
     for env_id in args.env_ids:
         rows.append(bench_reference(env_id, args.seconds))

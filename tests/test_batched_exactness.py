@@ -42,7 +42,9 @@ def _spec_kwargs(env_id: str, config_variant: str, budget_factor: float | None) 
 def _assert_same_obs(batched: dict, e: int, ref: dict, where: str) -> None:
     for key, value in ref.items():
         got = batched[key][e].numpy()
-        assert got.dtype == value.dtype and np.array_equal(got, value), f"{where}: obs[{key!r}] of env {e} differs at {np.argwhere(got != value)[:5].tolist()}"
+        assert got.dtype == value.dtype and np.array_equal(got, value), (
+            f"{where}: obs[{key!r}] of env {e} differs at {np.argwhere(got != value)[:5].tolist()}"
+        )
 
 
 def _assert_same_metrics(engine: BatchedSwarmEngine, metrics: dict, e: int, ref: dict, where: str) -> None:
@@ -116,7 +118,11 @@ def test_batched_engine__matches_reference_env_step_for_step(scenario, seed, num
 
     def choose(mask: np.ndarray) -> int:
         kind = data.draw(st.sampled_from(["spawn", "spawn", "do", "do", "wait", "wait", "answer", "invalid"]))
-        groups = {"do": np.flatnonzero(mask[:n]), "spawn": n + np.flatnonzero(mask[n : 2 * n]), "wait": np.flatnonzero(mask[2 * n : 2 * n + 1]) + 2 * n}
+        groups = {
+            "do": np.flatnonzero(mask[:n]),
+            "spawn": n + np.flatnonzero(mask[n : 2 * n]),
+            "wait": np.flatnonzero(mask[2 * n : 2 * n + 1]) + 2 * n,
+        }
         if kind == "answer":
             return 2 * n + 1
         if kind == "invalid":

@@ -26,7 +26,7 @@ def test_adapter__steps_with_terminal_observation_truncation_flag_and_metrics():
     ref = SwarmEnv("WideSearch")
     n = env.engine.n_max
     seen_truncated = seen_terminated = False
-    for step in range(12):
+    for _ in range(12):
         masks = get_action_masks(env)
         # env 0 answers at once; the others never answer (they are truncated at 5 steps)
         actions = np.array([2 * n + 1] + [np.flatnonzero(m[: 2 * n + 1])[0] for m in masks[1:]])

@@ -45,9 +45,7 @@ import torch
 from swarmgym.batched.instance_bank import BITS_PER_WORD, InstanceBank, generate_instances, n_words
 from swarmgym.config import SwarmConfig
 from swarmgym.env import (
-    COUNT_SCALE,  # noqa: F401  (documented constants shared with SwarmEnv)
     GLOBAL_FEATURES,
-    MAX_SUBAGENTS_SCALE,
     NODE_FEATURES,
     TIME_LEFT_HALF,
     TOKENS_HALF,
@@ -56,16 +54,22 @@ from swarmgym.env import (
     SwarmEnv,
     action_layout,
 )
-from swarmgym.families import DEFAULT_N_MAX, make_generator
-from swarmgym.graph import TaskGraph
 from swarmgym.simulator import TaskInstance
 
 _F = {name: i for i, name in enumerate(NODE_FEATURES)}
 _G = {name: i for i, name in enumerate(GLOBAL_FEATURES)}
 #: Dynamic node-feature columns, written every step (the others change only at reset).
 DYNAMIC_COLUMNS = (
-    _F["status_blocked"], _F["status_ready"], _F["status_active"], _F["status_running"], _F["status_done"],
-    _F["work_left"], _F["attempts"], _F["unfinished_parents"], _F["last_attempt_failed"], _F["subagent_elapsed"],
+    _F["status_blocked"],
+    _F["status_ready"],
+    _F["status_active"],
+    _F["status_running"],
+    _F["status_done"],
+    _F["work_left"],
+    _F["attempts"],
+    _F["unfinished_parents"],
+    _F["last_attempt_failed"],
+    _F["subagent_elapsed"],
 )
 #: Finish time of a node no sub-agent runs on (larger than any clock value).
 _NOT_RUNNING = 1 << 30
@@ -75,11 +79,36 @@ _SCALARS = ("budget", "n_nodes", "n_targets", "task_serial_steps", "task_lower_b
 
 #: Numeric episode metrics, in the order of ``SwarmSimulator.metrics()`` (``family`` is ``family_id``).
 METRIC_KEYS: tuple[str, ...] = (
-    "family_id", "score", "critical_steps", "serial_steps", "lower_bound", "speedup", "ideal_speedup",
-    "serial_collapse_index", "spurious_spawn_rate", "makespan_ratio", "task_serial_steps", "task_lower_bound",
-    "budget", "budget_exhausted", "n_spawned", "n_subagent_ok", "n_subagent_failed", "n_subagent_wrong",
-    "n_subagent_isolated", "n_subagent_unfinished", "mean_concurrency", "peak_concurrency", "concurrency_profile",
-    "targets_correct", "targets_wrong", "targets_missing", "input_tokens", "output_tokens", "tokens", "cost_usd",
+    "family_id",
+    "score",
+    "critical_steps",
+    "serial_steps",
+    "lower_bound",
+    "speedup",
+    "ideal_speedup",
+    "serial_collapse_index",
+    "spurious_spawn_rate",
+    "makespan_ratio",
+    "task_serial_steps",
+    "task_lower_bound",
+    "budget",
+    "budget_exhausted",
+    "n_spawned",
+    "n_subagent_ok",
+    "n_subagent_failed",
+    "n_subagent_wrong",
+    "n_subagent_isolated",
+    "n_subagent_unfinished",
+    "mean_concurrency",
+    "peak_concurrency",
+    "concurrency_profile",
+    "targets_correct",
+    "targets_wrong",
+    "targets_missing",
+    "input_tokens",
+    "output_tokens",
+    "tokens",
+    "cost_usd",
     "invalid_actions",
 )
 
@@ -221,8 +250,20 @@ class BatchedSwarmEngine:
         node_bools = ("correct", "poisoned", "last_failed", "overlapped", "cur_fail", "cur_wrong", "cur_ok", "exhausted")
         node_ints = ("attempts",)
         counters = (
-            "t", "spawns", "n_running", "input_tokens", "output_tokens", "n_spawned", "n_ok", "n_failed",
-            "n_wrong", "n_isolated", "invalid_actions", "running_ticks", "peak", "episode_steps",
+            "t",
+            "spawns",
+            "n_running",
+            "input_tokens",
+            "output_tokens",
+            "n_spawned",
+            "n_ok",
+            "n_failed",
+            "n_wrong",
+            "n_isolated",
+            "invalid_actions",
+            "running_ticks",
+            "peak",
+            "episode_steps",
         )
         self._zero = {
             "node_bools": z(N, len(node_bools), n, dtype=torch.bool),  # poisoned: some parent is done and wrong
@@ -252,7 +293,6 @@ class BatchedSwarmEngine:
             s[name] = self._flags[:, k]
         self._s = s
         # constants
-        self._node_ids = torch.arange(n, device=dev)
         self._word_value = [
             2.0 ** torch.arange(min(BITS_PER_WORD, n - w * BITS_PER_WORD), dtype=torch.float64, device=dev) for w in range(W)
         ]
@@ -269,7 +309,6 @@ class BatchedSwarmEngine:
         self._glob_offset = torch.tensor(
             [0.0, TIME_LEFT_HALF, float(m or 1), float(cfg.max_spawns_per_turn), TOKENS_HALF, 0.0, 0.0], dtype=torch.float64, device=dev
         )
-        self._dyn_cols = torch.tensor(DYNAMIC_COLUMNS, device=dev)
         self._is_reset = False
 
     # ------------------------------------------------------------------ bank
@@ -374,9 +413,7 @@ class BatchedSwarmEngine:
         return self.observation()
 
     def instances(self) -> list[TaskInstance]:
-        """The task instance each env is playing now (for replays and tests; copies to the host).
-
-        """
+        """The task instance each env is playing now (for replays and tests; copies to the host)."""
         refs = self._instance_ref.cpu().tolist()
         return [self.bank.instances[r] if r >= 0 else self._loaded_instances[-1 - r] for r in refs]
 
@@ -649,7 +686,19 @@ class BatchedSwarmEngine:
         can_spawn = (nr < m) & (s["spawns"] < cap) & live
         left = s["budget"] - s["t"]
         ints = torch.stack(
-            [s["t"], left, nr, s["spawns"], s["input_tokens"] + s["output_tokens"], _count(s["done"]), self._tp + self._fp, s["budget"], s["n_nodes"], s["n_targets"]], 1
+            [
+                s["t"],
+                left,
+                nr,
+                s["spawns"],
+                s["input_tokens"] + s["output_tokens"],
+                _count(s["done"]),
+                self._tp + self._fp,
+                s["budget"],
+                s["n_nodes"],
+                s["n_targets"],
+            ],
+            1,
         ).to(torch.float64)
         den = torch.addcmul(self._glob_offset, ints.index_select(1, self._glob_den_cols), self._glob_scale)
         self._globals.index_copy_(1, self._glob_cols, (ints[:, :7] / den).to(torch.float32))

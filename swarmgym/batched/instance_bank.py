@@ -112,7 +112,9 @@ class InstanceBank:
         globals0 = np.zeros((B, 10), np.float32)
         mask0 = np.zeros((B, 2 * n + 2), bool)
         adjacency = np.zeros((B, n, n), np.float32) if with_adjacency else None
-        scalars = {k: np.zeros(B, np.int64) for k in ("budget", "n_nodes", "n_targets", "task_serial_steps", "task_lower_bound", "family_id")}
+        scalars = {
+            k: np.zeros(B, np.int64) for k in ("budget", "n_nodes", "n_targets", "task_serial_steps", "task_lower_bound", "family_id")
+        }
         for b, inst in enumerate(instances):
             if not isinstance(inst, TaskInstance):
                 raise TypeError(f"instances[{b}] must be a TaskInstance, got {type(inst).__name__}")
@@ -156,9 +158,21 @@ class InstanceBank:
             scalars["task_serial_steps"][b] = g.total_work
             scalars["task_lower_bound"][b] = g.lower_bound(m)
         arrays = dict(
-            work=work, handoff=handoff, children=children, targets=targets, top_level=top_level,
-            parent_top=parent_top, fate_duration=fate_duration, fate_fail=fate_fail, fate_wrong=fate_wrong,
-            n_parents=n_parents, flags0=flags0, nodes0=nodes0, globals0=globals0, mask0=mask0, **scalars,
+            work=work,
+            handoff=handoff,
+            children=children,
+            targets=targets,
+            top_level=top_level,
+            parent_top=parent_top,
+            fate_duration=fate_duration,
+            fate_fail=fate_fail,
+            fate_wrong=fate_wrong,
+            n_parents=n_parents,
+            flags0=flags0,
+            nodes0=nodes0,
+            globals0=globals0,
+            mask0=mask0,
+            **scalars,
         )
         if with_adjacency:
             arrays["adjacency"] = adjacency

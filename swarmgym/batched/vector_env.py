@@ -107,8 +107,17 @@ class SwarmVectorEnv(VectorEnv):
             if not isinstance(flag, (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool, got {flag!r}")
         self.engine = BatchedSwarmEngine(
-            generator, generator_kwargs, config, n_max, num_envs=num_envs, device=device, seed=seed,
-            bank_size=bank_size, refresh_every=refresh_every, max_episode_steps=max_episode_steps, with_adjacency=with_adjacency,
+            generator,
+            generator_kwargs,
+            config,
+            n_max,
+            num_envs=num_envs,
+            device=device,
+            seed=seed,
+            bank_size=bank_size,
+            refresh_every=refresh_every,
+            max_episode_steps=max_episode_steps,
+            with_adjacency=with_adjacency,
         )
         ref = self.engine._ref
         self.num_envs = self.engine.num_envs
