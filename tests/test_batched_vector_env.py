@@ -279,3 +279,16 @@ def test_gymnasium_vector_wrappers__record_episode_statistics_sees_every_episode
             np.testing.assert_array_equal(info["_episode"], done)
             np.testing.assert_allclose(info["episode"]["r"][done], reward[done])  # the score comes at the end only
     assert recorded == finished > 0
+
+
+def test_docstring__arguments_table_names_every_constructor_parameter():
+    import inspect
+    import re
+
+    doc = SwarmVectorEnv.__doc__
+    table = doc[doc.index("## Arguments") : doc.index("## Version History")]
+    documented = set()
+    for row in re.findall(r"^\s*\| ([^|]+) \|", table, flags=re.M):
+        documented |= {name.strip() for name in row.split(",")}
+    params = set(inspect.signature(SwarmVectorEnv.__init__).parameters) - {"self"}
+    assert params <= documented, sorted(params - documented)

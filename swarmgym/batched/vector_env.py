@@ -70,6 +70,7 @@ class SwarmVectorEnv(VectorEnv):
     | seed | int | 0 | seeds the instance bank; ``reset(seed=...)`` reseeds the bank draws |
     | bank_size, refresh_every | int, int or None | 4096, None | the instance bank (see :class:`BatchedSwarmEngine`) |
     | render_mode | None | None | rendering is not supported in batch |
+    | strict | bool | False | must be False: a masked-out action is a wasted tick (SwarmEnv's no-op rule) |
 
     ## Version History
 
