@@ -309,8 +309,13 @@ class OrchestratorNet(nn.Module):
         if globals_.shape != (nodes.shape[0], N_GLOBAL_FEATURES):
             raise ValueError(f"globals must be [B, {N_GLOBAL_FEATURES}], got {tuple(globals_.shape)}")
         use_bf16 = nodes.is_cuda
+        b, n_max, _ = nodes.shape
+        # trailing slots that are padding in every row of the batch are cut off (real nodes come
+        # first, padding rows are all zero); their logits are the masked value
+        present_any = (nodes[..., _PRESENT] > 0.5).any(0)
+        n_used = int(present_any.nonzero().max().item()) + 1 if bool(present_any.any()) else 1
+        nodes = nodes[:, :n_used]
         with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=use_bf16):
-            b, n_max, _ = nodes.shape
             present = nodes[..., _PRESENT] > 0.5
             valid = torch.cat([torch.ones(b, 1, dtype=torch.bool, device=nodes.device), present], dim=1)
             x = torch.cat([self.global_embed(globals_).unsqueeze(1), self.node_embed(nodes)], dim=1)
@@ -321,6 +326,8 @@ class OrchestratorNet(nn.Module):
             glob = x[:, 0]
             global_logits = self.global_head(glob).float()  # [B, 2]
             value = self.value_head(glob).float().squeeze(-1)
+        if n_used < n_max:
+            node_logits = F.pad(node_logits, (0, 0, 0, n_max - n_used), value=_NEG)
         logits = torch.cat([node_logits[..., 0], node_logits[..., 1], global_logits], dim=1)
         if mask is not None:
             if mask.shape != logits.shape:

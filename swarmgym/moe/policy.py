@@ -77,7 +77,9 @@ def load_policy(path: str | Path, *, deterministic: bool = True, device: str = "
         raise FileNotFoundError(f"no checkpoint at {str(path)!r} (expected a checkpoint.pt or a run folder holding one)")
     state = torch.load(p, map_location="cpu", weights_only=False)
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{str(p)!r} is not a swarmgym MoE checkpoint (format {state.get('format') if isinstance(state, dict) else None!r})")
+        raise ValueError(
+            f"{str(p)!r} is not a swarmgym MoE checkpoint (format {state.get('format') if isinstance(state, dict) else None!r})"
+        )
     model = OrchestratorNet(state["model_config"])
     model.load_state_dict(state["model"])
     label = name or f"moe:{p.parent.name or p.stem}"

@@ -251,7 +251,9 @@ class PPOTrainer:
         # ---- engine, model, optimiser
         env_kwargs = resolve_env_kwargs(cfg.env_id, cfg.env_overrides)
         self.max_subagents = int((env_kwargs.get("config") or {}).get("max_subagents", 8))
-        self.engine = make_engine(cfg.env_id, cfg.num_envs, device=self.device, seed=cfg.seed, engine=cfg.engine, overrides=cfg.env_overrides)
+        self.engine = make_engine(
+            cfg.env_id, cfg.num_envs, device=self.device, seed=cfg.seed, engine=cfg.engine, overrides=cfg.env_overrides
+        )
         self.n_max = int(self.engine.n_max)
         self.model = OrchestratorNet(cfg.model).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate, eps=1e-5)
@@ -337,7 +339,11 @@ class PPOTrainer:
                 terms = self.episode_reward(r_perf.to(dev), metrics, done)
                 rewards[done] = terms["reward"].to(dev)
                 ep = {k: v[done].double().cpu() for k, v in metrics.items() if torch.is_tensor(v) and v.dim() == 1}
-                ep["r_parallel"], ep["r_finish"], ep["reward"] = terms["r_parallel"].cpu().double(), terms["r_finish"].cpu().double(), terms["reward"].cpu().double()
+                ep["r_parallel"], ep["r_finish"], ep["reward"] = (
+                    terms["r_parallel"].cpu().double(),
+                    terms["r_finish"].cpu().double(),
+                    terms["reward"].cpu().double(),
+                )
                 if "concurrency_profile" in metrics:
                     ep["concurrency_profile"] = metrics["concurrency_profile"][done].double().cpu()
                 episodes.append(ep)
@@ -427,7 +433,14 @@ class PPOTrainer:
                 self.optimizer.step()
                 if use_bias:
                     model.update_router_bias()
-                for k, v in (("pg_loss", pg_loss), ("v_loss", v_loss), ("entropy", ent), ("approx_kl", approx_kl), ("clipfrac", clipfrac), ("aux_loss", aux)):
+                for k, v in (
+                    ("pg_loss", pg_loss),
+                    ("v_loss", v_loss),
+                    ("entropy", ent),
+                    ("approx_kl", approx_kl),
+                    ("clipfrac", clipfrac),
+                    ("aux_loss", aux),
+                ):
                     stats[k].append(float(v.detach()) if torch.is_tensor(v) else float(v))
                 if cfg.target_kl is not None and approx_kl > cfg.target_kl:
                     stop = True
@@ -446,7 +459,12 @@ class PPOTrainer:
     # ------------------------------------------------------------------ logging
     def _row(self, losses: dict[str, float], sps: float) -> dict[str, float]:
         """One log row: charts/* (finished episodes of the last rollout), parl/*, losses/*, moe/*."""
-        row: dict[str, float] = {"global_step": self.global_step, "update": self.update, "time_s": round(self.wall_time, 3), "charts/sps": sps}
+        row: dict[str, float] = {
+            "global_step": self.global_step,
+            "update": self.update,
+            "time_s": round(self.wall_time, 3),
+            "charts/sps": sps,
+        }
         eps = self._episodes
         cat = {k: torch.cat([e[k] for e in eps]) for k in (eps[0].keys() if eps else [])}
         row["charts/episodes"] = float(len(cat["score"])) if "score" in cat else 0.0
@@ -465,15 +483,15 @@ class PPOTrainer:
         if fl is not None:
             n_layers, _, n_exp = fl.shape
             total = fl.sum(1)  # [layers, E]
-            for l in range(n_layers):
-                share = total[l] / total[l].sum().clamp_min(1.0)
+            for layer in range(n_layers):
+                share = total[layer] / total[layer].sum().clamp_min(1.0)
                 for e in range(n_exp):
-                    row[f"moe/load/l{l}/e{e}"] = float(share[e])
-                row[f"moe/load_cv/l{l}"] = float(share.std() / share.mean().clamp_min(1e-9))
+                    row[f"moe/load/l{layer}/e{e}"] = float(share[e])
+                row[f"moe/load_cv/l{layer}"] = float(share.std() / share.mean().clamp_min(1e-9))
                 for f, name in enumerate(fams):
-                    fs = fl[l, f] / fl[l, f].sum().clamp_min(1.0)
+                    fs = fl[layer, f] / fl[layer, f].sum().clamp_min(1.0)
                     for e in range(n_exp):
-                        row[f"moe/family_load/{name}/l{l}/e{e}"] = float(fs[e])
+                        row[f"moe/family_load/{name}/l{layer}/e{e}"] = float(fs[e])
         return row
 
     def _log(self, row: dict[str, float]) -> None:

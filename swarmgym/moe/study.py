@@ -177,14 +177,25 @@ def plot_curves(results: dict[str, list[dict]], path: Path) -> Path | None:
     plt = _plt()
     if plt is None:
         return None
-    panels = [("charts/score", "score"), ("charts/n_spawned", "spawns / episode"), ("charts/speedup", "speedup"), ("charts/spurious_spawn_rate", "spurious-spawn rate")]
+    panels = [
+        ("charts/score", "score"),
+        ("charts/n_spawned", "spawns / episode"),
+        ("charts/speedup", "speedup"),
+        ("charts/spurious_spawn_rate", "spurious-spawn rate"),
+    ]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (key, label) in zip(axes, panels):
         for c, (name, runs) in enumerate(results.items()):
             for j, run in enumerate(runs):
                 h = run["history"]
-                ax.plot([r["global_step"] for r in h], [r.get(key, np.nan) for r in h], color=colors[c % len(colors)], alpha=0.8, label=name if j == 0 else None)
+                ax.plot(
+                    [r["global_step"] for r in h],
+                    [r.get(key, np.nan) for r in h],
+                    color=colors[c % len(colors)],
+                    alpha=0.8,
+                    label=name if j == 0 else None,
+                )
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("env steps", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -234,7 +245,11 @@ def time_to_target_moe(base: dict, target: dict, max_seconds: float, eval_every:
         trainer.train(max_updates=eval_every)
         ev = _meets(MoEOrchestrator(trainer.model), target, eval_episodes)
         checks.append({"seconds": trainer.wall_time, "env_steps": trainer.global_step, **ev})
-        print(f"  moe: {trainer.global_step:>8,} steps {trainer.wall_time:6.0f} s  score {ev['score']:.3f} speedup {ev['speedup']:.2f}", file=sys.stderr, flush=True)
+        print(
+            f"  moe: {trainer.global_step:>8,} steps {trainer.wall_time:6.0f} s  score {ev['score']:.3f} speedup {ev['speedup']:.2f}",
+            file=sys.stderr,
+            flush=True,
+        )
         if ev["met"]:
             break
     return {"checks": checks, "env_steps_per_s": trainer.global_step / max(trainer.wall_time, 1e-9)}
@@ -260,10 +275,28 @@ def time_to_target_sb3(target: dict, max_seconds: float, eval_every_steps: int, 
     else:  # the same values, for installs without the repository's baselines folder
         cfg = {
             "n_envs": 8,
-            "ppo": {"learning_rate": 3e-4, "n_steps": 256, "batch_size": 256, "n_epochs": 4, "gamma": 1.0, "gae_lambda": 0.95,
-                    "clip_range": 0.2, "ent_coef": 0.01, "vf_coef": 0.5, "max_grad_norm": 0.5, "policy_kwargs": {"net_arch": [128, 128]}},
-            "parl": {"enabled": True, "parallel_form": "instantiation", "finish_form": "finish_rate", "cap": 10, "payment": "episode_end",
-                     "lambda1": {"kind": "linear", "initial": 0.3, "anneal_fraction": 0.5}, "lambda2": {"kind": "linear", "initial": 0.3, "anneal_fraction": 0.5}},
+            "ppo": {
+                "learning_rate": 3e-4,
+                "n_steps": 256,
+                "batch_size": 256,
+                "n_epochs": 4,
+                "gamma": 1.0,
+                "gae_lambda": 0.95,
+                "clip_range": 0.2,
+                "ent_coef": 0.01,
+                "vf_coef": 0.5,
+                "max_grad_norm": 0.5,
+                "policy_kwargs": {"net_arch": [128, 128]},
+            },
+            "parl": {
+                "enabled": True,
+                "parallel_form": "instantiation",
+                "finish_form": "finish_rate",
+                "cap": 10,
+                "payment": "episode_end",
+                "lambda1": {"kind": "linear", "initial": 0.3, "anneal_fraction": 0.5},
+                "lambda2": {"kind": "linear", "initial": 0.3, "anneal_fraction": 0.5},
+            },
         }
     horizon = 300_000  # the λ schedules' training length
     parl = {k: v for k, v in cfg["parl"].items() if k != "enabled"}
@@ -289,7 +322,11 @@ def time_to_target_sb3(target: dict, max_seconds: float, eval_every_steps: int, 
             state["next"] += eval_every_steps
             ev = _meets(SB3Policy(self.model, "maskable_ppo"), target, eval_episodes)
             checks.append({"seconds": state["train_s"], "env_steps": self.num_timesteps, **ev})
-            print(f"  sb3: {self.num_timesteps:>8,} steps {state['train_s']:6.0f} s  score {ev['score']:.3f} speedup {ev['speedup']:.2f}", file=sys.stderr, flush=True)
+            print(
+                f"  sb3: {self.num_timesteps:>8,} steps {state['train_s']:6.0f} s  score {ev['score']:.3f} speedup {ev['speedup']:.2f}",
+                file=sys.stderr,
+                flush=True,
+            )
             state["t0"] = time.perf_counter()
             return not ev["met"] and state["train_s"] < max_seconds
 
@@ -323,19 +360,31 @@ def time_to_target_report(moe: dict, sb3: dict, target: dict, command: str, max_
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="swarmgym study", description="The PARL study: r_perf only vs annealed/constant PARL, dense vs MoE, over seeds; plus a knob scan.")
+    p = argparse.ArgumentParser(
+        prog="swarmgym study",
+        description="The PARL study: r_perf only vs annealed/constant PARL, dense vs MoE, over seeds; plus a knob scan.",
+    )
     p.add_argument("--env-id", default="swarmgym/Mixed-v0", help="configuration: env id (default swarmgym/Mixed-v0)")
     p.add_argument("--knob", default="default", choices=sorted(KNOBS), help="knob setting of part 1 (default: the id as registered)")
     p.add_argument("--conditions", nargs="*", default=list(CONDITIONS), choices=list(CONDITIONS), help="conditions of part 1 (default all)")
     p.add_argument("--seeds", type=int, default=2, help="seeds per condition (default 2)")
     p.add_argument("--total-steps", type=int, default=150_000, help="env steps per run of part 1 (default 150000)")
-    p.add_argument("--scan", nargs="*", default=None, metavar="KNOB", help=f"run the knob scan over these settings (no names: all of {', '.join(KNOBS)})")
+    p.add_argument(
+        "--scan",
+        nargs="*",
+        default=None,
+        metavar="KNOB",
+        help=f"run the knob scan over these settings (no names: all of {', '.join(KNOBS)})",
+    )
     p.add_argument("--scan-steps", type=int, default=60_000, help="env steps per scan run (default 60000)")
     p.add_argument("--eval-episodes", type=int, default=200, help="greedy evaluation episodes per run (default 200)")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="PPOConfig changes for every run (as in swarmgym train)")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE", help="PPOConfig changes for every run (as in swarmgym train)"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
     p.add_argument("--workers", type=int, default=1, help="runs trained in parallel processes (default 1)")
     p.add_argument("--out", default="runs/study", help="report folder (default runs/study)")
+    p.add_argument("--runs-dir", default=None, help="folder for the runs' checkpoints and logs (default OUT/runs)")
     p.add_argument("--notes", default=None, help="a Markdown file whose text is added to the report as its discussion")
     p.add_argument("--quick", action="store_true", help="seconds-long smoke run (tiny model, few steps)")
     p.add_argument(
@@ -378,10 +427,10 @@ def cli_main(argv: list[str]) -> int:
         episodes = 8 if args.quick else min(args.eval_episodes, 200)
         max_s = 5.0 if args.quick else args.max_seconds
         target = _widesearch_target(episodes)
-        moe = time_to_target_moe(base, target, max_s, 1 if args.quick else 4, episodes)
+        moe = time_to_target_moe(base, target, max_s, 1, episodes)  # a check after every update (4096 steps)
         sb3 = {"checks": [], "env_steps_per_s": float("nan")}
         if not args.skip_sb3:
-            sb3 = time_to_target_sb3(target, max_s, 512 if args.quick else 16_384, episodes)
+            sb3 = time_to_target_sb3(target, max_s, 512 if args.quick else 2048, episodes)  # every rollout (8 x 256)
         text = time_to_target_report(moe, sb3, target, command, max_s)
         (out / "time_to_target.md").write_text(text)
         (out / "time_to_target.json").write_text(json.dumps({"target": target, "moe": moe, "sb3": sb3}, indent=2) + "\n")
@@ -389,6 +438,7 @@ def cli_main(argv: list[str]) -> int:
         return 0
     t_start = time.perf_counter()
     rollout = base["num_envs"] * base["num_steps"]
+    runs_dir = Path(args.runs_dir) if args.runs_dir else out / "runs"
 
     # ---- the runs: part 1 (conditions x seeds) and part 2 (knob scan), in --workers processes
     env_over, cfg_over, knob_doc = KNOBS[args.knob]
@@ -397,7 +447,7 @@ def cli_main(argv: list[str]) -> int:
         for seed in range(args.seeds):
             cond = _merge(CONDITIONS[name], cfg_over)
             cond["total_steps"] = max(args.total_steps, rollout)
-            jobs.append((("part1", name, seed), (base, cond, env_over, seed, out / "runs" / f"{name}-s{seed}", args.eval_episodes)))
+            jobs.append((("part1", name, seed), (base, cond, env_over, seed, runs_dir / f"{name}-s{seed}", args.eval_episodes)))
     scan_knobs = [] if args.scan is None else (args.scan or list(KNOBS))
     for knob in scan_knobs:
         if knob not in KNOBS:
@@ -407,7 +457,7 @@ def cli_main(argv: list[str]) -> int:
         for cname in ("r_perf", "parl_annealed"):
             cond = _merge(CONDITIONS[cname], c_over)
             cond["total_steps"] = max(args.scan_steps, rollout)
-            jobs.append((("scan", knob, cname), (base, cond, e_over, 0, out / "runs" / f"scan-{knob}-{cname}", args.eval_episodes)))
+            jobs.append((("scan", knob, cname), (base, cond, e_over, 0, runs_dir / f"scan-{knob}-{cname}", args.eval_episodes)))
     done: dict[tuple, dict] = {}
 
     def report(key, run):
@@ -481,7 +531,10 @@ def cli_main(argv: list[str]) -> int:
     if scan:
         lines += ["## Knob scan: where does r_perf alone collapse to serial?", ""]
         lines += [f"* `{k}`: {KNOBS[k][2]}" for k in scan] + ["", scan_table(scan)]
-        lines += [f"'collapsed' = serial-collapse index >= {COLLAPSED_AT} under the greedy policy (at least half of the available speedup left unused).", ""]
+        lines += [
+            f"'collapsed' = serial-collapse index >= {COLLAPSED_AT} under the greedy policy (at least half of the available speedup left unused).",
+            "",
+        ]
     if args.notes:
         lines += ["## Discussion", "", Path(args.notes).read_text().strip(), ""]
     (out / "report.md").write_text("\n".join(lines))

@@ -88,7 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=["linear", "cosine", "step", "constant"], default="linear", help="λ schedule (default linear)")
     p.add_argument("--no-parl", action="store_true", help="train on r_perf alone")
     p.add_argument("--token-cost", type=float, default=None, help="reward penalty per 100k tokens (default 0)")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="any PPOConfig field, e.g. --set ent_coef=0.02 --set model.d_model=64")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="any PPOConfig field, e.g. --set ent_coef=0.02 --set model.d_model=64",
+    )
     p.add_argument("--engine", choices=["auto", "batched", "gym"], default="auto", help="env engine (default auto)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0 = torch's choice)")
@@ -133,7 +139,9 @@ def make_config(args: argparse.Namespace) -> "Any":
     return PPOConfig.from_dict(d)
 
 
-def evaluate_policy(policy: Any, env_ids: list[str], n_seeds: int, *, env_overrides: dict | None = None, reference: bool = True) -> list[dict]:
+def evaluate_policy(
+    policy: Any, env_ids: list[str], n_seeds: int, *, env_overrides: dict | None = None, reference: bool = True
+) -> list[dict]:
     """The trained policy and (``reference``) the hand-coded orchestrators on the same episodes;
     returns :func:`swarmgym.evaluation.table_rows`."""
     from swarmgym.evaluation import evaluate, table_rows
@@ -244,9 +252,9 @@ def family_expert_load(history: list[dict]) -> dict[str, np.ndarray]:
     for fam, layers in out.items():
         n_l, n_e = max(layers) + 1, max(max(v) for v in layers.values()) + 1
         arr = np.full((n_l, n_e), np.nan)
-        for l, experts in layers.items():
+        for layer, experts in layers.items():
             for e, v in experts.items():
-                arr[l, e] = v
+                arr[layer, e] = v
         result[fam] = arr
     return result
 
@@ -260,13 +268,13 @@ def plot_expert_load(history: list[dict], path: Path, title: str = "") -> Path |
     fams = list(loads)
     n_layers = next(iter(loads.values())).shape[0]
     fig, axes = plt.subplots(1, n_layers, figsize=(4.5 * n_layers, 0.5 * len(fams) + 1.6), squeeze=False)
-    for l, ax in enumerate(axes[0]):
-        mat = np.stack([loads[f][l] for f in fams])
+    for layer, ax in enumerate(axes[0]):
+        mat = np.stack([loads[f][layer] for f in fams])
         im = ax.imshow(mat, aspect="auto", cmap="viridis", vmin=0.0)
         ax.set_yticks(range(len(fams)), fams, fontsize=7)
         ax.set_xticks(range(mat.shape[1]), [str(e) for e in range(mat.shape[1])], fontsize=7)
         ax.set_xlabel("expert", fontsize=8)
-        ax.set_title(f"layer {l}: share of a family's tokens", fontsize=9)
+        ax.set_title(f"layer {layer}: share of a family's tokens", fontsize=9)
         fig.colorbar(im, ax=ax, fraction=0.046)
     if title:
         fig.suptitle(title, fontsize=10)
