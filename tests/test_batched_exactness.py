@@ -164,3 +164,24 @@ def test_float32_features__division_equals_reference_float64_reciprocal_product(
         ref = np.minimum(e * (1.0 / w), 1.0).astype(np.float32)
         got = np.minimum(e.astype(np.float32) / np.float32(w), np.float32(1.0))
         assert np.array_equal(ref, got), w
+
+
+@pytest.mark.parametrize("sync_free", [False, True])
+def test_batched_engine__graphs_wider_than_one_bit_set_word_match_reference(sync_free):
+    """n_max = 72 > 52 node slots per word: completions span two words; 16 sub-agents return together."""
+    generator_kwargs = {"width": (55, 60), "lookup_work": (1, 2)}
+    config = {"max_subagents": 16, "reliability": {"fail_base": (0.3,) * 4, "wrong_base": (0.3,) * 4}}
+    engine = BatchedSwarmEngine("WideSearch", generator_kwargs, config, n_max=72, num_envs=3, bank_size=3, seed=1, sync_free=sync_free)
+    engine.reset(seed=0)
+    assert engine._W == 2
+    refs = [SwarmEnv("WideSearch", generator_kwargs, config, n_max=72) for _ in range(3)]
+    rng = np.random.default_rng(0)
+    n = engine.n_max
+
+    def choose(mask: np.ndarray) -> int:
+        valid = np.flatnonzero(mask)
+        valid = valid[valid != 2 * n + 1] if len(valid) > 1 else valid
+        spawns = valid[(valid >= n) & (valid < 2 * n)]
+        return int(rng.choice(spawns if len(spawns) and rng.random() < 0.7 else valid))
+
+    assert run_side_by_side(engine, refs, choose, max_steps=150) >= 3
