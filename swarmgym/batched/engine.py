@@ -565,7 +565,6 @@ class BatchedSwarmEngine:
         old_finish = self._finish_time.gather(1, node)
         self._finish_time.scatter_(1, node, torch.where(st, t.to(i32)[:, None] + dur, old_finish))
         s["start_time"].scatter_(1, node, torch.where(st, t.to(torch.float32)[:, None], s["start_time"].gather(1, node)))
-
         fail = s["fate_fail"].reshape(N, -1).gather(1, slot)
         wrong = s["fate_wrong"].reshape(N, -1).gather(1, slot)
         _put(s["cur_fail"], node, st, fail)
