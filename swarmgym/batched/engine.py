@@ -459,7 +459,9 @@ class BatchedSwarmEngine:
                 raise ValueError(f"actions must be integers in [0, {self.n_actions - 1}]")
             reward, terminated, truncated, done = self._dynamics(a)
             info: dict[str, Any] = {"metrics": self._metrics(done), "done_mask": done, "truncated": truncated}
-            self._encode(live=~done)
+            # a truncated episode is not over for the env (TimeLimit cuts it from outside): its
+            # final observation and mask are those of a live state, as the reference's are
+            self._encode(live=~terminated)
             if final_obs:
                 fo = {k: v.clone() for k, v in self.observation(contiguous=True).items()}
                 info["final_obs"] = fo
