@@ -356,6 +356,10 @@ def time_to_target_report(moe: dict, sb3: dict, target: dict, command: str, max_
         lines.append(
             f"| {name} | {'yes' if hit else 'no'} | {row['seconds']:.0f} | {row['env_steps']:,} | {res['env_steps_per_s']:,.0f} | {row['score']:.3f} | {row['speedup']:.2f} |"
         )
+    lines += ["", "Checks (greedy evaluation after each rollout: env steps, training seconds, score, speedup):", ""]
+    for name, res in (("MoE", moe), ("MaskablePPO", sb3)):
+        trail = ", ".join(f"{c['env_steps']:,}: {c['seconds']:.1f} s {c['score']:.3f}/{c['speedup']:.2f}" for c in res["checks"])
+        lines.append(f"* {name}: {trail or '(not run)'}")
     return "\n".join(lines) + "\n"
 
 
