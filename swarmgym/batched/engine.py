@@ -122,6 +122,18 @@ def _put(x: torch.Tensor, node: torch.Tensor, cond: torch.Tensor, value: bool | 
         x.scatter_(1, node, torch.where(cond, value, old))
 
 
+def _rows(x: torch.Tensor, count: int) -> torch.Tensor:
+    """``x`` (contiguous, ``count`` rows) as ``[count, k]`` of the widest integer word its row's bytes
+    divide into: row copies then move 8-byte words, not bytes (5x fewer elements for bool rows)."""
+    flat = x.view(count, -1)
+    row_bytes = flat.shape[1] * flat.element_size()
+    for dtype in (torch.int64, torch.int32, torch.int16):
+        size = torch.empty((), dtype=dtype).element_size()
+        if row_bytes % size == 0 and size > flat.element_size():
+            return flat.view(dtype)
+    return flat
+
+
 def _count(x: torch.Tensor) -> torch.Tensor:
     """Trues per row of a ``[N, n]`` bool tensor, as int64. Summed as bytes in a byte-wide
     accumulator where a row cannot overflow it (no ``[N, n]`` widening copy)."""
@@ -342,10 +354,10 @@ class BatchedSwarmEngine:
         bt = bank.tensors
         N, B = self.num_envs, bank.size
         pairs = [(dst, bt[name]) for name, dst in self._static.items()] + [(dst, bt[src]) for dst, src in self._from_bank.values()]
-        for dst, src in pairs:  # rows as flat vectors: index_select/index_copy_ on 2-D tensors are plain row copies
-            dst.view(N, -1).index_copy_(0, env_ids, src.view(B, -1).index_select(0, slots))
+        for dst, src in pairs:  # rows as flat vectors of the widest word: index_copy_ copies element by element
+            _rows(dst, N).index_copy_(0, env_ids, _rows(src, B).index_select(0, slots))
         for dst in self._zero.values():
-            dst.view(N, -1).index_fill_(0, env_ids, 0)
+            _rows(dst, N).index_fill_(0, env_ids, 0)
         self._finish_time.index_fill_(0, env_ids, _NOT_RUNNING)
         self._instance_ref.index_copy_(0, env_ids, slots if bank is self.bank else torch.full_like(slots, -1))
 
