@@ -113,7 +113,7 @@ def _spawn_heavy_actions(env_kwargs: dict, seed: int, num_envs: int, steps: int)
 
 @pytest.mark.parametrize("sync_free", [False, True])
 def test_batched_engine__graphs_wider_than_one_bit_set_word_match_reference(sync_free):
-    """n_max = 72 > 52 node slots per word: completions span two words; 16 sub-agents return together."""
+    """n_max = 72 > 32 node slots per bit-set word: parent sets span three words; 16 sub-agents return together."""
     overrides = {
         "generator_kwargs": {"width": (55, 60), "lookup_work": (1, 2)},
         "config": {"max_subagents": 16, "reliability": {"fail_base": (0.3,) * 4, "wrong_base": (0.3,) * 4}},
@@ -122,7 +122,7 @@ def test_batched_engine__graphs_wider_than_one_bit_set_word_match_reference(sync
     env_kwargs = {k: v for k, v in gym.spec("swarmgym/WideSearch-v0").kwargs.items() if k != "observation_mode"}
     env_kwargs.update(overrides)
     actions = _spawn_heavy_actions(env_kwargs, seed=1, num_envs=3, steps=150)
-    assert _engine_factory("swarmgym/WideSearch-v0", overrides, sync_free)(1)._W == 2
+    assert _engine_factory("swarmgym/WideSearch-v0", overrides, sync_free)(1)._W == 3
     factory = _engine_factory("swarmgym/WideSearch-v0", overrides, sync_free)
     assert replay_batched("swarmgym/WideSearch-v0", 1, actions, engine_factory=factory, **overrides) == actions
 

@@ -42,7 +42,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from swarmgym.batched.instance_bank import BITS_PER_WORD, InstanceBank, generate_instances, n_words
+from swarmgym.batched.instance_bank import InstanceBank, generate_instances
 from swarmgym.config import SwarmConfig
 from swarmgym.env import (
     GLOBAL_FEATURES,
@@ -71,6 +71,8 @@ DYNAMIC_COLUMNS = (
     _F["last_attempt_failed"],
     _F["subagent_elapsed"],
 )
+#: Nodes per word of the engine's bit sets of nodes (int32 words: 32-bit passes vectorise, 64-bit shifts do not).
+SET_BITS = 32
 #: Finish time of a node no sub-agent runs on (larger than any clock value).
 _NOT_RUNNING = 1 << 30
 
@@ -213,7 +215,7 @@ class BatchedSwarmEngine:
         self._torch_gen.manual_seed(int(seed))
         self._steps = 0
         cfg = self.config
-        A, W, m = cfg.max_attempts, n_words(n), cfg.max_subagents
+        A, W, m = cfg.max_attempts, -(-n // SET_BITS), cfg.max_subagents
         self._W = W
         dev = self.device
         tok = cfg.tokens
@@ -221,6 +223,7 @@ class BatchedSwarmEngine:
         self._sub_in, self._sub_out = tok.subagent_step_input, tok.subagent_tick_output
         self._result = tok.result_tokens
 
+        self._word_value = self._word_value_of(n)
         self.bank = self._build_bank(generate_instances(self.generator, cfg, self._np_rng, self.bank_size))
 
         def z(*shape, dtype):
@@ -232,13 +235,15 @@ class BatchedSwarmEngine:
         self._static = {
             "node_i32": z(N, 3, n, dtype=torch.int32),  # work, top_level, parent_top
             "handoff": z(N, n, dtype=torch.int64),
-            "children": z(N, n + 1, n, dtype=torch.uint8),
+            "parent_bits": z(N, W, n, dtype=torch.int32),  # word w of node i: its parents among nodes 32w..32w+31
             "targets": z(N, n, dtype=torch.bool),
             "fate_duration": z(N, n, A, dtype=torch.int32),
             "fate_bools": z(N, 2, n, A, dtype=torch.bool),  # fate_fail, fate_wrong
             "work_div": z(N, n, dtype=torch.float32),
-            "scalars": z(N, len(_SCALARS), dtype=torch.int64),
         }
+        # per-instance integers and per-env counters are env-minor ([k, N]): each is a contiguous row
+        # (a column of an env-major block is one cache line per env: a [N] op on it costs 20x more)
+        self._scalars = z(len(_SCALARS), N, dtype=torch.int64)
         # -- dynamic state initialised from the bank
         self._nodes_fm = z(N, len(NODE_FEATURES), n, dtype=torch.float32)  # feature-major node features
         self._globals = z(N, len(GLOBAL_FEATURES), dtype=torch.float32)
@@ -248,7 +253,6 @@ class BatchedSwarmEngine:
         self._flags = z(N, 5, n, dtype=torch.bool)
         self._from_bank = {
             "flags": (self._flags, "flags0"),
-            "unfinished": (z(N, n, dtype=torch.int16), "n_parents"),
             "work_left": (z(N, n, dtype=torch.int32), "work"),
             "nodes_fm": (self._nodes_fm, "nodes0_fm"),
             "globals": (self._globals, "globals0"),
@@ -259,7 +263,7 @@ class BatchedSwarmEngine:
             self._from_bank["adjacency"] = (self._adjacency, "adjacency")
         # -- dynamic state initialised to zero (finish_time is set to _NOT_RUNNING separately), in
         # three blocks so an autoreset clears it with three row fills; the names are views into them
-        node_bools = ("correct", "poisoned", "last_failed", "overlapped", "cur_fail", "cur_wrong", "cur_ok", "exhausted")
+        node_bools = ("correct", "last_failed", "overlapped", "cur_fail", "cur_wrong", "cur_ok", "exhausted")
         node_ints = ("attempts",)
         counters = (
             "t",
@@ -278,17 +282,17 @@ class BatchedSwarmEngine:
             "episode_steps",
         )
         self._zero = {
-            "node_bools": z(N, len(node_bools), n, dtype=torch.bool),  # poisoned: some parent is done and wrong
+            "node_bools": z(N, len(node_bools), n, dtype=torch.bool),
             "node_ints": z(N, len(node_ints), n, dtype=torch.int32),
             # start_time in float32 (exact below 2**24 ticks), so elapsed/work is one float op
             "node_floats": z(N, 1, n, dtype=torch.float32),
-            "counters": z(N, len(counters) + m + 1, dtype=torch.int64),  # then the concurrency histogram
         }
         views = {name: self._zero["node_bools"][:, k] for k, name in enumerate(node_bools)}
         views.update({name: self._zero["node_ints"][:, k] for k, name in enumerate(node_ints)})
         views["start_time"] = self._zero["node_floats"][:, 0]
-        views.update({name: self._zero["counters"][:, k] for k, name in enumerate(counters)})
-        views["concurrency_ticks"] = self._zero["counters"][:, len(counters) :]
+        self._counters = z(len(counters) + m + 1, N, dtype=torch.int64)  # then the concurrency histogram
+        views.update({name: self._counters[k] for k, name in enumerate(counters)})
+        views["concurrency_ticks"] = self._counters[len(counters) :].t()  # [N, m + 1]
         self._counter_names = counters
         self._finish_time = torch.full((N, n), _NOT_RUNNING, dtype=torch.int32, device=dev)
         # which instance each env plays: a row of self.bank (>= 0) or -(k + 1) for the k-th
@@ -300,17 +304,19 @@ class BatchedSwarmEngine:
         s["work"], s["top_level"], s["parent_top"] = st["node_i32"][:, 0], st["node_i32"][:, 1], st["node_i32"][:, 2]
         s["fate_fail"], s["fate_wrong"] = st["fate_bools"][:, 0], st["fate_bools"][:, 1]
         for k, name in enumerate(_SCALARS):
-            s[name] = st["scalars"][:, k]
+            s[name] = self._scalars[k]
         for k, name in enumerate(("blocked", "ready", "active", "running", "done")):
             s[name] = self._flags[:, k]
         self._s = s
         # constants
-        self._word_value = [
-            2.0 ** torch.arange(min(BITS_PER_WORD, n - w * BITS_PER_WORD), dtype=torch.float64, device=dev) for w in range(W)
-        ]
-        self._row_base = torch.arange(N, device=dev) * (n + 1)
+        # parents not done yet, per node: recomputed each step from the bit sets (not state)
+        self._unfinished = z(N, n, dtype=torch.int32)
+        self._scratch = z(2, N, n, dtype=torch.int32)
         self._env_ids = torch.arange(N, device=dev)
         self._zero_f32 = torch.zeros((), dtype=torch.float32, device=dev)
+        self._onehot = torch.eye(5, dtype=torch.bool, device=dev)  # status rows: blocked .. done
+        self._two_false = torch.zeros(1, 2, dtype=torch.bool, device=dev)
+        self._nb_count = len(node_bools)
         self._not_running = torch.tensor(_NOT_RUNNING, dtype=torch.int32, device=dev)
         # globals written each step: time_used, time_left, running, spawns, tokens, nodes_done, targets_done
         self._glob_cols = torch.tensor([0, 1, 2, 3, 5, 6, 7], device=dev)
@@ -324,13 +330,30 @@ class BatchedSwarmEngine:
         self._is_reset = False
 
     # ------------------------------------------------------------------ bank
+    def _word_value_of(self, n: int) -> list[torch.Tensor]:
+        """Per bit-set word, the float64 value of each of its bits (``_bits`` multiplies by it)."""
+        return [
+            2.0 ** torch.arange(min(SET_BITS, n - w * SET_BITS), dtype=torch.float64, device=self.device)
+            for w in range(-(-n // SET_BITS))
+        ]
+
     def _build_bank(self, instances: Sequence[TaskInstance]) -> InstanceBank:
         bank = InstanceBank(instances, self.config, self.n_max, self._ref, self.family_names, self.device, self.with_adjacency)
         t = bank.tensors
         t["node_i32"] = torch.stack([t["work"], t["top_level"], t["parent_top"]], 1)
         t["fate_bools"] = torch.stack([t["fate_fail"], t["fate_wrong"]], 1)
-        t["scalars"] = torch.stack([t[name] for name in _SCALARS], 1)
+        t["scalars"] = torch.stack([t[name] for name in _SCALARS], 0)  # [k, B], as the engine's
         t["nodes0_fm"] = t["nodes0"].transpose(1, 2).contiguous()
+        # parent bit sets from the children matrix: bit p of word w of node i iff 32w + p is a parent of i
+        # (a sum of distinct powers of two is their OR; bit 31 is the int32 sign bit)
+        parents = t["children"][:, : self.n_max].to(torch.int64)
+        t["parent_bits"] = torch.stack(
+            [
+                (parents[:, w * SET_BITS : (w + 1) * SET_BITS] << torch.arange(v.numel(), device=self.device)[:, None]).sum(1)
+                for w, v in enumerate(self._word_value_of(self.n_max))
+            ],
+            1,
+        ).to(torch.int32)
         # a padding slot divides by 1 (its elapsed time is multiplied by 0)
         t["work_div"] = t["work"].clamp(min=1).to(torch.float32)
         return bank
@@ -358,6 +381,8 @@ class BatchedSwarmEngine:
             _rows(dst, N).index_copy_(0, env_ids, _rows(src, B).index_select(0, slots))
         for dst in self._zero.values():
             _rows(dst, N).index_fill_(0, env_ids, 0)
+        self._scalars.index_copy_(1, env_ids, bt["scalars"].index_select(1, slots))
+        self._counters.index_fill_(1, env_ids, 0)
         self._finish_time.index_fill_(0, env_ids, _NOT_RUNNING)
         self._instance_ref.index_copy_(0, env_ids, slots if bank is self.bank else torch.full_like(slots, -1))
 
@@ -375,6 +400,8 @@ class BatchedSwarmEngine:
             sel(dst, bt[src][slots].to(dst.dtype))
         for dst in self._zero.values():
             sel(dst, torch.zeros((), dtype=dst.dtype, device=self.device))
+        self._scalars.copy_(torch.where(env_mask, bt["scalars"][:, slots], self._scalars))
+        self._counters.masked_fill_(env_mask, 0)
         sel(self._finish_time, torch.full((), _NOT_RUNNING, dtype=torch.int32, device=self.device))
         sel(self._instance_ref, slots)
 
@@ -503,6 +530,11 @@ class BatchedSwarmEngine:
         invalid = ~valid
         turn = do_ok | wait_ok | invalid
         t, budget = s["t"], s["budget"]
+        pb = s["parent_bits"]
+        # nodes done with a wrong output, as bit sets: a node with such a parent cannot be right
+        # (this step's completions have all their parents done before the step, so the set of
+        # the step's start decides them all)
+        bad = self._bits(s["done"] & ~s["correct"])
         # 2. do: one tick of the orchestrator's own work on the node
         # (single-node updates are gathers and scatters of one entry per env, not [N, n] passes; the
         # node completes, if its work is done, here rather than after the clock advance: nothing
@@ -511,10 +543,13 @@ class BatchedSwarmEngine:
         wl = s["work_left"].gather(1, node) - do1.to(i32)
         s["work_left"].scatter_(1, node, wl)
         do_done = do1 & (wl == 0)  # [N, 1]
-        do_wrong = do_done & s["poisoned"].gather(1, node)
-        _put(s["ready"], node, do1, False)
-        _put(s["active"], node, do1, ~do_done)
-        _put(s["done"], node, do_done, True)
+        node_parents = pb.gather(2, node[:, None, :].expand(-1, self._W, 1)).squeeze(2)  # [N, W]
+        do_wrong = do_done & ((node_parents & bad) != 0).any(1, keepdim=True)
+        # the do node's status row becomes active, or done (one gather and one scatter of the block)
+        at_node5 = node[:, None, :].expand(-1, 5, 1)
+        row = self._flags.gather(2, at_node5).squeeze(2)
+        row = torch.where(do1, torch.where(do_done, self._onehot[4], self._onehot[2]), row)
+        self._flags.scatter_(2, at_node5, row[:, :, None])
         _put(s["correct"], node, do_done & ~do_wrong, True)
         # 3. spawn: the hand-off is written and read; the turn goes on
         hand = s["handoff"].gather(1, node).squeeze(1) * sp_ok
@@ -557,14 +592,14 @@ class BatchedSwarmEngine:
         torch.where(finished, self._not_running, self._finish_time, out=self._finish_time)
         # 6. completions: done; correct iff the outcome is right and no parent's output is wrong
         completed = fin_ok | fin_wrong
-        new_correct = fin_ok & ~s["poisoned"]
+        new_correct = fin_ok & ~self._has_parent_in(bad)
         s["correct"] |= new_correct
         s["done"] |= completed
         s["work_left"].masked_fill_(completed, 0)
-        # 7. children learn of their parents' completion (the do node's, then one completed
-        # sub-agent node per env per pass)
-        self._propagate(completed, completed & ~new_correct, torch.where(do_done, node, n).squeeze(1), do_wrong.squeeze(1))
-        newly_ready = s["blocked"] & (s["unfinished"] == 0)
+        # 7. children learn of their parents' completion: a node's unfinished parents are its
+        # parent bits outside the done set (a popcount; no pass per completion)
+        self._count_unfinished(self._bits(s["done"]))
+        newly_ready = s["blocked"] & (self._unfinished == 0)
         s["blocked"] &= ~newly_ready
         s["ready"] |= newly_ready
         # 8. spawn: the sub-agent starts (unless a spawn tick ran the budget out)
@@ -575,19 +610,19 @@ class BatchedSwarmEngine:
         dur = s["fate_duration"].view(N, -1).gather(1, slot)
         st = start[:, None]
         s["attempts"].scatter_(1, node, att + st.to(i32))
-        s["exhausted"].scatter_(1, node, att + st.to(i32) >= A)
         old_finish = self._finish_time.gather(1, node)
         self._finish_time.scatter_(1, node, torch.where(st, t.to(i32)[:, None] + dur, old_finish))
         s["start_time"].scatter_(1, node, torch.where(st, t.to(torch.float32)[:, None], s["start_time"].gather(1, node)))
-        fail = s["fate_fail"].reshape(N, -1).gather(1, slot)
-        wrong = s["fate_wrong"].reshape(N, -1).gather(1, slot)
-        _put(s["cur_fail"], node, st, fail)
-        _put(s["cur_wrong"], node, st, wrong)
-        _put(s["cur_ok"], node, st, ~(fail | wrong))
-        _put(s["ready"], node, st, False)
-        _put(s["running"], node, st, True)
-        _put(s["last_failed"], node, st, False)
-        _put(s["overlapped"], node, st, False)
+        fates = s["fate_bools"].view(N, 2, -1).gather(2, slot[:, None, :].expand(-1, 2, 1)).squeeze(2)  # fail, wrong
+        # the node's status row becomes running; its per-node flags (correct, last_failed, overlapped,
+        # cur_fail, cur_wrong, cur_ok, exhausted) are rewritten: one gather and one scatter per block
+        row = self._flags.gather(2, at_node5).squeeze(2)
+        self._flags.scatter_(2, at_node5, torch.where(st, self._onehot[3], row)[:, :, None])
+        at_node7 = node[:, None, :].expand(-1, self._nb_count, 1)
+        nb = self._zero["node_bools"]
+        row = nb.gather(2, at_node7).squeeze(2)
+        new = torch.cat([row[:, :1], self._two_false.expand(N, 2), fates, ~(fates[:, :1] | fates[:, 1:]), att + 1 >= A], 1)
+        nb.scatter_(2, at_node7, torch.where(st, new, row)[:, :, None])
         s["n_spawned"] += start
         s["n_running"] += start
         # 9. end of turn, budget, truncation, reward
@@ -607,64 +642,42 @@ class BatchedSwarmEngine:
 
     # ------------------------------------------------------------------ helpers
     def _bits(self, x: torch.Tensor) -> torch.Tensor:
-        """``[N, n]`` bools -> ``[N, W]`` int64 bit sets (node j: word j // 52, bit j % 52)."""
+        """``[N, n]`` bools -> ``[N, W]`` int32 bit sets (node j: word j // 32, bit j % 32; a float64
+        matrix-vector product is exact below 2**53, and the int64 -> int32 cast keeps the low 32 bits)."""
         words = []
         for w, value in enumerate(self._word_value):
-            part = x[:, w * BITS_PER_WORD : w * BITS_PER_WORD + value.numel()]
+            part = x[:, w * SET_BITS : w * SET_BITS + value.numel()]
             words.append(torch.mv(part.to(torch.float64), value).to(torch.int64))
-        return torch.stack(words, 1)
+        return torch.stack(words, 1).to(torch.int32)
 
-    def _propagate(self, completed: torch.Tensor, wrong: torch.Tensor, do_node: torch.Tensor, do_wrong: torch.Tensor) -> None:
-        """Children of ``completed`` nodes (and of ``do_node``, one per env, ``n_max`` for none)
-        lose an unfinished parent; children of ``wrong`` ones (``do_wrong``) are poisoned
-        (their output cannot be right).
+    def _has_parent_in(self, node_set: torch.Tensor) -> torch.Tensor:
+        """``[N, n]`` bools: the node has a parent in ``node_set`` (``[N, W]`` bit sets)."""
+        pb = self._s["parent_bits"]
+        hit = (pb[:, 0] & node_set[:, :1]) != 0
+        for w in range(1, self._W):
+            hit |= (pb[:, w] & node_set[:, w : w + 1]) != 0
+        return hit
 
-        Each pass takes the lowest completed node of every env (per bit-set word) and
-        subtracts its row of the children matrix. On CPU passes run while some env has a
-        completion left; sync-free there are always ``max_subagents`` of them (the most
-        sub-agents that can return in one step)."""
-        s = self._s
-        n = self.n_max
-        comp = self._bits(completed)
-        any_wrong = self.sync_free or bool(wrong.view(torch.uint8).max() > 0)
-        bad = self._bits(wrong) if any_wrong else None
-        children = s["children"].view(-1, n)
-        unfinished, poisoned = s["unfinished"], s["poisoned"]
-        rows = children.index_select(0, self._row_base + do_node)  # the do node's children (row n: none)
-        unfinished -= rows
-        poisoned |= rows.view(torch.bool) & do_wrong[:, None]
-        if self.sync_free:  # dense passes over every env, a fixed number of them
-            for _ in range(self.config.max_subagents):
-                low = comp & -comp  # the lowest set bit of each word (0 if none)
-                comp ^= low
-                for w in range(self._W):
-                    rows = children.index_select(0, self._row_base + self._lowest_node(low[:, w], w))  # row n: none
-                    unfinished -= rows
-                    poisoned |= rows.view(torch.bool) & ((bad[:, w] & low[:, w]) != 0)[:, None]
-            return
-        # CPU: passes over the envs that still have a completion left (fewer each pass)
-        envs = (comp != 0).any(1).nonzero().squeeze(1)
-        comp = comp.index_select(0, envs)
-        if bad is not None:
-            bad = bad.index_select(0, envs)
-        while envs.numel():
-            low = comp & -comp
-            comp ^= low
-            for w in range(self._W):
-                rows = children.index_select(0, self._row_base.index_select(0, envs) + self._lowest_node(low[:, w], w))
-                unfinished.index_put_((envs,), unfinished.index_select(0, envs) - rows)
-                if bad is not None:
-                    hit = rows.view(torch.bool) & ((bad[:, w] & low[:, w]) != 0)[:, None]
-                    poisoned.index_put_((envs,), poisoned.index_select(0, envs) | hit)
-            left = (comp != 0).any(1)
-            if not bool(left.all()):
-                envs, comp = envs[left], comp[left]
-                if bad is not None:
-                    bad = bad[left]
-
-    def _lowest_node(self, low_word: torch.Tensor, word: int) -> torch.Tensor:
-        """Node index of a word's single set bit, or ``n_max`` (the children matrix's empty row) if 0."""
-        return torch.where(low_word > 0, torch.log2(low_word.to(torch.float64)).to(torch.int64) + word * BITS_PER_WORD, self.n_max)
+    def _count_unfinished(self, done_set: torch.Tensor) -> None:
+        """``self._unfinished``: per node, its parents outside ``done_set`` (``[N, W]`` bit sets): a
+        branch-free popcount of 32-bit words, in place in two scratch buffers. The shifts are
+        arithmetic (int32), so each is masked before its bits are added."""
+        pb = self._s["parent_bits"]
+        out, x, y = self._unfinished, self._scratch[0], self._scratch[1]
+        shr = torch.bitwise_right_shift
+        for w in range(self._W):
+            torch.bitwise_and(pb[:, w], ~done_set[:, w : w + 1], out=x)
+            shr(x, 1, out=y).bitwise_and_(0x55555555)
+            x.sub_(y)  # 2-bit counts (two's complement wrap-around keeps the bit pattern)
+            shr(x, 2, out=y).bitwise_and_(0x33333333)
+            x.bitwise_and_(0x33333333).add_(y)  # 4-bit counts
+            x.add_(shr(x, 4, out=y)).bitwise_and_(0x0F0F0F0F)  # byte counts; bit 31 now clear
+            x.add_(shr(x, 8, out=y))
+            x.add_(shr(x, 16, out=y))
+            if w == 0:
+                torch.bitwise_and(x, 0x3F, out=out)
+            else:
+                out.add_(x.bitwise_and_(0x3F))
 
     def _score_f1(self) -> torch.Tensor:
         s = self._s
@@ -687,7 +700,7 @@ class BatchedSwarmEngine:
         # k / A and e / w for the small integers here round to the same float32 whether computed
         # in float64 (as SwarmEnv does, multiplying by the reciprocal) or divided in float32
         torch.div(s["attempts"], cfg.max_attempts, out=fm[:, F["attempts"]])
-        torch.mul(s["unfinished"].clamp(max=int(UNFINISHED_SCALE)), 1.0 / UNFINISHED_SCALE, out=fm[:, F["unfinished_parents"]])
+        torch.mul(self._unfinished.clamp(max=int(UNFINISHED_SCALE)), 1.0 / UNFINISHED_SCALE, out=fm[:, F["unfinished_parents"]])
         fm[:, F["last_attempt_failed"]] = s["last_failed"].view(torch.uint8)
         elapsed = (s["t"].to(torch.float32)[:, None] - s["start_time"]).div_(s["work_div"]).clamp_(max=1.0)
         torch.where(s["running"], elapsed, self._zero_f32, out=fm[:, F["subagent_elapsed"]])
@@ -762,8 +775,8 @@ class BatchedSwarmEngine:
         collapse = torch.where(has_room, ((ideal - speedup) / torch.where(has_room, ideal - 1.0, 1.0)).clamp(0.0, 1.0), 0.0)
         # the counters and per-instance integers are read from snapshots (two copies, not one per
         # metric): the autoreset that follows clears and reloads the live ones
-        c = dict(zip(self._counter_names, self._zero["counters"].clone().unbind(1)))
-        c.update(zip(_SCALARS, self._static["scalars"].clone().unbind(1)))
+        c = dict(zip(self._counter_names, self._counters.clone().unbind(0)))
+        c.update(zip(_SCALARS, self._scalars.clone().unbind(0)))
         unfinished = c["n_running"]
         spurious = c["n_failed"] + c["n_wrong"] + c["n_isolated"] + unfinished
         n_sp = c["n_spawned"]
