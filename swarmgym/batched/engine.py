@@ -224,6 +224,8 @@ class BatchedSwarmEngine:
         self._result = tok.result_tokens
 
         self._word_value = self._word_value_of(n)
+        self._nib_pad = W * 8 - n // 4
+        self._nib_shift = torch.arange(0, 32, 4, dtype=torch.int32, device=self.device)
         self.bank = self._build_bank(generate_instances(self.generator, cfg, self._np_rng, self.bank_size))
 
         def z(*shape, dtype):
@@ -644,6 +646,17 @@ class BatchedSwarmEngine:
     def _bits(self, x: torch.Tensor) -> torch.Tensor:
         """``[N, n]`` bools -> ``[N, W]`` int32 bit sets (node j: word j // 32, bit j % 32; a float64
         matrix-vector product is exact below 2**53, and the int64 -> int32 cast keeps the low 32 bits)."""
+        if self.n_max % 4 == 0:
+            # four bools (bytes 0/1) per int32 -> four bits: byte k moves to bit k, the rest is masked off
+            v = x.view(torch.int32)
+            nib = v | (v >> 7)
+            nib |= v >> 14
+            nib |= v >> 21
+            nib &= 0xF
+            if self._nib_pad:
+                nib = torch.nn.functional.pad(nib, (0, self._nib_pad))
+            # eight nibbles per word: their shifted sum is their OR (int64, then the low 32 bits)
+            return (nib.view(-1, self._W, 8) << self._nib_shift).sum(2).to(torch.int32)
         words = []
         for w, value in enumerate(self._word_value):
             part = x[:, w * SET_BITS : w * SET_BITS + value.numel()]
