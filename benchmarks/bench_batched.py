@@ -5,7 +5,7 @@ Measured (autoreset included, random masked actions drawn in batch):
 * ``reference``: one SwarmEnv from ``gymnasium.make`` (an action drawn from ``info["action_mask"]``);
 * ``SyncVectorEnv``: Gymnasium's ``SyncVectorEnv`` of that env at each batch size (short: it is slow);
 * ``engine``: :class:`BatchedSwarmEngine` in torch (actions: a uniform draw among the valid ones,
-  ``(rand * mask).max(1)``), at each batch size; ``engine only`` excludes the action draw;
+  :func:`masked_uniform_draw`), at each batch size; ``engine only`` excludes the action draw;
 * ``SwarmVectorEnv``: the same through ``gymnasium.make_vec`` (numpy in and out, copies);
 * ``CartPoleVectorEnv``: Gymnasium's own vectorised CartPole, as a yardstick.
 
@@ -97,16 +97,29 @@ def engine_written_bytes(engine: BatchedSwarmEngine) -> int:
     return len(DYNAMIC_COLUMNS) * engine.n_max * 4 + 10 * 4 + engine.n_actions
 
 
+def masked_uniform_draw(mask: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """One action per row, uniform among the row's valid ones (rows with none get action 0).
+
+    The ``k``-th valid action (``k`` uniform below the row's count) is the number of positions whose
+    running count of valid actions is at most ``k``: one random number per row and a cumulative
+    sum, not a random key per action and an arg-max (``(rand * mask).max(1)``, three times the cost
+    at batch 4096 on CPU).
+    """
+    cum = mask.cumsum(1, dtype=torch.int16)
+    count = cum[:, -1]
+    u = torch.rand(mask.shape[0], generator=gen, device=mask.device)
+    k = torch.minimum((u * count).to(torch.int16), (count - 1).clamp_(min=0))
+    return (cum <= k[:, None]).sum(1).remainder_(mask.shape[1])  # a row with none: A -> 0
+
+
 def bench_engine(env_id: str, batch: int, seconds: float, device: str = "cpu", bank_size: int = 4096, warmup: int = 20) -> tuple[Row, Row]:
     engine = BatchedSwarmEngine(**engine_kwargs(env_id), num_envs=batch, device=device, bank_size=bank_size)
     engine.reset(seed=0)
     gen = torch.Generator(device=engine.device).manual_seed(0)
-    noise = torch.empty(engine.action_mask.shape, device=engine.device)
     cuda = engine.device.type == "cuda"
 
     def draw() -> torch.Tensor:
-        torch.rand(noise.shape, generator=gen, device=engine.device, out=noise)
-        return noise.mul_(engine.action_mask).max(1).indices
+        return masked_uniform_draw(engine.action_mask, gen)
 
     with torch.inference_mode():
         for _ in range(warmup):
