@@ -136,6 +136,14 @@ def _rows(x: torch.Tensor, count: int) -> torch.Tensor:
     return flat
 
 
+def _words(x: torch.Tensor) -> torch.Tensor:
+    """A bool block ``[..., n]`` with its last dimension as the widest integer words it divides into."""
+    for dtype, size in ((torch.int64, 8), (torch.int32, 4), (torch.int16, 2)):
+        if x.shape[-1] % size == 0:
+            return x.view(dtype)
+    return x
+
+
 def _count(x: torch.Tensor) -> torch.Tensor:
     """Trues per row of a ``[N, n]`` bool tensor, as int64. Summed as bytes in a byte-wide
     accumulator where a row cannot overflow it (no ``[N, n]`` widening copy)."""
@@ -252,9 +260,11 @@ class BatchedSwarmEngine:
         self._mask = z(N, self.n_actions, dtype=torch.bool)
         # status flags in observation order (blocked, ready, active, running, done): one block,
         # so the five one-hot rows of the observation are written by one copy
-        self._flags = z(N, 5, n, dtype=torch.bool)
+        # (flag-major, [5, N, n]: each flag is a contiguous [N, n] tensor; ``_flags_env`` is the
+        # [N, 5, n] view of it)
+        self._flags = z(5, N, n, dtype=torch.bool)
+        self._flags_env = self._flags.permute(1, 0, 2)
         self._from_bank = {
-            "flags": (self._flags, "flags0"),
             "work_left": (z(N, n, dtype=torch.int32), "work"),
             "nodes_fm": (self._nodes_fm, "nodes0_fm"),
             "globals": (self._globals, "globals0"),
@@ -284,12 +294,16 @@ class BatchedSwarmEngine:
             "episode_steps",
         )
         self._zero = {
-            "node_bools": z(N, len(node_bools), n, dtype=torch.bool),
             "node_ints": z(N, len(node_ints), n, dtype=torch.int32),
             # start_time in float32 (exact below 2**24 ticks), so elapsed/work is one float op
             "node_floats": z(N, 1, n, dtype=torch.float32),
         }
-        views = {name: self._zero["node_bools"][:, k] for k, name in enumerate(node_bools)}
+        # per-node flags, flag-major as the status flags are
+        self._node_bools = z(len(node_bools), N, n, dtype=torch.bool)
+        self._node_bools_env = self._node_bools.permute(1, 0, 2)
+        # flag-major blocks and their bank sources (None: cleared)
+        self._flag_major = ((self._flags, "flags0_fm"), (self._node_bools, None))
+        views = {name: self._node_bools[k] for k, name in enumerate(node_bools)}
         views.update({name: self._zero["node_ints"][:, k] for k, name in enumerate(node_ints)})
         views["start_time"] = self._zero["node_floats"][:, 0]
         self._counters = z(len(counters) + m + 1, N, dtype=torch.int64)  # then the concurrency histogram
@@ -308,7 +322,7 @@ class BatchedSwarmEngine:
         for k, name in enumerate(_SCALARS):
             s[name] = self._scalars[k]
         for k, name in enumerate(("blocked", "ready", "active", "running", "done")):
-            s[name] = self._flags[:, k]
+            s[name] = self._flags[k]
         self._s = s
         # constants
         # parents not done yet, per node: recomputed each step from the bit sets (not state)
@@ -346,6 +360,7 @@ class BatchedSwarmEngine:
         t["fate_bools"] = torch.stack([t["fate_fail"], t["fate_wrong"]], 1)
         t["scalars"] = torch.stack([t[name] for name in _SCALARS], 0)  # [k, B], as the engine's
         t["nodes0_fm"] = t["nodes0"].transpose(1, 2).contiguous()
+        t["flags0_fm"] = t["flags0"].transpose(0, 1).contiguous()  # [5, B, n], as the engine's
         # parent bit sets from the children matrix: bit p of word w of node i iff 32w + p is a parent of i
         # (a sum of distinct powers of two is their OR; bit 31 is the int32 sign bit)
         parents = t["children"][:, : self.n_max].to(torch.int64)
@@ -383,6 +398,11 @@ class BatchedSwarmEngine:
             _rows(dst, N).index_copy_(0, env_ids, _rows(src, B).index_select(0, slots))
         for dst in self._zero.values():
             _rows(dst, N).index_fill_(0, env_ids, 0)
+        for dst, src in self._flag_major:  # [k, N, n] blocks: n-byte segments, moved as words
+            if src is None:
+                _words(dst).index_fill_(1, env_ids, 0)
+            else:
+                _words(dst).index_copy_(1, env_ids, _words(bt[src]).index_select(1, slots))
         self._scalars.index_copy_(1, env_ids, bt["scalars"].index_select(1, slots))
         self._counters.index_fill_(1, env_ids, 0)
         self._finish_time.index_fill_(0, env_ids, _NOT_RUNNING)
@@ -402,6 +422,8 @@ class BatchedSwarmEngine:
             sel(dst, bt[src][slots].to(dst.dtype))
         for dst in self._zero.values():
             sel(dst, torch.zeros((), dtype=dst.dtype, device=self.device))
+        for dst, src in self._flag_major:
+            dst.copy_(torch.where(env_mask[None, :, None], False if src is None else bt[src][:, slots], dst))
         self._scalars.copy_(torch.where(env_mask, bt["scalars"][:, slots], self._scalars))
         self._counters.masked_fill_(env_mask, 0)
         sel(self._finish_time, torch.full((), _NOT_RUNNING, dtype=torch.int32, device=self.device))
@@ -549,9 +571,9 @@ class BatchedSwarmEngine:
         do_wrong = do_done & ((node_parents & bad) != 0).any(1, keepdim=True)
         # the do node's status row becomes active, or done (one gather and one scatter of the block)
         at_node5 = node[:, None, :].expand(-1, 5, 1)
-        row = self._flags.gather(2, at_node5).squeeze(2)
+        row = self._flags_env.gather(2, at_node5).squeeze(2)
         row = torch.where(do1, torch.where(do_done, self._onehot[4], self._onehot[2]), row)
-        self._flags.scatter_(2, at_node5, row[:, :, None])
+        self._flags_env.scatter_(2, at_node5, row[:, :, None])
         _put(s["correct"], node, do_done & ~do_wrong, True)
         # 3. spawn: the hand-off is written and read; the turn goes on
         hand = s["handoff"].gather(1, node).squeeze(1) * sp_ok
@@ -618,10 +640,10 @@ class BatchedSwarmEngine:
         fates = s["fate_bools"].view(N, 2, -1).gather(2, slot[:, None, :].expand(-1, 2, 1)).squeeze(2)  # fail, wrong
         # the node's status row becomes running; its per-node flags (correct, last_failed, overlapped,
         # cur_fail, cur_wrong, cur_ok, exhausted) are rewritten: one gather and one scatter per block
-        row = self._flags.gather(2, at_node5).squeeze(2)
-        self._flags.scatter_(2, at_node5, torch.where(st, self._onehot[3], row)[:, :, None])
+        row = self._flags_env.gather(2, at_node5).squeeze(2)
+        self._flags_env.scatter_(2, at_node5, torch.where(st, self._onehot[3], row)[:, :, None])
         at_node7 = node[:, None, :].expand(-1, self._nb_count, 1)
-        nb = self._zero["node_bools"]
+        nb = self._node_bools_env
         row = nb.gather(2, at_node7).squeeze(2)
         new = torch.cat([row[:, :1], self._two_false.expand(N, 2), fates, ~(fates[:, :1] | fates[:, 1:]), att + 1 >= A], 1)
         nb.scatter_(2, at_node7, torch.where(st, new, row)[:, :, None])
@@ -708,7 +730,7 @@ class BatchedSwarmEngine:
         cfg = self.config
         fm = self._nodes_fm
         F = _F
-        fm[:, F["status_blocked"] : F["status_done"] + 1] = self._flags.view(torch.uint8)
+        fm[:, F["status_blocked"] : F["status_done"] + 1] = self._flags_env.view(torch.uint8)
         torch.mul(s["work_left"], 1.0 / WORK_SCALE, out=fm[:, F["work_left"]]).clamp_(max=1.0)
         # k / A and e / w for the small integers here round to the same float32 whether computed
         # in float64 (as SwarmEnv does, multiplying by the reciprocal) or divided in float32
