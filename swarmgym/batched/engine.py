@@ -137,9 +137,11 @@ def _rows(x: torch.Tensor, count: int) -> torch.Tensor:
 
 
 def _words(x: torch.Tensor) -> torch.Tensor:
-    """A bool block ``[..., n]`` with its last dimension as the widest integer words it divides into."""
+    """A block ``[..., n]`` (contiguous last dimension) with its last dimension as the widest integer
+    words its bytes divide into (row copies then move words, not elements)."""
+    row_bytes = x.shape[-1] * x.element_size()
     for dtype, size in ((torch.int64, 8), (torch.int32, 4), (torch.int16, 2)):
-        if x.shape[-1] % size == 0:
+        if row_bytes % size == 0 and size > x.element_size():
             return x.view(dtype)
     return x
 
@@ -255,7 +257,8 @@ class BatchedSwarmEngine:
         # (a column of an env-major block is one cache line per env: a [N] op on it costs 20x more)
         self._scalars = z(len(_SCALARS), N, dtype=torch.int64)
         # -- dynamic state initialised from the bank
-        self._nodes_fm = z(N, len(NODE_FEATURES), n, dtype=torch.float32)  # feature-major node features
+        # node features feature-major over the batch ([20, N, n]): each feature a contiguous [N, n] row
+        self._nodes_fm = z(len(NODE_FEATURES), N, n, dtype=torch.float32)
         self._globals = z(N, len(GLOBAL_FEATURES), dtype=torch.float32)
         self._mask = z(N, self.n_actions, dtype=torch.bool)
         # status flags in observation order (blocked, ready, active, running, done): one block,
@@ -266,7 +269,6 @@ class BatchedSwarmEngine:
         self._flags_env = self._flags.permute(1, 0, 2)
         self._from_bank = {
             "work_left": (z(N, n, dtype=torch.int32), "work"),
-            "nodes_fm": (self._nodes_fm, "nodes0_fm"),
             "globals": (self._globals, "globals0"),
             "mask": (self._mask, "mask0"),
         }
@@ -302,7 +304,7 @@ class BatchedSwarmEngine:
         self._node_bools = z(len(node_bools), N, n, dtype=torch.bool)
         self._node_bools_env = self._node_bools.permute(1, 0, 2)
         # flag-major blocks and their bank sources (None: cleared)
-        self._flag_major = ((self._flags, "flags0_fm"), (self._node_bools, None))
+        self._flag_major = ((self._flags, "flags0_fm"), (self._node_bools, None), (self._nodes_fm, "nodes0_fm"))
         views = {name: self._node_bools[k] for k, name in enumerate(node_bools)}
         views.update({name: self._zero["node_ints"][:, k] for k, name in enumerate(node_ints)})
         views["start_time"] = self._zero["node_floats"][:, 0]
@@ -359,7 +361,7 @@ class BatchedSwarmEngine:
         t["node_i32"] = torch.stack([t["work"], t["top_level"], t["parent_top"]], 1)
         t["fate_bools"] = torch.stack([t["fate_fail"], t["fate_wrong"]], 1)
         t["scalars"] = torch.stack([t[name] for name in _SCALARS], 0)  # [k, B], as the engine's
-        t["nodes0_fm"] = t["nodes0"].transpose(1, 2).contiguous()
+        t["nodes0_fm"] = t["nodes0"].permute(2, 0, 1).contiguous()  # [20, B, n], as the engine's
         t["flags0_fm"] = t["flags0"].transpose(0, 1).contiguous()  # [5, B, n], as the engine's
         # parent bit sets from the children matrix: bit p of word w of node i iff 32w + p is a parent of i
         # (a sum of distinct powers of two is their OR; bit 31 is the int32 sign bit)
@@ -483,7 +485,7 @@ class BatchedSwarmEngine:
     # ------------------------------------------------------------------ views
     def observation(self, contiguous: bool = False) -> dict[str, torch.Tensor]:
         """The current observation (the engine's buffers; see the module docstring)."""
-        nodes = self._nodes_fm.transpose(1, 2)
+        nodes = self._nodes_fm.permute(1, 2, 0)
         obs = {"nodes": nodes.contiguous() if contiguous else nodes, "globals": self._globals}
         if self.with_adjacency:
             obs["adjacency"] = self._adjacency
@@ -730,15 +732,15 @@ class BatchedSwarmEngine:
         cfg = self.config
         fm = self._nodes_fm
         F = _F
-        fm[:, F["status_blocked"] : F["status_done"] + 1] = self._flags_env.view(torch.uint8)
-        torch.mul(s["work_left"], 1.0 / WORK_SCALE, out=fm[:, F["work_left"]]).clamp_(max=1.0)
+        fm[F["status_blocked"] : F["status_done"] + 1] = self._flags.view(torch.uint8)
+        torch.mul(s["work_left"], 1.0 / WORK_SCALE, out=fm[F["work_left"]]).clamp_(max=1.0)
         # k / A and e / w for the small integers here round to the same float32 whether computed
         # in float64 (as SwarmEnv does, multiplying by the reciprocal) or divided in float32
-        torch.div(s["attempts"], cfg.max_attempts, out=fm[:, F["attempts"]])
-        torch.mul(self._unfinished.clamp(max=int(UNFINISHED_SCALE)), 1.0 / UNFINISHED_SCALE, out=fm[:, F["unfinished_parents"]])
-        fm[:, F["last_attempt_failed"]] = s["last_failed"].view(torch.uint8)
+        torch.div(s["attempts"], cfg.max_attempts, out=fm[F["attempts"]])
+        torch.mul(self._unfinished.clamp(max=int(UNFINISHED_SCALE)), 1.0 / UNFINISHED_SCALE, out=fm[F["unfinished_parents"]])
+        fm[F["last_attempt_failed"]] = s["last_failed"].view(torch.uint8)
         elapsed = (s["t"].to(torch.float32)[:, None] - s["start_time"]).div_(s["work_div"]).clamp_(max=1.0)
-        torch.where(s["running"], elapsed, self._zero_f32, out=fm[:, F["subagent_elapsed"]])
+        torch.where(s["running"], elapsed, self._zero_f32, out=fm[F["subagent_elapsed"]])
         # globals, in float64 as SwarmEnv computes them (the same IEEE operations), then cast; all
         # seven ratios at once: value = num / (num_or_0 * scale + offset). n_nodes / n_max and
         # max_subagents / 64 are constant in an episode (the bank's first observation holds them)
