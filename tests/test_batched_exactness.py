@@ -214,3 +214,23 @@ def test_float32_features__division_equals_reference_float64_reciprocal_product(
         ref = np.minimum(e * (1.0 / w), 1.0).astype(np.float32)
         got = np.minimum(e.astype(np.float32) / np.float32(w), np.float32(1.0))
         assert np.array_equal(ref, got), w
+
+
+@pytest.mark.parametrize("n", [8, 30, 32, 36, 72, 1020, 1024])
+def test_bit_tricks__row_counts_and_bit_sets_equal_their_plain_definitions(n):
+    """The engine counts and packs bools through integer views of their bytes: every word width,
+    every row length the paths split on (multiples of 4 or not, several words, top byte lanes full)."""
+    from swarmgym.batched.engine import SET_BITS, _count
+
+    gen = torch.Generator().manual_seed(n)
+    x = torch.rand(500, n, generator=gen) < torch.rand(500, 1, generator=gen)
+    x[0], x[1] = True, False
+    assert torch.equal(_count(x), x.sum(1))
+    if n > 72:
+        return
+    engine = BatchedSwarmEngine("SerialReasoning", {"depth": (3, 5)}, n_max=n, num_envs=1, bank_size=1)
+    words = -(-n // SET_BITS)
+    want = [
+        sum(1 << (j - SET_BITS * w) for j in range(SET_BITS * w, min(SET_BITS * (w + 1), n)) if row[j]) for row in x.tolist() for w in range(words)
+    ]
+    assert torch.equal(engine._bits(x), torch.tensor(want, dtype=torch.int64).view(500, words).to(torch.int32))
