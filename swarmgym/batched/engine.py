@@ -27,9 +27,16 @@ failure (node ready again), wrong (node done, incorrect) or ok (node done, corre
 iff all parents are). Completions within one step are order-independent (a node's
 parents are done before it can start), so they are resolved together.
 
+State layout. Every per-node quantity the step passes over is a contiguous
+``[num_envs, n_max]`` tensor: flag blocks are flag-major (``[k, num_envs, n_max]``), per-env
+counters and per-instance integers env-minor (``[k, num_envs]``), since a strided view costs
+several times a contiguous pass here. Parent sets are int32 bit sets (32 nodes per word);
+a node's unfinished parents are a popcount of its parent bits outside the done set.
+
 Observation layout. ``obs["nodes"]`` is a ``[num_envs, n_max, 20]`` float32 view of a
-feature-major buffer (``[num_envs, 20, n_max]``): static features are written only
-when an env resets, the ten dynamic ones each step as contiguous rows. The view is
+feature-major buffer (``[20, num_envs, n_max]``): static features are written only
+when an env resets, the ten dynamic ones each step as contiguous ``[num_envs, n_max]``
+rows. The view is
 not contiguous; call ``.contiguous()`` for a packed copy (``contiguous_obs=True``
 does that in :meth:`step`). Returned observation tensors and the action mask are the
 engine's buffers and are overwritten by the next step: copy them to keep them.
