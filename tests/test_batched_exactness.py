@@ -231,6 +231,8 @@ def test_bit_tricks__row_counts_and_bit_sets_equal_their_plain_definitions(n):
     engine = BatchedSwarmEngine("SerialReasoning", {"depth": (3, 5)}, n_max=n, num_envs=1, bank_size=1)
     words = -(-n // SET_BITS)
     want = [
-        sum(1 << (j - SET_BITS * w) for j in range(SET_BITS * w, min(SET_BITS * (w + 1), n)) if row[j]) for row in x.tolist() for w in range(words)
+        sum(1 << (j - SET_BITS * w) for j in range(SET_BITS * w, min(SET_BITS * (w + 1), n)) if row[j])
+        for row in x.tolist()
+        for w in range(words)
     ]
     assert torch.equal(engine._bits(x), torch.tensor(want, dtype=torch.int64).view(500, words).to(torch.int32))

@@ -362,8 +362,7 @@ class BatchedSwarmEngine:
     def _word_value_of(self, n: int) -> list[torch.Tensor]:
         """Per bit-set word, the float64 value of each of its bits (``_bits`` multiplies by it)."""
         return [
-            2.0 ** torch.arange(min(SET_BITS, n - w * SET_BITS), dtype=torch.float64, device=self.device)
-            for w in range(-(-n // SET_BITS))
+            2.0 ** torch.arange(min(SET_BITS, n - w * SET_BITS), dtype=torch.float64, device=self.device) for w in range(-(-n // SET_BITS))
         ]
 
     def _build_bank(self, instances: Sequence[TaskInstance]) -> InstanceBank:
@@ -405,21 +404,36 @@ class BatchedSwarmEngine:
     def _load_rows(self, bank: InstanceBank, env_ids: torch.Tensor, slots: torch.Tensor) -> None:
         """Start new episodes: env ``env_ids[k]`` gets bank row ``slots[k]`` (index lists)."""
         bt = bank.tensors
-        N, B = self.num_envs, bank.size
-        pairs = [(dst, bt[name]) for name, dst in self._static.items()] + [(dst, bt[src]) for dst, src in self._from_bank.values()]
-        for dst, src in pairs:  # rows as flat vectors of the widest word: index_copy_ copies element by element
-            _rows(dst, N).index_copy_(0, env_ids, _rows(src, B).index_select(0, slots))
-        for dst in self._zero.values():
-            _rows(dst, N).index_fill_(0, env_ids, 0)
-        for dst, src in self._flag_major:  # [k, N, n] blocks: n-byte segments, moved as words
-            if src is None:
-                _words(dst).index_fill_(1, env_ids, 0)
-            else:
-                _words(dst).index_copy_(1, env_ids, _words(bt[src]).index_select(1, slots))
+        env_major, env_minor, cleared, cleared_minor = self._reset_views(bank)
+        for dst, src in env_major:  # rows as flat vectors of the widest word: index_copy_ copies element by element
+            dst.index_copy_(0, env_ids, src.index_select(0, slots))
+        for dst in cleared:
+            dst.index_fill_(0, env_ids, 0)
+        for dst, src in env_minor:  # [k, N, n] blocks: n-byte segments, moved as words
+            dst.index_copy_(1, env_ids, src.index_select(1, slots))
+        for dst in cleared_minor:
+            dst.index_fill_(1, env_ids, 0)
         self._scalars.index_copy_(1, env_ids, bt["scalars"].index_select(1, slots))
         self._counters.index_fill_(1, env_ids, 0)
         self._finish_time.index_fill_(0, env_ids, _NOT_RUNNING)
         self._instance_ref.index_copy_(0, env_ids, slots if bank is self.bank else torch.full_like(slots, -1))
+
+    def _reset_views(self, bank: InstanceBank) -> tuple:
+        """The word views an index-list reset copies between ``bank`` and the state (made once per bank):
+        env-major (destination, source) row pairs, flag-major ``[k, N, words]`` pairs, and the
+        env-major and flag-major blocks it clears."""
+        views = getattr(bank, "_engine_reset_views", None)
+        if views is None:
+            bt, N, B = bank.tensors, self.num_envs, bank.size
+            pairs = [(dst, bt[name]) for name, dst in self._static.items()] + [(dst, bt[src]) for dst, src in self._from_bank.values()]
+            views = (
+                [(_rows(dst, N), _rows(src, B)) for dst, src in pairs],
+                [(_words(dst), _words(bt[src])) for dst, src in self._flag_major if src is not None],
+                [_rows(dst, N) for dst in self._zero.values()],
+                [_words(dst) for dst, src in self._flag_major if src is None],
+            )
+            bank._engine_reset_views = views
+        return views
 
     def _load_where(self, bank: InstanceBank, env_mask: torch.Tensor, slots: torch.Tensor) -> None:
         """Start new episodes where ``env_mask`` holds (row ``e`` gets bank row ``slots[e]``); no index lists."""
