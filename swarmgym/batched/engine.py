@@ -419,21 +419,18 @@ class BatchedSwarmEngine:
         self._instance_ref.index_copy_(0, env_ids, slots if bank is self.bank else torch.full_like(slots, -1))
 
     def _reset_views(self, bank: InstanceBank) -> tuple:
-        """The word views an index-list reset copies between ``bank`` and the state (made once per bank):
-        env-major (destination, source) row pairs, flag-major ``[k, N, words]`` pairs, and the
-        env-major and flag-major blocks it clears."""
-        views = getattr(bank, "_engine_reset_views", None)
-        if views is None:
-            bt, N, B = bank.tensors, self.num_envs, bank.size
-            pairs = [(dst, bt[name]) for name, dst in self._static.items()] + [(dst, bt[src]) for dst, src in self._from_bank.values()]
-            views = (
-                [(_rows(dst, N), _rows(src, B)) for dst, src in pairs],
-                [(_words(dst), _words(bt[src])) for dst, src in self._flag_major if src is not None],
-                [_rows(dst, N) for dst in self._zero.values()],
-                [_words(dst) for dst, src in self._flag_major if src is None],
-            )
-            bank._engine_reset_views = views
-        return views
+        """The word views an index-list reset copies between ``bank`` and the state: env-major
+        (destination, source) row pairs, flag-major ``[k, N, words]`` pairs, and the env-major and
+        flag-major blocks it clears. (Made per call, not kept: ``torch.save`` refuses to pickle one
+        storage viewed as two dtypes, and the engine is saved whole by trainers.)"""
+        bt, N, B = bank.tensors, self.num_envs, bank.size
+        pairs = [(dst, bt[name]) for name, dst in self._static.items()] + [(dst, bt[src]) for dst, src in self._from_bank.values()]
+        return (
+            [(_rows(dst, N), _rows(src, B)) for dst, src in pairs],
+            [(_words(dst), _words(bt[src])) for dst, src in self._flag_major if src is not None],
+            [_rows(dst, N) for dst in self._zero.values()],
+            [_words(dst) for dst, src in self._flag_major if src is None],
+        )
 
     def _load_where(self, bank: InstanceBank, env_mask: torch.Tensor, slots: torch.Tensor) -> None:
         """Start new episodes where ``env_mask`` holds (row ``e`` gets bank row ``slots[e]``); no index lists."""
