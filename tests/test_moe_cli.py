@@ -34,7 +34,17 @@ def quick_run(tmp_path_factory):
 
 
 def test_train_cli__quick_run_writes_the_run_folder(quick_run, capsys):
-    for name in ("checkpoint.pt", "config.json", "progress.csv", "table.md", "table.csv", "training_curves.png", "concurrency.png", "expert_load.png", "summary.json"):
+    for name in (
+        "checkpoint.pt",
+        "config.json",
+        "progress.csv",
+        "table.md",
+        "table.csv",
+        "training_curves.png",
+        "concurrency.png",
+        "expert_load.png",
+        "summary.json",
+    ):
         assert (quick_run / name).is_file(), name
     table = (quick_run / "table.md").read_text()
     for orchestrator in ("moe (moe)", "sequential_crew", "delegating_manager", "static_fanout", "critical_path"):

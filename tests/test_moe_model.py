@@ -76,11 +76,11 @@ def test_model__node_order_is_equivariant():
     nodes, glob, _ = _batch(b=1, n_max=12, n_real=(12,))
     perm = torch.randperm(12)
     with torch.no_grad():
-        l, v = model(nodes, glob)
+        logits, v = model(nodes, glob)
         lp, vp = model(nodes[:, perm], glob)
     assert torch.allclose(v, vp, atol=1e-5)
-    assert torch.allclose(l[:, :12][:, perm], lp[:, :12], atol=1e-5)
-    assert torch.allclose(l[:, 12:24][:, perm], lp[:, 12:24], atol=1e-5)
+    assert torch.allclose(logits[:, :12][:, perm], lp[:, :12], atol=1e-5)
+    assert torch.allclose(logits[:, 12:24][:, perm], lp[:, 12:24], atol=1e-5)
 
 
 def _naive_moe(moe: MoEFeedForward, x: torch.Tensor) -> torch.Tensor:
@@ -171,7 +171,11 @@ def test_moe__routing_stats_per_family():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(d_model=32, expert_hidden=32), dict(d_model=64, expert_hidden=64), dict(d_model=48, n_heads=4, n_experts=16, top_k=1, expert_hidden=24)],
+    [
+        dict(d_model=32, expert_hidden=32),
+        dict(d_model=64, expert_hidden=64),
+        dict(d_model=48, n_heads=4, n_experts=16, top_k=1, expert_hidden=24),
+    ],
 )
 def test_dense_control__equal_active_parameters(kwargs):
     cfg = ModelConfig(**kwargs)

@@ -205,8 +205,19 @@ def test_trainer__logs_and_routing_stats(tmp_path):
     history = trainer.train()
     assert len(history) == 2
     row = history[-1]
-    for key in ("charts/score", "charts/critical_steps", "charts/speedup", "charts/mean_concurrency", "charts/serial_collapse_index",
-                "charts/spurious_spawn_rate", "charts/tokens", "parl/lambda1", "parl/lambda2", "losses/aux_loss", "moe/load/l0/e0"):
+    for key in (
+        "charts/score",
+        "charts/critical_steps",
+        "charts/speedup",
+        "charts/mean_concurrency",
+        "charts/serial_collapse_index",
+        "charts/spurious_spawn_rate",
+        "charts/tokens",
+        "parl/lambda1",
+        "parl/lambda2",
+        "losses/aux_loss",
+        "moe/load/l0/e0",
+    ):
         assert key in row, key
     loads = [row[f"moe/load/l0/e{e}"] for e in range(4)]
     assert sum(loads) == pytest.approx(1.0, abs=1e-5)
