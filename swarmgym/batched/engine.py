@@ -44,6 +44,7 @@ engine's buffers and are overwritten by the next step: copy them to keep them.
 
 from __future__ import annotations
 
+import io
 from typing import Any, Sequence
 
 import numpy as np
@@ -184,6 +185,16 @@ class BatchedSwarmEngine:
         index lists, so a step never waits on the device; default True on CUDA, False on CPU
         (where index lists are cheaper). Both give identical results.
     """
+
+    def __getstate__(self) -> dict:
+        """Pickle through ``torch.save``: the state tensors share storages (views of packed
+        blocks), which plain pickling would split into independent copies."""
+        buffer = io.BytesIO()
+        torch.save(self.__dict__, buffer)
+        return {"torch_saved_state": buffer.getvalue()}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(torch.load(io.BytesIO(state["torch_saved_state"]), weights_only=False))
 
     def __init__(
         self,
