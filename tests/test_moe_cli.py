@@ -116,3 +116,14 @@ def test_study_cli__quick_report(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert set(results["conditions"]) == {"r_perf", "dense_parl"}
     assert results["conditions"]["dense_parl"][0]["parameters"]["total"] == results["conditions"]["dense_parl"][0]["parameters"]["active"]
+
+
+def test_study_cli__time_to_target_reports_every_seed(tmp_path):
+    rc = study.cli_main(["--time-to-target", "--quick", "--seeds", "2", "--skip-sb3", "--max-seconds", "2", "--out", str(tmp_path)])
+    assert rc == 0
+    text = (tmp_path / "time_to_target.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| MoE orchestrator")]
+    assert [row.split("|")[2].strip() for row in rows] == ["0", "1"]
+    data = json.loads((tmp_path / "time_to_target.json").read_text())
+    assert [run["seed"] for run in data["runs"]] == [0, 1] and all(run["moe"]["checks"] for run in data["runs"])
+    assert "median time to target" in text
