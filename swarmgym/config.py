@@ -10,11 +10,14 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
+import numpy as np
+
 from swarmgym.graph import KINDS
 
 
 def _check_int(name: str, value, lo: int, hi: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+    """Raise TypeError / ValueError naming ``name`` unless ``value`` is an integer in [lo, hi]."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an integer in [{lo}, {hi if hi is not None else 'inf'}], got {value!r}")
     if value < lo or (hi is not None and value > hi):
         raise ValueError(f"{name} must be in [{lo}, {hi if hi is not None else 'inf'}], got {value}")

@@ -13,13 +13,7 @@ from swarmgym.moe.model import DenseFeedForward, ModelConfig, MoEFeedForward, Or
 TINY = dict(d_model=16, n_heads=2, n_layers=2, n_experts=4, top_k=2, expert_hidden=16)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models: one thread is faster and immune to a busy machine; restore afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _batch(b: int = 5, n_max: int = 12, n_real=(3, 7, 12, 1, 5), seed: int = 0):

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from swarmgym.config import _check_int
 from swarmgym.moe.engines import make_engine, resolve_env_kwargs
 from swarmgym.moe.model import ModelConfig, OrchestratorNet
 
@@ -204,13 +205,6 @@ class PPOConfig:
         if unknown:
             raise ValueError(f"unknown PPOConfig fields {unknown}; known: {sorted(known)}")
         return cls(**d)
-
-
-def _check_int(name: str, value: Any, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
 
 
 def sample_actions(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

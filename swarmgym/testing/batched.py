@@ -290,14 +290,9 @@ def check_batched(
     :param make_kwargs: overrides of the id's kwargs.
     :raises InvariantViolation: ``batched_matches_reference``, shrunk, with a :func:`replay_batched` snippet.
     """
-    from swarmgym.testing.check import MAX_STEPS, PROFILES, drawn_policy
+    from swarmgym.testing.check import drawn_policy, resolve_profile
 
-    if isinstance(profile, settings):
-        base, steps = profile, max_steps or MAX_STEPS["ci"]
-    elif profile in PROFILES:
-        base, steps = PROFILES[profile], max_steps or MAX_STEPS[profile]
-    else:
-        raise ValueError(f"profile must be one of {sorted(PROFILES)} or a hypothesis settings object, got {profile!r}")
+    base, steps = resolve_profile(profile, max_steps)
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
         raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
     if via not in (None, "engine", "make_vec"):

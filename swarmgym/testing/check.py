@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from swarmgym.testing.invariants import INVARIANTS, EpisodeRecord, run_episode
 from swarmgym.testing.strategies import draw_action, seeds
 
-__all__ = ["PROFILES", "as_factory", "check_family", "drawn_policy", "replay"]
+__all__ = ["PROFILES", "as_factory", "check_family", "drawn_policy", "replay", "resolve_profile"]
 
 _SUPPRESS = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much]
 
@@ -152,6 +152,15 @@ def _batched_available(env: Any) -> bool:
     return True
 
 
+def resolve_profile(profile: str | settings, max_steps: int | None) -> tuple[settings, int]:
+    """The hypothesis settings and the answer-by step of a profile name (or a settings object)."""
+    if isinstance(profile, settings):
+        return profile, max_steps or MAX_STEPS["ci"]
+    if profile in PROFILES:
+        return PROFILES[profile], max_steps or MAX_STEPS[profile]
+    raise ValueError(f"profile must be one of {sorted(PROFILES)} or a hypothesis settings object, got {profile!r}")
+
+
 def check_family(
     env: str | Callable[[], gym.Env],
     profile: str | settings = "ci",
@@ -187,12 +196,7 @@ def check_family(
     :raises InvariantViolation: the minimal failing episode, with a replay snippet.
     :raises ValueError: for an unknown profile or check name.
     """
-    if isinstance(profile, settings):
-        base, steps = profile, max_steps or MAX_STEPS["ci"]
-    elif profile in PROFILES:
-        base, steps = PROFILES[profile], max_steps or MAX_STEPS[profile]
-    else:
-        raise ValueError(f"profile must be one of {sorted(PROFILES)} or a hypothesis settings object, got {profile!r}")
+    base, steps = resolve_profile(profile, max_steps)
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"max_steps must be an integer >= 0, got {max_steps!r}")
     if checks is not None:
