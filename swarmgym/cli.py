@@ -17,6 +17,7 @@ COMMANDS = {
     "evaluate": ("swarmgym.evaluation", "evaluate orchestrators on env ids over seeds; writes Markdown and CSV tables"),
     "train": ("swarmgym.moe.train", "train the MoE orchestrator with annealed PARL, then evaluate it beside the hand-coded ones"),
     "study": ("swarmgym.moe.study", "run the PARL study (r_perf only, annealed and constant PARL, dense vs MoE) over seeds"),
+    "llm-eval": ("swarmgym.llm.eval", "evaluate a language model (any OpenAI-compatible endpoint) as the orchestrator; cached, resumable"),
 }
 
 

@@ -136,6 +136,8 @@ class SwarmTextEnv(gym.Wrapper):
         self._turn = 0
         # the chat in blocks: [user_k, assistant_k+1, tool messages_k+1]; the last block is the new user message alone
         self._blocks: list[list[dict[str, Any]]] = []
+        #: the whole chat of the episode, never trimmed (what a transcript records)
+        self.transcript: list[dict[str, Any]] = []
         self._over = True
         self.stats: dict[str, int] = {}
 
@@ -150,6 +152,7 @@ class SwarmTextEnv(gym.Wrapper):
         user = intro + "## Events since your last turn\nnone (the episode starts)\n\n" + self._render()
         user = _ascii(user)
         self._blocks = [[{"role": "user", "content": user}]]
+        self.transcript = [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": user}]
         return user, self._info(info, [], [])
 
     def step(self, action):
@@ -203,6 +206,7 @@ class SwarmTextEnv(gym.Wrapper):
         user = self._user_message(notes, events)
         self._blocks[-1] += [assistant, *tool_messages]
         self._blocks.append([{"role": "user", "content": user}])
+        self.transcript += [assistant, *tool_messages, {"role": "user", "content": user}]
         if self.history is not None:
             self._blocks = self._blocks[-(self.history + 1) :]
         observation = user
