@@ -92,7 +92,9 @@ class ChatSettings:
             raise ValueError(f"max_retries must be an integer in [0, 100], got {self.max_retries!r}")
         if not isinstance(self.backoff, (int, float)) or self.backoff < 0 or self.backoff_cap < 0:
             raise ValueError(f"backoff and backoff_cap must be >= 0 seconds, got {self.backoff!r} and {self.backoff_cap!r}")
-        if self.max_tokens is not None and (isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1):
+        if self.max_tokens is not None and (
+            isinstance(self.max_tokens, bool) or not isinstance(self.max_tokens, int) or self.max_tokens < 1
+        ):
             raise ValueError(f"max_tokens must be None or an integer >= 1, got {self.max_tokens!r}")
 
 
@@ -248,7 +250,14 @@ def play_episode(endpoint: ChatEndpoint, env_id: str, seed: int, *, history: int
     env = SwarmTextEnv(env_id, history=history)
     key = f"{env_id}/seed={seed}"
     _, info = env.reset(seed=seed)
-    llm: dict[str, Any] = {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0, "failures": {}, "usage_reported": True}
+    llm: dict[str, Any] = {
+        "requests": 0,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "seconds": 0.0,
+        "failures": {},
+        "usage_reported": True,
+    }
     start = time.perf_counter()
     while True:
         try:
@@ -284,4 +293,14 @@ def play_episode(endpoint: ChatEndpoint, env_id: str, seed: int, *, history: int
     return record
 
 
-__all__ = ["EPISODE_HEADER", "ChatEndpoint", "ChatSettings", "EndpointError", "FatalEndpointError", "Reply", "import_openai", "play_episode", "to_jsonable"]
+__all__ = [
+    "EPISODE_HEADER",
+    "ChatEndpoint",
+    "ChatSettings",
+    "EndpointError",
+    "FatalEndpointError",
+    "Reply",
+    "import_openai",
+    "play_episode",
+    "to_jsonable",
+]

@@ -230,19 +230,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--base-url", required=True, help="the endpoint's base URL, e.g. http://localhost:8000/v1")
     p.add_argument("--model", required=True, help="model name as the endpoint knows it")
-    p.add_argument("--api-key-env", default=None, metavar="VAR", help="environment variable holding the API key (default OPENAI_API_KEY if set, else none)")
+    p.add_argument(
+        "--api-key-env",
+        default=None,
+        metavar="VAR",
+        help="environment variable holding the API key (default OPENAI_API_KEY if set, else none)",
+    )
     p.add_argument("--ids", nargs="+", default=["suite"], metavar="ID", help="env ids; 'suite' = every Dict id of the suite (default)")
     p.add_argument("-n", "--episodes", type=int, default=20, help="episodes (seeds) per id (default 20)")
     p.add_argument("--seed-offset", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--concurrency", type=int, default=8, help="episodes in flight at once, 1..256 (default 8)")
-    p.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0; a negative value: the server's default)")
+    p.add_argument(
+        "--temperature", type=float, default=0.0, help="sampling temperature (default 0; a negative value: the server's default)"
+    )
     p.add_argument("--max-tokens", type=int, default=None, help="completion tokens per turn (default: the server's)")
     p.add_argument("--history", type=int, default=2, help="earlier exchanges sent with each turn (default 2; -1: all)")
-    p.add_argument("--extra-body", default=None, metavar="JSON", help='extra request fields as JSON, e.g. \'{"top_p": 0.9}\'')
+    p.add_argument("--extra-body", default=None, metavar="JSON", help="extra request fields as JSON, e.g. '{\"top_p\": 0.9}'")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request before it counts as timed out (default 120)")
     p.add_argument("--max-retries", type=int, default=6, help="retries per turn on 429/5xx/timeouts/dropped connections (default 6)")
     p.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled per retry (default 1)")
-    p.add_argument("--compare", default=DEFAULT_COMPARE, help=f"orchestrators in the same table, comma-separated, or 'none' (default {DEFAULT_COMPARE})")
+    p.add_argument(
+        "--compare",
+        default=DEFAULT_COMPARE,
+        help=f"orchestrators in the same table, comma-separated, or 'none' (default {DEFAULT_COMPARE})",
+    )
     p.add_argument("--name", default=None, help="the model's row name (default llm:MODEL)")
     p.add_argument("--out", default=None, help="run folder: cache and tables (default runs/llm-eval/MODEL)")
     p.add_argument("--title", default=None, help="title line of table.md")

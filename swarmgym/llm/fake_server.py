@@ -12,6 +12,7 @@ number within that episode (0, 1, ...; a retried turn is a new request number):
 =================  ================================================================
 ``http_500``       HTTP 500 with an error body
 ``http_429``       HTTP 429 with ``Retry-After: 0``
+``http_401``       HTTP 401 (a wrong key: the run stops)
 ``slow``           the reply comes after ``slow_seconds`` (longer than the client's timeout)
 ``drop``           the connection is closed without a reply
 ``garbage_json``   a tool call whose arguments are not JSON
@@ -39,7 +40,7 @@ from typing import Any, Callable, Mapping
 from swarmgym.llm.chat import EPISODE_HEADER
 from swarmgym.llm.text_policy import StateParseError, TextOrchestrator
 
-FAULTS = ("http_500", "http_429", "slow", "drop", "garbage_json", "wrong_tool", "no_tool_call")
+FAULTS = ("http_500", "http_429", "http_401", "slow", "drop", "garbage_json", "wrong_tool", "no_tool_call")
 
 
 class FakeChatServer:
@@ -223,6 +224,10 @@ class FakeChatServer:
                     entry["status"] = 429
                     self._send(429, {"error": {"message": "injected rate limit", "type": "rate_limit"}}, {"Retry-After": "0"})
                     return
+                if fault == "http_401":
+                    entry["status"] = 401
+                    self._send(401, {"error": {"message": "injected: invalid API key", "type": "invalid_request_error"}})
+                    return
                 if fault == "drop":
                     entry["status"] = None
                     self.close_connection = True
@@ -239,7 +244,9 @@ class FakeChatServer:
 
 
 def cli_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m swarmgym.llm.fake_server", description="Serve a scripted orchestrator as a chat-completions endpoint on 127.0.0.1.")
+    p = argparse.ArgumentParser(
+        prog="python -m swarmgym.llm.fake_server", description="Serve a scripted orchestrator as a chat-completions endpoint on 127.0.0.1."
+    )
     p.add_argument("--port", type=int, default=8011)
     p.add_argument("--policy", default="critical_path", help="orchestrator spec it plays (default critical_path)")
     p.add_argument("--max-requests", type=int, default=100_000)

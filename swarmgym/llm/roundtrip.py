@@ -94,7 +94,9 @@ def lockstep_episode(array_env: gym.Env, text_env: SwarmTextEnv, array_policy, t
                 where = np.argwhere(arrays[key] != rebuilt[key])[:3].tolist()
                 raise RoundTripMismatch(f"seed {seed} step {steps}: obs[{key!r}] rebuilt from the text differs at {where}")
         if not np.array_equal(info["action_mask"], rebuilt_mask):
-            raise RoundTripMismatch(f"seed {seed} step {steps}: the mask rebuilt from the text differs at {np.flatnonzero(info['action_mask'] != rebuilt_mask).tolist()}")
+            raise RoundTripMismatch(
+                f"seed {seed} step {steps}: the mask rebuilt from the text differs at {np.flatnonzero(info['action_mask'] != rebuilt_mask).tolist()}"
+            )
         a = int(array_policy.act({k: v[None] for k, v in arrays.items()}, info["action_mask"][None])[0])
         message = text_agent.act(text)
         obs, _, terminated, truncated, info = array_env.step(a)
@@ -111,7 +113,9 @@ def lockstep_episode(array_env: gym.Env, text_env: SwarmTextEnv, array_policy, t
             return steps
 
 
-def check_roundtrip(env_id: str, seeds: range | list[int], orchestrator: str = "critical_path", *, whole_turn: bool = False) -> dict[str, Any]:
+def check_roundtrip(
+    env_id: str, seeds: range | list[int], orchestrator: str = "critical_path", *, whole_turn: bool = False
+) -> dict[str, Any]:
     """Compare the text interface with the array env on ``seeds``; raises :class:`RoundTripMismatch`.
 
     :returns: ``{"episodes", "steps", "messages", "seconds"}``.
@@ -147,11 +151,15 @@ def check_roundtrip(env_id: str, seeds: range | list[int], orchestrator: str = "
 
 
 def cli_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m swarmgym.llm.roundtrip", description="Check that orchestrators playing through text meet the array env's episodes.")
+    p = argparse.ArgumentParser(
+        prog="python -m swarmgym.llm.roundtrip", description="Check that orchestrators playing through text meet the array env's episodes."
+    )
     p.add_argument("--ids", nargs="+", default=["suite"], help="env ids; 'suite' = every suite id, Dict and flat (default)")
     p.add_argument("-n", "--episodes", type=int, default=200, help="episodes (seeds 0..n-1) per id (default 200)")
     p.add_argument("-o", "--orchestrators", nargs="+", default=["critical_path"], help="orchestrator specs (default critical_path)")
-    p.add_argument("--mode", choices=["call", "turn", "both"], default="both", help="one call per message, a whole turn per message, or both (default)")
+    p.add_argument(
+        "--mode", choices=["call", "turn", "both"], default="both", help="one call per message, a whole turn per message, or both (default)"
+    )
     args = p.parse_args(argv)
     if args.episodes < 1:
         print("roundtrip: --episodes must be >= 1", file=sys.stderr)

@@ -109,7 +109,7 @@ def _make(env: str | gym.Env, env_kwargs: dict | None) -> gym.Env:
     return env
 
 
-class SwarmTextEnv(gym.Wrapper):
+class SwarmTextEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """A swarmgym env as text: observations are chat messages, actions are tool calls (see the module docstring)."""
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
@@ -125,7 +125,8 @@ class SwarmTextEnv(gym.Wrapper):
             raise TypeError(f"env must be a SwarmEnv (possibly wrapped), got {type(base).__name__}")
         if base.strict:
             raise ValueError("the text interface plays invalid calls by the env's no-op rule; make the env with strict=False")
-        super().__init__(inner)
+        gym.utils.RecordConstructorArgs.__init__(self, history=history)
+        gym.Wrapper.__init__(self, inner)
         self.history = history
         self.layout = ActionLayout(base.n_max)
         self.tools = tool_table(self.layout)
@@ -253,7 +254,9 @@ class SwarmTextEnv(gym.Wrapper):
         out["messages"] = self.messages
         out["tools"] = self.tool_schemas
         out["actions"] = list(actions)
-        out["tool_results"] = [{"tool_call_id": c.id, "call": c.describe(), "result": t, "ok": not t.startswith(("error", "not executed"))} for c, t in results]
+        out["tool_results"] = [
+            {"tool_call_id": c.id, "call": c.describe(), "result": t, "ok": not t.startswith(("error", "not executed"))} for c, t in results
+        ]
         out["text_stats"] = dict(self.stats)
         return out
 
@@ -322,7 +325,9 @@ class SwarmTextEnv(gym.Wrapper):
             )
         if action == "do":
             left = int(sim.work_left[i])
-            return f"you worked one step on node {i}; now t={sim.t}; " + (f"node {i} is done" if sim.status[i] == DONE else f"{left} step{'s' if left != 1 else ''} left")
+            return f"you worked one step on node {i}; now t={sim.t}; " + (
+                f"node {i} is done" if sim.status[i] == DONE else f"{left} step{'s' if left != 1 else ''} left"
+            )
         if action == "wait":
             return f"the clock ran to t={sim.t}"
         if action == "answer":
@@ -340,7 +345,8 @@ def assistant_message(calls: list[tuple[str, dict[str, Any]]], content: str | No
             "role": "assistant",
             "content": content,
             "tool_calls": [
-                {"id": f"call_{k}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}} for k, (name, args) in enumerate(calls)
+                {"id": f"call_{k}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+                for k, (name, args) in enumerate(calls)
             ],
         }
     )

@@ -196,7 +196,12 @@ def parse_call(raw: Any, layout: ActionLayout, default_id: str, tools: Sequence[
     offered = {t.name: t for t in (tools if tools is not None else tool_table(layout))}
     names = ", ".join(offered)
     if not isinstance(raw, Mapping):
-        return ToolCall(default_id, "", _compact(raw), error=f"a tool call must be an object with a function name and arguments, got {_compact(raw)[:60]}")
+        return ToolCall(
+            default_id,
+            "",
+            _compact(raw),
+            error=f"a tool call must be an object with a function name and arguments, got {_compact(raw)[:60]}",
+        )
     call_id = raw.get("id") if isinstance(raw.get("id"), str) and raw.get("id") else default_id
     fn = raw.get("function") if isinstance(raw.get("function"), Mapping) else raw
     name = fn.get("name")
@@ -233,7 +238,9 @@ def parse_call(raw: Any, layout: ActionLayout, default_id: str, tools: Sequence[
     return call
 
 
-def parse_message(action: Any, layout: ActionLayout, turn: int, tools: Sequence[ToolSpec] | None = None) -> tuple[list[ToolCall], str | None, str | None]:
+def parse_message(
+    action: Any, layout: ActionLayout, turn: int, tools: Sequence[ToolSpec] | None = None
+) -> tuple[list[ToolCall], str | None, str | None]:
     """Parse an agent's action into tool calls.
 
     Accepted: a JSON string or the decoded object of an assistant message (``{"content", "tool_calls"}``),
