@@ -4,7 +4,6 @@ and the round trip (an array orchestrator playing through text meets the array e
 from __future__ import annotations
 
 import json
-import time
 
 import gymnasium as gym
 import numpy as np
@@ -244,13 +243,11 @@ CI_EPISODES = 4
 
 @pytest.mark.parametrize("env_id", swarmgym.SUITE_IDS)
 def test_roundtrip__critical_path_through_text_equals_the_array_env_step_for_step(env_id):
-    start = time.perf_counter()
     per_call = check_roundtrip(env_id, range(CI_EPISODES), "critical_path", whole_turn=False)
     whole = check_roundtrip(env_id, range(CI_EPISODES, 2 * CI_EPISODES), "critical_path", whole_turn=True)
     assert per_call["episodes"] == whole["episodes"] == CI_EPISODES
     assert per_call["steps"] == per_call["messages"] > 0
     assert whole["messages"] <= whole["steps"]
-    assert time.perf_counter() - start < 120  # a generous bound: the measured time is in docs/llm.md
 
 
 @pytest.mark.parametrize(

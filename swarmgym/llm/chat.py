@@ -237,6 +237,30 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def format_transcript(messages: list[dict[str, Any]], *, system: bool = False) -> str:
+    """A chat as plain text for reading: ``--- user`` / ``--- assistant`` / ``--- tool (id)`` headers,
+    the assistant's tool calls one per line as ``name(arguments)``."""
+    out = []
+    for m in messages:
+        role = m.get("role")
+        if role == "system" and not system:
+            continue
+        if role == "tool":
+            out.append(f"--- tool ({m.get('tool_call_id')})")
+            out.append(str(m.get("content")))
+        elif role == "assistant":
+            out.append("--- assistant")
+            if m.get("content"):
+                out.append(str(m["content"]))
+            for call in m.get("tool_calls") or []:
+                fn = call.get("function", {})
+                out.append(f"{call.get('id')}: {fn.get('name')}({fn.get('arguments')})")
+        else:
+            out.append(f"--- {role}")
+            out.append(str(m.get("content")))
+    return "\n".join(out)
+
+
 def play_episode(endpoint: ChatEndpoint, env_id: str, seed: int, *, history: int | None = 2, transcript: bool = False) -> dict[str, Any]:
     """Play one episode of ``env_id`` (seed ``seed``) with the endpoint's model.
 
