@@ -126,7 +126,7 @@ def _faults():
 def test_llm_eval__a_20_episode_run_with_faults_writes_the_same_table_as_evaluate(tmp_path, capsys):
     out = tmp_path / "run"
     with FakeChatServer(faults=_faults(), slow_seconds=2.0, max_requests=2000, lifetime=300) as server:
-        rc = cli_main(_args(server.url, out, "--transcripts"))
+        rc = cli_main(_args(server.url, out, "--transcripts", "--price", "0.5", "2.0"))
     assert rc == 0, capsys.readouterr().err
     for env_id in (WIDE, CHAINS):
         for seed in range(10):
@@ -150,6 +150,9 @@ def test_llm_eval__a_20_episode_run_with_faults_writes_the_same_table_as_evaluat
     assert all(r["episodes"] == "10" for r in rows)
     usage = list(csv.DictReader(io.StringIO((out / "usage.csv").read_text())))
     assert [u["env_id"] for u in usage] == [WIDE, CHAINS] and all(float(u["prompt_tokens"]) > 0 for u in usage)
+    for u in usage:
+        expected = (float(u["prompt_tokens"]) * 0.5 + float(u["completion_tokens"]) * 2.0) / 1e6
+        assert float(u["real_cost_usd"]) == pytest.approx(expected, rel=1e-4)
     assert "llm:fake-model" in (out / "table.md").read_text()
 
 
@@ -215,6 +218,7 @@ def test_llm_eval__rejects_bad_input_with_one_line_before_any_work(tmp_path, cap
         (["--compare", "oracle"], "unknown orchestrator 'oracle'"),
         (["--timeout", "0"], "timeout must be a number of seconds > 0"),
         (["--max-retries", "-1"], "max_retries must be an integer in [0, 100]"),
+        (["--price", "1", "-2"], "--price must be two numbers >= 0"),
     ]
     for extra, message in cases:
         assert cli_main(base + extra) == 2, extra

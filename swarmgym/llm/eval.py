@@ -99,8 +99,11 @@ def prompt_fingerprint() -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def usage_rows(records: dict[str, list[dict[str, Any]]], wanted: dict[str, int]) -> list[dict[str, Any]]:
-    """Per id: the model's real tokens beside the simulated ones, requests, failures, invalid calls."""
+def usage_rows(
+    records: dict[str, list[dict[str, Any]]], wanted: dict[str, int], prices: tuple[float, float] | None = None
+) -> list[dict[str, Any]]:
+    """Per id: the model's real tokens beside the simulated ones, requests, failures, invalid calls;
+    with ``prices`` (US dollars per million prompt and completion tokens) the real cost too."""
     rows = []
     for env_id, recs in records.items():
         llm = [r["llm"] for r in recs]
@@ -120,6 +123,9 @@ def usage_rows(records: dict[str, list[dict[str, Any]]], wanted: dict[str, int])
                 "completion_tokens": mean("completion_tokens"),
                 "simulated_tokens": float(np.mean([r["metrics"]["tokens"] for r in recs])) if recs else float("nan"),
                 "simulated_cost_usd": float(np.mean([r["metrics"]["cost_usd"] for r in recs])) if recs else float("nan"),
+                "real_cost_usd": (mean("prompt_tokens") * prices[0] + mean("completion_tokens") * prices[1]) / 1e6
+                if prices
+                else float("nan"),
                 "invalid_calls": mean("invalid_calls"),
                 "ignored_calls": mean("ignored_calls"),
                 "model_seconds": mean("seconds"),
@@ -140,6 +146,7 @@ USAGE_COLUMNS = (
     ("completion_tokens", "completion tokens"),
     ("simulated_tokens", "simulated tokens"),
     ("simulated_cost_usd", "simulated cost ($)"),
+    ("real_cost_usd", "real cost ($)"),
     ("invalid_calls", "invalid calls"),
     ("ignored_calls", "ignored calls"),
     ("model_seconds", "model seconds"),
@@ -158,8 +165,8 @@ def usage_markdown(rows: list[dict[str, Any]], model: str) -> str:
             v = r[key]
             if key == "env_id":
                 v = v.removeprefix("swarmgym/")
-            elif key == "simulated_cost_usd":
-                v = f"{v:.5f}"
+            elif key in ("simulated_cost_usd", "real_cost_usd"):
+                v = "-" if v != v else f"{v:.5f}"
             elif isinstance(v, float):
                 v = f"{v:.1f}"
             cells.append(str(v))
@@ -250,6 +257,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-retries", type=int, default=6, help="retries per turn on 429/5xx/timeouts/dropped connections (default 6)")
     p.add_argument("--backoff", type=float, default=1.0, help="first retry delay in seconds, doubled per retry (default 1)")
     p.add_argument(
+        "--price",
+        nargs=2,
+        type=float,
+        default=None,
+        metavar=("INPUT", "OUTPUT"),
+        help="the model's real price in US dollars per million prompt and completion tokens (adds a real-cost column)",
+    )
+    p.add_argument(
         "--compare",
         default=DEFAULT_COMPARE,
         help=f"orchestrators in the same table, comma-separated, or 'none' (default {DEFAULT_COMPARE})",
@@ -277,6 +292,8 @@ def cli_main(argv: list[str]) -> int:
         return _fail(f"--concurrency must be in [1, 256], got {args.concurrency}")
     if args.history < -1:
         return _fail(f"--history must be -1 (all) or >= 0, got {args.history}")
+    if args.price is not None and min(args.price) < 0:
+        return _fail(f"--price must be two numbers >= 0 (dollars per million prompt and completion tokens), got {args.price}")
     if args.seed_offset < 0:
         return _fail(f"--seed-offset must be >= 0, got {args.seed_offset}")
     try:
@@ -410,7 +427,7 @@ def cli_main(argv: list[str]) -> int:
     rows = table_rows(results)
     command = "swarmgym llm-eval " + shlex.join(argv)
     markdown = to_markdown(rows, title=args.title, command=command)
-    usage = usage_rows(records, {i: len(seeds) for i in ids})
+    usage = usage_rows(records, {i: len(seeds) for i in ids}, tuple(args.price) if args.price else None)
     print(markdown)
     print(usage_markdown(usage, args.model))
     write_atomic(out / "table.md", markdown)

@@ -200,7 +200,8 @@ class SwarmTextEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
                     ended_by = f"the turn already ended with {call.describe()}"
         self._over = bool(terminated or truncated)
         # the chat: the assistant message as sent, one tool message per call, then the new user message
-        assistant: dict[str, Any] = {"role": "assistant", "content": content}
+        # servers reject an assistant message with neither content nor tool calls
+        assistant: dict[str, Any] = {"role": "assistant", "content": content if content is not None or calls else ""}
         if calls:
             assistant["tool_calls"] = [c.to_openai() for c in calls]
         tool_messages = [{"role": "tool", "tool_call_id": c.id, "content": _ascii(text)} for c, text in results]

@@ -115,10 +115,12 @@ class ParsedState:
         return len(self.nodes)
 
     def mask(self, n_max: int | None = None) -> np.ndarray:
-        """The action mask the env computes for this state (all False once the episode is over)."""
+        """The action mask the env computes for this state (once the episode is over: exactly
+        ``answer``, the team's rule for a terminal observation, meaning nothing)."""
         lay = ActionLayout(n_max or self.n_max)
         mask = np.zeros(lay.n, dtype=bool)
         if self.over:
+            mask[lay.answer] = True
             return mask
         for r in self.nodes:
             if r.status in ("ready", "active"):
