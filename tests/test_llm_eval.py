@@ -68,10 +68,10 @@ def test_play_episode__every_fault_is_recorded_and_the_episode_finishes():
 
 def test_play_episode__endpoint_faults_alone_leave_the_episode_as_the_scripted_policy_plays_it():
     ep = _key(CHAINS, 1)
-    faults = {(ep, 0): "http_500", (ep, 2): "drop", (ep, 4): "http_429"}
+    faults = {(ep, 0): "http_500", (ep, 2): "drop", (ep, 4): "http_429", (ep, 5): "bad_body"}
     with FakeChatServer(faults=faults, max_requests=200, lifetime=60) as server:
         record = play_episode(ChatEndpoint(_fast(server.url)), CHAINS, 1)
-    assert record["llm"]["failures"] == {"http_500": 1, "connection": 1, "http_429": 1}
+    assert record["llm"]["failures"] == {"http_500": 1, "connection": 1, "http_429": 1, "bad_response": 1}
     expected = _critical_path_metrics(CHAINS, 1)
     for key in ("score", "critical_steps", "tokens", "n_spawned", "invalid_actions"):
         assert record["metrics"][key] == expected[key], key

@@ -191,8 +191,8 @@ def usage_csv(rows: list[dict[str, Any]]) -> str:
 class _Run:
     """The episodes of one invocation, played by worker threads."""
 
-    def __init__(self, endpoint, out: Path, jobs: list[tuple[str, int]], args, log) -> None:
-        self.endpoint, self.out, self.args, self.log = endpoint, out, args, log
+    def __init__(self, endpoint, out: Path, jobs: list[tuple[str, int]], args) -> None:
+        self.endpoint, self.out, self.args = endpoint, out, args
         self.jobs: queue.Queue = queue.Queue()
         for job in jobs:
             self.jobs.put(job)
@@ -364,7 +364,7 @@ def cli_main(argv: list[str]) -> int:
     cached = {(i, s) for i in ids for s in seeds if load_episode(out, i, s) is not None}
     todo = [(i, s) for i in ids for s in seeds if (i, s) not in cached]
     say(f"{len(ids) * len(seeds)} episodes: {len(cached)} cached in {out}, {len(todo)} to play with {args.model} at {args.base_url}")
-    run = _Run(endpoint, out, todo, args, say)
+    run = _Run(endpoint, out, todo, args)
     threads = [threading.Thread(target=run.worker, daemon=True, name=f"llm-eval-{k}") for k in range(min(args.concurrency, len(todo)))]
     for t in threads:
         t.start()

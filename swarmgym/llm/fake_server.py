@@ -15,6 +15,7 @@ number within that episode (0, 1, ...; a retried turn is a new request number):
 ``http_401``       HTTP 401 (a wrong key: the run stops)
 ``slow``           the reply comes after ``slow_seconds`` (longer than the client's timeout)
 ``drop``           the connection is closed without a reply
+``bad_body``       HTTP 200 whose body is not JSON
 ``garbage_json``   a tool call whose arguments are not JSON
 ``wrong_tool``     a tool call to an unknown tool (``create_subagent``)
 ``no_tool_call``   a text reply without tool calls
@@ -40,13 +41,14 @@ from typing import Any, Callable, Mapping
 from swarmgym.llm.chat import EPISODE_HEADER
 from swarmgym.llm.text_policy import StateParseError, TextOrchestrator
 
-FAULTS = ("http_500", "http_429", "http_401", "slow", "drop", "garbage_json", "wrong_tool", "no_tool_call")
+FAULTS = ("http_500", "http_429", "http_401", "slow", "drop", "bad_body", "garbage_json", "wrong_tool", "no_tool_call")
 
 
 class FakeChatServer:
     """A scripted chat-completions server on 127.0.0.1 (use as a context manager).
 
-    :param policy: orchestrator spec the server plays (``"critical_path"``, ``"sequential_crew"``, ...).
+    :param policy: orchestrator spec the server plays (``"critical_path"``, ``"sequential_crew"``, ...);
+        requests are served concurrently, so a policy with state of its own (``random``) sees them interleaved.
     :param faults: ``{(episode, request_number): fault}`` or a callable ``(episode, request_number) -> fault or None``.
     :param max_requests: requests served before it answers 503 and stops, >= 1.
     :param lifetime: seconds before it stops by itself, > 0.
@@ -234,6 +236,17 @@ class FakeChatServer:
                     try:
                         self.connection.shutdown(socket.SHUT_RDWR)
                     except OSError:
+                        pass
+                    return
+                if fault == "bad_body":
+                    data = b"<html>upstream proxy error</html>"
+                    try:
+                        self.send_response(200)
+                        self.send_header("Content-Type", "application/json")
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
+                    except (BrokenPipeError, ConnectionResetError):
                         pass
                     return
                 if fault == "slow":
