@@ -302,3 +302,36 @@ def test_roundtrip_cli__prints_equal_per_id(capsys):
     out = capsys.readouterr().out
     assert out.count(": equal") == 2 and "all equal" in out
     assert roundtrip_main(["-n", "0"]) == 2
+
+
+# ---------------------------------------------------------------------------- fuzzing
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 40) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+_call = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(["spawn_subagent", "do_node", "wait", "answer", "create_subagent", ""]),
+        "arguments": st.one_of(_json, st.fixed_dictionaries({"node": st.integers(-3, 40) | st.text(max_size=3)}).map(json.dumps)),
+    }
+)
+
+
+@given(st.lists(st.one_of(_json, st.lists(_call, max_size=5).map(json.dumps), st.text(max_size=30)), min_size=1, max_size=8))
+def test_text_env__any_action_is_answered_never_raises_and_time_moves_unless_only_valid_spawns(actions):
+    env = SwarmTextEnv("LayeredDAG-v0")
+    env.reset(seed=0)
+    sim = env.unwrapped.sim
+    for action in actions:
+        t, invalid = sim.t, sim.invalid_actions
+        text, _, terminated, truncated, info = env.step(action)
+        assert text.isascii() and env.observation_space.contains(text)
+        played = [ActionLayout(env.layout.n_max).decode(a)[0] for a in info["actions"]]
+        only_spawns = sim.invalid_actions == invalid and set(played) <= {"spawn"}
+        assert sim.t > t or only_spawns or played[-1:] == ["answer"]
+        if terminated or truncated:
+            break

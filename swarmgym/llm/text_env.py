@@ -95,8 +95,13 @@ MAX_ACTION_CHARS = 100_000
 LOST_TURN = "the turn is lost (one tick, counted as an invalid action)"
 
 
+#: Control characters outside :data:`CHARSET`, written as ``\xNN`` escapes.
+_ESCAPE_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(32), 127] if chr(c) not in CHARSET or chr(c) in "\r\x0b\x0c"}
+
+
 def _ascii(text: str) -> str:
-    return text.encode("ascii", "backslashreplace").decode("ascii").replace("\r", "\\r").replace("\x0b", "\\v").replace("\x0c", "\\f")
+    """``text`` in :data:`CHARSET` (tab and newline kept; other control and non-ASCII characters escaped)."""
+    return text.encode("ascii", "backslashreplace").decode("ascii").translate(_ESCAPE_CONTROLS)
 
 
 def _make(env: str | gym.Env, env_kwargs: dict | None) -> gym.Env:
