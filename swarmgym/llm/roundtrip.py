@@ -30,7 +30,7 @@ import numpy as np
 
 from swarmgym.evaluation import dict_observation, resolve_id
 from swarmgym.llm.text_env import SwarmTextEnv
-from swarmgym.llm.text_policy import TextOrchestrator
+from swarmgym.llm.text_policy import TextOrchestrator, parse_state
 from swarmgym.orchestrators import load_orchestrator
 
 
@@ -84,8 +84,6 @@ def lockstep_episode(array_env: gym.Env, text_env: SwarmTextEnv, array_policy, t
     with_adj = bool(array_env.unwrapped.with_adjacency)
     steps = 0
     while True:
-        from swarmgym.llm.text_policy import parse_state
-
         state = parse_state(text)
         rebuilt, rebuilt_mask = state.observation(n_max, with_adj), state.mask(n_max)
         arrays = dict_observation(array_env, obs)

@@ -121,17 +121,18 @@ register_tool(
 
 
 def tool_table(layout: ActionLayout | None = None) -> list[ToolSpec]:
-    """The tools offered for ``layout`` (all registered tools whose action the layout has)."""
+    """The tools offered for ``layout``: every registered tool whose action block the layout has."""
     blocks = {b for b, _ in ACTION_BLOCKS}
     if layout is not None:
-        blocks = {b for b in blocks if _has_block(layout, b)}
+        blocks = {b for b in blocks if _encodes(layout, b)}
     return [t for t in TOOLS.values() if t.action in blocks]
 
 
-def _has_block(layout: ActionLayout, block: str) -> bool:
+def _encodes(layout: ActionLayout, block: str) -> bool:
+    """Whether ``layout`` has the action block (it can encode the block's first action)."""
     try:
-        getattr(layout, block)
-    except (AttributeError, KeyError):
+        layout.encode(block, 0 if dict(ACTION_BLOCKS)[block] else None)
+    except ValueError:
         return False
     return True
 
