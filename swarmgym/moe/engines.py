@@ -23,14 +23,16 @@ support, and what the trainer uses where ``swarmgym.batched`` is not installed.
 from __future__ import annotations
 
 import copy
+import inspect
 import warnings
+from dataclasses import fields
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from swarmgym.config import SwarmConfig
+from swarmgym.config import SubAgentReliability, SwarmConfig, TokenModel
 from swarmgym.env import SwarmEnv
 from swarmgym.layout import ActionLayout
 
@@ -70,11 +72,24 @@ def resolve_env_kwargs(env_id: str, overrides: dict | None = None) -> dict[str, 
     return kwargs
 
 
+def _check_keys(prefix: str, given: dict, known: list[str]) -> None:
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ValueError(f"unknown key {prefix}{unknown[0]}; known: {', '.join(known)}")
+
+
 def check_env_kwargs(env_id: str, overrides: dict | None = None) -> dict[str, Any]:
     """:func:`resolve_env_kwargs`, then the env built once with them, so an unknown key or a value
     out of range raises here (``ValueError`` naming it, the same check ``gymnasium.make`` makes)
     and not after training. Returns the resolved kwargs."""
     kwargs = resolve_env_kwargs(env_id, overrides)
+    _check_keys("", kwargs, [p for p in inspect.signature(SwarmEnv).parameters if p != "observation_mode"])
+    config = kwargs.get("config")
+    if isinstance(config, dict):
+        _check_keys("config.", config, [f.name for f in fields(SwarmConfig)])
+        for group, cls in (("reliability", SubAgentReliability), ("tokens", TokenModel)):
+            if isinstance(config.get(group), dict):
+                _check_keys(f"config.{group}.", config[group], [f.name for f in fields(cls)])
     try:
         SwarmEnv(**kwargs)
     except TypeError as exc:  # an unknown keyword, or a value of the wrong type
