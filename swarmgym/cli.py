@@ -36,7 +36,13 @@ def check_int(option: str, value: Any, lo: int, hi: int | None = None) -> int:
 
 def check_number(option: str, value: Any, lo: float, hi: float | None = None) -> float:
     """``value`` if it is a finite number in ``[lo, hi]``, else :class:`UsageError` naming ``option``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < lo or (hi is not None and value > hi):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < lo
+        or (hi is not None and value > hi)
+    ):
         raise UsageError(option, f"must be a number in [{lo}, {hi if hi is not None else 'inf'}], got {value!r}")
     return float(value)
 
@@ -80,6 +86,7 @@ def usage_failure(prog: str, exc: BaseException) -> int:
     """Print ``prog: <one line>`` on stderr; returns the usage exit status, 2."""
     print(f"{prog}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
     return 2
+
 
 COMMANDS = {
     "evaluate": ("swarmgym.evaluation", "evaluate orchestrators on env ids over seeds; writes Markdown and CSV tables"),

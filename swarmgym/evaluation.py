@@ -398,7 +398,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="env ids ('WideSearch-v0' or 'swarmgym/WideSearch-v0'); 'suite' = every Dict id, 'suite-flat' = every flat id (default: suite)",
     )
-    p.add_argument("-n", "--seeds", type=int, default=DEFAULT_SEEDS, help=f"episodes (seeds) per orchestrator and id (default {DEFAULT_SEEDS})")
+    p.add_argument(
+        "-n", "--seeds", type=int, default=DEFAULT_SEEDS, help=f"episodes (seeds) per orchestrator and id (default {DEFAULT_SEEDS})"
+    )
     p.add_argument("--seed-offset", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=f"envs stepped together, in [1, 4096] (default {DEFAULT_BATCH})")
     p.add_argument(
@@ -449,6 +451,9 @@ def _check_args(args: argparse.Namespace) -> tuple[list[str], list[Any]]:
             policies.append(load_orchestrator(spec))
         except (ValueError, TypeError, ImportError, OSError) as exc:
             raise UsageError("--orchestrators", f"{spec}: {exc}") from None
+    for policy in policies:
+        if hasattr(policy, "threads"):  # a policy that sets its own thread count while acting
+            policy.threads = args.threads or None
     if not args.no_write:
         check_output_dir("--out", args.out)
     return ids, policies
@@ -497,7 +502,9 @@ def cli_main(argv: list[str]) -> int:
         (out / f"{args.name}.md").write_text(markdown)
         (out / f"{args.name}.csv").write_text(to_csv(rows))
         if not args.quiet:
-            print(f"wrote {out / (args.name + '.md')} and {out / (args.name + '.csv')} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+            print(
+                f"wrote {out / (args.name + '.md')} and {out / (args.name + '.csv')} ({time.perf_counter() - start:.1f} s)", file=sys.stderr
+            )
     return 0
 
 

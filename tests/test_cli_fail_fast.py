@@ -98,7 +98,9 @@ def test_train_cli__resume_refuses_options_that_shape_the_run(tmp_path, capsys):
     line = _one_line(capsys.readouterr().err)
     assert line.startswith("swarmgym train: --resume:") and "no-such-run" in line
     run = tmp_path / "run"
-    cfg = PPOConfig(env_id="swarmgym/WideSearch-v0", engine="gym", num_envs=2, num_steps=8, total_steps=16, progress=False, tensorboard=False)
+    cfg = PPOConfig(
+        env_id="swarmgym/WideSearch-v0", engine="gym", num_envs=2, num_steps=8, total_steps=16, progress=False, tensorboard=False
+    )
     PPOTrainer(cfg, run_dir=run).save(run / "checkpoint.pt")
     for extra, option in ((["--seed", "3"], "--seed"), (["--total-steps", "99999"], "--total-steps"), (["--set", "gamma=0.9"], "--set")):
         assert train.cli_main(["--resume", str(run), "--no-eval", *extra]) == 2

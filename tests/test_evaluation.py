@@ -143,7 +143,11 @@ def test_evaluate_cli__policy_mode_rows(tmp_path, capsys):
     )
     PPOTrainer(cfg, run_dir=run).save(run / "checkpoint.pt")
     base = ["-o", f"moe:{run}", "critical_path", "--ids", "WideSearch-v0", "-n", "4", "--out", str(tmp_path / "out"), "--quiet"]
-    for mode, labels in (("greedy", ["moe:run (greedy)"]), ("sampled", ["moe:run (sampled)"]), ("both", ["moe:run (greedy)", "moe:run (sampled)"])):
+    for mode, labels in (
+        ("greedy", ["moe:run (greedy)"]),
+        ("sampled", ["moe:run (sampled)"]),
+        ("both", ["moe:run (greedy)", "moe:run (sampled)"]),
+    ):
         assert cli_main([*base, "--policy-mode", mode]) == 0
         rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "table.csv").read_text())))
         assert [r["orchestrator"] for r in rows] == [*labels, "critical_path"]
@@ -185,3 +189,24 @@ def test_to_terminal__at_most_100_columns_with_the_mode_kept():
         assert header in lines[0]
     long = [line for line in lines if "moe:runs" in line]
     assert long and all("… " not in line and "(sampled)" in line for line in long)
+
+
+def test_evaluate__sb3_policies_sampled_are_seeded():
+    pytest.importorskip("sb3_contrib")
+    import gymnasium as gym
+    from sb3_contrib import MaskablePPO
+
+    from swarmgym.orchestrators import SB3Policy
+
+    model = MaskablePPO("MultiInputPolicy", gym.make("swarmgym/WideSearch-v0"), seed=0, device="cpu")
+    policy = SB3Policy(model, "sb3:untrained")
+
+    def run(seed):
+        return {r.orchestrator: r.recorder for r in evaluate([policy], ["WideSearch-v0"], 8, policy_mode="both", sample_seed=seed)}
+
+    a, b = run(3), run(3)
+    assert list(a) == ["sb3:untrained (greedy)", "sb3:untrained (sampled)"]
+    for key in a:
+        np.testing.assert_array_equal(a[key].values("tokens"), b[key].values("tokens"))
+    assert not np.array_equal(a["sb3:untrained (greedy)"].values("tokens"), a["sb3:untrained (sampled)"].values("tokens"))
+    assert policy.deterministic and policy.name == "sb3:untrained"

@@ -63,7 +63,14 @@ def test_train_cli__quick_run_writes_the_run_folder(quick_run, capsys):
     ):
         assert (quick_run / name).is_file(), name
     table = (quick_run / "table.md").read_text()
-    for orchestrator in (f"moe:{quick_run.name} (greedy)", f"moe:{quick_run.name} (sampled)", "sequential_crew", "delegating_manager", "static_fanout", "critical_path"):
+    for orchestrator in (
+        f"moe:{quick_run.name} (greedy)",
+        f"moe:{quick_run.name} (sampled)",
+        "sequential_crew",
+        "delegating_manager",
+        "static_fanout",
+        "critical_path",
+    ):
         assert f"| {orchestrator} |" in table
     csv_text = (quick_run / "table.csv").read_text()
     assert f",moe:{quick_run.name} (greedy)," in csv_text and f",moe:{quick_run.name} (sampled)," in csv_text

@@ -226,7 +226,9 @@ def test_trainer__logs_and_routing_stats(tmp_path):
 def test_trainer_lambdas__reach_exactly_zero_at_anneal_fraction_and_stay(schedule):
     """λ1 and λ2 are > 0 before ``anneal_fraction * total_steps`` env steps and exactly 0 from there on,
     in the schedule the trainer holds, in every logged row and in the reward it pays."""
-    cfg = tiny_config(num_envs=4, num_steps=16, total_steps=64 * 10, anneal_fraction=0.4, lambda_schedule=schedule, lambda1=0.3, lambda2=0.2)
+    cfg = tiny_config(
+        num_envs=4, num_steps=16, total_steps=64 * 10, anneal_fraction=0.4, lambda_schedule=schedule, lambda1=0.3, lambda2=0.2
+    )
     trainer = PPOTrainer(cfg)
     anneal_step = int(0.4 * cfg.total_steps)  # 256 env steps: after update 4 of 10
     for lam, initial in ((trainer.lambda1, 0.3), (trainer.lambda2, 0.2)):

@@ -659,7 +659,9 @@ class PPOTrainer:
                             f"stopped at update {self.update}/{cfg.num_updates} ({self.global_step:,} env steps); "
                             f"checkpoint {self.run_dir / 'checkpoint.pt'}"
                         )
-                    stop.raise_stop(f"stopped at update {self.update}/{cfg.num_updates} ({self.global_step:,} env steps); no run folder, nothing saved")
+                    stop.raise_stop(
+                        f"stopped at update {self.update}/{cfg.num_updates} ({self.global_step:,} env steps); no run folder, nothing saved"
+                    )
                 if self.run_dir is not None and (
                     (cfg.checkpoint_every and self.update % cfg.checkpoint_every == 0)
                     or (cfg.checkpoint_seconds and time.monotonic() - last_save >= cfg.checkpoint_seconds)
@@ -739,7 +741,9 @@ class PPOTrainer:
             )
         own_spec = {k: v for k, v in trainer.engine.spec.items() if k != "device"}
         if {k: v for k, v in saved["spec"].items() if k != "device"} != own_spec:
-            raise CheckpointError(f"{str(path)!r}: the engine of {trainer.config.env_id!r} is not the one the run used (its registration changed)")
+            raise CheckpointError(
+                f"{str(path)!r}: the engine of {trainer.config.env_id!r} is not the one the run used (its registration changed)"
+            )
         trainer.engine.load_state_dict(saved["state"])
         trainer.next_obs = {k: v.to(trainer.device) for k, v in state["next_obs"].items()}
         trainer.next_mask = state["next_mask"].to(trainer.device)

@@ -122,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # options that shape the run (default None: a resumed run refuses them)
     p.add_argument("--env-id", default=None, help=f"env id to train and evaluate on (default {DEFAULT_ENV_ID})")
-    p.add_argument("--total-steps", type=int, default=None, help=f"training env steps, at least one rollout (default {DEFAULT_TOTAL_STEPS:,})")
+    p.add_argument(
+        "--total-steps", type=int, default=None, help=f"training env steps, at least one rollout (default {DEFAULT_TOTAL_STEPS:,})"
+    )
     p.add_argument("--quick", action="store_true", help="a few seconds: tiny run and evaluation (smoke test)")
     p.add_argument("--seed", type=int, default=None, help="training seed, in [0, 2**31 - 1] (default 0)")
     p.add_argument("--num-envs", type=int, default=None, help="envs stepped together, in [1, 65536] (default 64)")
@@ -141,7 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     # options a resumed run may change
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default 1; 0 = torch's choice)")
-    p.add_argument("--checkpoint-seconds", type=float, default=None, help="write checkpoint.pt every this many seconds (default 60; 0 = off)")
+    p.add_argument(
+        "--checkpoint-seconds", type=float, default=None, help="write checkpoint.pt every this many seconds (default 60; 0 = off)"
+    )
     p.add_argument("--run-dir", default=None, help="output folder (default runs/train-<time>; with --resume, the checkpoint's folder)")
     p.add_argument(
         "--resume",
@@ -149,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN",
         help="continue a run exactly: its folder or its checkpoint.pt (the run keeps its own config)",
     )
-    p.add_argument("--eval-seeds", type=int, default=None, help=f"evaluation episodes per orchestrator, >= 1 (default {DEFAULT_EVAL_SEEDS})")
+    p.add_argument(
+        "--eval-seeds", type=int, default=None, help=f"evaluation episodes per orchestrator, >= 1 (default {DEFAULT_EVAL_SEEDS})"
+    )
     p.add_argument("--eval-ids", nargs="+", default=None, metavar="ID", help="ids to evaluate on (default: the training id)")
     p.add_argument(
         "--policy-mode",
@@ -275,14 +281,18 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
             try:
                 check_device("--device", config.device)
             except UsageError as exc:
-                raise UsageError("--device", f"the run was trained on {config.device!r}, which this machine lacks ({exc}); pass --device cpu") from None
+                raise UsageError(
+                    "--device", f"the run was trained on {config.device!r}, which this machine lacks ({exc}); pass --device cpu"
+                ) from None
         run_dir = Path(args.run_dir) if args.run_dir else resume.parent
     else:
         config = make_config(args)
         resume = None
         run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
         if (run_dir / "checkpoint.pt").exists():
-            raise UsageError("--run-dir", f"{str(run_dir)!r} already holds a run: continue it with --resume {run_dir}, or choose another folder")
+            raise UsageError(
+                "--run-dir", f"{str(run_dir)!r} already holds a run: continue it with --resume {run_dir}, or choose another folder"
+            )
     overridden = bool(config.env_overrides)
     try:
         check_env_kwargs(config.env_id, config.env_overrides)
@@ -516,7 +526,9 @@ def cli_main(argv: list[str]) -> int:
 
             policy = load_policy(run_dir / "checkpoint.pt", name=f"{config.model.ffn}:{run_dir.name}", threads=config.torch_threads or None)
             t0 = time.perf_counter()
-            rows = evaluate_policy(policy, plan.eval_ids, plan.eval_seeds, env_overrides=config.env_overrides or None, policy_mode=plan.policy_mode)
+            rows = evaluate_policy(
+                policy, plan.eval_ids, plan.eval_seeds, env_overrides=config.env_overrides or None, policy_mode=plan.policy_mode
+            )
             summary["eval_seconds"] = time.perf_counter() - t0
             markdown = to_markdown(rows, title=f"Trained {config.model.ffn} orchestrator vs the hand-coded ones", command=command)
             atomic_write_text(run_dir / "table.md", markdown)
