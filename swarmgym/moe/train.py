@@ -179,7 +179,6 @@ def _config_error(exc: Exception) -> UsageError:
 def make_config(args: argparse.Namespace) -> "Any":
     """The :class:`PPOConfig` of a command line (a new run); :class:`UsageError` names a bad option."""
     from swarmgym.evaluation import resolve_id
-    from swarmgym.moe.ppo import PPOConfig
 
     try:
         env_id = resolve_id(args.env_id or DEFAULT_ENV_ID)
@@ -193,6 +192,8 @@ def make_config(args: argparse.Namespace) -> "Any":
         check_int("--total-steps", args.total_steps, 1, 10**12)
     if args.token_cost is not None:
         check_number("--token-cost", args.token_cost, 0.0, 1e6)
+    from swarmgym.moe.ppo import PPOConfig  # imports torch: after the checks that need nothing
+
     d = PPOConfig(env_id=env_id).to_dict()
     d["seed"] = args.seed if args.seed is not None else 0
     d["engine"] = args.engine or "auto"
@@ -246,10 +247,9 @@ class RunPlan:
 
 
 def plan_run(args: argparse.Namespace) -> RunPlan:
-    """Check every option before any work starts; :class:`UsageError` names the first bad one."""
+    """Check every option before any work starts; :class:`UsageError` names the first bad one.
+    (The checks that need nothing come first: they answer before torch is imported.)"""
     from swarmgym.evaluation import resolve_id
-    from swarmgym.moe.engines import check_env_kwargs
-    from swarmgym.moe.ppo import CheckpointError, PPOConfig, checkpoint_path, read_checkpoint
 
     if args.threads is not None:
         check_int("--threads", args.threads, 0, 1024)
@@ -261,6 +261,8 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         check_device("--device", args.device)
     overrides: dict[str, Any] = {}
     if args.resume:
+        from swarmgym.moe.ppo import CheckpointError, PPOConfig, checkpoint_path, read_checkpoint
+
         given = [opt for dest, opt in RUN_SHAPING_OPTIONS.items() if getattr(args, dest) not in (None, False, [])]
         if given:
             raise UsageError(given[0], "cannot be combined with --resume: a resumed run keeps the config saved in its checkpoint")
@@ -293,6 +295,8 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
             raise UsageError(
                 "--run-dir", f"{str(run_dir)!r} already holds a run: continue it with --resume {run_dir}, or choose another folder"
             )
+    from swarmgym.moe.engines import check_env_kwargs
+
     overridden = bool(config.env_overrides)
     try:
         check_env_kwargs(config.env_id, config.env_overrides)
