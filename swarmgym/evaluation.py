@@ -8,13 +8,23 @@ instances and sub-agent fates. Episodes run in batches of envs so that a policy'
 families, such as Mixed, gets a row per family and an ``all`` row), printed, and
 written as Markdown and CSV.
 
+Learned policies (``moe:``/``sb3:``, any policy with a boolean ``deterministic``
+attribute) are evaluated greedily (the most probable valid action), by sampling from
+their action distribution (seeded: the same ``sample_seed`` gives the same numbers), or
+both (the default), each labelled in its row: ``moe:runs/x (greedy)``, ``moe:runs/x
+(sampled)``. A policy trained by PPO acts by sampling; its greedy form can be much
+worse (a masked action it learned to use as a one-tick pause, repeated until the budget
+ends). Hand-coded orchestrators are deterministic and evaluated once.
+
 With no arguments it evaluates every reference orchestrator on every Dict id of the
-suite (:data:`DEFAULT_SEEDS` seeds each) and writes ``runs/evaluate/table.{md,csv}``.
+suite (:data:`DEFAULT_SEEDS` seeds each), prints a compact table (:func:`to_terminal`)
+and writes the full one to ``runs/evaluate/table.{md,csv}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import io
 import math
@@ -37,6 +47,8 @@ from swarmgym.orchestrators import REFERENCE_NAMES, Orchestrator, load_orchestra
 DEFAULT_SEEDS = 1000
 #: Envs stepped together (the batch a policy's ``act`` sees).
 DEFAULT_BATCH = 64
+#: How learned policies act in evaluation: ``greedy``, ``sampled`` or ``both`` (a row each).
+POLICY_MODES: tuple[str, ...] = ("greedy", "sampled", "both")
 
 #: Columns of the Markdown table: (recorded quantity, header, scale, digits).
 MARKDOWN_COLUMNS: tuple[tuple[str, str, float, int], ...] = (
@@ -148,6 +160,36 @@ def run_episodes(
     return recorder
 
 
+def is_learned(policy: Any) -> bool:
+    """A policy that can act greedily or by sampling (it has a boolean ``deterministic`` attribute)."""
+    return isinstance(getattr(policy, "deterministic", None), bool)
+
+
+def policy_variants(policy: Any, policy_mode: str = "both", sample_seed: int = 0) -> list[Any]:
+    """The forms of ``policy`` to evaluate: a learned policy (:func:`is_learned`) as a greedy
+    copy named ``"<name> (greedy)"`` and/or a sampling copy named ``"<name> (sampled)"`` whose
+    sampler is seeded with ``sample_seed``; any other policy as itself.
+
+    :param policy_mode: ``"greedy"``, ``"sampled"`` or ``"both"``.
+    """
+    if policy_mode not in POLICY_MODES:
+        raise ValueError(f"policy_mode must be one of {POLICY_MODES}, got {policy_mode!r}")
+    if not is_learned(policy):
+        return [policy]
+    name = str(getattr(policy, "name", type(policy).__name__))
+    out = []
+    for mode in ("greedy", "sampled"):
+        if policy_mode not in (mode, "both"):
+            continue
+        variant = copy.copy(policy)
+        variant.deterministic = mode == "greedy"
+        variant.name = f"{name} ({mode})"
+        if hasattr(variant, "seed"):
+            variant.seed = sample_seed
+        out.append(variant)
+    return out
+
+
 @dataclass
 class EvalResult:
     """Episodes of one orchestrator on one env id."""
@@ -167,24 +209,30 @@ def evaluate(
     env_kwargs: dict | None = None,
     batch: int = DEFAULT_BATCH,
     progress: Callable[[EvalResult], None] | None = None,
+    policy_mode: str = "both",
+    sample_seed: int = 0,
 ) -> list[EvalResult]:
     """Evaluate every orchestrator on every id over the same ``n_seeds`` episodes.
 
     :param orchestrators: specs for :func:`~swarmgym.orchestrators.load_orchestrator` or policy objects.
     :param env_ids: registered ids (``"WideSearch-v0"`` is resolved to ``"swarmgym/WideSearch-v0"``).
     :param progress: called with each result as it completes.
+    :param policy_mode: how learned policies act: ``"greedy"``, ``"sampled"`` or ``"both"``
+        (a result each, see :func:`policy_variants`); hand-coded ones are evaluated once.
+    :param sample_seed: seed of a sampling policy's draws, reset before every (policy, id) run.
     """
     if not orchestrators:
         raise ValueError("orchestrators must name at least one orchestrator")
     if not env_ids:
         raise ValueError("env_ids must name at least one env id")
-    policies = [load_orchestrator(o) if isinstance(o, str) else o for o in orchestrators]
+    loaded = [load_orchestrator(o) if isinstance(o, str) else o for o in orchestrators]
+    policies = [v for p in loaded for v in policy_variants(p, policy_mode, sample_seed)]
     ids = [resolve_id(i) for i in env_ids]
     results = []
     for env_id in ids:
         for policy in policies:
             if hasattr(policy, "reset"):
-                policy.reset(None)
+                policy.reset(None)  # every run starts from the policy's own seed
             start = time.perf_counter()
             rec = run_episodes(policy, env_id, n_seeds, seed_offset=seed_offset, env_kwargs=env_kwargs, batch=batch)
             result = EvalResult(env_id, str(getattr(policy, "name", type(policy).__name__)), rec, time.perf_counter() - start)
@@ -251,6 +299,63 @@ def to_markdown(rows: Sequence[dict[str, Any]], *, title: str | None = None, com
     return out.getvalue()
 
 
+#: Columns of the terminal table: (recorded quantity, header, scale, digits, with the CI half-width).
+TERMINAL_COLUMNS: tuple[tuple[str, str, float, int, bool], ...] = (
+    ("score", "score", 1.0, 3, True),
+    ("critical_steps", "crit.", 1.0, 1, False),
+    ("speedup", "speedup", 1.0, 2, False),
+    ("serial_collapse_index", "collapse", 1.0, 2, False),
+    ("spurious_spawn_rate", "spurious", 1.0, 2, False),
+    ("tokens", "tok(k)", 1e-3, 1, False),
+    ("cost_usd", "m$", 1e3, 2, False),
+)
+#: Width of the terminal table, in characters.
+TERMINAL_WIDTH = 100
+
+
+def _elide(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters in the middle (the end names the mode: keep it)."""
+    if len(text) <= width:
+        return text
+    keep = width - 1
+    return text[: keep // 2] + "…" + text[len(text) - (keep - keep // 2) :]
+
+
+def to_terminal(rows: Sequence[dict[str, Any]], *, width: int = TERMINAL_WIDTH) -> str:
+    """A compact table for the terminal (at most ``width`` characters a line): one block per
+    (env id, family), one line per orchestrator with score (± 95% CI half-width), critical steps,
+    speedup, serial-collapse index, spurious-spawn rate, tokens (thousands) and cost (milli-dollars).
+    The Markdown and CSV tables hold every column."""
+    cells = []
+    for row in rows:
+        line = []
+        for name, _, scale, digits, with_ci in TERMINAL_COLUMNS:
+            stat = row["stats"][name]
+            if math.isnan(stat.mean):
+                line.append("-")
+            elif with_ci and not math.isnan(stat.half_width):
+                line.append(f"{stat.mean * scale:.{digits}f}±{stat.half_width * scale:.{digits}f}")
+            else:
+                line.append(f"{stat.mean * scale:.{digits}f}")
+        cells.append(line)
+    widths = [max([len(h)] + [len(c[k]) for c in cells]) for k, (_, h, _, _, _) in enumerate(TERMINAL_COLUMNS)]
+    numbers = sum(w + 1 for w in widths)
+    name_width = max(12, min(max((len(r["orchestrator"]) for r in rows), default=12), width - 2 - numbers))
+    out = io.StringIO()
+    header = "  " + "orchestrator".ljust(name_width) + "".join(" " + h.rjust(w) for (_, h, _, _, _), w in zip(TERMINAL_COLUMNS, widths))
+    out.write(header.rstrip() + "\n")
+    group = None
+    for row, line in zip(rows, cells):
+        key = (row["env_id"], row["family"])
+        if key != group:
+            group = key
+            title = f"{row['env_id'].removeprefix('swarmgym/')} / {row['family']} ({row['episodes']} episodes)"
+            out.write(_elide(title, width) + "\n")
+        text = "  " + _elide(row["orchestrator"], name_width).ljust(name_width) + "".join(" " + c.rjust(w) for c, w in zip(line, widths))
+        out.write(text.rstrip() + "\n")
+    return out.getvalue()
+
+
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     """CSV with, per recorded quantity, ``_mean``, ``_ci_low`` and ``_ci_high`` columns,
     then the mean concurrency profile (``profile_k``: share of ticks with k sub-agents)."""
@@ -276,7 +381,7 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="swarmgym evaluate",
-        description="Evaluate orchestrators on env ids over seeds; print the table and write it as Markdown and CSV.",
+        description="Evaluate orchestrators on env ids over seeds; print a compact table and write the full one as Markdown and CSV.",
     )
     p.add_argument(
         "-o",
@@ -293,26 +398,40 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="env ids ('WideSearch-v0' or 'swarmgym/WideSearch-v0'); 'suite' = every Dict id, 'suite-flat' = every flat id (default: suite)",
     )
-    p.add_argument("-n", "--seeds", type=int, default=DEFAULT_SEEDS, help=f"episodes (seeds) per orchestrator and id (default {DEFAULT_SEEDS})")
+    p.add_argument(
+        "-n", "--seeds", type=int, default=DEFAULT_SEEDS, help=f"episodes (seeds) per orchestrator and id (default {DEFAULT_SEEDS})"
+    )
     p.add_argument("--seed-offset", type=int, default=0, help="first seed (default 0)")
-    p.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=f"envs stepped together (default {DEFAULT_BATCH})")
+    p.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=f"envs stepped together, in [1, 4096] (default {DEFAULT_BATCH})")
+    p.add_argument(
+        "--policy-mode",
+        choices=POLICY_MODES,
+        default="both",
+        help="learned policies (moe:, sb3:) act greedily, by sampling, or both, a row each (default both)",
+    )
+    p.add_argument("--sample-seed", type=int, default=0, help="seed of the sampled actions of learned policies (default 0)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads for learned policies (default 1; 0 = torch's choice)")
     p.add_argument("--out", default="runs/evaluate", help="folder for the Markdown and CSV files (default runs/evaluate)")
     p.add_argument("--name", default="table", help="file stem: writes NAME.md and NAME.csv (default table)")
     p.add_argument("--title", default=None, help="title line of the Markdown file")
     p.add_argument("--no-write", action="store_true", help="print the table only")
+    p.add_argument("--full", action="store_true", help="print the full Markdown table instead of the compact one")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
 
 
-def cli_main(argv: list[str]) -> int:
-    """Entry point of ``swarmgym evaluate`` (contract 5)."""
-    args = _parser().parse_args(argv)
-    if args.seeds < 1:
-        print("swarmgym evaluate: --seeds must be >= 1", file=sys.stderr)
-        return 2
-    if args.batch < 1:
-        print("swarmgym evaluate: --batch must be >= 1", file=sys.stderr)
-        return 2
+def _check_args(args: argparse.Namespace) -> tuple[list[str], list[Any]]:
+    """Every option checked before any episode runs; returns the resolved ids and the loaded
+    orchestrators. Raises :class:`swarmgym.cli.UsageError` naming the option."""
+    from swarmgym.cli import UsageError, check_int, check_output_dir
+
+    check_int("--seeds", args.seeds, 1, 10**7)
+    check_int("--seed-offset", args.seed_offset, 0, 2**63 - 1)
+    check_int("--batch", args.batch, 1, 4096)
+    check_int("--sample-seed", args.sample_seed, 0, 2**63 - 1)
+    check_int("--threads", args.threads, 0, 1024)
+    if not args.name or Path(args.name).name != args.name or args.name in (".", ".."):
+        raise UsageError("--name", f"must be a plain file stem (no folder), got {args.name!r}")
     ids: list[str] = []
     for name in args.ids:
         if name == "suite":
@@ -320,43 +439,88 @@ def cli_main(argv: list[str]) -> int:
         elif name == "suite-flat":
             ids += suite_ids(flat=True)
         else:
-            ids.append(name)
+            try:
+                ids.append(resolve_id(name))
+            except ValueError as exc:
+                raise UsageError("--ids", str(exc)) from None
+    if args.threads:
+        _set_threads_if_torch(args.threads, args.orchestrators)
+    policies = []
+    for spec in args.orchestrators:
+        try:
+            policies.append(load_orchestrator(spec))
+        except (ValueError, TypeError, ImportError, OSError) as exc:
+            raise UsageError("--orchestrators", f"{spec}: {exc}") from None
+    for policy in policies:
+        if hasattr(policy, "threads"):  # a policy that sets its own thread count while acting
+            policy.threads = args.threads or None
+    if not args.no_write:
+        check_output_dir("--out", args.out)
+    return ids, policies
+
+
+def _set_threads_if_torch(threads: int, specs: Sequence[str]) -> None:
+    """Learned policies run on CPU with ``threads`` torch threads (one is fastest for the small models here)."""
+    if any(s.startswith(("moe:", "sb3:")) for s in specs):
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def cli_main(argv: list[str]) -> int:
+    """Entry point of ``swarmgym evaluate``."""
+    from swarmgym.cli import UsageError, usage_failure
+
+    args = _parser().parse_args(argv)
     try:
-        ids = [resolve_id(i) for i in ids]
-        policies = [load_orchestrator(spec) for spec in args.orchestrators]
-    except (ValueError, TypeError, ImportError, OSError) as exc:
-        print(f"swarmgym evaluate: {exc}", file=sys.stderr)
-        return 2
+        ids, policies = _check_args(args)
+    except UsageError as exc:
+        return usage_failure("swarmgym evaluate", exc)
 
     def progress(r: EvalResult) -> None:
         if not args.quiet:
             print(f"  {r.env_id:<32} {r.orchestrator:<22} {r.recorder.n_episodes():>5} episodes  {r.seconds:6.1f} s", file=sys.stderr)
 
     start = time.perf_counter()
-    results = evaluate(policies, ids, args.seeds, seed_offset=args.seed_offset, batch=args.batch, progress=progress)
+    results = evaluate(
+        policies,
+        ids,
+        args.seeds,
+        seed_offset=args.seed_offset,
+        batch=args.batch,
+        progress=progress,
+        policy_mode=args.policy_mode,
+        sample_seed=args.sample_seed,
+    )
     rows = table_rows(results)
     command = "swarmgym evaluate " + shlex.join(argv) if argv else "swarmgym evaluate"
     markdown = to_markdown(rows, title=args.title, command=command)
-    print(markdown)
+    print(markdown if args.full else to_terminal(rows))
     if not args.no_write:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / f"{args.name}.md").write_text(markdown)
         (out / f"{args.name}.csv").write_text(to_csv(rows))
         if not args.quiet:
-            print(f"wrote {out / (args.name + '.md')} and {out / (args.name + '.csv')} ({time.perf_counter() - start:.1f} s)", file=sys.stderr)
+            print(
+                f"wrote {out / (args.name + '.md')} and {out / (args.name + '.csv')} ({time.perf_counter() - start:.1f} s)", file=sys.stderr
+            )
     return 0
 
 
 __all__ = [
     "DEFAULT_SEEDS",
+    "POLICY_MODES",
     "EvalResult",
     "cli_main",
     "dict_observation",
     "evaluate",
+    "is_learned",
+    "policy_variants",
     "run_episodes",
     "suite_ids",
     "table_rows",
     "to_csv",
     "to_markdown",
+    "to_terminal",
 ]

@@ -256,21 +256,33 @@ class RandomOrchestrator(Orchestrator):
 
 
 class SB3Policy(Orchestrator):
-    """A stable-baselines3 model as an orchestrator: deterministic ``predict`` with the mask
+    """A stable-baselines3 model as an orchestrator: ``predict`` with the mask
     (sb3-contrib's MaskablePPO) or on the flat observation rebuilt from the Dict one
     (a model trained on a ``-flat`` id: nodes, globals, adjacency if present, mask as 0/1).
 
     :param model: a trained SB3 model (``MaskablePPO``, ``PPO``, ...).
     :param name: the table name.
+    :param deterministic: greedy actions (default) or sampled ones.
+    :param seed: seed of the sampled actions: :meth:`reset` seeds torch's global generator
+        with it (SB3 samples from that generator).
     """
 
-    def __init__(self, model: Any, name: str = "sb3") -> None:
+    def __init__(self, model: Any, name: str = "sb3", deterministic: bool = True, seed: int = 0) -> None:
         import gymnasium as gym
 
         self.model = model
         self.name = name
+        self.deterministic = bool(deterministic)
+        self.seed = int(seed)
         self.flat = not isinstance(model.observation_space, gym.spaces.Dict)
         self.masked = type(model).__name__ == "MaskablePPO"
+
+    def reset(self, seed: int | None = None) -> None:
+        """Seed the sampled actions (torch's global generator), from ``seed`` or the policy's ``seed``."""
+        if not self.deterministic:
+            import torch
+
+            torch.manual_seed(self.seed if seed is None else int(seed))
 
     def act(self, obs, mask):
         mask = np.asarray(mask, dtype=bool)
@@ -284,9 +296,9 @@ class SB3Policy(Orchestrator):
         else:
             model_obs = {k: np.asarray(v) for k, v in obs.items()}
         if self.masked:
-            actions, _ = self.model.predict(model_obs, action_masks=mask, deterministic=True)
+            actions, _ = self.model.predict(model_obs, action_masks=mask, deterministic=self.deterministic)
         else:
-            actions, _ = self.model.predict(model_obs, deterministic=True)
+            actions, _ = self.model.predict(model_obs, deterministic=self.deterministic)
         return np.asarray(actions, dtype=np.int64).reshape(-1)
 
     def __repr__(self) -> str:

@@ -19,8 +19,12 @@ def test_cli__writes_markdown_and_csv_with_per_family_rows(tmp_path, capsys):
     assert swarmgym_main(["evaluate", *argv]) == 0
     printed = capsys.readouterr().out
     md = (tmp_path / "table.md").read_text()
-    assert md in printed or md.strip() in printed
+    assert "Mixed-v0 / all (12 episodes)" in printed and "| Mixed-v0 |" not in printed  # the compact table
+    assert max(len(line) for line in printed.splitlines()) <= 100
     assert "swarmgym evaluate " + " ".join(argv[:-3]) in md  # the exact command is recorded
+    assert swarmgym_main(["evaluate", *argv, "--full", "--no-write"]) == 0
+    full = capsys.readouterr().out  # --full prints the Markdown table
+    assert [line for line in full.splitlines() if line.startswith("|")] == [line for line in md.splitlines() if line.startswith("|")]
     rows = list(csv.DictReader(io.StringIO((tmp_path / "table.csv").read_text())))
     mixed = [r for r in rows if r["env_id"] == "swarmgym/Mixed-v0"]
     families = {r["family"] for r in mixed}
@@ -79,3 +83,130 @@ def test_cli__rejects_bad_input(capsys):
     assert "no SB3 model" in capsys.readouterr().err
     with pytest.raises(ValueError, match="n_episodes"):
         run_episodes(load_orchestrator("random"), "swarmgym/WideSearch-v0", 0)
+
+
+# ---------------------------------------------------------------- learned policies: greedy and sampled
+def _tiny_policy(**kw):
+    import torch
+
+    from swarmgym.moe.model import ModelConfig, OrchestratorNet
+    from swarmgym.moe.policy import MoEOrchestrator
+
+    torch.manual_seed(0)
+    net = OrchestratorNet(ModelConfig(d_model=16, n_heads=2, n_layers=1, n_experts=4, top_k=2, expert_hidden=16))
+    return MoEOrchestrator(net, name="moe:tiny", **kw)
+
+
+def test_policy_variants__learned_twice_labelled_hand_coded_once():
+    from swarmgym.evaluation import policy_variants
+
+    policy = _tiny_policy()
+    greedy, sampled = policy_variants(policy, "both", sample_seed=7)
+    assert (greedy.name, greedy.deterministic) == ("moe:tiny (greedy)", True)
+    assert (sampled.name, sampled.deterministic, sampled.seed) == ("moe:tiny (sampled)", False, 7)
+    assert policy.name == "moe:tiny" and policy.deterministic  # the original is unchanged
+    assert [p.name for p in policy_variants(policy, "sampled")] == ["moe:tiny (sampled)"]
+    crew = load_orchestrator("sequential_crew")
+    assert policy_variants(crew, "both") == [crew]
+    with pytest.raises(ValueError, match="policy_mode"):
+        policy_variants(policy, "argmax")
+
+
+def test_evaluate__sampled_mode_is_seeded_and_differs_from_greedy():
+    def run(seed):
+        results = evaluate([_tiny_policy()], ["WideSearch-v0"], 12, policy_mode="both", sample_seed=seed)
+        assert [r.orchestrator for r in results] == ["moe:tiny (greedy)", "moe:tiny (sampled)"]
+        return {r.orchestrator: r.recorder for r in results}
+
+    a, b, c = run(0), run(0), run(1)
+    for name in ("critical_steps", "score", "n_spawned", "tokens"):
+        for key in a:
+            np.testing.assert_array_equal(a[key].values(name), b[key].values(name))  # same seed, same numbers
+        np.testing.assert_array_equal(a["moe:tiny (greedy)"].values(name), c["moe:tiny (greedy)"].values(name))
+    assert not np.array_equal(a["moe:tiny (sampled)"].values("tokens"), c["moe:tiny (sampled)"].values("tokens"))
+    assert not np.array_equal(a["moe:tiny (sampled)"].values("tokens"), a["moe:tiny (greedy)"].values("tokens"))
+
+
+def test_evaluate_cli__policy_mode_rows(tmp_path, capsys):
+    from swarmgym.moe.ppo import PPOConfig, PPOTrainer
+
+    run = tmp_path / "run"
+    cfg = PPOConfig(
+        env_id="swarmgym/WideSearch-v0",
+        engine="gym",
+        num_envs=2,
+        num_steps=8,
+        total_steps=16,
+        progress=False,
+        tensorboard=False,
+        model=dict(d_model=16, n_heads=2, n_layers=1, n_experts=4, top_k=2, expert_hidden=16),
+    )
+    PPOTrainer(cfg, run_dir=run).save(run / "checkpoint.pt")
+    base = ["-o", f"moe:{run}", "critical_path", "--ids", "WideSearch-v0", "-n", "4", "--out", str(tmp_path / "out"), "--quiet"]
+    for mode, labels in (
+        ("greedy", ["moe:run (greedy)"]),
+        ("sampled", ["moe:run (sampled)"]),
+        ("both", ["moe:run (greedy)", "moe:run (sampled)"]),
+    ):
+        assert cli_main([*base, "--policy-mode", mode]) == 0
+        rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "table.csv").read_text())))
+        assert [r["orchestrator"] for r in rows] == [*labels, "critical_path"]
+    capsys.readouterr()
+
+
+def test_moe_policy__acts_on_one_thread_and_restores_the_callers_setting():
+    import torch
+
+    policy = _tiny_policy()
+    seen = []
+    policy.model.register_forward_pre_hook(lambda module, args: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        nodes = np.zeros((1, 32, 20), dtype=np.float32)
+        nodes[0, :4, 0] = 1.0
+        mask = np.zeros((1, 66), dtype=bool)
+        mask[0, -1] = True
+        policy.act({"nodes": nodes, "globals": np.zeros((1, 10), np.float32)}, mask)
+        assert seen == [1] and torch.get_num_threads() == 2
+        policy.threads = None
+        policy.act({"nodes": nodes, "globals": np.zeros((1, 10), np.float32)}, mask)
+        assert seen == [1, 2]
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_to_terminal__at_most_100_columns_with_the_mode_kept():
+    from swarmgym.evaluation import to_terminal
+
+    results = evaluate(["critical_path", "sequential_crew"], ["Mixed-v0"], 6)
+    results[0].orchestrator = "moe:runs/a-very-long-run-folder-name-that-would-wrap-the-terminal-table (sampled)"
+    text = to_terminal(table_rows(results))
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert "Mixed-v0 / all (6 episodes)" in text
+    for header in ("orchestrator", "score", "crit.", "speedup", "collapse", "spurious", "tok(k)", "m$"):
+        assert header in lines[0]
+    long = [line for line in lines if "moe:runs" in line]
+    assert long and all("… " not in line and "(sampled)" in line for line in long)
+
+
+def test_evaluate__sb3_policies_sampled_are_seeded():
+    pytest.importorskip("sb3_contrib")
+    import gymnasium as gym
+    from sb3_contrib import MaskablePPO
+
+    from swarmgym.orchestrators import SB3Policy
+
+    model = MaskablePPO("MultiInputPolicy", gym.make("swarmgym/WideSearch-v0"), seed=0, device="cpu")
+    policy = SB3Policy(model, "sb3:untrained")
+
+    def run(seed):
+        return {r.orchestrator: r.recorder for r in evaluate([policy], ["WideSearch-v0"], 8, policy_mode="both", sample_seed=seed)}
+
+    a, b = run(3), run(3)
+    assert list(a) == ["sb3:untrained (greedy)", "sb3:untrained (sampled)"]
+    for key in a:
+        np.testing.assert_array_equal(a[key].values("tokens"), b[key].values("tokens"))
+    assert not np.array_equal(a["sb3:untrained (greedy)"].values("tokens"), a["sb3:untrained (sampled)"].values("tokens"))
+    assert policy.deterministic and policy.name == "sb3:untrained"

@@ -18,13 +18,35 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory):
+def quick_output(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("train")
     before = torch.get_num_threads()
-    rc = train.cli_main(["--quick", "--run-dir", str(run_dir), "--no-progress", "--eval-seeds", "8", "--engine", "gym"])
+    with pytest.MonkeyPatch.context() as mp:
+        import io
+        import sys
+
+        out = io.StringIO()
+        mp.setattr(sys, "stdout", out)
+        rc = train.cli_main(["--quick", "--run-dir", str(run_dir), "--no-progress", "--eval-seeds", "8", "--engine", "gym"])
     torch.set_num_threads(before)  # the trainer sets its thread count process-wide
     assert rc == 0
-    return run_dir
+    return run_dir, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def quick_run(quick_output):
+    return quick_output[0]
+
+
+def test_train_cli__prints_a_compact_table_with_both_policy_modes(quick_output):
+    run_dir, printed = quick_output
+    lines = printed.splitlines()
+    assert lines and max(len(line) for line in lines) <= 100
+    label = f"moe:{run_dir.name}"
+    for orchestrator in (f"{label} (greedy)", f"{label} (sampled)", "sequential_crew", "critical_path"):
+        assert any(line.strip().startswith(orchestrator) for line in lines), orchestrator
+    assert "Mixed-v0 / all (8 episodes)" in printed
+    assert "moe (moe)" not in printed
 
 
 def test_train_cli__quick_run_writes_the_run_folder(quick_run, capsys):
@@ -41,8 +63,17 @@ def test_train_cli__quick_run_writes_the_run_folder(quick_run, capsys):
     ):
         assert (quick_run / name).is_file(), name
     table = (quick_run / "table.md").read_text()
-    for orchestrator in ("moe (moe)", "sequential_crew", "delegating_manager", "static_fanout", "critical_path"):
-        assert orchestrator in table
+    for orchestrator in (
+        f"moe:{quick_run.name} (greedy)",
+        f"moe:{quick_run.name} (sampled)",
+        "sequential_crew",
+        "delegating_manager",
+        "static_fanout",
+        "critical_path",
+    ):
+        assert f"| {orchestrator} |" in table
+    csv_text = (quick_run / "table.csv").read_text()
+    assert f",moe:{quick_run.name} (greedy)," in csv_text and f",moe:{quick_run.name} (sampled)," in csv_text
     assert "| Mixed-v0 | all |" in table
     cfg = json.loads((quick_run / "config.json").read_text())
     assert cfg["env_id"] == "swarmgym/Mixed-v0" and cfg["parl"] is True and cfg["lambda_schedule"] == "linear"
@@ -84,13 +115,22 @@ def test_load_policy__rejects_other_files(tmp_path):
         load_policy(tmp_path / "x.pt")
 
 
-def test_train_cli__resume_continues_a_run(quick_run, tmp_path):
+def test_train_cli__resume_of_a_finished_run_trains_nothing_and_keeps_its_log(quick_run, tmp_path):
     import shutil
+
+    from swarmgym.moe.ppo import read_checkpoint
 
     run = tmp_path / "r"
     shutil.copytree(quick_run, run)
+    log = (run / "progress.csv").read_text()
+    before = read_checkpoint(run)
     rc = train.cli_main(["--resume", str(run / "checkpoint.pt"), "--no-eval", "--no-plots", "--no-progress"])
-    assert rc == 0  # already at total_steps: resumes, trains nothing, saves
+    assert rc == 0
+    after = read_checkpoint(run)
+    assert after["update"] == before["update"] == 2 and after["global_step"] == before["global_step"]
+    for name, value in before["model"].items():
+        assert torch.equal(after["model"][name], value), name
+    assert (run / "progress.csv").read_text() == log
 
 
 def test_train_cli__bad_settings_exit_2(capsys):

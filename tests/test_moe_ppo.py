@@ -220,3 +220,65 @@ def test_trainer__logs_and_routing_stats(tmp_path):
     assert list((tmp_path / "tb").iterdir())
     assert (tmp_path / "checkpoint.pt").is_file()
     assert trainer.model.moe_layers()[0].expert_bias.abs().sum() > 0  # bias updates ran
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "step"])
+def test_trainer_lambdas__reach_exactly_zero_at_anneal_fraction_and_stay(schedule):
+    """λ1 and λ2 are > 0 before ``anneal_fraction * total_steps`` env steps and exactly 0 from there on,
+    in the schedule the trainer holds, in every logged row and in the reward it pays."""
+    cfg = tiny_config(
+        num_envs=4, num_steps=16, total_steps=64 * 10, anneal_fraction=0.4, lambda_schedule=schedule, lambda1=0.3, lambda2=0.2
+    )
+    trainer = PPOTrainer(cfg)
+    anneal_step = int(0.4 * cfg.total_steps)  # 256 env steps: after update 4 of 10
+    for lam, initial in ((trainer.lambda1, 0.3), (trainer.lambda2, 0.2)):
+        assert lam(0) == pytest.approx(initial)
+        assert lam(anneal_step - 1) > 0.0
+        assert [lam(s) for s in (anneal_step, anneal_step + 1, cfg.total_steps, 10 * cfg.total_steps)] == [0.0] * 4
+    history = trainer.train()
+    assert [row["global_step"] for row in history] == [64 * k for k in range(1, 11)]
+    for row in history:
+        annealed = row["global_step"] >= anneal_step
+        for key in ("parl/lambda1", "parl/lambda2"):
+            assert (row[key] == 0.0) if annealed else (row[key] > 0.0), (row["global_step"], key, row[key])
+    # the reward paid once annealed is r_perf alone (token_cost is 0): λ really is 0 in the reward
+    late = [r for r in history if r["global_step"] - 64 >= anneal_step and r["charts/episodes"] > 0]
+    assert late, "no episode finished after the anneal point"
+    for row in late:
+        assert row["charts/reward"] == pytest.approx(row["charts/score"], abs=1e-6)  # float32 rewards
+
+
+@pytest.fixture
+def max4_id():
+    """An id registered with a SwarmConfig object (not a dict) that changes max_subagents."""
+    from swarmgym.config import SwarmConfig
+
+    env_id = "swarmgym-test/TrainMax4-v0"
+    gym.register(id=env_id, entry_point="swarmgym.env:SwarmEnv", kwargs={"generator": "WideSearch", "config": SwarmConfig(max_subagents=4)})
+    yield env_id
+    del gym.registry[env_id]
+
+
+@pytest.mark.parametrize("overrides", [{}, {"config": {"spawn_ticks": 1}}])
+def test_trainer__takes_the_resolved_config_of_a_registered_config_object(max4_id, overrides):
+    trainer = PPOTrainer(tiny_config(env_id=max4_id, env_overrides=overrides, total_steps=64))
+    assert trainer.max_subagents == 4 == trainer.engine.config.max_subagents
+    assert trainer.engine.config.spawn_ticks == overrides.get("config", {}).get("spawn_ticks", 0)
+    trainer.train()
+    assert trainer.update == 1
+
+
+def test_trainer__rejects_bad_env_overrides_before_training():
+    with pytest.raises(ValueError, match="max_subagents"):
+        PPOTrainer(tiny_config(env_overrides={"config": {"max_subagents": 999}}))
+    with pytest.raises(ValueError, match="bogus"):
+        PPOTrainer(tiny_config(env_overrides={"bogus": 1}))
+    with pytest.raises(ValueError, match="bogus"):
+        PPOTrainer(tiny_config(env_overrides={"config": {"bogus": 1}}))
+
+
+def test_trainer__rejects_an_unavailable_device():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        PPOTrainer(tiny_config(device="cuda"))

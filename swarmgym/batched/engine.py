@@ -60,8 +60,8 @@ from swarmgym.env import (
     UNFINISHED_SCALE,
     WORK_SCALE,
     SwarmEnv,
-    action_layout,
 )
+from swarmgym.layout import ActionLayout
 from swarmgym.simulator import TaskInstance
 
 _F = {name: i for i, name in enumerate(NODE_FEATURES)}
@@ -229,13 +229,28 @@ class BatchedSwarmEngine:
             raise ValueError("device='cuda' was requested but torch.cuda.is_available() is False")
         # the reference env validates generator, config, n_max and adjacency, and encodes first observations
         self._ref = SwarmEnv(generator, generator_kwargs, config, n_max, "dict", with_adjacency)
+        #: keyword arguments that rebuild this engine (``type(engine)(**engine.spec)``)
+        self.spec: dict[str, Any] = {
+            "generator": generator,
+            "generator_kwargs": dict(generator_kwargs) if generator_kwargs else None,
+            "config": self._ref.config.to_dict(),
+            "n_max": n_max,
+            "num_envs": int(num_envs),
+            "device": str(self.device),
+            "seed": int(seed),
+            "bank_size": int(bank_size),
+            "refresh_every": refresh_every,
+            "max_episode_steps": max_episode_steps,
+            "with_adjacency": bool(with_adjacency),
+            "sync_free": sync_free,
+        }
         self.generator = self._ref.generator
         self.config: SwarmConfig = self._ref.config
         self.n_max = n = self._ref.n_max
         self.num_envs = N = int(num_envs)
         self.with_adjacency = bool(with_adjacency)
-        self.layout = action_layout(n)
-        self.n_actions = self.layout["n"]
+        self.layout = ActionLayout(n)
+        self.n_actions = self.layout.n
         self.max_episode_steps = max_episode_steps
         self.refresh_every = refresh_every
         self.bank_size = int(bank_size)
@@ -246,6 +261,7 @@ class BatchedSwarmEngine:
         self._torch_gen = torch.Generator(device=self.device)
         self._torch_gen.manual_seed(int(seed))
         self._steps = 0
+        self._bank_rng_state = self._np_rng.bit_generator.state  # the numpy state the current bank was drawn from
         cfg = self.config
         A, W, m = cfg.max_attempts, -(-n // SET_BITS), cfg.max_subagents
         self._W = W
@@ -401,6 +417,7 @@ class BatchedSwarmEngine:
     def refresh_bank(self) -> None:
         """Regenerate the bank with the next draws of its numpy stream (envs keep their current episodes)."""
         current = self.instances()
+        self._bank_rng_state = self._np_rng.bit_generator.state
         self.bank = self._build_bank(generate_instances(self.generator, self.config, self._np_rng, self.bank_size))
         self._instance_ref.fill_(-1)  # every env now plays an instance outside the new bank
         self._pin_instances(current)
@@ -514,6 +531,53 @@ class BatchedSwarmEngine:
         """The task instance each env is playing now (for replays and tests; copies to the host)."""
         refs = self._instance_ref.cpu().tolist()
         return [self.bank.instances[r] if r >= 0 else self._loaded_instances[-1 - r] for r in refs]
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        """The tensors that hold the per-env state (the instance rows each env plays and its
+        dynamic state); everything else is rebuilt from :attr:`spec` or is per-step scratch."""
+        out = {f"static/{k}": v for k, v in self._static.items()}
+        out.update({f"zero/{k}": v for k, v in self._zero.items()})
+        out.update({f"from_bank/{k}": v for k, (v, _) in self._from_bank.items()})
+        for name in ("_scalars", "_nodes_fm", "_flags", "_node_bools", "_counters", "_finish_time", "_instance_ref"):
+            out[name] = getattr(self, name)
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """The engine's exact state without the instance bank (see :mod:`swarmgym.engine_protocol`)."""
+        return {
+            "tensors": {k: v.detach().cpu().clone() for k, v in self._state_tensors().items()},
+            "torch_generator": self._torch_gen.get_state().cpu(),
+            "numpy_rng": self._np_rng.bit_generator.state,
+            "bank_rng": self._bank_rng_state,
+            "steps": self._steps,
+            "is_reset": self._is_reset,
+            "family_names": list(self.family_names),
+            "loaded_instances": list(self._loaded_instances),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue exactly where the engine that wrote ``state`` stood (built with the same :attr:`spec`)."""
+        own = self._state_tensors()
+        saved = state["tensors"]
+        if set(saved) != set(own):
+            raise ValueError(f"engine state has tensors {sorted(saved)}; this engine has {sorted(own)}")
+        for name, dst in own.items():
+            if tuple(saved[name].shape) != tuple(dst.shape):
+                raise ValueError(f"engine state tensor {name} has shape {tuple(saved[name].shape)}; this engine's is {tuple(dst.shape)}")
+        if state["bank_rng"] != self._bank_rng_state:  # the saved engine had refreshed its bank
+            self._np_rng.bit_generator.state = state["bank_rng"]
+            self._bank_rng_state = state["bank_rng"]
+            self.bank = self._build_bank(generate_instances(self.generator, self.config, self._np_rng, self.bank_size))
+        with torch.inference_mode():
+            for name, dst in own.items():
+                dst.copy_(saved[name].to(dst.device))
+        self._np_rng.bit_generator.state = state["numpy_rng"]
+        self._torch_gen.set_state(state["torch_generator"])
+        self._steps = int(state["steps"])
+        self._is_reset = bool(state["is_reset"])
+        self.family_names[:] = list(state["family_names"])
+        self._loaded_instances = list(state["loaded_instances"])
 
     # ------------------------------------------------------------------ views
     def observation(self, contiguous: bool = False) -> dict[str, torch.Tensor]:

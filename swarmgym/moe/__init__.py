@@ -8,6 +8,8 @@
 * :mod:`swarmgym.moe.engines` -- the engine interface the trainer drives and a
   fallback adapter over ``gymnasium.make_vec`` (for families without batched support).
 * :mod:`swarmgym.moe.policy` -- :func:`load_policy`: a checkpoint as an orchestrator.
+* :mod:`swarmgym.moe.checkpointing` -- atomic file writes and :class:`GracefulStop`
+  (SIGINT/SIGTERM as a stop request a run answers by saving).
 * :mod:`swarmgym.moe.train` / :mod:`swarmgym.moe.study` -- ``swarmgym train`` and ``swarmgym study``.
 
 Heavy imports (torch) happen when a submodule is imported, not here.

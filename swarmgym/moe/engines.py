@@ -23,14 +23,18 @@ support, and what the trainer uses where ``swarmgym.batched`` is not installed.
 from __future__ import annotations
 
 import copy
+import inspect
 import warnings
+from dataclasses import fields
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
+from swarmgym.config import SubAgentReliability, SwarmConfig, TokenModel
 from swarmgym.env import SwarmEnv
+from swarmgym.layout import ActionLayout
 
 #: Metric keys that are not scalars per episode (skipped when metrics become tensors).
 _NON_SCALAR = ("family", "concurrency_profile")
@@ -52,6 +56,8 @@ def resolve_env_kwargs(env_id: str, overrides: dict | None = None) -> dict[str, 
         raise ValueError(f"env_id {env_id!r} is not registered: {exc}") from None
     kwargs = copy.deepcopy(dict(spec.kwargs))
     kwargs.pop("observation_mode", None)
+    if isinstance(kwargs.get("config"), SwarmConfig):  # registered as an object: merged as its dict form
+        kwargs["config"] = kwargs["config"].to_dict()
     for key, value in (overrides or {}).items():
         if key in ("generator_kwargs", "config") and isinstance(value, dict):
             merged = dict(kwargs.get(key) or {})
@@ -63,6 +69,31 @@ def resolve_env_kwargs(env_id: str, overrides: dict | None = None) -> dict[str, 
             kwargs[key] = merged
         else:
             kwargs[key] = value
+    return kwargs
+
+
+def _check_keys(prefix: str, given: dict, known: list[str]) -> None:
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ValueError(f"unknown key {prefix}{unknown[0]}; known: {', '.join(known)}")
+
+
+def check_env_kwargs(env_id: str, overrides: dict | None = None) -> dict[str, Any]:
+    """:func:`resolve_env_kwargs`, then the env built once with them, so an unknown key or a value
+    out of range raises here (``ValueError`` naming it, the same check ``gymnasium.make`` makes)
+    and not after training. Returns the resolved kwargs."""
+    kwargs = resolve_env_kwargs(env_id, overrides)
+    _check_keys("", kwargs, [p for p in inspect.signature(SwarmEnv).parameters if p != "observation_mode"])
+    config = kwargs.get("config")
+    if isinstance(config, dict):
+        _check_keys("config.", config, [f.name for f in fields(SwarmConfig)])
+        for group, cls in (("reliability", SubAgentReliability), ("tokens", TokenModel)):
+            if isinstance(config.get(group), dict):
+                _check_keys(f"config.{group}.", config[group], [f.name for f in fields(cls)])
+    try:
+        SwarmEnv(**kwargs)
+    except TypeError as exc:  # an unknown keyword, or a value of the wrong type
+        raise ValueError(f"{env_id} with overrides {overrides or {}}: {exc}") from None
     return kwargs
 
 
@@ -109,8 +140,12 @@ class GymVectorEngine:
         )
         first = self.vec.envs[0]
         self.n_max = first.n_max
+        self.config: SwarmConfig = first.config
+        self.layout = ActionLayout(self.n_max)
         self.family_names = family_names_of(first.generator) or ["custom"]
-        self._mask = np.zeros((num_envs, 2 * self.n_max + 2), dtype=bool)
+        self._mask = np.zeros((num_envs, self.layout.n), dtype=bool)
+        #: keyword arguments that rebuild this engine (``GymVectorEngine(**engine.spec)``)
+        self.spec: dict[str, Any] = {"env_kwargs": dict(env_kwargs), "num_envs": num_envs, "device": str(self.device), "seed": self.seed}
 
     def __repr__(self) -> str:
         return f"GymVectorEngine(num_envs={self.num_envs}, n_max={self.n_max}, families={self.family_names}, device={self.device})"
@@ -121,10 +156,42 @@ class GymVectorEngine:
             "globals": torch.as_tensor(obs["globals"], dtype=torch.float32, device=self.device),
         }
 
-    def reset(self) -> dict[str, torch.Tensor]:
-        obs, info = self.vec.reset(seed=self.seed)
+    def reset(self, seed: int | None = None) -> dict[str, torch.Tensor]:
+        """Start a new episode in every env; env ``i`` is seeded with ``seed + i`` (default: the engine's seed)."""
+        obs, info = self.vec.reset(seed=self.seed if seed is None else int(seed))
         self._mask = np.asarray(info["action_mask"], dtype=bool)
         return self._obs(obs)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Each env's random-number state, instance and simulator (no observation caches: they are rebuilt)."""
+        envs = []
+        for env in self.vec.envs:
+            envs.append(
+                {
+                    "np_random": env.np_random.bit_generator.state if env._np_random is not None else None,
+                    "instance": env.instance if env.sim is not None else None,
+                    "sim": copy.deepcopy(env.sim),
+                    "last_invalid": env._last_invalid,
+                }
+            )
+        return {"envs": envs, "mask": self._mask.copy(), "family_names": list(self.family_names)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue exactly where the engine that wrote ``state`` stood (built with the same :attr:`spec`)."""
+        if len(state["envs"]) != self.num_envs:
+            raise ValueError(f"engine state holds {len(state['envs'])} envs; this engine has {self.num_envs}")
+        for env, saved in zip(self.vec.envs, state["envs"]):
+            if saved["np_random"] is not None:
+                rng = np.random.Generator(np.random.PCG64())
+                rng.bit_generator.state = saved["np_random"]
+                env.np_random = rng
+            if saved["sim"] is not None:
+                env.instance = saved["instance"]
+                env.sim = copy.deepcopy(saved["sim"])
+                env._encode_static()
+            env._last_invalid = bool(saved["last_invalid"])
+        self._mask = np.asarray(state["mask"], dtype=bool).copy()
+        self.family_names[:] = list(state["family_names"])
 
     @property
     def action_mask(self) -> torch.Tensor:
@@ -183,7 +250,7 @@ def make_engine(
     """
     if engine not in ("auto", "batched", "gym"):
         raise ValueError(f"engine must be 'auto', 'batched' or 'gym', got {engine!r}")
-    kwargs = resolve_env_kwargs(env_id, overrides)
+    kwargs = check_env_kwargs(env_id, overrides)  # bad values raise here, whichever engine runs
     if engine in ("auto", "batched"):
         try:
             from swarmgym.batched import BatchedSwarmEngine

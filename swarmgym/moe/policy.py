@@ -1,11 +1,13 @@
 """A trained checkpoint as an orchestrator (``load_orchestrator("moe:PATH")``).
 
-The orchestrator interface of the project (contract 4): an object with a ``name``
-and ``act(obs, mask) -> int64[B]`` where ``obs`` is a dict of numpy arrays with a
+The orchestrator interface of the project: an object with a ``name`` and
+``act(obs, mask) -> int64[B]`` where ``obs`` is a dict of numpy arrays with a
 leading env dimension (``nodes [B, n_max, 20]``, ``globals [B, 10]``) and ``mask``
-is ``bool[B, 2 n_max + 2]`` (True = valid).
+is ``bool[B, ActionLayout(n_max).n]`` (True = valid).
 
-The network's logits are per node, so a checkpoint acts on any ``n_max``.
+The network's logits are per node, so a checkpoint acts on any ``n_max``. A policy
+trained by PPO acts by sampling; :func:`swarmgym.evaluation.evaluate` reports it greedy
+and sampled (``deterministic`` switches between the two).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from swarmgym.layout import ActionLayout
 from swarmgym.moe.model import OrchestratorNet
-from swarmgym.moe.ppo import CHECKPOINT_FORMAT
+from swarmgym.moe.ppo import POLICY_FORMATS, checkpoint_path, read_checkpoint
 
 
 class MoEOrchestrator:
@@ -26,31 +29,61 @@ class MoEOrchestrator:
     :param name: the name shown in evaluation tables.
     :param deterministic: pick the most probable valid action (True) or sample (False).
     :param device: torch device to run on.
-    :param seed: seed of the sampler when ``deterministic`` is False.
+    :param seed: seed of the sampler when ``deterministic`` is False (:meth:`reset` returns to it).
+    :param threads: torch threads while acting on CPU (default 1, the fastest for these small
+        models; the caller's setting is restored after each call); None leaves torch's setting.
     """
 
-    def __init__(self, model: OrchestratorNet, name: str = "moe", deterministic: bool = True, device: str = "cpu", seed: int = 0) -> None:
+    def __init__(
+        self,
+        model: OrchestratorNet,
+        name: str = "moe",
+        deterministic: bool = True,
+        device: str = "cpu",
+        seed: int = 0,
+        threads: int | None = 1,
+    ) -> None:
         if not isinstance(model, OrchestratorNet):
             raise TypeError(f"model must be an OrchestratorNet, got {type(model).__name__}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be None or an integer >= 1, got {threads!r}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.name = name
         self.deterministic = bool(deterministic)
-        self._gen = torch.Generator(device="cpu").manual_seed(seed)
+        self.seed = int(seed)
+        self.threads = threads
+        self._gen = torch.Generator(device="cpu").manual_seed(self.seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        """Restart the sampler from ``seed`` (default: the policy's ``seed``)."""
+        self._gen = torch.Generator(device="cpu").manual_seed(self.seed if seed is None else int(seed))
 
     def __repr__(self) -> str:
         return f"MoEOrchestrator(name={self.name!r}, ffn={self.model.config.ffn!r}, deterministic={self.deterministic})"
 
-    @torch.no_grad()
     def act(self, obs: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
         """Actions for a batch of observations; always valid under ``mask``."""
+        before = torch.get_num_threads()
+        switch = self.threads is not None and self.device.type == "cpu" and before != self.threads
+        if switch:
+            torch.set_num_threads(self.threads)
+        try:
+            return self._act(obs, mask)
+        finally:
+            if switch:
+                torch.set_num_threads(before)
+
+    @torch.no_grad()
+    def _act(self, obs: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
         nodes = torch.as_tensor(np.asarray(obs["nodes"], dtype=np.float32), device=self.device)
         glob = torch.as_tensor(np.asarray(obs["globals"], dtype=np.float32), device=self.device)
         if nodes.dim() == 2:  # a single, unbatched observation
             nodes, glob = nodes.unsqueeze(0), glob.unsqueeze(0)
         m = torch.as_tensor(np.asarray(mask, dtype=bool), device=self.device).reshape(nodes.shape[0], -1)
-        if m.shape[1] != 2 * nodes.shape[1] + 2:
-            raise ValueError(f"mask must be bool[B, 2 n_max + 2] = [{nodes.shape[0]}, {2 * nodes.shape[1] + 2}], got {tuple(m.shape)}")
+        n_actions = ActionLayout(int(nodes.shape[1])).n
+        if m.shape[1] != n_actions:
+            raise ValueError(f"mask must be bool[B, ActionLayout(n_max).n] = [{nodes.shape[0]}, {n_actions}], got {tuple(m.shape)}")
         logits, _ = self.model(nodes, glob, m)
         if self.deterministic:
             action = logits.argmax(-1)
@@ -61,7 +94,15 @@ class MoEOrchestrator:
         return action.cpu().numpy().astype(np.int64)
 
 
-def load_policy(path: str | Path, *, deterministic: bool = True, device: str = "cpu", name: str | None = None) -> MoEOrchestrator:
+def load_policy(
+    path: str | Path,
+    *,
+    deterministic: bool = True,
+    device: str = "cpu",
+    name: str | None = None,
+    seed: int = 0,
+    threads: int | None = 1,
+) -> MoEOrchestrator:
     """Load a checkpoint written by the trainer (``swarmgym train``) as an orchestrator.
 
     :param path: a ``checkpoint.pt`` file, or a run folder that holds one. Only load files
@@ -69,18 +110,14 @@ def load_policy(path: str | Path, *, deterministic: bool = True, device: str = "
     :param deterministic: greedy actions (default) or sampled ones.
     :param device: torch device.
     :param name: table name (default ``"moe:<run folder name>"``).
+    :param seed: seed of the sampled actions.
+    :param threads: torch threads while acting on CPU (see :class:`MoEOrchestrator`).
+    :raises FileNotFoundError: nothing at ``path``.
+    :raises swarmgym.moe.ppo.CheckpointError: a truncated or foreign file (the message names it).
     """
-    p = Path(path)
-    if p.is_dir():
-        p = p / "checkpoint.pt"
-    if not p.is_file():
-        raise FileNotFoundError(f"no checkpoint at {str(path)!r} (expected a checkpoint.pt or a run folder holding one)")
-    state = torch.load(p, map_location="cpu", weights_only=False)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(
-            f"{str(p)!r} is not a swarmgym MoE checkpoint (format {state.get('format') if isinstance(state, dict) else None!r})"
-        )
+    p = checkpoint_path(path)
+    state = read_checkpoint(path, formats=POLICY_FORMATS)
     model = OrchestratorNet(state["model_config"])
     model.load_state_dict(state["model"])
     label = name or f"moe:{p.parent.name or p.stem}"
-    return MoEOrchestrator(model, name=label, deterministic=deterministic, device=device)
+    return MoEOrchestrator(model, name=label, deterministic=deterministic, device=device, seed=seed, threads=threads)

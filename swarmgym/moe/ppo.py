@@ -13,8 +13,13 @@ the clipped PPO update in minibatches, log. Differences from CleanRL:
 * the MoE balance term: the Switch auxiliary loss (``balance="aux"``) and/or the
   DeepSeek-V3 bias update after every optimiser step (``balance="bias"``);
 * actions are sampled with a dedicated ``torch.Generator`` (Gumbel-max), and a
-  checkpoint stores model, optimiser, step counters, every RNG state and the engine
-  itself, so a resumed run is bit-identical to an uninterrupted one.
+  checkpoint stores model, optimiser, step counters, every RNG state and the engine's
+  compact state (``engine.state_dict()``), so a resumed run is bit-identical to an
+  uninterrupted one;
+* the run survives interruption: checkpoints are written atomically at the end, every
+  ``checkpoint_every`` updates and every ``checkpoint_seconds`` seconds, and on SIGINT or
+  SIGTERM the current update is finished, a checkpoint written and
+  :class:`~swarmgym.moe.checkpointing.StopRequested` raised.
 """
 
 from __future__ import annotations
@@ -23,9 +28,12 @@ import copy
 import csv
 import io
 import math
+import pickle
 import random
+import sys
 import time
 import warnings
+import zipfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -35,10 +43,15 @@ import torch
 import torch.nn.functional as F
 
 from swarmgym.config import _check_int
-from swarmgym.moe.engines import make_engine, resolve_env_kwargs
+from swarmgym.moe.checkpointing import GracefulStop, atomic_torch_save, atomic_write_text
+from swarmgym.moe.engines import make_engine
 from swarmgym.moe.model import ModelConfig, OrchestratorNet
 
-CHECKPOINT_FORMAT = "swarmgym-moe-ppo-1"
+#: Format tag of the checkpoints this version writes (and resumes from).
+CHECKPOINT_FORMAT = "swarmgym-moe-ppo-2"
+#: Formats whose model :func:`swarmgym.moe.policy.load_policy` can read (format 1 stored the
+#: whole engine, instance bank included; its model part is the same).
+POLICY_FORMATS = ("swarmgym-moe-ppo-1", CHECKPOINT_FORMAT)
 #: Episode metrics averaged into each log row (``charts/<key>``).
 EPISODE_KEYS = (
     "score",
@@ -75,7 +88,7 @@ class PPOConfig:
     seed: int = 0
     """Seeds the engine, torch, numpy, python and the action sampler."""
     device: str = "cpu"
-    """Torch device of model and rollout (``"cuda"`` runs the model under bf16 autocast)."""
+    """Torch device of model and rollout (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...)."""
     torch_threads: int = 1
     """``torch.set_num_threads`` for the run (0 = leave torch's setting). One thread suits the small
     default model on CPU: on a busy 2-core machine, two OpenMP threads made the expert scatter
@@ -135,7 +148,9 @@ class PPOConfig:
     log_every: int = 1
     """Write a log row every this many updates, >= 1."""
     checkpoint_every: int = 0
-    """Save ``checkpoint.pt`` every this many updates (0 = only at the end), >= 0."""
+    """Save ``checkpoint.pt`` every this many updates (0 = off), >= 0; it is also saved at the end and on SIGINT/SIGTERM."""
+    checkpoint_seconds: float = 60.0
+    """Save ``checkpoint.pt`` after an update when this many seconds have passed since the last save (0 = off), >= 0."""
     tensorboard: bool = True
     """Write TensorBoard event files (needs the ``tensorboard`` package)."""
     progress: bool = True
@@ -171,6 +186,7 @@ class PPOConfig:
             ("lambda2", 0.0, 100.0, False),
             ("anneal_fraction", 0.0, 1.0, True),
             ("token_cost", 0.0, 1e6, False),
+            ("checkpoint_seconds", 0.0, 1e9, False),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -181,6 +197,12 @@ class PPOConfig:
             raise ValueError(f"target_kl must be None or a number > 0, got {self.target_kl!r}")
         if not isinstance(self.env_overrides, dict):
             raise TypeError(f"env_overrides must be a dict, got {type(self.env_overrides).__name__}")
+        if not isinstance(self.env_id, str) or not self.env_id:
+            raise TypeError(f"env_id must be a registered env id (a string), got {self.env_id!r}")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {self.device!r}") from exc
 
     # derived sizes (CleanRL computes these right after parsing)
     @property
@@ -205,6 +227,46 @@ class PPOConfig:
         if unknown:
             raise ValueError(f"unknown PPOConfig fields {unknown}; known: {sorted(known)}")
         return cls(**d)
+
+
+class CheckpointError(ValueError):
+    """A file that is not a checkpoint this version can use (truncated, foreign, another format)."""
+
+
+def checkpoint_path(path: str | Path) -> Path:
+    """``path`` itself, or ``path/checkpoint.pt`` when ``path`` is a run folder."""
+    p = Path(path)
+    return p / "checkpoint.pt" if p.is_dir() else p
+
+
+def read_checkpoint(path: str | Path, formats: tuple[str, ...] = (CHECKPOINT_FORMAT,)) -> dict:
+    """Load a trainer checkpoint (a ``checkpoint.pt`` or a run folder holding one).
+
+    Only load files you trust: checkpoints are read with ``torch.load(weights_only=False)``.
+
+    :param formats: the format tags accepted.
+    :raises FileNotFoundError: nothing at ``path``.
+    :raises CheckpointError: a truncated or foreign file, or a format not in ``formats``;
+        the message names the file.
+    """
+    p = checkpoint_path(path)
+    if not p.is_file():
+        where = f"{str(path)!r} holds no checkpoint.pt" if Path(path).is_dir() else f"no checkpoint at {str(path)!r}"
+        raise FileNotFoundError(f"{where} (expected a checkpoint.pt or a run folder holding one)")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, TypeError, AttributeError, ImportError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{str(p)!r} is not a readable swarmgym checkpoint (truncated or another kind of file: {reason})") from None
+    tag = state.get("format") if isinstance(state, dict) else None
+    if not isinstance(tag, str) or not tag.startswith("swarmgym-moe-ppo-"):
+        raise CheckpointError(f"{str(p)!r} is not a swarmgym MoE checkpoint (format {tag!r})")
+    if tag not in formats:
+        raise CheckpointError(
+            f"{str(p)!r} has checkpoint format {tag!r}; this swarmgym reads {', '.join(repr(f) for f in formats)} "
+            "(train again, or use the swarmgym version that wrote it)"
+        )
+    return state
 
 
 def sample_actions(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -237,17 +299,18 @@ class PPOTrainer:
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
         self.device = torch.device(cfg.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {cfg.device!r}: CUDA is not available (torch {torch.__version__}, built without CUDA or no GPU)")
         # ---- seeding (one block)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
         self.sampler = torch.Generator(device="cpu").manual_seed(cfg.seed)
         # ---- engine, model, optimiser
-        env_kwargs = resolve_env_kwargs(cfg.env_id, cfg.env_overrides)
-        self.max_subagents = int((env_kwargs.get("config") or {}).get("max_subagents", 8))
         self.engine = make_engine(
             cfg.env_id, cfg.num_envs, device=self.device, seed=cfg.seed, engine=cfg.engine, overrides=cfg.env_overrides
         )
+        self.max_subagents = int(self.engine.config.max_subagents)  # the resolved dynamics, as the engine runs them
         self.n_max = int(self.engine.n_max)
         self.model = OrchestratorNet(cfg.model).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate, eps=1e-5)
@@ -263,6 +326,8 @@ class PPOTrainer:
         self._episode_start = torch.zeros(cfg.num_envs, dtype=torch.long)
         self._writer = None
         self._csv_keys: list[str] | None = None
+        self._tb_purge_step: int | None = None
+        self.last_checkpoint: Path | None = None
 
     def _schedules(self):
         cfg = self.config
@@ -302,7 +367,7 @@ class PPOTrainer:
     def collect(self) -> dict[str, torch.Tensor]:
         """One rollout of ``num_steps`` steps in every env; finished episodes' metrics go to ``self._episodes``."""
         cfg, dev = self.config, self.device
-        T, N, A = cfg.num_steps, cfg.num_envs, 2 * self.n_max + 2
+        T, N, A = cfg.num_steps, cfg.num_envs, self.engine.layout.n
         buf = {
             "nodes": torch.zeros(T, N, self.n_max, self.next_obs["nodes"].shape[-1], device=dev),
             "globals": torch.zeros(T, N, self.next_obs["globals"].shape[-1], device=dev),
@@ -496,12 +561,8 @@ class PPOTrainer:
         path = self.run_dir / "progress.csv"
         if self._csv_keys is None:
             self._csv_keys = list(row.keys())
-            if not path.exists() or self.update <= self.config.log_every:
-                with open(path, "w", newline="") as fh:
-                    csv.DictWriter(fh, self._csv_keys).writeheader()
-            else:
-                with open(path, newline="") as fh:
-                    self._csv_keys = next(csv.reader(fh), self._csv_keys)
+            with open(path, "w", newline="") as fh:
+                csv.DictWriter(fh, self._csv_keys).writeheader()
         with open(path, "a", newline="") as fh:
             csv.DictWriter(fh, self._csv_keys, extrasaction="ignore", restval="").writerow(row)
         if self.config.tensorboard:
@@ -512,14 +573,38 @@ class PPOTrainer:
                     warnings.warn("tensorboard is not installed (pip install 'swarmgym[train]'); TensorBoard logging is off", stacklevel=2)
                     self.config.tensorboard = False
                     return
-                self._writer = SummaryWriter(str(self.run_dir / "tb"))
+                # on resume, events logged after the checkpoint's step (by the interrupted run) are dropped
+                self._writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=self._tb_purge_step)
             for k, v in row.items():
                 if k not in ("global_step", "update") and isinstance(v, float) and math.isfinite(v):
                     self._writer.add_scalar(k, v, self.global_step)
 
+    def _rewrite_progress(self) -> None:
+        """``progress.csv`` as the history holds it: rows logged after the checkpoint (by a run
+        that went on and was interrupted before its next checkpoint) are dropped."""
+        if self.run_dir is None:
+            return
+        if not self.history:
+            (self.run_dir / "progress.csv").unlink(missing_ok=True)
+            return
+        self._csv_keys = list(self.history[0].keys())
+        buf = io.StringIO(newline="")
+        writer = csv.DictWriter(buf, self._csv_keys, extrasaction="ignore", restval="")
+        writer.writeheader()
+        writer.writerows(self.history)
+        atomic_write_text(self.run_dir / "progress.csv", buf.getvalue())
+
     # ------------------------------------------------------------------ main loop
-    def train(self, max_updates: int | None = None) -> list[dict]:
-        """Run updates until ``total_steps`` (or ``max_updates`` more updates); returns the history."""
+    def train(self, max_updates: int | None = None, *, handle_signals: bool = True) -> list[dict]:
+        """Run updates until ``total_steps`` (or ``max_updates`` more updates); returns the history.
+
+        With a ``run_dir``, ``checkpoint.pt`` is written (atomically) at the end, every
+        ``checkpoint_every`` updates and every ``checkpoint_seconds`` seconds.
+
+        :param handle_signals: on SIGINT or SIGTERM (main thread only), finish the current update,
+            write the checkpoint and raise :class:`~swarmgym.moe.checkpointing.StopRequested`
+            (a second signal stops at once, losing the updates since the last checkpoint).
+        """
         cfg = self.config
         bar = None
         if cfg.progress:
@@ -529,8 +614,21 @@ class PPOTrainer:
                 bar = tqdm(total=cfg.num_updates * cfg.batch_size, initial=self.global_step, unit="step", dynamic_ncols=True, desc="train")
             except ImportError:
                 warnings.warn("tqdm is not installed (pip install 'swarmgym[train]'); no progress bar", stacklevel=2)
+
+        def on_signal(signum: int) -> None:
+            where = "write a checkpoint and stop" if self.run_dir is not None else "stop (no run folder: nothing is saved)"
+            print(
+                f"\nswarmgym train: finishing update {self.update + 1}, then I {where}; interrupt again to stop at once",
+                file=sys.stderr,
+                flush=True,
+            )
+
+        stop = GracefulStop(on_signal) if handle_signals else None
         done_here = 0
+        last_save = time.monotonic()
         try:
+            if stop is not None:
+                stop.__enter__()
             while self.update < cfg.num_updates and (max_updates is None or done_here < max_updates):
                 t0 = time.perf_counter()
                 buf = self.collect()
@@ -554,9 +652,25 @@ class PPOTrainer:
                         )
                 if bar is not None:
                     bar.update(cfg.batch_size)
-                if self.run_dir is not None and cfg.checkpoint_every and self.update % cfg.checkpoint_every == 0:
+                if stop is not None and stop.requested:
+                    if self.run_dir is not None:
+                        self.save(self.run_dir / "checkpoint.pt")
+                        stop.raise_stop(
+                            f"stopped at update {self.update}/{cfg.num_updates} ({self.global_step:,} env steps); "
+                            f"checkpoint {self.run_dir / 'checkpoint.pt'}"
+                        )
+                    stop.raise_stop(
+                        f"stopped at update {self.update}/{cfg.num_updates} ({self.global_step:,} env steps); no run folder, nothing saved"
+                    )
+                if self.run_dir is not None and (
+                    (cfg.checkpoint_every and self.update % cfg.checkpoint_every == 0)
+                    or (cfg.checkpoint_seconds and time.monotonic() - last_save >= cfg.checkpoint_seconds)
+                ):
                     self.save(self.run_dir / "checkpoint.pt")
+                    last_save = time.monotonic()
         finally:
+            if stop is not None:
+                stop.__exit__(None, None, None)
             if bar is not None:
                 bar.close()
             if self._writer is not None:
@@ -567,16 +681,11 @@ class PPOTrainer:
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
-        """Everything needed to resume exactly, plus what :func:`swarmgym.moe.policy.load_policy` reads."""
-        try:
-            # torch.save (not pickle.dumps) keeps tensor views sharing their storage, which the
-            # batched engine's state relies on
-            blob = io.BytesIO()
-            torch.save(self.engine, blob)
-            engine_blob = blob.getvalue()
-        except Exception as exc:  # an engine that cannot be pickled: resume restarts its episodes
-            warnings.warn(f"the engine cannot be pickled ({exc}); a resumed run restarts its episodes", stacklevel=2)
-            engine_blob = None
+        """Everything needed to resume exactly, plus what :func:`swarmgym.moe.policy.load_policy` reads.
+
+        The engine is stored as ``engine.spec`` and ``engine.state_dict()`` (per-env state and
+        random-number state, not its instance bank), so the size is the model's and optimiser's
+        plus a few bytes per env and node."""
         return {
             "format": CHECKPOINT_FORMAT,
             "ppo_config": self.config.to_dict(),
@@ -596,47 +705,61 @@ class PPOTrainer:
                 "torch": torch.get_rng_state(),
                 "sampler": self.sampler.get_state(),
             },
-            "engine": engine_blob,
+            "engine": {"type": type(self.engine).__name__, "spec": self.engine.spec, "state": self.engine.state_dict()},
             "next_obs": {k: v.cpu() for k, v in self.next_obs.items()},
             "next_mask": self.next_mask.cpu(),
         }
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        tmp.replace(path)
+        """Write the checkpoint atomically (a temporary file, then ``os.replace``)."""
+        path = atomic_torch_save(self.state_dict(), path)
+        self.last_checkpoint = path
         return path
 
     @classmethod
     def resume(cls, path: str | Path, run_dir: str | Path | None = None, **overrides: Any) -> "PPOTrainer":
-        """A trainer restored from a checkpoint written by :meth:`save` (only load files you trust:
-        the checkpoint holds a pickled engine).
+        """A trainer restored from a checkpoint written by :meth:`save` (only load files you trust).
 
+        :param path: a ``checkpoint.pt`` or the run folder holding one.
+        :param run_dir: where the resumed run writes; its ``progress.csv`` is rewritten from the
+            checkpoint's history (no duplicated rows) and TensorBoard events after the checkpoint's
+            step are dropped.
         :param overrides: PPOConfig fields to change (e.g. ``progress=False``); changing
             anything that shapes the run breaks exact resumption.
+        :raises FileNotFoundError, CheckpointError: see :func:`read_checkpoint`.
         """
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path} is not a swarmgym MoE PPO checkpoint (format {state.get('format')!r})")
+        path = checkpoint_path(path)
+        state = read_checkpoint(path)
         cfg_dict = copy.deepcopy(state["ppo_config"])
         cfg_dict.update(overrides)
         trainer = cls(PPOConfig.from_dict(cfg_dict), run_dir=run_dir)
+        saved = state["engine"]
+        if saved["type"] != type(trainer.engine).__name__:
+            raise CheckpointError(
+                f"{str(path)!r} was written with the {saved['type']} engine; this install builds {type(trainer.engine).__name__} "
+                f"for engine={trainer.config.engine!r} (set the engine the run used)"
+            )
+        own_spec = {k: v for k, v in trainer.engine.spec.items() if k != "device"}
+        if {k: v for k, v in saved["spec"].items() if k != "device"} != own_spec:
+            raise CheckpointError(
+                f"{str(path)!r}: the engine of {trainer.config.env_id!r} is not the one the run used (its registration changed)"
+            )
+        trainer.engine.load_state_dict(saved["state"])
+        trainer.next_obs = {k: v.to(trainer.device) for k, v in state["next_obs"].items()}
+        trainer.next_mask = state["next_mask"].to(trainer.device)
         trainer.model.load_state_dict(state["model"])
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.global_step, trainer.update = int(state["global_step"]), int(state["update"])
         trainer.wall_time = float(state.get("wall_time", 0.0))
         trainer.history = list(state.get("history", []))
-        if state.get("engine") is not None:
-            trainer.engine = torch.load(io.BytesIO(state["engine"]), map_location="cpu", weights_only=False)
-            trainer.next_obs = {k: v.to(trainer.device) for k, v in state["next_obs"].items()}
-            trainer.next_mask = state["next_mask"].to(trainer.device)
+        trainer._tb_purge_step = trainer.global_step + 1
+        trainer._rewrite_progress()
         rng = state["rng"]
         random.setstate(rng["python"])
         np.random.set_state(rng["numpy"])
         torch.set_rng_state(rng["torch"])
         trainer.sampler.set_state(rng["sampler"])
+        trainer.last_checkpoint = path
         return trainer
 
 

@@ -1,10 +1,10 @@
 """``swarmgym train``: train the MoE orchestrator with annealed PARL, then evaluate it.
 
 With no arguments: PPO on ``swarmgym/Mixed-v0`` with linearly annealed λ1, λ2
-(:data:`DEFAULT_TOTAL_STEPS` env steps, about ten minutes on a 2-core CPU), then the
-trained policy and every reference orchestrator play the same evaluation episodes
-and the table (per family: score, critical steps, speedup, serial-collapse index,
-spurious-spawn rate, tokens, price) is printed. The run folder (default
+(:data:`DEFAULT_TOTAL_STEPS` env steps), then the trained policy (greedy and sampled)
+and every reference orchestrator play the same evaluation episodes; a compact table
+(per family: score, critical steps, speedup, serial-collapse index, spurious-spawn
+rate, tokens, price) is printed and the full one written. The run folder (default
 ``runs/train-<time>``) receives::
 
     checkpoint.pt          model, optimiser, schedules, RNG and engine state (resumable; "moe:<folder>")
@@ -17,7 +17,17 @@ spurious-spawn rate, tokens, price) is printed. The run folder (default
 
 ``--quick`` trains and evaluates for a few seconds (smoke test); ``--total-steps``
 sets the length; ``--set FIELD=VALUE`` changes any :class:`~swarmgym.moe.ppo.PPOConfig`
-field (``model.FIELD`` for the architecture).
+field (``model.FIELD`` for the architecture, ``env_overrides.config.FIELD`` for the dynamics).
+
+Every option is checked before any work starts (:func:`plan_run`): a bad one ends the
+command with one line naming it and exit status 2. Ctrl-C (SIGINT) or SIGTERM finishes
+the current update, writes ``checkpoint.pt`` and exits with 130 (SIGINT) or 143
+(SIGTERM); ``--resume RUN_FOLDER`` continues the run exactly. Checkpoints are also
+written every ``--checkpoint-seconds`` (default 60).
+
+Adding an option: declare it in :func:`build_parser`, check it in :func:`plan_run` (or
+:func:`make_config` for PPOConfig fields) raising :class:`swarmgym.cli.UsageError`, and
+list it in :data:`RUN_SHAPING_OPTIONS` if a resumed run must keep the checkpoint's value.
 """
 
 from __future__ import annotations
@@ -27,17 +37,48 @@ import json
 import shlex
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-#: Env steps of the default run (about ten minutes on a 2-core CPU, evaluation included).
+from swarmgym.cli import UsageError, check_device, check_int, check_number, check_output_dir, usage_failure
+
+PROG = "swarmgym train"
+#: Env id trained on when ``--env-id`` is not given.
+DEFAULT_ENV_ID = "swarmgym/Mixed-v0"
+#: Env steps of the default run.
 DEFAULT_TOTAL_STEPS = 300_000
 #: Evaluation episodes per orchestrator of the default run.
 DEFAULT_EVAL_SEEDS = 400
 #: Seed offset of evaluation episodes (training draws its own instances from the engine's seed).
 EVAL_SEED_OFFSET = 10_000
+#: Options that shape a run (``argparse`` dest -> option): a resumed run keeps its checkpoint's values.
+RUN_SHAPING_OPTIONS: dict[str, str] = {
+    "env_id": "--env-id",
+    "total_steps": "--total-steps",
+    "quick": "--quick",
+    "seed": "--seed",
+    "num_envs": "--num-envs",
+    "ffn": "--ffn",
+    "schedule": "--schedule",
+    "no_parl": "--no-parl",
+    "token_cost": "--token-cost",
+    "set": "--set",
+    "engine": "--engine",
+}
+#: PPOConfig fields set by a dedicated option (an error in them names the option).
+FIELD_OPTIONS: dict[str, str] = {
+    "env_id": "--env-id",
+    "total_steps": "--total-steps",
+    "seed": "--seed",
+    "num_envs": "--num-envs",
+    "token_cost": "--token-cost",
+    "torch_threads": "--threads",
+    "device": "--device",
+    "checkpoint_seconds": "--checkpoint-seconds",
+}
 
 
 def _parse_value(text: str) -> Any:
@@ -60,7 +101,7 @@ def apply_settings(base: dict, settings: list[str]) -> dict:
         if not eq or not key:
             raise ValueError(f"--set expects FIELD=VALUE, got {item!r}")
         parts = key.strip().split(".")
-        free_form = parts[0] == "env_overrides"  # SwarmEnv kwargs: groups are created as needed
+        free_form = parts[0] == "env_overrides"  # SwarmEnv kwargs: groups are created as needed, checked by the env
         target = out
         for p in parts[:-1]:
             if free_form and p not in target:
@@ -76,50 +117,93 @@ def apply_settings(base: dict, settings: list[str]) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="swarmgym train",
+        prog=PROG,
         description="Train the MoE orchestrator with PARL (PPO), then evaluate it beside the hand-coded orchestrators.",
     )
-    p.add_argument("--env-id", default="swarmgym/Mixed-v0", help="env id to train and evaluate on (default swarmgym/Mixed-v0)")
-    p.add_argument("--total-steps", type=int, default=None, help=f"training env steps (default {DEFAULT_TOTAL_STEPS})")
+    # options that shape the run (default None: a resumed run refuses them)
+    p.add_argument("--env-id", default=None, help=f"env id to train and evaluate on (default {DEFAULT_ENV_ID})")
+    p.add_argument(
+        "--total-steps", type=int, default=None, help=f"training env steps, at least one rollout (default {DEFAULT_TOTAL_STEPS:,})"
+    )
     p.add_argument("--quick", action="store_true", help="a few seconds: tiny run and evaluation (smoke test)")
-    p.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
-    p.add_argument("--num-envs", type=int, default=None, help="envs stepped together (default 64)")
-    p.add_argument("--ffn", choices=["moe", "dense"], default="moe", help="MoE orchestrator or the dense control (default moe)")
-    p.add_argument("--schedule", choices=["linear", "cosine", "step", "constant"], default="linear", help="λ schedule (default linear)")
+    p.add_argument("--seed", type=int, default=None, help="training seed, in [0, 2**31 - 1] (default 0)")
+    p.add_argument("--num-envs", type=int, default=None, help="envs stepped together, in [1, 65536] (default 64)")
+    p.add_argument("--ffn", choices=["moe", "dense"], default=None, help="MoE orchestrator or the dense control (default moe)")
+    p.add_argument("--schedule", choices=["linear", "cosine", "step", "constant"], default=None, help="λ schedule (default linear)")
     p.add_argument("--no-parl", action="store_true", help="train on r_perf alone")
-    p.add_argument("--token-cost", type=float, default=None, help="reward penalty per 100k tokens (default 0)")
+    p.add_argument("--token-cost", type=float, default=None, help="reward penalty per 100k tokens, >= 0 (default 0)")
     p.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="FIELD=VALUE",
-        help="any PPOConfig field, e.g. --set ent_coef=0.02 --set model.d_model=64",
+        help="any PPOConfig field, e.g. --set ent_coef=0.02 --set model.d_model=64 --set env_overrides.config.spawn_ticks=1",
     )
-    p.add_argument("--engine", choices=["auto", "batched", "gym"], default="auto", help="env engine (default auto)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0 = torch's choice)")
-    p.add_argument("--run-dir", default=None, help="output folder (default runs/train-<time>)")
-    p.add_argument("--resume", default=None, metavar="CHECKPOINT", help="continue a run from its checkpoint.pt (same config)")
-    p.add_argument("--eval-seeds", type=int, default=None, help=f"evaluation episodes per orchestrator (default {DEFAULT_EVAL_SEEDS})")
+    p.add_argument("--engine", choices=["auto", "batched", "gym"], default=None, help="env engine (default auto)")
+    # options a resumed run may change
+    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default 1; 0 = torch's choice)")
+    p.add_argument(
+        "--checkpoint-seconds", type=float, default=None, help="write checkpoint.pt every this many seconds (default 60; 0 = off)"
+    )
+    p.add_argument("--run-dir", default=None, help="output folder (default runs/train-<time>; with --resume, the checkpoint's folder)")
+    p.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN",
+        help="continue a run exactly: its folder or its checkpoint.pt (the run keeps its own config)",
+    )
+    p.add_argument(
+        "--eval-seeds", type=int, default=None, help=f"evaluation episodes per orchestrator, >= 1 (default {DEFAULT_EVAL_SEEDS})"
+    )
     p.add_argument("--eval-ids", nargs="+", default=None, metavar="ID", help="ids to evaluate on (default: the training id)")
+    p.add_argument(
+        "--policy-mode",
+        choices=["greedy", "sampled", "both"],
+        default="both",
+        help="evaluate the trained policy greedy, sampled or both, a row each (default both)",
+    )
     p.add_argument("--no-eval", action="store_true", help="train only")
     p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
-def make_config(args: argparse.Namespace) -> "Any":
-    """The :class:`PPOConfig` of a command line."""
-    from swarmgym.moe.ppo import PPOConfig
+def _config_error(exc: Exception) -> UsageError:
+    """A PPOConfig error as a usage error naming the option that set the field."""
+    text = str(exc)
+    head = text.split(" ", 1)[0].split("[", 1)[0]
+    return UsageError(FIELD_OPTIONS.get(head, "--set"), text)
 
-    base = PPOConfig(env_id=args.env_id)
-    d = base.to_dict()
-    d["seed"] = args.seed
-    d["engine"] = args.engine
-    d["device"] = args.device
-    d["torch_threads"] = args.threads
-    d["model"]["ffn"] = args.ffn
-    d["lambda_schedule"] = args.schedule
+
+def make_config(args: argparse.Namespace) -> "Any":
+    """The :class:`PPOConfig` of a command line (a new run); :class:`UsageError` names a bad option."""
+    from swarmgym.evaluation import resolve_id
+
+    try:
+        env_id = resolve_id(args.env_id or DEFAULT_ENV_ID)
+    except ValueError as exc:
+        raise UsageError("--env-id", str(exc)) from None
+    if args.seed is not None:
+        check_int("--seed", args.seed, 0, 2**31 - 1)
+    if args.num_envs is not None:
+        check_int("--num-envs", args.num_envs, 1, 65536)
+    if args.total_steps is not None:
+        check_int("--total-steps", args.total_steps, 1, 10**12)
+    if args.token_cost is not None:
+        check_number("--token-cost", args.token_cost, 0.0, 1e6)
+    from swarmgym.moe.ppo import PPOConfig  # imports torch: after the checks that need nothing
+
+    d = PPOConfig(env_id=env_id).to_dict()
+    d["seed"] = args.seed if args.seed is not None else 0
+    d["engine"] = args.engine or "auto"
+    d["device"] = args.device or "cpu"
+    if args.threads is not None:
+        d["torch_threads"] = args.threads
+    if args.checkpoint_seconds is not None:
+        d["checkpoint_seconds"] = args.checkpoint_seconds
+    d["model"]["ffn"] = args.ffn or "moe"
+    d["lambda_schedule"] = args.schedule or "linear"
     d["parl"] = not args.no_parl
     d["progress"] = not args.no_progress
     if args.quick:
@@ -133,28 +217,128 @@ def make_config(args: argparse.Namespace) -> "Any":
         d["total_steps"] = args.total_steps
     if args.token_cost is not None:
         d["token_cost"] = args.token_cost
-    d = apply_settings(d, args.set)
-    if d["total_steps"] < d["num_envs"] * d["num_steps"]:
-        d["total_steps"] = d["num_envs"] * d["num_steps"]  # at least one rollout
-    return PPOConfig.from_dict(d)
+    try:
+        d = apply_settings(d, args.set)
+    except ValueError as exc:
+        raise UsageError("--set", str(exc).removeprefix("--set ")) from None
+    rollout = d["num_envs"] * d["num_steps"] if isinstance(d["num_envs"], int) and isinstance(d["num_steps"], int) else None
+    if args.total_steps is not None and rollout is not None and d["total_steps"] < rollout:
+        raise UsageError("--total-steps", f"must be at least one rollout (num_envs x num_steps = {rollout:,}), got {d['total_steps']:,}")
+    if args.total_steps is None and rollout is not None and d["total_steps"] < rollout:
+        d["total_steps"] = rollout  # a larger rollout set by --num-envs or --set: the default length grows to one rollout
+    try:
+        return PPOConfig.from_dict(d)
+    except (ValueError, TypeError) as exc:
+        raise _config_error(exc) from None
+
+
+@dataclass
+class RunPlan:
+    """A checked command line: what :func:`cli_main` will do."""
+
+    config: Any
+    run_dir: Path
+    resume: Path | None = None
+    #: PPOConfig fields a resumed run changes (progress bar, device, threads, checkpoint interval)
+    resume_overrides: dict = field(default_factory=dict)
+    eval_ids: list[str] = field(default_factory=list)
+    eval_seeds: int = DEFAULT_EVAL_SEEDS
+    policy_mode: str = "both"
+
+
+def plan_run(args: argparse.Namespace) -> RunPlan:
+    """Check every option before any work starts; :class:`UsageError` names the first bad one.
+    (The checks that need nothing come first: they answer before torch is imported.)"""
+    from swarmgym.evaluation import resolve_id
+
+    if args.threads is not None:
+        check_int("--threads", args.threads, 0, 1024)
+    if args.checkpoint_seconds is not None:
+        check_number("--checkpoint-seconds", args.checkpoint_seconds, 0.0, 1e9)
+    if args.eval_seeds is not None:
+        check_int("--eval-seeds", args.eval_seeds, 1, 10**7)
+    if args.device is not None:
+        check_device("--device", args.device)
+    overrides: dict[str, Any] = {}
+    if args.resume:
+        from swarmgym.moe.ppo import CheckpointError, PPOConfig, checkpoint_path, read_checkpoint
+
+        given = [opt for dest, opt in RUN_SHAPING_OPTIONS.items() if getattr(args, dest) not in (None, False, [])]
+        if given:
+            raise UsageError(given[0], "cannot be combined with --resume: a resumed run keeps the config saved in its checkpoint")
+        try:
+            state = read_checkpoint(args.resume)
+        except (OSError, CheckpointError) as exc:
+            raise UsageError("--resume", str(exc)) from None
+        resume = checkpoint_path(args.resume)
+        overrides["progress"] = not args.no_progress
+        for dest, name in (("device", "device"), ("threads", "torch_threads"), ("checkpoint_seconds", "checkpoint_seconds")):
+            if getattr(args, dest) is not None:
+                overrides[name] = getattr(args, dest)
+        try:
+            config = PPOConfig.from_dict({**state["ppo_config"], **overrides})
+        except (ValueError, TypeError) as exc:
+            raise UsageError("--resume", f"{resume}: {exc}") from None
+        if args.device is None:
+            try:
+                check_device("--device", config.device)
+            except UsageError as exc:
+                raise UsageError(
+                    "--device", f"the run was trained on {config.device!r}, which this machine lacks ({exc}); pass --device cpu"
+                ) from None
+        run_dir = Path(args.run_dir) if args.run_dir else resume.parent
+    else:
+        config = make_config(args)
+        resume = None
+        run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
+        if (run_dir / "checkpoint.pt").exists():
+            raise UsageError(
+                "--run-dir", f"{str(run_dir)!r} already holds a run: continue it with --resume {run_dir}, or choose another folder"
+            )
+    from swarmgym.moe.engines import check_env_kwargs
+
+    overridden = bool(config.env_overrides)
+    try:
+        check_env_kwargs(config.env_id, config.env_overrides)
+    except ValueError as exc:
+        raise UsageError("--set env_overrides" if overridden else "--env-id", str(exc)) from None
+    eval_ids = [config.env_id]
+    if args.eval_ids:
+        eval_ids = []
+        for name in args.eval_ids:
+            try:
+                env_id = resolve_id(name)
+                check_env_kwargs(env_id, config.env_overrides)
+            except ValueError as exc:
+                raise UsageError("--eval-ids", str(exc)) from None
+            eval_ids.append(env_id)
+    eval_seeds = args.eval_seeds if args.eval_seeds is not None else (16 if args.quick else DEFAULT_EVAL_SEEDS)
+    check_output_dir("--run-dir", run_dir)
+    return RunPlan(config, run_dir, resume, overrides, eval_ids, eval_seeds, args.policy_mode)
 
 
 def evaluate_policy(
-    policy: Any, env_ids: list[str], n_seeds: int, *, env_overrides: dict | None = None, reference: bool = True
+    policy: Any,
+    env_ids: list[str],
+    n_seeds: int,
+    *,
+    env_overrides: dict | None = None,
+    reference: bool = True,
+    policy_mode: str = "both",
 ) -> list[dict]:
-    """The trained policy and (``reference``) the hand-coded orchestrators on the same episodes;
-    returns :func:`swarmgym.evaluation.table_rows`."""
+    """The trained policy (greedy and/or sampled, see :func:`swarmgym.evaluation.policy_variants`)
+    and (``reference``) the hand-coded orchestrators on the same episodes; returns
+    :func:`swarmgym.evaluation.table_rows`."""
     from swarmgym.evaluation import evaluate, table_rows
-    from swarmgym.orchestrators import REFERENCE_NAMES
-
     from swarmgym.moe.engines import resolve_env_kwargs
+    from swarmgym.orchestrators import REFERENCE_NAMES
 
     names = [n for n in REFERENCE_NAMES if n != "random"] if reference else []
     results = []
     for env_id in env_ids:
         # the same knob changes as in training, merged into each id's own kwargs
         kwargs = resolve_env_kwargs(env_id, env_overrides) if env_overrides else None
-        results += evaluate([policy, *names], [env_id], n_seeds, seed_offset=EVAL_SEED_OFFSET, env_kwargs=kwargs)
+        results += evaluate([policy, *names], [env_id], n_seeds, seed_offset=EVAL_SEED_OFFSET, env_kwargs=kwargs, policy_mode=policy_mode)
     return table_rows(results)
 
 
@@ -285,66 +469,86 @@ def plot_expert_load(history: list[dict], path: Path, title: str = "") -> Path |
 
 
 # ---------------------------------------------------------------------- entry point
+# ---------------------------------------------------------------------- entry point
 def cli_main(argv: list[str]) -> int:
-    """Entry point of ``swarmgym train`` (contract 5)."""
+    """Entry point of ``swarmgym train``: 0 on success, 2 for a bad option, 130/143 when stopped by SIGINT/SIGTERM."""
     args = build_parser().parse_args(argv)
     try:
-        import torch
+        plan = plan_run(args)
+    except UsageError as exc:
+        return usage_failure(PROG, exc)
+    from swarmgym.moe.checkpointing import StopRequested, atomic_write_text
+    from swarmgym.moe.policy import load_policy
+    from swarmgym.moe.ppo import PPOTrainer
 
-        from swarmgym.moe.policy import load_policy
-        from swarmgym.moe.ppo import PPOTrainer
-
-        if args.resume:
-            trainer = PPOTrainer.resume(args.resume, run_dir=args.run_dir or Path(args.resume).parent, progress=not args.no_progress)
-            config = trainer.config
+    run_dir = plan.run_dir
+    try:
+        if plan.resume is not None:
+            trainer = PPOTrainer.resume(plan.resume, run_dir=run_dir, **plan.resume_overrides)
         else:
-            config = make_config(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"swarmgym train: {exc}", file=sys.stderr)
-        return 2
-    run_dir = Path(args.run_dir or (Path(args.resume).parent if args.resume else Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+            trainer = PPOTrainer(plan.config, run_dir=run_dir)
+    except (ValueError, TypeError, OSError) as exc:
+        return usage_failure(PROG, exc)
+    config = trainer.config
     command = "swarmgym train" + (" " + shlex.join(argv) if argv else "")
-    (run_dir / "command.txt").write_text(command + "\n")
+    atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+    previous = (run_dir / "command.txt").read_text() if plan.resume is not None and (run_dir / "command.txt").is_file() else ""
+    atomic_write_text(run_dir / "command.txt", previous + command + "\n")
 
-    if not args.resume:
-        trainer = PPOTrainer(config, run_dir=run_dir)
     counts = trainer.model.parameter_counts()
+    verb = f"resuming at update {trainer.update}/{config.num_updates}:" if plan.resume is not None else "training"
     print(
-        f"swarmgym train: {config.model.ffn} orchestrator ({counts['total']:,} parameters, {counts['active']:,} active) on {config.env_id}, "
+        f"{PROG}: {verb} {config.model.ffn} orchestrator ({counts['total']:,} parameters, {counts['active']:,} active) on {config.env_id}, "
         f"{config.total_steps:,} env steps, PARL {'off' if not config.parl else config.lambda_schedule + ' λ'}; engine {type(trainer.engine).__name__}; "
         f"run folder {run_dir}",
         file=sys.stderr,
     )
+    resume_hint = f"resume with: swarmgym train --resume {shlex.quote(str(run_dir))}"
     start = time.perf_counter()
-    trainer.train()
+    try:
+        trainer.train()
+    except StopRequested as exc:
+        print(f"{PROG}: {exc.message}; {resume_hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        if trainer.last_checkpoint is not None:
+            print(f"{PROG}: stopped at once; the updates since the last checkpoint are lost; {resume_hint}", file=sys.stderr)
+        else:
+            print(f"{PROG}: stopped at once, before the first checkpoint; nothing to resume", file=sys.stderr)
+        return 130
     train_s = time.perf_counter() - start
     sps = trainer.global_step / max(trainer.wall_time, 1e-9)
-    print(f"swarmgym train: trained {trainer.global_step:,} env steps in {train_s:.0f} s ({sps:,.0f} env-steps/s)", file=sys.stderr)
-    summary = {"env_steps": trainer.global_step, "train_seconds": train_s, "env_steps_per_s": sps, "parameters": counts}
+    print(f"{PROG}: trained {trainer.global_step:,} env steps in {train_s:.0f} s ({sps:,.0f} env-steps/s)", file=sys.stderr)
+    summary: dict[str, Any] = {"env_steps": trainer.global_step, "train_seconds": train_s, "env_steps_per_s": sps, "parameters": counts}
 
-    if not args.no_plots:
-        plot_training_curves(trainer.history, run_dir / "training_curves.png", f"{config.model.ffn} on {config.env_id}")
-        plot_expert_load(trainer.history, run_dir / "expert_load.png", "expert load per task family (last quarter of training)")
-    if not args.no_eval:
-        from swarmgym.evaluation import to_csv, to_markdown
-
-        policy = load_policy(run_dir / "checkpoint.pt", name=f"moe ({config.model.ffn})")
-        n_seeds = args.eval_seeds if args.eval_seeds is not None else (16 if args.quick else DEFAULT_EVAL_SEEDS)
-        ids = args.eval_ids or [config.env_id]
-        t0 = time.perf_counter()
-        rows = evaluate_policy(policy, ids, n_seeds, env_overrides=config.env_overrides or None)
-        summary["eval_seconds"] = time.perf_counter() - t0
-        markdown = to_markdown(rows, title=f"Trained {config.model.ffn} orchestrator vs the hand-coded ones", command=command)
-        (run_dir / "table.md").write_text(markdown)
-        (run_dir / "table.csv").write_text(to_csv(rows))
-        print(markdown)
+    try:
         if not args.no_plots:
-            plot_concurrency(rows, run_dir / "concurrency.png")
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"swarmgym train: wrote {run_dir}", file=sys.stderr)
-    del torch
+            plot_training_curves(trainer.history, run_dir / "training_curves.png", f"{config.model.ffn} on {config.env_id}")
+            plot_expert_load(trainer.history, run_dir / "expert_load.png", "expert load per task family (last quarter of training)")
+        if not args.no_eval:
+            from swarmgym.evaluation import to_csv, to_markdown, to_terminal
+
+            policy = load_policy(run_dir / "checkpoint.pt", name=f"{config.model.ffn}:{run_dir.name}", threads=config.torch_threads or None)
+            t0 = time.perf_counter()
+            rows = evaluate_policy(
+                policy, plan.eval_ids, plan.eval_seeds, env_overrides=config.env_overrides or None, policy_mode=plan.policy_mode
+            )
+            summary["eval_seconds"] = time.perf_counter() - t0
+            markdown = to_markdown(rows, title=f"Trained {config.model.ffn} orchestrator vs the hand-coded ones", command=command)
+            atomic_write_text(run_dir / "table.md", markdown)
+            atomic_write_text(run_dir / "table.csv", to_csv(rows))
+            print(to_terminal(rows))
+            if not args.no_plots:
+                plot_concurrency(rows, run_dir / "concurrency.png")
+    except KeyboardInterrupt:
+        print(
+            f"{PROG}: interrupted after training; the checkpoint is complete: evaluate it with "
+            f"swarmgym evaluate -o moe:{shlex.quote(str(run_dir))}",
+            file=sys.stderr,
+        )
+        return 130
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    print(f"{PROG}: wrote {run_dir}" + ("" if args.no_eval else f" (full table: {run_dir / 'table.md'})"), file=sys.stderr)
     return 0
 
 
