@@ -11,66 +11,37 @@ from gymnasium import spaces
 from swarmgym.config import SwarmConfig
 from swarmgym.families import DEFAULT_N_MAX, make_generator
 from swarmgym.graph import KINDS, TaskGraph
-from swarmgym.simulator import (
+from swarmgym.layout import (  # noqa: F401  (NODE_FEATURES ... MAX_SUBAGENTS_SCALE: re-exported, defined in swarmgym.layout)
     ACTIVE,
+    COUNT_SCALE,
     DONE,
+    GLOBAL_FEATURES,
+    KIND_COLUMN0,
+    MAX_SUBAGENTS_SCALE,
+    NODE_COLUMN,
+    NODE_FEATURES,
     READY,
     RUNNING,
+    STATUS_COLUMN0,
     STATUS_NAMES,
-    SwarmSimulator,
-    TaskInstance,
-    draw_fates,
+    TIME_LEFT_HALF,
+    TOKENS_HALF,
+    UNFINISHED_SCALE,
+    WORK_SCALE,
+    ActionLayout,
+    FlatLayout,
 )
+from swarmgym.simulator import SwarmSimulator, TaskInstance, draw_fates
 
-#: Columns of ``obs["nodes"]`` (one row per node slot; padding rows are all zero).
-NODE_FEATURES: tuple[str, ...] = (
-    "present",
-    *(f"status_{s}" for s in STATUS_NAMES),
-    *(f"kind_{k}" for k in KINDS),
-    "work",
-    "work_left",
-    "attempts",
-    "unfinished_parents",
-    "bottom_level",
-    "is_target",
-    "n_parents",
-    "last_attempt_failed",
-    "subagent_elapsed",
-    "n_children",
-)
-#: Entries of ``obs["globals"]``.
-GLOBAL_FEATURES: tuple[str, ...] = (
-    "time_used",
-    "time_left",
-    "running_subagents",
-    "spawns_this_turn",
-    "can_spawn",
-    "tokens_used",
-    "nodes_done",
-    "targets_done",
-    "n_nodes",
-    "max_subagents",
-)
-WORK_SCALE = 16.0  # work, work_left: divided by this, clipped to 1
-COUNT_SCALE = 8.0  # n_parents, n_children: divided by this, clipped to 1
-UNFINISHED_SCALE = 4.0  # unfinished_parents: divided by this, clipped to 1
-TIME_LEFT_HALF = 16.0  # time_left = left / (left + 16)
-TOKENS_HALF = 1e5  # tokens_used = tokens / (tokens + 1e5)
-MAX_SUBAGENTS_SCALE = 64.0
+#: v0.1's name of :class:`swarmgym.layout.ActionLayout` (``action_layout(n_max)["spawn"]`` still works).
+action_layout = ActionLayout
 
-_F = {name: i for i, name in enumerate(NODE_FEATURES)}
-_STATUS0 = _F["status_blocked"]
-_WORK_LEFT, _ATTEMPTS, _UNFINISHED = _F["work_left"], _F["attempts"], _F["unfinished_parents"]
-_FAILED, _ELAPSED = _F["last_attempt_failed"], _F["subagent_elapsed"]
+_WORK_LEFT, _ATTEMPTS, _UNFINISHED = NODE_COLUMN["work_left"], NODE_COLUMN["attempts"], NODE_COLUMN["unfinished_parents"]
+_FAILED, _ELAPSED = NODE_COLUMN["last_attempt_failed"], NODE_COLUMN["subagent_elapsed"]
 _EYE_STATUS = np.eye(len(STATUS_NAMES), dtype=np.float32)
 # lookup tables for the integer-valued features: table[k] == float32(min(k * scale, 1))
 _WORK_LEFT_TABLE = np.minimum(np.arange(65) * (1.0 / WORK_SCALE), 1.0).astype(np.float32)
 _DOABLE = np.array([s in ("ready", "active") for s in STATUS_NAMES])
-
-
-def action_layout(n_max: int) -> dict[str, int]:
-    """Offsets of the Discrete action space: do(i) = i, spawn(i) = n_max + i, wait, answer."""
-    return {"do": 0, "spawn": n_max, "wait": 2 * n_max, "answer": 2 * n_max + 1, "n": 2 * n_max + 2}
 
 
 class SwarmEnv(gym.Env):
@@ -243,8 +214,10 @@ class SwarmEnv(gym.Env):
         self.with_adjacency = bool(with_adjacency)
         self.strict = bool(strict)
         self.render_mode = render_mode
-        self.layout = action_layout(self.n_max)
-        self.action_space = spaces.Discrete(self.layout["n"])
+        self.layout = ActionLayout(self.n_max)
+        self.flat_layout = FlatLayout(self.n_max, self.with_adjacency)
+        self._spawn0, self._wait, self._answer = self.layout.spawn, self.layout.wait, self.layout.answer
+        self.action_space = spaces.Discrete(self.layout.n)
         node_space = spaces.Box(0.0, 1.0, (self.n_max, len(NODE_FEATURES)), np.float32)
         global_space = spaces.Box(0.0, 1.0, (len(GLOBAL_FEATURES),), np.float32)
         parts: dict[str, spaces.Space] = {"nodes": node_space, "globals": global_space}
@@ -254,8 +227,7 @@ class SwarmEnv(gym.Env):
         if observation_mode == "dict":
             self.observation_space = self.dict_observation_space
         else:
-            size = sum(int(np.prod(s.shape)) for s in parts.values()) + self.layout["n"]
-            self.observation_space = spaces.Box(0.0, 1.0, (size,), np.float32)
+            self.observation_space = spaces.Box(0.0, 1.0, (self.flat_layout.size,), np.float32)
         self.sim: SwarmSimulator | None = None
         self._last_invalid = False
 
@@ -295,20 +267,19 @@ class SwarmEnv(gym.Env):
         if sim.done:
             raise RuntimeError("the episode is over; call reset()")
         a = self._parse_action(action)
-        lay = self.layout
         invalid = False
         # 1. apply the action (an invalid one wastes the turn)
-        if a < lay["spawn"]:
+        if a < self._spawn0:
             if sim.can_do(a):
                 sim.do(a)
             else:
                 invalid = True
-        elif a < lay["wait"]:
-            if sim.can_spawn(a - lay["spawn"]):
-                sim.spawn(a - lay["spawn"])
+        elif a < self._wait:
+            if sim.can_spawn(a - self._spawn0):
+                sim.spawn(a - self._spawn0)
             else:
                 invalid = True
-        elif a == lay["wait"]:
+        elif a == self._wait:
             if sim.can_wait():
                 sim.wait()
             else:
@@ -329,9 +300,9 @@ class SwarmEnv(gym.Env):
         return self._observation(info["action_mask"]), reward, terminated, False, info
 
     def action_masks(self) -> np.ndarray:
-        """Valid actions now, ``bool[2 * n_max + 2]`` (sb3-contrib's MaskablePPO calls this)."""
+        """Valid actions now, ``bool[layout.n]`` (sb3-contrib's MaskablePPO calls this)."""
         sim = self.sim
-        mask = np.zeros(self.layout["n"], dtype=bool)
+        mask = np.zeros(self.layout.n, dtype=bool)
         if sim is None:
             return mask
         if sim.done:
@@ -341,10 +312,10 @@ class SwarmEnv(gym.Env):
         mask[:n] = doable
         cfg = self.config
         if len(sim.running) < cfg.max_subagents and sim.spawns_this_turn < cfg.max_spawns_per_turn:
-            off = self.n_max
+            off = self._spawn0
             mask[off : off + n] = (sim.status == READY) & (sim.attempts < cfg.max_attempts)
-        mask[2 * self.n_max] = bool(sim.running)
-        mask[2 * self.n_max + 1] = True
+        mask[self._wait] = bool(sim.running)
+        mask[self._answer] = True
         return mask
 
     def render(self) -> str | None:
@@ -355,13 +326,8 @@ class SwarmEnv(gym.Env):
 
     # ------------------------------------------------------------------ helpers
     def describe_action(self, a: int) -> str:
-        """Human-readable name of action index ``a``."""
-        lay = self.layout
-        if a < lay["spawn"]:
-            return f"do({a})"
-        if a < lay["wait"]:
-            return f"spawn({a - lay['spawn']})"
-        return "wait" if a == lay["wait"] else "answer"
+        """Human-readable name of action index ``a``: ``"do(3)"``, ``"spawn(0)"``, ``"wait"`` or ``"answer"``."""
+        return self.layout.describe(a)
 
     def render_text(self) -> str:
         """A text view of the graph: every node, its state, and who works on it."""
@@ -402,9 +368,9 @@ class SwarmEnv(gym.Env):
         try:
             a = int(action)
         except (TypeError, ValueError):
-            raise ValueError(f"action must be an integer in [0, {self.layout['n'] - 1}], got {action!r}") from None
-        if a != action or not 0 <= a < self.layout["n"]:
-            raise ValueError(f"action must be an integer in [0, {self.layout['n'] - 1}], got {action!r}")
+            raise ValueError(f"action must be an integer in [0, {self.layout.n - 1}], got {action!r}") from None
+        if a != action or not 0 <= a < self.layout.n:
+            raise ValueError(f"action must be an integer in [0, {self.layout.n - 1}], got {action!r}")
         return a
 
     def _encode_static(self) -> None:
@@ -412,14 +378,14 @@ class SwarmEnv(gym.Env):
         g = self.sim.graph
         n = g.n_nodes
         base = np.zeros((self.n_max, len(NODE_FEATURES)), dtype=np.float32)
-        base[:n, _F["present"]] = 1.0
-        base[np.arange(n), _F["kind_plan"] + g.kind] = 1.0
-        base[:n, _F["work"]] = np.minimum(g.work / WORK_SCALE, 1.0)
-        base[:n, _F["bottom_level"]] = g.bottom_level / g.critical_path
-        base[:n, _F["is_target"]] = g.targets
+        base[:n, NODE_COLUMN["present"]] = 1.0
+        base[np.arange(n), KIND_COLUMN0 + g.kind] = 1.0
+        base[:n, NODE_COLUMN["work"]] = np.minimum(g.work / WORK_SCALE, 1.0)
+        base[:n, NODE_COLUMN["bottom_level"]] = g.bottom_level / g.critical_path
+        base[:n, NODE_COLUMN["is_target"]] = g.targets
         n_parents = np.array([len(p) for p in g.parents])
-        base[:n, _F["n_parents"]] = np.minimum(n_parents / COUNT_SCALE, 1.0)
-        base[:n, _F["n_children"]] = np.minimum(np.array([len(c) for c in g.children]) / COUNT_SCALE, 1.0)
+        base[:n, NODE_COLUMN["n_parents"]] = np.minimum(n_parents / COUNT_SCALE, 1.0)
+        base[:n, NODE_COLUMN["n_children"]] = np.minimum(np.array([len(c) for c in g.children]) / COUNT_SCALE, 1.0)
         self._static_nodes = base
         self._inv_work = 1.0 / g.work
         self._attempts_table = (np.arange(self.config.max_attempts + 1) * (1.0 / self.config.max_attempts)).astype(np.float32)
@@ -436,7 +402,7 @@ class SwarmEnv(gym.Env):
         n = sim.graph.n_nodes
         nodes = self._static_nodes.copy()
         view = nodes[:n]
-        view[:, _STATUS0 : _STATUS0 + 5] = _EYE_STATUS[sim.status]
+        view[:, STATUS_COLUMN0 : STATUS_COLUMN0 + len(STATUS_NAMES)] = _EYE_STATUS[sim.status]
         view[:, _WORK_LEFT] = _WORK_LEFT_TABLE[sim.work_left]
         view[:, _ATTEMPTS] = self._attempts_table[sim.attempts]
         view[:, _UNFINISHED] = self._unfinished_table[sim.unfinished_parents]
