@@ -450,10 +450,12 @@ class SwarmEnv(gym.Env):
 
     def _encode_changes(self, node: int | None, running_before: list[int]) -> None:
         """Re-encode what one step changed. A node's state changes only when the action
-        works on it (``node``), when its sub-agent returns (it left ``running``), or when
-        one of its parents completes (a parent among the former two)."""
+        works on it (``node``), when a sub-agent starts or returns on it (it entered or
+        left ``running``), or when one of its parents completes (a parent among those)."""
         sim = self.sim
-        changed = [j for j in running_before if j not in sim.running]
+        running = sim.running
+        changed = [j for j in running_before if j not in running]
+        changed += [j for j in running if j not in running_before]
         if node is not None:
             changed.append(node)
         if changed:

@@ -30,13 +30,10 @@ import numpy as np
 
 from swarmgym.config import SwarmConfig
 from swarmgym.graph import TaskGraph
+from swarmgym.layout import ACTIVE, BLOCKED, DONE, READY, RUNNING, STATUS_NAMES  # noqa: F401  (node status codes)
 
-# Node status codes (also the order of the observation's one-hot columns).
-BLOCKED, READY, ACTIVE, RUNNING, DONE = range(5)
-STATUS_NAMES = ("blocked", "ready", "active", "running", "done")
 # Sub-agent outcomes.
 OK, FAIL, WRONG = range(3)
-OUTCOME_NAMES = ("ok", "fail", "wrong")
 
 
 @dataclass(frozen=True, eq=False)
@@ -169,18 +166,6 @@ class SwarmSimulator:
 
     def can_wait(self) -> bool:
         return not self.done and len(self.running) > 0
-
-    def do_mask(self) -> np.ndarray:
-        """Nodes on which ``do`` is valid now."""
-        s = self.status
-        return ((s == READY) | (s == ACTIVE)) & (not self.done)
-
-    def spawn_mask(self) -> np.ndarray:
-        """Nodes on which ``spawn`` is valid now."""
-        cfg = self.config
-        if self.done or len(self.running) >= cfg.max_subagents or self.spawns_this_turn >= cfg.max_spawns_per_turn:
-            return np.zeros(len(self.status), dtype=bool)
-        return (self.status == READY) & (self.attempts < cfg.max_attempts)
 
     # ------------------------------------------------------------------ actions
     def do(self, i: int) -> None:

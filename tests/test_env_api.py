@@ -142,8 +142,9 @@ def test_user_family__one_register_call(request):
     # the lookups have no parents: they are ready at once, so spawning them is allowed
     obs, info = env.reset(seed=0)
     width = env.unwrapped.instance.graph.n_nodes - 1
-    assert info["action_mask"][env.unwrapped.n_max : env.unwrapped.n_max + width].all()
-    assert not info["action_mask"][env.unwrapped.n_max + width]  # the report waits for them
+    spawn = env.unwrapped.layout.block(info["action_mask"], "spawn")
+    assert spawn[:width].all()
+    assert not spawn[width]  # the report waits for them
 
 
 def test_user_family__one_spec_file(tmp_path, request):

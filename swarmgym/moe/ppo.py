@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from swarmgym.config import _check_int
+from swarmgym.layout import ActionLayout
 from swarmgym.moe.engines import make_engine, resolve_env_kwargs
 from swarmgym.moe.model import ModelConfig, OrchestratorNet
 
@@ -302,7 +303,7 @@ class PPOTrainer:
     def collect(self) -> dict[str, torch.Tensor]:
         """One rollout of ``num_steps`` steps in every env; finished episodes' metrics go to ``self._episodes``."""
         cfg, dev = self.config, self.device
-        T, N, A = cfg.num_steps, cfg.num_envs, 2 * self.n_max + 2
+        T, N, A = cfg.num_steps, cfg.num_envs, ActionLayout(self.n_max).n
         buf = {
             "nodes": torch.zeros(T, N, self.n_max, self.next_obs["nodes"].shape[-1], device=dev),
             "globals": torch.zeros(T, N, self.next_obs["globals"].shape[-1], device=dev),

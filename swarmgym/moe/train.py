@@ -286,7 +286,7 @@ def plot_expert_load(history: list[dict], path: Path, title: str = "") -> Path |
 
 # ---------------------------------------------------------------------- entry point
 def cli_main(argv: list[str]) -> int:
-    """Entry point of ``swarmgym train`` (contract 5)."""
+    """Entry point of ``swarmgym train``."""
     args = build_parser().parse_args(argv)
     try:
         import torch
