@@ -239,6 +239,9 @@ class SwarmEnv(gym.Env):
             self.observation_space = spaces.Box(0.0, 1.0, (self.flat_layout.size,), np.float32)
         self.sim: SwarmSimulator | None = None
         self._last_invalid = False
+        # lookup tables of the integer-valued features that depend on the config or n_max
+        self._attempts_table = (np.arange(config.max_attempts + 1) * (1.0 / config.max_attempts)).astype(np.float32)
+        self._unfinished_table = np.minimum(np.arange(self.n_max + 1) * (1.0 / UNFINISHED_SCALE), 1.0).astype(np.float32)
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -404,9 +407,7 @@ class SwarmEnv(gym.Env):
         view[:, _N_CHILDREN] = _COUNT_TABLE.take(np.fromiter(map(len, g.children), np.intp, n))
         self._nodes = nodes
         self._inv_work = 1.0 / g.work
-        self._attempts_table = (np.arange(self.config.max_attempts + 1) * (1.0 / self.config.max_attempts)).astype(np.float32)
-        self._unfinished_table = np.minimum(np.arange(n + 1) * (1.0 / UNFINISHED_SCALE), 1.0).astype(np.float32)
-        self._n_targets = int(g.targets.sum())
+        self._n_targets = int(np.count_nonzero(g.targets))
         if self.with_adjacency:
             adj = np.zeros((self.n_max, self.n_max), dtype=np.float32)
             for i, ps in enumerate(g.parents):

@@ -13,6 +13,7 @@ orchestrator and ``m`` sub-agents) no schedule beats
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -195,7 +196,7 @@ class TaskGraph:
         set_(self, "targets", np.array(targets, dtype=bool))
         set_(self, "family", str(family))
         set_(self, "budget_factor", float(budget_factor))
-        set_(self, "children", tuple(tuple(c) for c in children))
+        set_(self, "children", tuple(map(tuple, children)))
         set_(self, "topo_order", np.array(order, dtype=np.int64))
         set_(self, "bottom_level", np.array(bottom, dtype=np.int64))
         set_(self, "critical_path", int(max(bottom)))
@@ -237,11 +238,9 @@ class TaskGraph:
 
 
 def _topological_order(parents: list[tuple[int, ...]], children: list[list[int]]) -> list[int]:
-    """Kahn's algorithm, smallest index first; raises ValueError naming a node on a cycle."""
-    import heapq
-
+    """Kahn's algorithm, smallest index first (``parents``: sorted tuples); raises ValueError naming a node on a cycle."""
     n = len(parents)
-    if all(p < i for i, ps in enumerate(parents) for p in ps):
+    if all(not ps or ps[-1] < i for i, ps in enumerate(parents)):  # parent tuples are sorted
         # every parent precedes its child: smallest-index-first Kahn visits 0, 1, ..., n-1
         return list(range(n))
     indegree = [len(p) for p in parents]
