@@ -10,67 +10,45 @@ from gymnasium import spaces
 
 from swarmgym.config import SwarmConfig
 from swarmgym.families import DEFAULT_N_MAX, make_generator
-from swarmgym.graph import KINDS, TaskGraph
-from swarmgym.simulator import (
+from swarmgym.graph import KINDS, MAX_WORK, TaskGraph
+from swarmgym.layout import (  # noqa: F401  (NODE_FEATURES ... MAX_SUBAGENTS_SCALE: re-exported, defined in swarmgym.layout)
     ACTIVE,
+    COUNT_SCALE,
     DONE,
+    GLOBAL_FEATURES,
+    KIND_COLUMN0,
+    MAX_SUBAGENTS_SCALE,
+    NODE_COLUMN,
+    NODE_FEATURES,
     READY,
     RUNNING,
+    STATUS_COLUMN0,
     STATUS_NAMES,
-    SwarmSimulator,
-    TaskInstance,
-    draw_fates,
+    TIME_LEFT_HALF,
+    TOKENS_HALF,
+    UNFINISHED_SCALE,
+    WORK_SCALE,
+    ActionLayout,
+    FlatLayout,
 )
+from swarmgym.simulator import SwarmSimulator, TaskInstance, draw_fates
 
-#: Columns of ``obs["nodes"]`` (one row per node slot; padding rows are all zero).
-NODE_FEATURES: tuple[str, ...] = (
-    "present",
-    *(f"status_{s}" for s in STATUS_NAMES),
-    *(f"kind_{k}" for k in KINDS),
-    "work",
-    "work_left",
-    "attempts",
-    "unfinished_parents",
-    "bottom_level",
-    "is_target",
-    "n_parents",
-    "last_attempt_failed",
-    "subagent_elapsed",
-    "n_children",
-)
-#: Entries of ``obs["globals"]``.
-GLOBAL_FEATURES: tuple[str, ...] = (
-    "time_used",
-    "time_left",
-    "running_subagents",
-    "spawns_this_turn",
-    "can_spawn",
-    "tokens_used",
-    "nodes_done",
-    "targets_done",
-    "n_nodes",
-    "max_subagents",
-)
-WORK_SCALE = 16.0  # work, work_left: divided by this, clipped to 1
-COUNT_SCALE = 8.0  # n_parents, n_children: divided by this, clipped to 1
-UNFINISHED_SCALE = 4.0  # unfinished_parents: divided by this, clipped to 1
-TIME_LEFT_HALF = 16.0  # time_left = left / (left + 16)
-TOKENS_HALF = 1e5  # tokens_used = tokens / (tokens + 1e5)
-MAX_SUBAGENTS_SCALE = 64.0
+#: v0.1's name of :class:`swarmgym.layout.ActionLayout` (``action_layout(n_max)["spawn"]`` still works).
+action_layout = ActionLayout
 
-_F = {name: i for i, name in enumerate(NODE_FEATURES)}
-_STATUS0 = _F["status_blocked"]
-_WORK_LEFT, _ATTEMPTS, _UNFINISHED = _F["work_left"], _F["attempts"], _F["unfinished_parents"]
-_FAILED, _ELAPSED = _F["last_attempt_failed"], _F["subagent_elapsed"]
+_WORK_LEFT, _ATTEMPTS, _UNFINISHED = NODE_COLUMN["work_left"], NODE_COLUMN["attempts"], NODE_COLUMN["unfinished_parents"]
+_FAILED, _ELAPSED = NODE_COLUMN["last_attempt_failed"], NODE_COLUMN["subagent_elapsed"]
+_WORK, _BOTTOM, _TARGET = NODE_COLUMN["work"], NODE_COLUMN["bottom_level"], NODE_COLUMN["is_target"]
+_N_PARENTS, _N_CHILDREN = NODE_COLUMN["n_parents"], NODE_COLUMN["n_children"]
 _EYE_STATUS = np.eye(len(STATUS_NAMES), dtype=np.float32)
-# lookup tables for the integer-valued features: table[k] == float32(min(k * scale, 1))
-_WORK_LEFT_TABLE = np.minimum(np.arange(65) * (1.0 / WORK_SCALE), 1.0).astype(np.float32)
+# the row of a node of each kind before its other features: present = 1 and the kind one-hot
+_PRESENT_KIND_ROWS = np.zeros((len(KINDS), len(NODE_FEATURES)), dtype=np.float32)
+_PRESENT_KIND_ROWS[:, NODE_COLUMN["present"]] = 1.0
+_PRESENT_KIND_ROWS[np.arange(len(KINDS)), KIND_COLUMN0 + np.arange(len(KINDS))] = 1.0
+# lookup tables for the integer-valued features: table[k] == float32(min(k / scale, 1))
+_WORK_LEFT_TABLE = np.minimum(np.arange(MAX_WORK + 1) * (1.0 / WORK_SCALE), 1.0).astype(np.float32)
+_COUNT_TABLE = np.minimum(np.arange(1025) * (1.0 / COUNT_SCALE), 1.0).astype(np.float32)  # n_max <= 1024
 _DOABLE = np.array([s in ("ready", "active") for s in STATUS_NAMES])
-
-
-def action_layout(n_max: int) -> dict[str, int]:
-    """Offsets of the Discrete action space: do(i) = i, spawn(i) = n_max + i, wait, answer."""
-    return {"do": 0, "spawn": n_max, "wait": 2 * n_max, "answer": 2 * n_max + 1, "n": 2 * n_max + 2}
 
 
 class SwarmEnv(gym.Env):
@@ -88,14 +66,15 @@ class SwarmEnv(gym.Env):
 
     ## Action Space
 
-    ``Discrete(2 * n_max + 2)``:
+    ``Discrete(2 n_max + 2)``, in the blocks of :class:`swarmgym.layout.ActionLayout`
+    (``env.layout``: ``.do``, ``.spawn``, ``.wait``, ``.answer``, ``.encode``, ``.describe``):
 
     | Num | Action | Valid when |
     |-----|--------|------------|
     | i in [0, n_max) | do(i): the orchestrator works one tick on node i; ends the turn | node i is ready or active |
     | n_max + i | spawn(i): hand node i to a new sub-agent; the turn goes on | node i is ready, has attempts left, a slot is free, the turn's spawn cap is not reached |
-    | 2 * n_max | wait: run the clock to the next sub-agent finish; ends the turn | a sub-agent is running |
-    | 2 * n_max + 1 | answer: submit now; the episode ends | always |
+    | 2 n_max | wait: run the clock to the next sub-agent finish; ends the turn | a sub-agent is running |
+    | 2 n_max + 1 | answer: submit now; the episode ends | always |
 
     Invalid-action rule: an action inside the space that the mask forbids is a
     no-op that still spends the turn (one tick, orchestrator tokens) and is counted
@@ -111,7 +90,8 @@ class SwarmEnv(gym.Env):
     ``with_adjacency=True``, ``adjacency`` (``Box(0, 1, (n_max, n_max), float32)``,
     ``adjacency[i, j] = 1`` iff node j is a parent of node i). With
     ``observation_mode="flat"`` the observation is one ``Box(0, 1)`` vector: nodes
-    (row-major), globals, adjacency if enabled, then the action mask as 0/1.
+    (row-major), globals, adjacency if enabled, then the action mask as 0/1
+    (``env.flat_layout``, a :class:`swarmgym.layout.FlatLayout`, splits it back).
 
     Node features (``obs["nodes"][:, index]``):
 
@@ -243,8 +223,10 @@ class SwarmEnv(gym.Env):
         self.with_adjacency = bool(with_adjacency)
         self.strict = bool(strict)
         self.render_mode = render_mode
-        self.layout = action_layout(self.n_max)
-        self.action_space = spaces.Discrete(self.layout["n"])
+        self.layout = ActionLayout(self.n_max)
+        self.flat_layout = FlatLayout(self.n_max, self.with_adjacency)
+        self._spawn0, self._wait, self._answer = self.layout.spawn, self.layout.wait, self.layout.answer
+        self.action_space = spaces.Discrete(self.layout.n)
         node_space = spaces.Box(0.0, 1.0, (self.n_max, len(NODE_FEATURES)), np.float32)
         global_space = spaces.Box(0.0, 1.0, (len(GLOBAL_FEATURES),), np.float32)
         parts: dict[str, spaces.Space] = {"nodes": node_space, "globals": global_space}
@@ -254,10 +236,12 @@ class SwarmEnv(gym.Env):
         if observation_mode == "dict":
             self.observation_space = self.dict_observation_space
         else:
-            size = sum(int(np.prod(s.shape)) for s in parts.values()) + self.layout["n"]
-            self.observation_space = spaces.Box(0.0, 1.0, (size,), np.float32)
+            self.observation_space = spaces.Box(0.0, 1.0, (self.flat_layout.size,), np.float32)
         self.sim: SwarmSimulator | None = None
         self._last_invalid = False
+        # lookup tables of the integer-valued features that depend on the config or n_max
+        self._attempts_table = (np.arange(config.max_attempts + 1) * (1.0 / config.max_attempts)).astype(np.float32)
+        self._unfinished_table = np.minimum(np.arange(self.n_max + 1) * (1.0 / UNFINISHED_SCALE), 1.0).astype(np.float32)
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -295,20 +279,23 @@ class SwarmEnv(gym.Env):
         if sim.done:
             raise RuntimeError("the episode is over; call reset()")
         a = self._parse_action(action)
-        lay = self.layout
         invalid = False
+        running_before = sim.running.copy()
+        node = None  # the node the action works on, when valid
         # 1. apply the action (an invalid one wastes the turn)
-        if a < lay["spawn"]:
+        if a < self._spawn0:
             if sim.can_do(a):
                 sim.do(a)
+                node = a
             else:
                 invalid = True
-        elif a < lay["wait"]:
-            if sim.can_spawn(a - lay["spawn"]):
-                sim.spawn(a - lay["spawn"])
+        elif a < self._wait:
+            if sim.can_spawn(a - self._spawn0):
+                node = a - self._spawn0
+                sim.spawn(node)
             else:
                 invalid = True
-        elif a == lay["wait"]:
+        elif a == self._wait:
             if sim.can_wait():
                 sim.wait()
             else:
@@ -320,6 +307,7 @@ class SwarmEnv(gym.Env):
                 raise ValueError(f"action {a} ({self.describe_action(a)}) is not valid now; valid: {np.flatnonzero(self.action_masks()).tolist()}")
             sim.waste_tick()
         self._last_invalid = invalid
+        self._encode_changes(node, running_before)
         # 2. reward: the score, once, when the episode ends
         terminated = sim.done
         reward = sim.score() if terminated else 0.0
@@ -329,22 +317,19 @@ class SwarmEnv(gym.Env):
         return self._observation(info["action_mask"]), reward, terminated, False, info
 
     def action_masks(self) -> np.ndarray:
-        """Valid actions now, ``bool[2 * n_max + 2]`` (sb3-contrib's MaskablePPO calls this)."""
+        """Valid actions now, ``bool[layout.n]`` (sb3-contrib's MaskablePPO calls this)."""
         sim = self.sim
-        mask = np.zeros(self.layout["n"], dtype=bool)
+        mask = np.zeros(self.layout.n, dtype=bool)
         if sim is None:
             return mask
         if sim.done:
             return mask
-        n = sim.graph.n_nodes
-        doable = _DOABLE[sim.status]
-        mask[:n] = doable
+        mask[: self.n_max] = self._doable
         cfg = self.config
         if len(sim.running) < cfg.max_subagents and sim.spawns_this_turn < cfg.max_spawns_per_turn:
-            off = self.n_max
-            mask[off : off + n] = (sim.status == READY) & (sim.attempts < cfg.max_attempts)
-        mask[2 * self.n_max] = bool(sim.running)
-        mask[2 * self.n_max + 1] = True
+            mask[self._spawn0 : self._spawn0 + self.n_max] = self._spawnable
+        mask[self._wait] = bool(sim.running)
+        mask[self._answer] = True
         return mask
 
     def render(self) -> str | None:
@@ -355,13 +340,8 @@ class SwarmEnv(gym.Env):
 
     # ------------------------------------------------------------------ helpers
     def describe_action(self, a: int) -> str:
-        """Human-readable name of action index ``a``."""
-        lay = self.layout
-        if a < lay["spawn"]:
-            return f"do({a})"
-        if a < lay["wait"]:
-            return f"spawn({a - lay['spawn']})"
-        return "wait" if a == lay["wait"] else "answer"
+        """Human-readable name of action index ``a``: ``"do(3)"``, ``"spawn(0)"``, ``"wait"`` or ``"answer"``."""
+        return self.layout.describe(a)
 
     def render_text(self) -> str:
         """A text view of the graph: every node, its state, and who works on it."""
@@ -402,51 +382,103 @@ class SwarmEnv(gym.Env):
         try:
             a = int(action)
         except (TypeError, ValueError):
-            raise ValueError(f"action must be an integer in [0, {self.layout['n'] - 1}], got {action!r}") from None
-        if a != action or not 0 <= a < self.layout["n"]:
-            raise ValueError(f"action must be an integer in [0, {self.layout['n'] - 1}], got {action!r}")
+            raise ValueError(f"action must be an integer in [0, {self.layout.n - 1}], got {action!r}") from None
+        if a != action or not 0 <= a < self.layout.n:
+            raise ValueError(f"action must be an integer in [0, {self.layout.n - 1}], got {action!r}")
         return a
 
     def _encode_static(self) -> None:
-        """The per-episode constant part of the observation."""
+        """Encode a new episode: the per-episode constant features, then every node's state.
+
+        ``self._nodes`` holds the current node rows; a step re-encodes only the rows of
+        the nodes it changed (:meth:`_encode_changes`) and the observation is a copy.
+        ``self._doable`` / ``self._spawnable`` are the per-node halves of the mask
+        (``spawn`` before the slot and per-turn gates).
+        """
         g = self.sim.graph
         n = g.n_nodes
-        base = np.zeros((self.n_max, len(NODE_FEATURES)), dtype=np.float32)
-        base[:n, _F["present"]] = 1.0
-        base[np.arange(n), _F["kind_plan"] + g.kind] = 1.0
-        base[:n, _F["work"]] = np.minimum(g.work / WORK_SCALE, 1.0)
-        base[:n, _F["bottom_level"]] = g.bottom_level / g.critical_path
-        base[:n, _F["is_target"]] = g.targets
-        n_parents = np.array([len(p) for p in g.parents])
-        base[:n, _F["n_parents"]] = np.minimum(n_parents / COUNT_SCALE, 1.0)
-        base[:n, _F["n_children"]] = np.minimum(np.array([len(c) for c in g.children]) / COUNT_SCALE, 1.0)
-        self._static_nodes = base
+        nodes = np.zeros((self.n_max, len(NODE_FEATURES)), dtype=np.float32)
+        view = nodes[:n]
+        view[:] = _PRESENT_KIND_ROWS.take(g.kind, axis=0)  # present and the kind one-hot
+        view[:, _WORK] = _WORK_LEFT_TABLE.take(g.work)
+        view[:, _BOTTOM] = g.bottom_level / g.critical_path
+        view[:, _TARGET] = g.targets
+        view[:, _N_PARENTS] = _COUNT_TABLE.take(np.fromiter(map(len, g.parents), np.intp, n))
+        view[:, _N_CHILDREN] = _COUNT_TABLE.take(np.fromiter(map(len, g.children), np.intp, n))
+        self._nodes = nodes
         self._inv_work = 1.0 / g.work
-        self._attempts_table = (np.arange(self.config.max_attempts + 1) * (1.0 / self.config.max_attempts)).astype(np.float32)
-        self._unfinished_table = np.minimum(np.arange(n + 1) * (1.0 / UNFINISHED_SCALE), 1.0).astype(np.float32)
-        self._n_targets = int(g.targets.sum())
+        self._n_targets = int(np.count_nonzero(g.targets))
         if self.with_adjacency:
             adj = np.zeros((self.n_max, self.n_max), dtype=np.float32)
             for i, ps in enumerate(g.parents):
                 adj[i, list(ps)] = 1.0
             self._adjacency = adj
+        self._doable = np.zeros(self.n_max, dtype=bool)
+        self._spawnable = np.zeros(self.n_max, dtype=bool)
+        self._encode_all_nodes()
+
+    def _encode_all_nodes(self) -> None:
+        """Every node's state features and mask bits (at reset; :meth:`_encode_node` for one)."""
+        sim = self.sim
+        n = sim.graph.n_nodes
+        view = self._nodes[:n]
+        view[:, STATUS_COLUMN0 : STATUS_COLUMN0 + len(STATUS_NAMES)] = _EYE_STATUS.take(sim.status, axis=0)
+        view[:, _WORK_LEFT] = _WORK_LEFT_TABLE.take(sim.work_left)
+        view[:, _ATTEMPTS] = self._attempts_table.take(sim.attempts)
+        view[:, _UNFINISHED] = self._unfinished_table.take(sim.unfinished_parents)
+        view[:, _FAILED] = sim.last_failed
+        view[:, _ELAPSED] = 0.0
+        for j in sim.running:
+            view[j, _ELAPSED] = min(1.0, (sim.t - sim.start_time[j]) * self._inv_work[j])
+        self._doable[:n] = _DOABLE.take(sim.status)
+        self._spawnable[:n] = (sim.status == READY) & (sim.attempts < self.config.max_attempts)
+
+    def _encode_node(self, i: int) -> None:
+        """Node ``i``'s state features and mask bits (as :meth:`_encode_all_nodes` for one row;
+        ``subagent_elapsed`` of running nodes is written every step by :meth:`_encode_changes`)."""
+        sim = self.sim
+        status = int(sim.status[i])
+        row = self._nodes[i]
+        row[STATUS_COLUMN0 : STATUS_COLUMN0 + len(STATUS_NAMES)] = _EYE_STATUS[status]
+        row[_WORK_LEFT] = _WORK_LEFT_TABLE[sim.work_left[i]]
+        row[_ATTEMPTS] = self._attempts_table[sim.attempts[i]]
+        row[_UNFINISHED] = self._unfinished_table[sim.unfinished_parents[i]]
+        row[_FAILED] = sim.last_failed[i]
+        if status != RUNNING:
+            row[_ELAPSED] = 0.0
+        self._doable[i] = status == READY or status == ACTIVE
+        self._spawnable[i] = status == READY and sim.attempts[i] < self.config.max_attempts
+
+    def _encode_changes(self, node: int | None, running_before: list[int]) -> None:
+        """Re-encode what one step changed. A node's state changes only when the action
+        works on it (``node``), when a sub-agent starts or returns on it (it entered or
+        left ``running``), or when one of its parents completes (a parent among those)."""
+        sim = self.sim
+        running = sim.running
+        changed = [j for j in running_before if j not in running]
+        changed += [j for j in running if j not in running_before]
+        if node is not None:
+            changed.append(node)
+        if changed:
+            status = sim.status
+            children = sim.graph.children
+            rows = set(changed)
+            for j in changed:
+                if status[j] == DONE:
+                    rows.update(children[j])
+            for i in rows:
+                self._encode_node(i)
+        t, nodes = sim.t, self._nodes
+        for j in sim.running:
+            nodes[j, _ELAPSED] = min(1.0, (t - sim.start_time[j]) * self._inv_work[j])
 
     def _observation(self, mask: np.ndarray | None = None):
         sim = self.sim
         n = sim.graph.n_nodes
-        nodes = self._static_nodes.copy()
-        view = nodes[:n]
-        view[:, _STATUS0 : _STATUS0 + 5] = _EYE_STATUS[sim.status]
-        view[:, _WORK_LEFT] = _WORK_LEFT_TABLE[sim.work_left]
-        view[:, _ATTEMPTS] = self._attempts_table[sim.attempts]
-        view[:, _UNFINISHED] = self._unfinished_table[sim.unfinished_parents]
-        view[:, _FAILED] = sim.last_failed
-        t, running = sim.t, sim.running
-        for j in running:
-            view[j, _ELAPSED] = min(1.0, (t - sim.start_time[j]) * self._inv_work[j])
+        t = sim.t
         cfg = self.config
         left = sim.budget - t
-        n_run = len(running)
+        n_run = len(sim.running)
         can_spawn = n_run < cfg.max_subagents and sim.spawns_this_turn < cfg.max_spawns_per_turn and not sim.done
         tokens = sim.input_tokens + sim.output_tokens
         glob = np.array(
@@ -466,9 +498,9 @@ class SwarmEnv(gym.Env):
         )
         if self.observation_mode == "dict":
             if self.with_adjacency:
-                return {"nodes": nodes, "globals": glob, "adjacency": self._adjacency.copy()}
-            return {"nodes": nodes, "globals": glob}
-        parts = [nodes.ravel(), glob]
+                return {"nodes": self._nodes.copy(), "globals": glob, "adjacency": self._adjacency.copy()}
+            return {"nodes": self._nodes.copy(), "globals": glob}
+        parts = [self._nodes.ravel(), glob]
         if self.with_adjacency:
             parts.append(self._adjacency.ravel())
         parts.append(self.action_masks() if mask is None else mask)

@@ -3,7 +3,7 @@
 Each (orchestrator, env id) pair plays the same episodes: episode ``k`` is
 ``env.reset(seed=seed_offset + k)``, so every orchestrator meets the same task
 instances and sub-agent fates. Episodes run in batches of envs so that a policy's
-``act`` sees a leading env dimension (contract 4). The results are aggregated by
+``act`` sees a leading env dimension (as :class:`swarmgym.orchestrators.Orchestrator` expects). The results are aggregated by
 :class:`swarmgym.metrics.MetricsRecorder` (per family; an id that draws several
 families, such as Mixed, gets a row per family and an ``all`` row), printed, and
 written as Markdown and CSV.
@@ -38,7 +38,7 @@ from typing import Any, Callable, Sequence
 import gymnasium as gym
 import numpy as np
 
-from swarmgym.env import GLOBAL_FEATURES, NODE_FEATURES
+from swarmgym.layout import FlatLayout
 from swarmgym.metrics import ALL, RECORDED, MetricsRecorder
 from swarmgym.orchestrators import REFERENCE_NAMES, Orchestrator, load_orchestrator
 
@@ -92,12 +92,7 @@ def dict_observation(env: gym.Env, obs: Any) -> dict[str, np.ndarray]:
     if isinstance(obs, dict):
         return obs
     base = env.unwrapped
-    n_max, nf, ng = base.n_max, len(NODE_FEATURES), len(GLOBAL_FEATURES)
-    flat = np.asarray(obs)
-    out = {"nodes": flat[: n_max * nf].reshape(n_max, nf), "globals": flat[n_max * nf : n_max * nf + ng]}
-    if getattr(base, "with_adjacency", False):
-        start = n_max * nf + ng
-        out["adjacency"] = flat[start : start + n_max * n_max].reshape(n_max, n_max)
+    out, _ = FlatLayout(base.n_max, with_adjacency=getattr(base, "with_adjacency", False)).unflatten(obs)
     return out
 
 
@@ -113,7 +108,7 @@ def run_episodes(
 ) -> MetricsRecorder:
     """Play ``n_episodes`` episodes (seeds ``seed_offset .. seed_offset + n - 1``) and record them.
 
-    :param policy: anything with ``act(obs, mask) -> int64[B]`` (contract 4).
+    :param policy: anything with ``act(obs, mask) -> int64[B]`` (an :class:`~swarmgym.orchestrators.Orchestrator`).
     :param env_id: a registered id (Dict or flat form).
     :param env_kwargs: extra keyword arguments of ``gymnasium.make`` (e.g. a ``config``).
     :param batch: envs stepped together, >= 1.

@@ -84,7 +84,10 @@ class TaskGenerator:
     """Base of the built-in families: declared, validated parameters and ``n_max``.
 
     Subclasses declare ``params`` and implement :meth:`generate`. Calling the
-    generator returns a validated :class:`TaskGraph` of at most ``n_max`` nodes.
+    generator returns a valid :class:`TaskGraph` of at most ``n_max`` nodes. A
+    subclass of your own should build it with ``TaskGraph(...)``, which validates;
+    the built-in families use ``TaskGraph._trusted`` (no validation at every reset),
+    and tests/test_families.py proves their outputs valid instead.
     """
 
     name: ClassVar[str] = "custom"
@@ -161,7 +164,7 @@ class WideSearch(TaskGenerator):
         kind = [PLAN] + [SEARCH] * width + [MERGE]
         parents = [()] + [(0,)] * width + [tuple(range(1, width + 1))]
         targets = list(range(1, width + 2))
-        return TaskGraph(work, kind, parents, targets, family=self.name, budget_factor=k["budget_factor"], n_max=self.n_max)
+        return TaskGraph._trusted(work, kind, parents, targets, family=self.name, budget_factor=k["budget_factor"])
 
 
 class SerialReasoning(TaskGenerator):
@@ -181,7 +184,7 @@ class SerialReasoning(TaskGenerator):
         lo, hi = k["step_work"]
         work = rng.integers(lo, hi + 1, size=depth).tolist()
         parents = [()] + [(i - 1,) for i in range(1, depth)]
-        return TaskGraph(work, [REASON] * depth, parents, [depth - 1], family=self.name, budget_factor=k["budget_factor"], n_max=self.n_max)
+        return TaskGraph._trusted(work, [REASON] * depth, parents, [depth - 1], family=self.name, budget_factor=k["budget_factor"])
 
 
 class DependentChains(TaskGenerator):
@@ -223,9 +226,9 @@ class DependentChains(TaskGenerator):
                 if n_chains > 1 and links[i]:
                     c2 = int(other[i]) + (1 if other[i] >= c else 0)  # another chain, uniformly
                     ps.append(c2 * length + j - 1)
-                parents.append(tuple(ps))
+                parents.append(tuple(sorted(ps)))
         targets = [c * length + length - 1 for c in range(n_chains)]
-        return TaskGraph(work, [SEARCH] * len(work), parents, targets, family=self.name, budget_factor=k["budget_factor"], n_max=self.n_max)
+        return TaskGraph._trusted(work, [SEARCH] * len(work), parents, targets, family=self.name, budget_factor=k["budget_factor"])
 
 
 class LayeredDAG(TaskGenerator):
@@ -251,6 +254,7 @@ class LayeredDAG(TaskGenerator):
         sizes = 1 + rng.multinomial(n - n_layers, np.full(n_layers, 1.0 / n_layers))
         lo, hi = k["work"]
         work = rng.integers(lo, hi + 1, size=n).tolist()
+        edge_prob = k["edge_prob"]
         parents: list[tuple[int, ...]] = []
         kind: list[int] = []
         start_prev, start = 0, 0
@@ -259,16 +263,17 @@ class LayeredDAG(TaskGenerator):
                 if layer == 0:
                     parents.append(())
                 else:
-                    prev = np.arange(start_prev, start)
                     first = int(rng.integers(start_prev, start))
-                    extra = prev[(rng.random(len(prev)) < k["edge_prob"]) & (prev != first)]
-                    parents.append(tuple(sorted([first, *extra.tolist()])))
+                    # one uniform per node of the layer above; below edge_prob it is an extra parent
+                    draws = rng.random(start - start_prev).tolist()
+                    extra = [start_prev + m for m, u in enumerate(draws) if u < edge_prob and start_prev + m != first]
+                    parents.append(tuple(sorted([first, *extra])))
                 ps = parents[-1]
                 kind.append(MERGE if len(ps) >= 3 else (SEARCH if rng.random() < 0.5 else REASON))
             start_prev, start = start, start + size
         if sizes[0] == 1 and n_layers > 1:
             kind[0] = PLAN
-        return TaskGraph(work, kind, parents, None, family=self.name, budget_factor=k["budget_factor"], n_max=self.n_max)
+        return TaskGraph._trusted(work, kind, parents, None, family=self.name, budget_factor=k["budget_factor"])
 
 
 class Mixed(TaskGenerator):
@@ -296,10 +301,13 @@ class Mixed(TaskGenerator):
         if w is None or w.shape != (len(self.generators),) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
             raise ValueError(f"Mixed: weights must be {len(self.generators)} non-negative numbers with a positive sum, got {weights!r}")
         self.weights = w / w.sum()
+        self._cdf = self.weights.cumsum()
+        self._cdf /= self._cdf[-1]
         self.kwargs = {"families": {g.name: g.kwargs for g in self.generators}, "weights": self.weights.tolist()}
 
     def generate(self, rng: np.random.Generator) -> TaskGraph:
-        index = int(rng.choice(len(self.generators), p=self.weights))
+        # rng.choice(len(self.generators), p=self.weights), as numpy computes it: one uniform, its bin of the cdf
+        index = int(self._cdf.searchsorted(rng.random(), side="right"))
         return self.generators[index](rng)
 
 

@@ -13,6 +13,7 @@ orchestrator and ``m`` sub-agents) no schedule beats
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -68,7 +69,6 @@ class TaskGraph:
         budget_factor: float = 2.0,
         n_max: int | None = None,
     ) -> None:
-        set_ = object.__setattr__
         work_list = list(work)
         n = len(work_list)
         if n < 1:
@@ -138,23 +138,69 @@ class TaskGraph:
         if not all(leads):
             bad = leads.index(False)
             raise ValueError(f"node {bad}: leads to no target (make it a target, or give it a child that is one)")
-        target_mask = np.array(target_list, dtype=bool)
         if not (isinstance(budget_factor, (int, float)) and math.isfinite(budget_factor) and budget_factor > 0):
             raise ValueError(f"budget_factor must be a finite number > 0, got {budget_factor!r}")
+        self._set_fields(work_list, kind_idx, tuple(par), children, target_list, order, bottom, family, budget_factor)
 
-        work_arr = np.asarray(work_list, dtype=np.int64)
-        bottom = np.asarray(bottom, dtype=np.int64)
-        set_(self, "work", work_arr)
-        set_(self, "kind", np.asarray(kind_idx, dtype=np.int64))
-        set_(self, "parents", tuple(par))
-        set_(self, "targets", target_mask)
+    @classmethod
+    def _trusted(
+        cls,
+        work: list[int],
+        kind: list[int],
+        parents: list[tuple[int, ...]],
+        targets: list[int] | None,
+        *,
+        family: str,
+        budget_factor: float,
+    ) -> "TaskGraph":
+        """Build a graph without validating it: the construction path of the built-in
+        families of :mod:`swarmgym.families` only, whose every output is valid by
+        construction (tests/test_families.py draws many instances per family and checks
+        that full validation accepts them and builds equal graphs).
+
+        The inputs must be what validation would produce: ``work`` Python ints in
+        ``[1, MAX_WORK]``, ``kind`` indices into :data:`KINDS`, ``parents`` sorted tuples
+        of existing nodes forming a DAG, ``targets`` node indices (or None: every sink),
+        and every node leading to a target. The derived fields are computed as
+        :meth:`__init__` computes them.
+        """
+        self = object.__new__(cls)
+        n = len(work)
+        children: list[list[int]] = [[] for _ in range(n)]
+        for i, ps in enumerate(parents):
+            for p in ps:
+                children[p].append(i)
+        order = _topological_order(parents, children)
+        bottom = [0] * n
+        for i in reversed(order):
+            below = 0
+            for c in children[i]:
+                if bottom[c] > below:
+                    below = bottom[c]
+            bottom[i] = work[i] + below
+        if targets is None:
+            target_list = [not c for c in children]
+        else:
+            target_list = [False] * n
+            for t in targets:
+                target_list[t] = True
+        self._set_fields(work, kind, tuple(parents), children, target_list, order, bottom, family, budget_factor)
+        return self
+
+    def _set_fields(self, work, kind, parents, children, targets, order, bottom, family, budget_factor) -> None:
+        """Store the fields from their (already checked) Python lists."""
+        set_ = object.__setattr__
+        set_(self, "work", np.array(work, dtype=np.int64))
+        set_(self, "kind", np.array(kind, dtype=np.int64))
+        set_(self, "parents", parents)
+        set_(self, "targets", np.array(targets, dtype=bool))
         set_(self, "family", str(family))
         set_(self, "budget_factor", float(budget_factor))
-        set_(self, "children", tuple(tuple(c) for c in children))
-        set_(self, "topo_order", np.asarray(order, dtype=np.int64))
-        set_(self, "bottom_level", bottom)
+        set_(self, "children", tuple(map(tuple, children)))
+        set_(self, "topo_order", np.array(order, dtype=np.int64))
+        set_(self, "bottom_level", np.array(bottom, dtype=np.int64))
         set_(self, "critical_path", int(max(bottom)))
-        set_(self, "total_work", int(sum(work_list)))
+        set_(self, "total_work", int(sum(work)))
 
     @property
     def n_nodes(self) -> int:
@@ -192,10 +238,11 @@ class TaskGraph:
 
 
 def _topological_order(parents: list[tuple[int, ...]], children: list[list[int]]) -> list[int]:
-    """Kahn's algorithm, smallest index first; raises ValueError naming a node on a cycle."""
-    import heapq
-
+    """Kahn's algorithm, smallest index first (``parents``: sorted tuples); raises ValueError naming a node on a cycle."""
     n = len(parents)
+    if all(not ps or ps[-1] < i for i, ps in enumerate(parents)):  # parent tuples are sorted
+        # every parent precedes its child: smallest-index-first Kahn visits 0, 1, ..., n-1
+        return list(range(n))
     indegree = [len(p) for p in parents]
     heap = [i for i in range(n) if indegree[i] == 0]
     heapq.heapify(heap)

@@ -81,6 +81,22 @@ class ActionLayout:
         """Number of actions."""
         return self._n
 
+    @classmethod
+    def for_actions(cls, n_actions: int) -> "ActionLayout":
+        """The layout whose action count is ``n_actions`` (e.g. the size of a mask)."""
+        per_node = sum(1 for _, p in ACTION_BLOCKS if p)
+        singles = len(ACTION_BLOCKS) - per_node
+        n_max, rest = divmod(int(n_actions) - singles, per_node)
+        if rest or n_max < 1:
+            raise ValueError(f"n_actions must be {per_node} * n_max + {singles} for some n_max >= 1, got {n_actions!r}")
+        return cls(n_max)
+
+    def __getitem__(self, name: str) -> int:
+        """``layout["spawn"]`` is ``layout.spawn`` and ``layout["n"]`` is ``layout.n`` (the dict form of v0.1's ``env.layout``)."""
+        if name == "n":
+            return self._n
+        return self._offsets[name]
+
     def encode(self, name: str, node: int | None = None) -> int:
         """The action index of ``name`` (``"do"``, ``"spawn"``, ``"wait"``, ``"answer"``) on ``node``."""
         per_node = dict(ACTION_BLOCKS).get(name)

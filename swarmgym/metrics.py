@@ -5,28 +5,16 @@ Every episode of a SwarmEnv ends with ``info["metrics"]`` (``SwarmSimulator.metr
 ``family`` key: a Mixed episode counts under the family it drew) and over all
 episodes, the mean of each recorded quantity with a 95% confidence interval.
 
-Recorded quantities (:data:`RECORDED`; per-episode definitions, ``t`` = critical steps):
+Recorded quantities (:data:`RECORDED`): the episode metrics ``score``,
+``critical_steps``, ``speedup``, ``ideal_speedup``, ``serial_collapse_index``,
+``spurious_spawn_rate``, ``makespan_ratio``, ``mean_concurrency``, ``peak_concurrency``,
+``n_spawned``, ``tokens``, ``cost_usd`` and ``budget_exhausted`` (1 or 0), each as defined
+in :data:`swarmgym.layout.METRICS`, plus two derived from them (:data:`DERIVED`):
 
 =========================  ==================================================================
-``score``                  F1 over target outputs (the task reward, ``r_perf``)
-``critical_steps``         ticks elapsed when the episode ended (wall clock, ``t``)
-``speedup``                ``serial_steps / t``: work done over wall clock (1 = one agent)
-``ideal_speedup``          ``serial_steps / lower_bound``: the most the same work admits
-``serial_collapse_index``  ``(ideal - speedup) / (ideal - 1)`` clipped to [0, 1] (0 if ideal
-                           = 1): the share of the available speedup left unused
-``spurious_spawn_rate``    (failed + wrong + isolated + unfinished sub-agents) / spawned
-                           (0 if none): spawns that bought nothing -- a sub-agent is
-                           *isolated* when it succeeded but no other work ran beside it
-``makespan_ratio``         ``t / lower_bound`` with the bound of the work actually done
-``task_makespan_ratio``    ``t / task_lower_bound``: wall clock over the whole task's floor
-                           ``max(critical path, ceil(total work / (m + 1)))``
-``mean_concurrency``       sub-agent-ticks / t (average number of sub-agents running)
-``peak_concurrency``       most sub-agents running at once
+``task_makespan_ratio``    ``critical_steps / task_lower_bound``: wall clock over the whole
+                           task's floor ``max(critical path, ceil(total work / (m + 1)))``
 ``idle_share``             ``concurrency_profile[0]``: share of ticks with no sub-agent running
-``n_spawned``              sub-agents started
-``tokens``                 input + output tokens (orchestrator, sub-agents, hand-offs, results)
-``cost_usd``               their price at the config's per-token rates
-``budget_exhausted``       1 if the budget ran out (the state was submitted), else 0
 =========================  ==================================================================
 
 Plus the mean concurrency profile (:meth:`MetricsRecorder.concurrency_profile`):
@@ -47,7 +35,13 @@ from typing import Any, Iterable, Mapping
 import gymnasium as gym
 import numpy as np
 
-#: The quantities :class:`MetricsRecorder` aggregates, in table order.
+#: Recorded quantities that are not episode metrics themselves, with their definitions.
+DERIVED: Mapping[str, str] = {
+    "task_makespan_ratio": "critical_steps / task_lower_bound",
+    "idle_share": "concurrency_profile[0]: the share of ticks with no sub-agent running",
+}
+#: The quantities :class:`MetricsRecorder` aggregates, in table order (metric keys of
+#: :data:`swarmgym.layout.SCALAR_METRIC_KEYS`, or :data:`DERIVED`).
 RECORDED: tuple[str, ...] = (
     "score",
     "critical_steps",
@@ -180,7 +174,7 @@ class MetricsRecorder:
         self._profiles.setdefault(family, []).append(np.asarray(metrics["concurrency_profile"], dtype=np.float64).reshape(-1))
 
     def add_vector(self, info: Mapping[str, Any]) -> int:
-        """Record the episodes that ended in one vector-env step (contract 1:
+        """Record the episodes that ended in one vector-env step (Gymnasium's vector info:
         ``info["metrics"]`` dict of arrays, ``info["_metrics"]`` marks finished envs).
 
         :returns: the number of episodes recorded.
@@ -260,8 +254,9 @@ class RecordSwarmMetrics(gym.Wrapper):
 
 
 class RecordSwarmMetricsVector(gym.vector.VectorWrapper):
-    """Vector form of :class:`RecordSwarmMetrics` for any vector env whose infos follow
-    contract 1 (sync/async vector envs of SwarmEnv, the batched ``SwarmVectorEnv``)."""
+    """Vector form of :class:`RecordSwarmMetrics` for any vector env whose infos carry
+    ``info["metrics"]`` as a dict of arrays with ``info["_metrics"]`` marking finished envs
+    (sync/async vector envs of SwarmEnv, the batched ``SwarmVectorEnv``)."""
 
     def __init__(self, env: gym.vector.VectorEnv, recorder: MetricsRecorder | None = None) -> None:
         super().__init__(env)
@@ -275,6 +270,7 @@ class RecordSwarmMetricsVector(gym.vector.VectorWrapper):
 
 __all__ = [
     "ALL",
+    "DERIVED",
     "RECORDED",
     "MetricsRecorder",
     "RecordSwarmMetrics",

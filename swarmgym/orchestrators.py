@@ -25,26 +25,34 @@ orchestration can be compared against them on the same table:
 Interface (shared with learned policies): an orchestrator has a ``name`` and
 ``act(obs, mask) -> int64[B]`` where ``obs`` is the Dict observation batched with a
 leading env dimension (``obs["nodes"]: [B, n_max, 20]``, ``obs["globals"]: [B, 10]``)
-and ``mask`` is ``bool[B, 2 * n_max + 2]``. :func:`load_orchestrator` resolves a spec
+and ``mask`` is ``bool[B, ActionLayout(n_max).n]``. :func:`load_orchestrator` resolves a spec
 string: a built-in name (optionally with keyword arguments, ``"critical_path:max_spawn_parents=8"``)
 ``"moe:PATH"`` (a trained checkpoint, loaded by ``swarmgym.moe.policy.load_policy``) or
 ``"sb3:PATH"`` (a stable-baselines3 ``model.zip``, see :class:`SB3Policy`).
 
 The policies read only the observation: node status, kind, ``n_parents``,
 ``bottom_level`` and ``work`` come from ``obs["nodes"]`` columns named in
-:data:`swarmgym.env.NODE_FEATURES` (``n_parents`` is stored ``/ 8``, clipped).
+:data:`swarmgym.layout.NODE_FEATURES` (``n_parents`` is stored ``/ COUNT_SCALE``, clipped);
+actions are indices of :class:`swarmgym.layout.ActionLayout`.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Callable
 
 import numpy as np
 
-from swarmgym.env import COUNT_SCALE, GLOBAL_FEATURES, NODE_FEATURES
+from swarmgym.layout import COUNT_SCALE, GLOBAL_COLUMN, GLOBAL_FEATURES, NODE_COLUMN, NODE_FEATURES, ActionLayout, FlatLayout
 
-_F = {name: i for i, name in enumerate(NODE_FEATURES)}
-_G = {name: i for i, name in enumerate(GLOBAL_FEATURES)}
+_STATUS_READY, _STATUS_ACTIVE = NODE_COLUMN["status_ready"], NODE_COLUMN["status_active"]
+_N_PARENTS, _BOTTOM_LEVEL = NODE_COLUMN["n_parents"], NODE_COLUMN["bottom_level"]
+_TARGETS_DONE = GLOBAL_COLUMN["targets_done"]
+
+
+@lru_cache(maxsize=64)
+def _layout(n_max: int) -> ActionLayout:
+    return ActionLayout(n_max)
 
 
 def _check_batch(obs: dict[str, np.ndarray], mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -59,8 +67,8 @@ def _check_batch(obs: dict[str, np.ndarray], mask: np.ndarray) -> tuple[np.ndarr
     b, n_max = nodes.shape[:2]
     if glob.shape != (b, len(GLOBAL_FEATURES)):
         raise ValueError(f"obs['globals'] must have shape [{b}, {len(GLOBAL_FEATURES)}], got {glob.shape}")
-    if mask.shape != (b, 2 * n_max + 2):
-        raise ValueError(f"mask must have shape [B, 2 * n_max + 2] = [{b}, {2 * n_max + 2}], got {mask.shape}")
+    if mask.shape != (b, _layout(n_max).n):
+        raise ValueError(f"mask must have shape [B, ActionLayout(n_max).n] = [{b}, {_layout(n_max).n}], got {mask.shape}")
     return nodes, glob, mask, n_max
 
 
@@ -91,20 +99,21 @@ class Orchestrator:
 
 
 def _all_targets_done(glob: np.ndarray) -> bool:
-    return glob[_G["targets_done"]] >= 1.0 - 1e-6
+    return glob[_TARGETS_DONE] >= 1.0 - 1e-6
 
 
 def _fallback(mask: np.ndarray, n_max: int) -> int:
     """Wait if a sub-agent runs, else answer."""
-    return 2 * n_max if mask[2 * n_max] else 2 * n_max + 1
+    lay = _layout(n_max)
+    return lay.wait if mask[lay.wait] else lay.answer
 
 
 def _doable(nodes: np.ndarray, mask: np.ndarray, n_max: int) -> np.ndarray:
     """Indices where ``do`` is valid, active nodes (already started) first, then by index."""
-    idx = np.flatnonzero(mask[:n_max])
+    idx = np.flatnonzero(_layout(n_max).block(mask, "do"))
     if idx.size == 0:
         return idx
-    active = nodes[idx, _F["status_active"]] > 0.5
+    active = nodes[idx, _STATUS_ACTIVE] > 0.5
     return np.concatenate([idx[active], idx[~active]])
 
 
@@ -114,11 +123,12 @@ class SequentialCrew(Orchestrator):
     name = "sequential_crew"
 
     def act_one(self, nodes, glob, mask, n_max):
+        lay = _layout(n_max)
         if _all_targets_done(glob):
-            return 2 * n_max + 1
+            return lay.answer
         doable = _doable(nodes, mask, n_max)
         if doable.size:
-            return int(doable[0])
+            return int(lay.do + doable[0])
         return _fallback(mask, n_max)
 
 
@@ -129,17 +139,18 @@ class DelegatingManager(Orchestrator):
     name = "delegating_manager"
 
     def act_one(self, nodes, glob, mask, n_max):
+        lay = _layout(n_max)
         if _all_targets_done(glob):
-            return 2 * n_max + 1
-        spawnable = np.flatnonzero(mask[n_max : 2 * n_max])
+            return lay.answer
+        spawnable = np.flatnonzero(lay.block(mask, "spawn"))
         if spawnable.size:
-            return int(n_max + spawnable[0])
-        if mask[2 * n_max]:
-            return 2 * n_max
+            return int(lay.spawn + spawnable[0])
+        if mask[lay.wait]:
+            return lay.wait
         doable = _doable(nodes, mask, n_max)
         if doable.size:
-            return int(doable[0])
-        return 2 * n_max + 1
+            return int(lay.do + doable[0])
+        return lay.answer
 
 
 class StaticFanout(Orchestrator):
@@ -161,17 +172,18 @@ class StaticFanout(Orchestrator):
         self.max_spawn_parents = max_spawn_parents
 
     def act_one(self, nodes, glob, mask, n_max):
+        lay = _layout(n_max)
         if _all_targets_done(glob):
-            return 2 * n_max + 1
-        ready = nodes[:, _F["status_ready"]] > 0.5
+            return lay.answer
+        ready = nodes[:, _STATUS_READY] > 0.5
         if ready.sum() >= self.min_width:
-            low_context = nodes[:, _F["n_parents"]] * COUNT_SCALE <= self.max_spawn_parents + 1e-6
-            spawnable = np.flatnonzero(mask[n_max : 2 * n_max] & low_context)
+            low_context = nodes[:, _N_PARENTS] * COUNT_SCALE <= self.max_spawn_parents + 1e-6
+            spawnable = np.flatnonzero(lay.block(mask, "spawn") & low_context)
             if spawnable.size:
-                return int(n_max + spawnable[0])
+                return int(lay.spawn + spawnable[0])
         doable = _doable(nodes, mask, n_max)
         if doable.size:
-            return int(doable[0])
+            return int(lay.do + doable[0])
         return _fallback(mask, n_max)
 
     def __repr__(self) -> str:
@@ -201,11 +213,13 @@ class CriticalPathScheduler(Orchestrator):
         self.max_spawn_parents = max_spawn_parents
 
     def act_one(self, nodes, glob, mask, n_max):
+        lay = _layout(n_max)
         if _all_targets_done(glob):
-            return 2 * n_max + 1
-        level = nodes[:, _F["bottom_level"]]
-        active = np.flatnonzero((nodes[:, _F["status_active"]] > 0.5) & mask[:n_max])
-        doable = np.flatnonzero(mask[:n_max])
+            return lay.answer
+        level = nodes[:, _BOTTOM_LEVEL]
+        do_mask = lay.block(mask, "do")
+        active = np.flatnonzero((nodes[:, _STATUS_ACTIVE] > 0.5) & do_mask)
+        doable = np.flatnonzero(do_mask)
         # the orchestrator's own node: the one it started, else the highest-priority ready one
         if active.size:
             own = int(active[np.argmax(level[active])])
@@ -214,17 +228,17 @@ class CriticalPathScheduler(Orchestrator):
             own = int(doable[np.lexsort((doable, -level[doable]))[0]])
         else:
             own = -1
-        spawnable = mask[n_max : 2 * n_max].copy()
+        spawnable = lay.block(mask, "spawn").copy()
         if own >= 0:
             spawnable[own] = False
         if self.max_spawn_parents is not None:
-            spawnable &= nodes[:, _F["n_parents"]] * COUNT_SCALE <= self.max_spawn_parents + 1e-6
+            spawnable &= nodes[:, _N_PARENTS] * COUNT_SCALE <= self.max_spawn_parents + 1e-6
         cand = np.flatnonzero(spawnable)
         if cand.size:
             best = cand[np.lexsort((cand, -level[cand]))[0]]
-            return int(n_max + best)
+            return int(lay.spawn + best)
         if own >= 0:
-            return own
+            return lay.do + own
         return _fallback(mask, n_max)
 
     def __repr__(self) -> str:
@@ -287,12 +301,8 @@ class SB3Policy(Orchestrator):
     def act(self, obs, mask):
         mask = np.asarray(mask, dtype=bool)
         if self.flat:
-            b = mask.shape[0]
-            parts = [np.asarray(obs["nodes"]).reshape(b, -1), np.asarray(obs["globals"]).reshape(b, -1)]
-            if "adjacency" in obs:
-                parts.append(np.asarray(obs["adjacency"]).reshape(b, -1))
-            parts.append(mask.astype(np.float32))
-            model_obs: Any = np.concatenate(parts, axis=1).astype(np.float32)
+            n_max = np.shape(obs["nodes"])[1]
+            model_obs: Any = FlatLayout(n_max, with_adjacency="adjacency" in obs).flatten(obs, mask)
         else:
             model_obs = {k: np.asarray(v) for k, v in obs.items()}
         if self.masked:

@@ -201,7 +201,7 @@ def _get(metrics: Mapping[str, Any], key: str, form: str):
     try:
         return metrics[key]
     except KeyError:
-        raise KeyError(f"form {form!r} needs metrics[{key!r}] (a contract-1 episode metrics mapping)") from None
+        raise KeyError(f"form {form!r} needs metrics[{key!r}] (the episode metrics mapping, swarmgym.layout.METRIC_KEYS)") from None
 
 
 def parallel_reward(metrics: Mapping[str, Any], form: str = "instantiation", cap: int = 10, max_subagents: int | None = None):
@@ -374,7 +374,7 @@ class ParlReward(gym.Wrapper, _ParlTerms):
 
 
 def _metrics_rows(info: Mapping[str, Any], num_envs: int) -> tuple[dict[str, np.ndarray] | None, np.ndarray]:
-    """``(metrics dict of arrays, finished mask)`` from a vector env's info (contract 1)."""
+    """``(metrics dict of arrays, finished mask)`` from a vector env's info (``info["metrics"]``, ``info["_metrics"]``)."""
     metrics = info.get("metrics")
     if metrics is None:
         return None, np.zeros(num_envs, dtype=bool)
@@ -383,7 +383,7 @@ def _metrics_rows(info: Mapping[str, Any], num_envs: int) -> tuple[dict[str, np.
 
 
 class ParlRewardVector(gym.vector.VectorWrapper, _ParlTerms):
-    """The PARL reward on any Gymnasium vector env whose infos follow contract 1
+    """The PARL reward on any Gymnasium vector env whose infos carry
     (``info["metrics"]`` dict-of-arrays and ``info["_metrics"]`` on finished envs): a
     sync/async vector env of SwarmEnv, or the batched ``SwarmVectorEnv``.
 

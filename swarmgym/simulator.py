@@ -30,13 +30,10 @@ import numpy as np
 
 from swarmgym.config import SwarmConfig
 from swarmgym.graph import TaskGraph
+from swarmgym.layout import ACTIVE, BLOCKED, DONE, READY, RUNNING, STATUS_NAMES  # noqa: F401  (node status codes)
 
-# Node status codes (also the order of the observation's one-hot columns).
-BLOCKED, READY, ACTIVE, RUNNING, DONE = range(5)
-STATUS_NAMES = ("blocked", "ready", "active", "running", "done")
 # Sub-agent outcomes.
 OK, FAIL, WRONG = range(3)
-OUTCOME_NAMES = ("ok", "fail", "wrong")
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,7 +59,7 @@ class TaskInstance:
 def subagent_probabilities(graph: TaskGraph, config: SwarmConfig) -> tuple[np.ndarray, np.ndarray]:
     """Per-node probabilities ``(p_fail, p_wrong)`` of one sub-agent attempt."""
     rel = config.reliability
-    n_parents = np.array([len(p) for p in graph.parents], dtype=np.float64)
+    n_parents = np.fromiter(map(len, graph.parents), np.float64, graph.n_nodes)
     p_fail = np.minimum(0.95, np.asarray(rel.fail_base)[graph.kind] + rel.fail_per_parent * n_parents)
     p_wrong = np.minimum(0.95, np.asarray(rel.wrong_base)[graph.kind] + rel.wrong_per_parent * n_parents)
     return p_fail, p_wrong
@@ -77,14 +74,19 @@ def draw_fates(graph: TaskGraph, config: SwarmConfig, rng: np.random.Generator) 
     """
     n, attempts = graph.n_nodes, config.max_attempts
     p_fail, p_wrong = subagent_probabilities(graph, config)
-    u = rng.random((n, attempts))
-    jitter = rng.integers(0, config.reliability.max_jitter + 1, size=(n, attempts))
+    # drawn flat and reshaped: the same numbers as drawing the (n, attempts) shape, without its size bookkeeping
+    u = rng.random(n * attempts).reshape(n, attempts)
+    jitter = rng.integers(0, config.reliability.max_jitter + 1, size=n * attempts).reshape(n, attempts)
     outcome = np.full((n, attempts), OK, dtype=np.int64)
     p_wrong_total = p_fail + (1.0 - p_fail) * p_wrong
     outcome[u < p_wrong_total[:, None]] = WRONG
     outcome[u < p_fail[:, None]] = FAIL
     duration = graph.work[:, None] + jitter
     return Fates(duration=duration.astype(np.int64), outcome=outcome)
+
+
+def _f1(true_positives: int, false_positives: int, false_negatives: int) -> float:
+    return 2.0 * true_positives / (2 * true_positives + false_positives + false_negatives)
 
 
 class SwarmSimulator:
@@ -111,7 +113,7 @@ class SwarmSimulator:
         self._work = graph.work
         self._tok = config.tokens
         self._sub_tick_out = config.tokens.subagent_tick_output
-        self._n_parents = np.array([len(p) for p in graph.parents], dtype=np.int64)
+        self._n_parents = np.fromiter(map(len, graph.parents), np.int64, n)
 
         self.t = 0
         self.status = np.full(n, BLOCKED, dtype=np.int64)
@@ -169,18 +171,6 @@ class SwarmSimulator:
 
     def can_wait(self) -> bool:
         return not self.done and len(self.running) > 0
-
-    def do_mask(self) -> np.ndarray:
-        """Nodes on which ``do`` is valid now."""
-        s = self.status
-        return ((s == READY) | (s == ACTIVE)) & (not self.done)
-
-    def spawn_mask(self) -> np.ndarray:
-        """Nodes on which ``spawn`` is valid now."""
-        cfg = self.config
-        if self.done or len(self.running) >= cfg.max_subagents or self.spawns_this_turn >= cfg.max_spawns_per_turn:
-            return np.zeros(len(self.status), dtype=bool)
-        return (self.status == READY) & (self.attempts < cfg.max_attempts)
 
     # ------------------------------------------------------------------ actions
     def do(self, i: int) -> None:
@@ -303,15 +293,18 @@ class SwarmSimulator:
             self.ended_by_budget = True
 
     # ------------------------------------------------------------------ scoring
+    def target_outputs(self) -> tuple[int, int, int]:
+        """``(right, wrong, missing)``: targets done and right, done and wrong, not done."""
+        targets = self.graph.targets
+        targets_done = targets & (self.status == DONE)
+        n_done = int(np.count_nonzero(targets_done))
+        right = int(np.count_nonzero(targets_done & self.correct))
+        return right, n_done - right, int(np.count_nonzero(targets)) - n_done
+
     def score(self) -> float:
         """F1 over targets: a right output is a true positive, a wrong one a false
         positive, a missing one a false negative."""
-        tgt = self.graph.targets
-        done = self.status == DONE
-        tp = int((tgt & done & self.correct).sum())
-        fp = int((tgt & done & ~self.correct).sum())
-        fn = int((tgt & ~done).sum())
-        return 2.0 * tp / (2 * tp + fp + fn)
+        return _f1(*self.target_outputs())
 
     def metrics(self) -> dict:
         """Episode metrics (see the README's definitions); meaningful once ``done``."""
@@ -329,10 +322,10 @@ class SwarmSimulator:
         collapse = min(1.0, max(0.0, (ideal - speedup) / (ideal - 1.0))) if ideal > 1.0 + 1e-12 else 0.0
         unfinished = len(self.running)
         spurious = self.n_failed + self.n_wrong + self.n_isolated + unfinished
-        tgt = g.targets
+        right, wrong, missing = self.target_outputs()
         return {
             "family": g.family,
-            "score": self.score(),
+            "score": _f1(right, wrong, missing),
             "critical_steps": t,
             "serial_steps": serial,
             "lower_bound": lower,
@@ -354,9 +347,9 @@ class SwarmSimulator:
             "mean_concurrency": self.running_ticks / t if t > 0 else 0.0,
             "peak_concurrency": self.peak_concurrency,
             "concurrency_profile": self.concurrency_ticks / t if t > 0 else np.zeros(m + 1),
-            "targets_correct": int((tgt & done & self.correct).sum()),
-            "targets_wrong": int((tgt & done & ~self.correct).sum()),
-            "targets_missing": int((tgt & ~done).sum()),
+            "targets_correct": right,
+            "targets_wrong": wrong,
+            "targets_missing": missing,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "tokens": self.tokens,

@@ -13,6 +13,7 @@ from gymnasium.utils.env_checker import check_env
 import swarmgym
 from swarmgym import SwarmEnv, TaskGraph
 from swarmgym.env import GLOBAL_FEATURES, NODE_FEATURES
+from swarmgym.layout import ActionLayout, FlatLayout
 
 
 def tiny_family(rng: np.random.Generator) -> TaskGraph:
@@ -58,7 +59,7 @@ def test_env__step_before_reset_and_after_the_end_raise():
     with pytest.raises(RuntimeError, match="call reset"):
         env.step(0)
     env.reset(seed=0)
-    env.step(env.layout["answer"])
+    env.step(env.layout.answer)
     with pytest.raises(RuntimeError, match="episode is over"):
         env.step(0)
 
@@ -95,8 +96,10 @@ def test_docstring__action_table_and_space_agree():
     env = SwarmEnv()
     rows = _table(SwarmEnv.__doc__, "## Action Space")
     assert [r[1].split("(")[0].split(":")[0] for r in rows] == ["do", "spawn", "wait", "answer"]
-    assert "Discrete(2 * n_max + 2)" in SwarmEnv.__doc__ and env.action_space.n == 2 * env.n_max + 2
-    assert (env.layout["do"], env.layout["spawn"], env.layout["wait"], env.layout["answer"]) == (0, 32, 64, 65)
+    assert "Discrete(2 n_max + 2)" in SwarmEnv.__doc__ and env.action_space.n == 2 * env.n_max + 2
+    assert [r[0] for r in rows] == ["i in [0, n_max)", "n_max + i", "2 n_max", "2 n_max + 1"]
+    assert (env.layout.do, env.layout.spawn, env.layout.wait, env.layout.answer) == (0, 32, 64, 65)
+    assert env.layout == ActionLayout(32) and env.layout["spawn"] == 32 and env.layout["n"] == env.action_space.n
 
 
 def test_docstring__argument_table_lists_every_constructor_parameter():
@@ -139,8 +142,9 @@ def test_user_family__one_register_call(request):
     # the lookups have no parents: they are ready at once, so spawning them is allowed
     obs, info = env.reset(seed=0)
     width = env.unwrapped.instance.graph.n_nodes - 1
-    assert info["action_mask"][env.unwrapped.n_max : env.unwrapped.n_max + width].all()
-    assert not info["action_mask"][env.unwrapped.n_max + width]  # the report waits for them
+    spawn = env.unwrapped.layout.block(info["action_mask"], "spawn")
+    assert spawn[:width].all()
+    assert not spawn[width]  # the report waits for them
 
 
 def test_user_family__one_spec_file(tmp_path, request):
@@ -183,3 +187,59 @@ def test_generator__import_path_with_kwargs():
 def test_repr__prints_the_configuration():
     text = repr(SwarmEnv(generator_kwargs={"width": 4}))
     assert "WideSearch(n_max=32, width=(4, 4)" in text and "max_subagents=8" in text
+
+
+@pytest.mark.parametrize(
+    "generator, kwargs",
+    [
+        ("WideSearch", {}),
+        ("Mixed", {"config": {"spawn_ticks": 2, "max_subagents": 3, "max_attempts": 2}}),
+        ("LayeredDAG", {"config": {"max_spawns_per_turn": 1, "max_subagents": 1}, "strict": False}),
+        ("DependentChains", {"generator_kwargs": {"link_prob": 1.0}}),
+    ],
+)
+def test_observation__rows_re_encoded_per_step_equal_a_full_encoding(generator, kwargs):
+    """A step re-encodes only the nodes it changed; every step, the rows and mask bits must equal
+    encoding every node afresh, and the mask must equal the simulator's own can_do / can_spawn."""
+    env = SwarmEnv(generator, **kwargs)
+    rng = np.random.default_rng(0)
+    obs, info = env.reset(seed=0)
+    for _ in range(1500):
+        mask = info["action_mask"]
+        if rng.random() < 0.05:
+            action = int(rng.integers(env.action_space.n - 1))  # sometimes a masked-out action (a wasted tick)
+        else:
+            valid = np.flatnonzero(mask[:-1])
+            action = int(rng.choice(valid)) if valid.size and rng.random() > 0.03 else env.layout.answer
+        obs, _, terminated, _, info = env.step(action)
+        nodes, doable, spawnable = env._nodes.copy(), env._doable.copy(), env._spawnable.copy()
+        env._encode_all_nodes()
+        np.testing.assert_array_equal(obs["nodes"], env._nodes)
+        np.testing.assert_array_equal(nodes, env._nodes)
+        np.testing.assert_array_equal(doable, env._doable)
+        np.testing.assert_array_equal(spawnable, env._spawnable)
+        sim, lay = env.sim, env.layout
+        if not sim.done:
+            n = sim.graph.n_nodes
+            assert info["action_mask"][lay.do : lay.do + n].tolist() == [sim.can_do(i) for i in range(n)]
+            assert info["action_mask"][lay.spawn : lay.spawn + n].tolist() == [sim.can_spawn(i) for i in range(n)]
+            assert info["action_mask"][lay.wait] == sim.can_wait()
+        if terminated:
+            obs, info = env.reset()
+
+
+def test_flat_observation__unflattens_to_the_dict_observation_and_mask():
+    flat_env = SwarmEnv("Mixed", observation_mode="flat", with_adjacency=True)
+    dict_env = SwarmEnv("Mixed", with_adjacency=True)
+    flat, _ = flat_env.reset(seed=4)
+    obs, info = dict_env.reset(seed=4)
+    for action in (flat_env.layout.spawn, flat_env.layout.do, flat_env.layout.spawn + 1):
+        parts, mask = FlatLayout(32, with_adjacency=True).unflatten(flat)
+        assert set(parts) == set(obs)
+        for key in obs:
+            np.testing.assert_array_equal(parts[key], obs[key])
+        np.testing.assert_array_equal(mask, info["action_mask"])
+        valid = np.flatnonzero(info["action_mask"])
+        action = action if info["action_mask"][action] else int(valid[0])
+        flat, *_ = flat_env.step(action)
+        obs, _, _, _, info = dict_env.step(action)

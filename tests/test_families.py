@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from swarmgym import FAMILIES, DependentChains, LayeredDAG, Mixed, SerialReasoning, WideSearch
 from swarmgym.config import SubAgentReliability, SwarmConfig, TokenModel
+from swarmgym.graph import TaskGraph
+from swarmgym.testing.invariants import check_graph
+from swarmgym.testing.strategies import generator_params
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
@@ -112,3 +119,105 @@ def test_config__bad_values_name_the_field_and_range(cls, kwargs, exc, message):
 def test_config__dict_form_round_trips():
     cfg = SwarmConfig(max_subagents=4, reliability={"max_jitter": 0}, tokens={"result_tokens": 10})
     assert SwarmConfig(**cfg.to_dict()) == cfg
+
+
+# ------------------------------------------------------------------ the trusted construction path
+def _validated_twin(graph, n_max):
+    """The graph rebuilt through full validation (TaskGraph(...)) from its defining fields."""
+    return TaskGraph(
+        graph.work.tolist(),
+        graph.kind.tolist(),
+        graph.parents,
+        np.flatnonzero(graph.targets).tolist(),
+        family=graph.family,
+        budget_factor=graph.budget_factor,
+        n_max=n_max,
+    )
+
+
+def _assert_same_graph(trusted, validated):
+    for name in ("parents", "children", "family", "budget_factor", "critical_path", "total_work"):
+        assert getattr(trusted, name) == getattr(validated, name), name
+    for name in ("work", "kind", "targets", "topo_order", "bottom_level"):
+        a, b = getattr(trusted, name), getattr(validated, name)
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
+
+
+_TRUSTED_CASES = [
+    (WideSearch, {}),
+    (WideSearch, {"width": (1, 30), "lookup_work": (1, 64), "plan_work": 64, "merge_work": 64}),
+    (SerialReasoning, {}),
+    (SerialReasoning, {"depth": (1, 32), "step_work": (1, 64)}),
+    (DependentChains, {}),
+    (DependentChains, {"chains": (1, 8), "length": (1, 4), "link_prob": 1.0}),
+    (DependentChains, {"chains": (2, 6), "length": (2, 5), "link_prob": 0.5}),
+    (LayeredDAG, {}),
+    (LayeredDAG, {"n_nodes": (2, 32), "parallelism": 0.0, "edge_prob": 1.0}),
+    (LayeredDAG, {"n_nodes": (2, 32), "parallelism": 1.0}),
+    (LayeredDAG, {"n_nodes": (2, 32), "parallelism": 0.8, "edge_prob": 0.9, "work": (1, 64)}),
+    (Mixed, {}),
+]
+
+
+@pytest.mark.parametrize("cls, kwargs", _TRUSTED_CASES, ids=lambda x: getattr(x, "name", None) or str(x))
+def test_family__trusted_graphs_pass_full_validation_and_equal_the_validated_build(cls, kwargs):
+    gen = cls(**kwargs)
+    rng = np.random.default_rng(12345)
+    for _ in range(400):
+        graph = gen(rng)
+        _assert_same_graph(graph, _validated_twin(graph, gen.n_max))
+        check_graph(graph, gen.n_max)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), name=st.sampled_from(sorted(FAMILIES)), n_max=st.integers(3, 64), seed=st.integers(0, 2**32 - 1))
+def test_family__trusted_graphs_over_drawn_parameters_equal_the_validated_build(data, name, n_max, seed):
+    gen = FAMILIES[name](n_max=n_max, **data.draw(generator_params(name, n_max), label="params"))
+    rng = np.random.default_rng(seed)
+    for _ in range(20):
+        graph = gen(rng)
+        _assert_same_graph(graph, _validated_twin(graph, gen.n_max))
+
+
+def test_task_graph__trusted_path_is_used_by_built_in_families_only():
+    import inspect
+
+    import swarmgym
+
+    callers = []
+    for path in sorted(Path(swarmgym.__file__).parent.rglob("*.py")):
+        if "_trusted(" in path.read_text() and path.name != "graph.py":
+            callers.append(path.name)
+    assert callers == ["families.py"]
+    assert "_trusted(" not in inspect.getsource(Mixed)  # Mixed delegates to the families it draws
+
+
+def test_user_generator__an_invalid_graph_fails_at_every_reset():
+    from swarmgym.env import SwarmEnv
+
+    calls = {"n": 0}
+
+    def generator(rng):
+        calls["n"] += 1
+        # valid for the probe draw at construction, then a cycle
+        parents = [(), (0,)] if calls["n"] == 1 else [(1,), (0,)]
+        return TaskGraph([1, 1], ["reason", "reason"], parents)
+
+    env = SwarmEnv(generator=generator, n_max=4)
+    with pytest.raises(ValueError, match="cycle"):
+        env.reset(seed=0)
+    with pytest.raises(ValueError, match="cycle"):
+        env.reset(seed=1)
+
+
+def test_mixed__family_draw_equals_numpy_choice_draw_for_draw():
+    weights = [0.1, 3.0, 0.0, 2.5]
+    gen = Mixed(families={name: {} for name in Mixed.FAMILY_ORDER}, weights=weights)
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    p = np.asarray(weights) / sum(weights)
+    for _ in range(2000):
+        family = gen(a).family
+        expected = Mixed.FAMILY_ORDER[int(b.choice(4, p=p))]
+        assert family == expected
+        gen.generators[Mixed.FAMILY_ORDER.index(family)](b)  # keep b's stream in step with a's
+    assert a.random() == b.random()

@@ -172,3 +172,36 @@ def test_record_vector__on_the_default_vector_entry_point():
     s = rec.summary()
     assert 0.0 <= s["score"].mean <= 1.0 and s["makespan_ratio"].mean >= 1.0
     np.testing.assert_allclose(rec.concurrency_profile().sum(), 1.0, atol=1e-6)
+
+
+# ------------------------------------------------------------------ one definition of the metric keys
+def test_simulator_metrics__keys_are_exactly_the_layout_metric_keys_in_order():
+    from swarmgym.layout import METRIC_KEYS
+
+    env = SwarmEnv("Mixed")
+    for seed in range(20):
+        env.reset(seed=seed)
+        _, _, terminated, _, info = env.step(env.layout.answer)
+        assert terminated and tuple(info["metrics"]) == METRIC_KEYS
+
+
+def test_readme__metrics_table_is_the_layout_metrics_table():
+    from pathlib import Path
+
+    from swarmgym.layout import METRICS
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("## Metrics") :]
+    section = section[: section.index("\n## ", 1)]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    table = {row.split("|")[1].strip().strip("`"): row.split("|", 2)[2].rsplit("|", 1)[0].strip() for row in rows}
+    assert list(table) == list(METRICS)
+    assert table == dict(METRICS)
+
+
+def test_recorder__records_only_metric_keys_or_declared_derived_quantities():
+    from swarmgym.layout import SCALAR_METRIC_KEYS
+    from swarmgym.metrics import DERIVED
+
+    assert set(RECORDED) <= set(SCALAR_METRIC_KEYS) | set(DERIVED)
+    assert set(DERIVED) <= set(RECORDED)

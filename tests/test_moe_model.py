@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from swarmgym.env import GLOBAL_FEATURES, NODE_FEATURES
+from swarmgym.layout import GLOBAL_FEATURES, NODE_FEATURES, ActionLayout
 from swarmgym.moe.model import DenseFeedForward, ModelConfig, MoEFeedForward, OrchestratorNet, dense_hidden_for
 
 TINY = dict(d_model=16, n_heads=2, n_layers=2, n_experts=4, top_k=2, expert_hidden=16)
@@ -23,11 +23,12 @@ def _batch(b: int = 5, n_max: int = 12, n_real=(3, 7, 12, 1, 5), seed: int = 0):
         nodes[i, :n, 0] = 1.0
         nodes[i, n:] = 0.0  # padding rows are all zero (the env's convention)
     glob = torch.rand(b, len(GLOBAL_FEATURES), generator=g)
-    mask = torch.zeros(b, 2 * n_max + 2, dtype=torch.bool)
+    lay = ActionLayout(n_max)
+    mask = torch.zeros(b, lay.n, dtype=torch.bool)
     for i, n in enumerate(n_real[:b]):
-        mask[i, :n] = torch.rand(n, generator=g) < 0.5
-        mask[i, n_max : n_max + n] = torch.rand(n, generator=g) < 0.5
-    mask[:, -1] = True
+        mask[i, lay.do : lay.do + n] = torch.rand(n, generator=g) < 0.5
+        mask[i, lay.spawn : lay.spawn + n] = torch.rand(n, generator=g) < 0.5
+    mask[:, lay.answer] = True
     return nodes, glob, mask
 
 

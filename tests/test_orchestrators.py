@@ -8,7 +8,7 @@ import pytest
 
 import swarmgym
 from swarmgym import SubAgentReliability, SwarmConfig, SwarmEnv
-from swarmgym.env import NODE_FEATURES
+from swarmgym.layout import GLOBAL_COLUMN, NODE_COLUMN, NODE_FEATURES, ActionLayout
 from swarmgym.evaluation import run_episodes
 from swarmgym.orchestrators import (
     REFERENCE_NAMES,
@@ -68,16 +68,16 @@ def test_delegating_manager__does_only_what_it_cannot_hand_off():
     policy = load_orchestrator("delegating_manager")
     for env_id in ("swarmgym/WideSearch-v0", "swarmgym/SerialReasoning-v0", "swarmgym/LayeredDAG-v0"):
         env = gym.make(env_id)
-        n_max = env.unwrapped.n_max
+        lay = env.unwrapped.layout
         n_do = 0
         for seed in range(5):
             obs, info = env.reset(seed=seed)
             while True:
                 mask = info["action_mask"]
                 a = policy.act({k: v[None] for k, v in obs.items()}, mask[None])[0]
-                if a < n_max:  # a do: only when nothing can be spawned or waited for
+                if lay.decode(a)[0] == "do":  # only when nothing can be spawned or waited for
                     n_do += 1
-                    assert not mask[n_max : 2 * n_max + 1].any()
+                    assert not lay.block(mask, "spawn").any() and not mask[lay.wait]
                 obs, _, terminated, _, info = env.step(a)
                 if terminated:
                     assert info["metrics"]["n_spawned"] > 0
@@ -99,24 +99,25 @@ def test_static_fanout__spawns_wide_layers_only():
 def test_critical_path__prefers_the_longest_remaining_path():
     """Two ready nodes, one slot: the one on the longer path is kept moving first."""
     n_max = 4
+    lay = ActionLayout(n_max)
     nodes = np.zeros((1, n_max, len(NODE_FEATURES)), np.float32)
-    col = {n: i for i, n in enumerate(NODE_FEATURES)}
+    col = NODE_COLUMN
     for i, level in enumerate([0.25, 1.0, 0.5]):
         nodes[0, i, col["present"]] = 1
         nodes[0, i, col["status_ready"]] = 1
         nodes[0, i, col["bottom_level"]] = level
     glob = np.zeros((1, 10), np.float32)
-    mask = np.zeros((1, 2 * n_max + 2), bool)
-    mask[0, :3] = True  # do(0..2)
-    mask[0, n_max : n_max + 3] = True  # spawn(0..2)
-    mask[0, -1] = True
+    mask = np.zeros((1, lay.n), bool)
+    mask[0, [lay.encode("do", i) for i in range(3)]] = True
+    mask[0, [lay.encode("spawn", i) for i in range(3)]] = True
+    mask[0, lay.answer] = True
     policy = CriticalPathScheduler()
     # keeps node 1 (level 1.0) for itself; spawns node 2 (level 0.5) first
-    assert policy.act({"nodes": nodes, "globals": glob}, mask)[0] == n_max + 2
-    mask[0, n_max : 2 * n_max] = False  # no slot left
-    assert policy.act({"nodes": nodes, "globals": glob}, mask)[0] == 1
-    glob[0, 7] = 1.0  # every target done
-    assert policy.act({"nodes": nodes, "globals": glob}, mask)[0] == 2 * n_max + 1
+    assert policy.act({"nodes": nodes, "globals": glob}, mask)[0] == lay.encode("spawn", 2)
+    lay.block(mask, "spawn")[:] = False  # no slot left
+    assert policy.act({"nodes": nodes, "globals": glob}, mask)[0] == lay.encode("do", 1)
+    glob[0, GLOBAL_COLUMN["targets_done"]] = 1.0  # every target done
+    assert policy.act({"nodes": nodes, "globals": glob}, mask)[0] == lay.answer
 
 
 @pytest.mark.parametrize("family", FAMILIES)

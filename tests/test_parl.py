@@ -183,7 +183,7 @@ def test_parl_reward__schedule_follows_own_steps_then_the_global_step():
             _, info = env.reset()
     assert env.global_step == 10 and info["parl"]["lambda1"] == pytest.approx(1.0 - 9 / 100)
     env.set_global_step(50)
-    _, _, _, _, info = env.step(2 * env.unwrapped.n_max + 1)
+    _, _, _, _, info = env.step(env.unwrapped.layout.answer)
     assert info["parl"]["lambda1"] == pytest.approx(0.5) and info["parl"]["lambda2"] == 0.3
     assert env.global_step == 50  # no longer counting its own steps
     assert env.lambdas() == pytest.approx((0.5, 0.3))

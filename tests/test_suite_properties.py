@@ -126,11 +126,11 @@ def test_any_graph_and_config__keeps_every_invariant(graph, config, mode, adjace
 @pytest.mark.parametrize("env_id", DICT_IDS)
 def test_serial_play__speedup_one_and_no_spawns(env_id):
     env = gym.make(env_id)
-    n_max = env.unwrapped.n_max
+    lay = env.unwrapped.layout
 
     def first_do(mask, step):
-        do = np.flatnonzero(mask[:n_max])
-        return int(do[0]) if do.size else 2 * n_max + 1
+        do = np.flatnonzero(lay.block(mask, "do"))
+        return lay.do + int(do[0]) if do.size else lay.answer
 
     for seed in range(3):
         record = run_episode(env, seed, first_do, target=repr(env_id))  # checks 'serial_play' among the rest

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from swarmgym import SwarmEnv, SwarmSimulator, TaskGraph, WideSearch
-from swarmgym.env import NODE_FEATURES
+from swarmgym.layout import NODE_COLUMN
 from swarmgym.families import Fixed
 from swarmgym.simulator import DONE, READY, RUNNING
 from swarmgym.testing import INVARIANTS, InvariantViolation, check_family, replay, run_episode
 
 N_MAX = 16
-ELAPSED = NODE_FEATURES.index("subagent_elapsed")
+ELAPSED = NODE_COLUMN["subagent_elapsed"]
 
 
 class SimSwapEnv(SwarmEnv):
@@ -75,7 +75,8 @@ class SlotBlindMask(SwarmEnv):
         sim = self.sim
         if sim is not None and not sim.done and sim.spawns_this_turn < self.config.max_spawns_per_turn:
             n = sim.graph.n_nodes
-            mask[self.n_max : self.n_max + n] = (sim.status == READY) & (sim.attempts < self.config.max_attempts)
+            spawn = self.layout.spawn
+            mask[spawn : spawn + n] = (sim.status == READY) & (sim.attempts < self.config.max_attempts)
         return mask
 
 
@@ -131,7 +132,7 @@ def make_late_crash_env():
 class NoAnswerMask(SwarmEnv):
     def action_masks(self):
         mask = super().action_masks()
-        mask[2 * self.n_max :] = False
+        mask[self.layout.wait] = mask[self.layout.answer] = False
         return mask
 
 
@@ -213,7 +214,7 @@ def make_double_speed_env():
 # --- serial_play: do() delegates a sibling behind the policy's back -------------------------
 class EagerSim(SwarmSimulator):
     def do(self, i):
-        others = [int(j) for j in np.flatnonzero(self.spawn_mask()) if j != i]
+        others = [j for j in range(len(self.status)) if j != i and self.can_spawn(j)]
         if others:
             self.spawn(others[0])
         super().do(i)

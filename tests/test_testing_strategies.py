@@ -151,7 +151,7 @@ def test_draw_action__answer_when_nothing_else_and_refuses_empty_masks():
     only_answer()
     with pytest.raises(ValueError, match="allows no action"):
         draw_action(None, np.zeros(10, dtype=bool))
-    with pytest.raises(ValueError, match="1-D bool array of size 2 \\* n_max \\+ 2"):
+    with pytest.raises(ValueError, match=r"1-D bool array of size ActionLayout\(n_max\).n = 2 n_max \+ 2"):
         draw_action(None, np.ones(7, dtype=bool))
 
 

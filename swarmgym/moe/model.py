@@ -3,8 +3,8 @@
 Layout (the Kimi K2 / DeepSeek-V3 MoE layout, scaled down to a few ten thousand parameters):
 
 * **Tokens.** One token per node slot (the 20 features of ``obs["nodes"]``, see
-  :data:`swarmgym.env.NODE_FEATURES`) plus one global token (the 10 features of
-  ``obs["globals"]``), each embedded by its own linear map. Padding slots
+  :data:`swarmgym.layout.NODE_FEATURES`) plus one global token (the 10 features of
+  ``obs["globals"]``, :data:`swarmgym.layout.GLOBAL_FEATURES`), each embedded by its own linear map. Padding slots
   (``present == 0``) are masked out of attention as keys and skipped by the experts.
 * **Blocks.** ``n_layers`` pre-norm transformer blocks: multi-head self-attention,
   then a feed-forward block that is either
@@ -20,9 +20,9 @@ Layout (the Kimi K2 / DeepSeek-V3 MoE layout, scaled down to a few ten thousand 
     ``top_k`` routed experts + router), the fair control.
 
 * **Heads.** Per-node logits for ``do(i)`` and ``spawn(i)`` from each node token;
-  logits for ``wait`` and ``answer`` and the value from the global token. The action
-  layout is the env's: ``do(i) = i``, ``spawn(i) = n_max + i``, ``wait = 2 n_max``,
-  ``answer = 2 n_max + 1``. Invalid actions are masked to a large negative logit
+  logits for ``wait`` and ``answer`` and the value from the global token, concatenated
+  in the blocks of :class:`swarmgym.layout.ActionLayout` (``do``, ``spawn``, ``wait``,
+  ``answer``). Invalid actions are masked to a large negative logit
   before sampling.
 
 Dispatch is vectorised: tokens are gathered per expert with index operations (a
@@ -44,11 +44,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from swarmgym.env import GLOBAL_FEATURES, NODE_FEATURES
+from swarmgym.layout import ACTION_BLOCKS, GLOBAL_FEATURES, NODE_COLUMN, NODE_FEATURES
 
 N_NODE_FEATURES = len(NODE_FEATURES)
 N_GLOBAL_FEATURES = len(GLOBAL_FEATURES)
-_PRESENT = NODE_FEATURES.index("present")
+_PRESENT = NODE_COLUMN["present"]
+# the logits are concatenated in layout order: one per node for each per-node block, then one each
+assert [name for name, _ in ACTION_BLOCKS] == ["do", "spawn", "wait", "answer"], "OrchestratorNet's heads follow this block order"
 _NEG = -1e9  # logit of a masked-out action (finite: no NaN when a row is all masked)
 
 
@@ -300,9 +302,9 @@ class OrchestratorNet(nn.Module):
 
         :param nodes: ``[B, n_max, 20]`` float node features.
         :param globals_: ``[B, 10]`` float global features.
-        :param mask: optional ``[B, 2 n_max + 2]`` bool, True = valid; invalid logits are set to -1e9.
+        :param mask: optional ``[B, ActionLayout(n_max).n]`` bool, True = valid; invalid logits are set to -1e9.
         :param family: optional ``[B]`` int family ids (routing statistics per family).
-        :returns: ``(logits [B, 2 n_max + 2] float32, value [B] float32)``.
+        :returns: ``(logits [B, ActionLayout(n_max).n] float32, value [B] float32)``.
         """
         if nodes.dim() != 3 or nodes.shape[-1] != N_NODE_FEATURES:
             raise ValueError(f"nodes must be [B, n_max, {N_NODE_FEATURES}], got {tuple(nodes.shape)}")
@@ -328,10 +330,11 @@ class OrchestratorNet(nn.Module):
             value = self.value_head(glob).float().squeeze(-1)
         if n_used < n_max:
             node_logits = F.pad(node_logits, (0, 0, 0, n_max - n_used), value=_NEG)
+        # do block, spawn block, wait, answer (the ActionLayout order)
         logits = torch.cat([node_logits[..., 0], node_logits[..., 1], global_logits], dim=1)
         if mask is not None:
             if mask.shape != logits.shape:
-                raise ValueError(f"mask must be [B, 2 n_max + 2] = {tuple(logits.shape)}, got {tuple(mask.shape)}")
+                raise ValueError(f"mask must be [B, ActionLayout(n_max).n] = {tuple(logits.shape)}, got {tuple(mask.shape)}")
             logits = logits.masked_fill(~mask, _NEG)
         return logits, value
 
@@ -381,8 +384,3 @@ class OrchestratorNet(nn.Module):
             per_expert = m.w1[0].numel() + m.b1[0].numel() + m.w2[0].numel() + m.b2[0].numel()
             inactive += (m.n_experts - m.top_k) * per_expert
         return {"total": total, "active": total - inactive}
-
-
-def masked_distribution(logits: torch.Tensor) -> torch.distributions.Categorical:
-    """A categorical over (already masked) logits."""
-    return torch.distributions.Categorical(logits=logits)

@@ -1,8 +1,8 @@
 """A trained checkpoint as an orchestrator (``load_orchestrator("moe:PATH")``).
 
-The orchestrator interface of the project: an object with a ``name`` and
-``act(obs, mask) -> int64[B]`` where ``obs`` is a dict of numpy arrays with a
-leading env dimension (``nodes [B, n_max, 20]``, ``globals [B, 10]``) and ``mask``
+The orchestrator interface (as :class:`swarmgym.orchestrators.Orchestrator`): an object
+with a ``name`` and ``act(obs, mask) -> int64[B]`` where ``obs`` is a dict of numpy arrays
+with a leading env dimension (``nodes [B, n_max, 20]``, ``globals [B, 10]``) and ``mask``
 is ``bool[B, ActionLayout(n_max).n]`` (True = valid).
 
 The network's logits are per node, so a checkpoint acts on any ``n_max``. A policy
@@ -81,7 +81,7 @@ class MoEOrchestrator:
         if nodes.dim() == 2:  # a single, unbatched observation
             nodes, glob = nodes.unsqueeze(0), glob.unsqueeze(0)
         m = torch.as_tensor(np.asarray(mask, dtype=bool), device=self.device).reshape(nodes.shape[0], -1)
-        n_actions = ActionLayout(int(nodes.shape[1])).n
+        n_actions = ActionLayout(nodes.shape[1]).n
         if m.shape[1] != n_actions:
             raise ValueError(f"mask must be bool[B, ActionLayout(n_max).n] = [{nodes.shape[0]}, {n_actions}], got {tuple(m.shape)}")
         logits, _ = self.model(nodes, glob, m)

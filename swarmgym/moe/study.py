@@ -416,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cli_main(argv: list[str]) -> int:
-    """Entry point of ``swarmgym study`` (contract 5)."""
+    """Entry point of ``swarmgym study``."""
     args = build_parser().parse_args(argv)
     from swarmgym.moe.ppo import PPOConfig
     from swarmgym.moe.train import apply_settings, plot_expert_load

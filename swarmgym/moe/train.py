@@ -469,7 +469,6 @@ def plot_expert_load(history: list[dict], path: Path, title: str = "") -> Path |
 
 
 # ---------------------------------------------------------------------- entry point
-# ---------------------------------------------------------------------- entry point
 def cli_main(argv: list[str]) -> int:
     """Entry point of ``swarmgym train``: 0 on success, 2 for a bad option, 130/143 when stopped by SIGINT/SIGTERM."""
     args = build_parser().parse_args(argv)

@@ -19,6 +19,7 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from swarmgym.layout import ActionLayout
 from swarmgym.testing.invariants import INVARIANTS, EpisodeRecord, run_episode
 from swarmgym.testing.strategies import draw_action, seeds
 
@@ -118,8 +119,9 @@ def drawn_policy(data, max_steps: int = 200, *, masked_out: bool = True) -> Call
     answer_at = data.draw(st.integers(0, max_steps), label="answer_after_steps")
 
     def policy(mask: np.ndarray, step: int) -> int:
-        if step >= answer_at and mask[-1]:
-            return mask.size - 1
+        answer = ActionLayout.for_actions(mask.size).answer
+        if step >= answer_at and mask[answer]:
+            return answer
         # drawn in every style, so that a shrink from one style to another keeps the draws aligned
         off_mask = masked_out and not mask.all() and data.draw(st.integers(0, 5), label="masked_out?") == 5
         if off_mask and play != "do only":

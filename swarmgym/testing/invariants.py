@@ -26,7 +26,7 @@ import numpy as np
 from gymnasium import spaces
 
 from swarmgym.graph import MAX_WORK, TaskGraph
-from swarmgym.simulator import ACTIVE, DONE, READY, RUNNING, STATUS_NAMES
+from swarmgym.layout import ACTIVE, DONE, GLOBAL_FEATURES, METRIC_KEYS, NODE_FEATURES, READY, RUNNING, STATUS_NAMES, ActionLayout
 
 __all__ = [
     "INVARIANTS",
@@ -61,16 +61,6 @@ INVARIANTS: dict[str, str] = {
     "batched_matches_reference": "the batched engine returns the reference env's observations, masks, rewards, "
     "terminations and metrics on the same instances and actions",
 }
-
-#: Keys of ``info["metrics"]`` (contract 1).
-METRIC_KEYS: tuple[str, ...] = (
-    "family", "score", "critical_steps", "serial_steps", "lower_bound", "speedup", "ideal_speedup",
-    "serial_collapse_index", "spurious_spawn_rate", "makespan_ratio", "task_serial_steps", "task_lower_bound",
-    "budget", "budget_exhausted", "n_spawned", "n_subagent_ok", "n_subagent_failed", "n_subagent_wrong",
-    "n_subagent_isolated", "n_subagent_unfinished", "mean_concurrency", "peak_concurrency", "concurrency_profile",
-    "targets_correct", "targets_wrong", "targets_missing", "input_tokens", "output_tokens", "tokens", "cost_usd",
-    "invalid_actions",
-)  # fmt: skip
 
 # wrappers that leave rewards alone (what gymnasium.make adds)
 _PLAIN_WRAPPERS = frozenset({"OrderEnforcing", "PassiveEnvChecker", "TimeLimit", "RecordEpisodeStatistics"})
@@ -433,13 +423,21 @@ def _space_problem(space: spaces.Space, obs: Any, path: str = "obs") -> str | No
 
 
 def _feature_name(path: str, index: tuple[int, ...]) -> str:
-    from swarmgym.env import GLOBAL_FEATURES, NODE_FEATURES
-
     if path.endswith("['nodes']") and len(index) == 2 and index[1] < len(NODE_FEATURES):
         return f" (node {index[0]}, feature {NODE_FEATURES[index[1]]!r})"
     if path.endswith("['globals']") and len(index) == 1 and index[0] < len(GLOBAL_FEATURES):
         return f" (global feature {GLOBAL_FEATURES[index[0]]!r})"
     return ""
+
+
+def _action_layout(n_actions: int | None) -> ActionLayout | None:
+    """The swarm action layout with ``n_actions`` actions (None for another action space)."""
+    if n_actions is None:
+        return None
+    try:
+        return ActionLayout.for_actions(n_actions)
+    except ValueError:
+        return None
 
 
 def _rewards_plain(env: gym.Env) -> bool:
@@ -618,9 +616,10 @@ class _Run:
             for invariant, ok, what in need:
                 if not ok:
                     raise Broken(invariant, what)
-            body = self.actions[:-1] if self.actions and self.n_actions and self.actions[-1] == self.n_actions - 1 else self.actions
-            n_max = (self.n_actions - 2) // 2 if self.n_actions else None
-            if self.on("serial_play") and n_max is not None and not self.policy_invalid and all(a < n_max for a in body):
+            lay = _action_layout(self.n_actions)
+            body = self.actions[:-1] if lay is not None and self.actions and self.actions[-1] == lay.answer else self.actions
+            do_block = range(lay.do, lay.do + lay.n_max) if lay is not None else None
+            if self.on("serial_play") and do_block is not None and not self.policy_invalid and all(a in do_block for a in body):
                 if m["n_spawned"] != 0 or (m["critical_steps"] > 0 and not _close(m["speedup"], 1.0)):
                     raise Broken("serial_play", f"only do actions, yet n_spawned = {m['n_spawned']}, speedup = {m['speedup']!r}")
         except Broken as b:

@@ -33,6 +33,7 @@ from hypothesis import strategies as st
 from swarmgym.config import SubAgentReliability, SwarmConfig
 from swarmgym.families import DEFAULT_N_MAX, FAMILIES, Mixed, Param, TaskGenerator
 from swarmgym.graph import KINDS, MAX_WORK, TaskGraph
+from swarmgym.layout import ActionLayout
 
 __all__ = ["draw_action", "draw_actions", "generator_params", "seeds", "swarm_configs", "task_graphs"]
 
@@ -301,8 +302,8 @@ def draw_action(
     shrinking shortens episodes instead of mixing answers into them.
 
     :param data: the ``st.data()`` object of the running test.
-    :param mask: ``bool[2 * n_max + 2]``, True = valid (``info["action_mask"]``).
-    :param serial_only: draw only ``do`` actions (the first ``n_max`` entries);
+    :param mask: ``bool[ActionLayout(n_max).n]``, True = valid (``info["action_mask"]``).
+    :param serial_only: draw only ``do`` actions (the ``do`` block of the layout);
         answer when none is valid.
     :param spawn_first: draw among the valid ``spawn`` actions while there are any
         (a delegating orchestrator: high concurrency, episodes that finish).
@@ -312,16 +313,22 @@ def draw_action(
     :raises ValueError: if the mask allows nothing (the episode should have ended).
     """
     mask = np.asarray(mask, dtype=bool)
-    if mask.ndim != 1 or mask.size < 4 or mask.size % 2:
-        raise ValueError(f"mask must be a 1-D bool array of size 2 * n_max + 2, got shape {mask.shape}")
-    answer_action = mask.size - 1
+    try:
+        lay = ActionLayout.for_actions(mask.size) if mask.ndim == 1 else None
+    except ValueError:
+        lay = None
+    if lay is None:
+        raise ValueError(f"mask must be a 1-D bool array of size ActionLayout(n_max).n = 2 n_max + 2, got shape {mask.shape}")
+    answer_action = lay.answer
     if answer:
         return answer_action
-    n_max = (mask.size - 2) // 2
-    limit = n_max if serial_only else mask.size - 1
-    valid = np.flatnonzero(mask[:limit])
+    if serial_only:
+        valid = lay.do + np.flatnonzero(lay.block(mask, "do"))
+    else:
+        valid = np.flatnonzero(mask)
+        valid = valid[valid != answer_action]
     if spawn_first and not serial_only:
-        spawns = valid[(valid >= n_max) & (valid < 2 * n_max)]
+        spawns = valid[(valid >= lay.spawn) & (valid < lay.spawn + lay.n_max)]
         valid = spawns if spawns.size else valid
     if valid.size == 0:
         if not mask.any():
@@ -336,7 +343,7 @@ def draw_actions(data, masks: Any, *, serial_only: bool = False, label: str = "a
     Rows with no valid action (an env between episodes) get action 0.
 
     :param data: the ``st.data()`` object of the running test.
-    :param masks: a numpy array or torch tensor of shape ``[num_envs, 2 * n_max + 2]``.
+    :param masks: a numpy array or torch tensor of shape ``[num_envs, ActionLayout(n_max).n]``.
     :param serial_only: as in :func:`draw_action`.
     :returns: ``int64[num_envs]``.
     """
@@ -344,7 +351,7 @@ def draw_actions(data, masks: Any, *, serial_only: bool = False, label: str = "a
         masks = masks.detach().cpu().numpy()
     masks = np.asarray(masks, dtype=bool)
     if masks.ndim != 2:
-        raise ValueError(f"masks must have shape [num_envs, 2 * n_max + 2], got {masks.shape}")
+        raise ValueError(f"masks must have shape [num_envs, ActionLayout(n_max).n], got {masks.shape}")
     out = np.zeros(masks.shape[0], dtype=np.int64)
     for e, row in enumerate(masks):
         if row.any():
