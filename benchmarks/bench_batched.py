@@ -171,14 +171,18 @@ def print_results(results: list[Result]) -> None:
                 return r.median
         return None
 
-    print(f"| {'implementation':<26} | {'env id':<14} | {'batch':>6} | {'env-steps/s (median)':>20} | {'min .. max':>23} | {'x SyncVectorEnv@256':>19} | load avg (1 min) |")
+    print(
+        f"| {'implementation':<26} | {'env id':<14} | {'batch':>6} | {'env-steps/s (median)':>20} | {'min .. max':>23} | {'x SyncVectorEnv@256':>19} | load avg (1 min) |"
+    )
     print("|" + "|".join(["-" * 28, "-" * 16, "-" * 8, "-" * 22, "-" * 25, "-" * 21, "-" * 18]) + "|")
     for r in results:
         sync = find("SyncVectorEnv", r.env_id, 256)
         x = f"{r.median / sync:.0f}" if sync and r.impl != "SyncVectorEnv" else "-"
         spread = f"{min(r.figures):,.0f} .. {max(r.figures):,.0f}"
         loads = " ".join(f"{x:.1f}" for x in r.loads)
-        print(f"| {r.impl:<26} | {r.env_id.replace('swarmgym/', ''):<14} | {r.batch:>6} | {r.median:>20,.0f} | {spread:>23} | {x:>19} | {loads} |")
+        print(
+            f"| {r.impl:<26} | {r.env_id.replace('swarmgym/', ''):<14} | {r.batch:>6} | {r.median:>20,.0f} | {spread:>23} | {x:>19} | {loads} |"
+        )
 
 
 def print_targets(results: list[Result], batch: int = 4096) -> None:

@@ -73,7 +73,6 @@ STATE_FORMAT = "swarmgym.batched.state/1"
 THREADS_PER_BLOCK = 128
 
 
-
 class BatchedSwarmEngine:
     """``num_envs`` swarm envs stepped together by a compiled kernel, exact to :class:`swarmgym.SwarmEnv`.
 
@@ -136,7 +135,9 @@ class BatchedSwarmEngine:
         if kernel == "cpu" and self.device.type != "cpu":
             raise ValueError(f"kernel='cpu' needs device='cpu', got device={str(self.device)!r}")
         if kernel == "cuda" and self.device.type == "cpu" and not K.numba.config.ENABLE_CUDASIM:
-            raise ValueError("kernel='cuda' with device='cpu' runs only under numba's CUDA simulator (set NUMBA_ENABLE_CUDASIM=1 before numba is imported)")
+            raise ValueError(
+                "kernel='cuda' with device='cpu' runs only under numba's CUDA simulator (set NUMBA_ENABLE_CUDASIM=1 before numba is imported)"
+            )
         self.kernel = kernel
         self.spec: dict[str, Any] = {
             "generator": generator,
@@ -436,7 +437,9 @@ class BatchedSwarmEngine:
         mine, theirs = self.spec, state["spec"]
         differ = sorted(k for k in set(mine) | set(theirs) if k not in ("device", "kernel") and mine.get(k) != theirs.get(k))
         if differ:
-            raise ValueError(f"state was saved by an engine with a different spec (differs in {differ}); build the engine from state['spec']")
+            raise ValueError(
+                f"state was saved by an engine with a different spec (differs in {differ}); build the engine from state['spec']"
+            )
         self.family_names[:] = state["family_names"]
         if state["bank_rng_state"] != self._bank_rng_state:
             self._np_rng.bit_generator.state = copy.deepcopy(state["bank_rng_state"])

@@ -129,7 +129,16 @@ class InstanceBank:
             env[b, K.N_TARGETS] = int(g.targets.sum())
             env[b, K.TASK_SERIAL_STEPS] = g.total_work
             env[b, K.TASK_LOWER_BOUND] = g.lower_bound(m)
-        arrays = {"node": node, "bits": bits, "fates": fates, "env": env, "nodes0": nodes0, "globals0": globals0, "mask0": mask0, "adjacency0": adjacency0}
+        arrays = {
+            "node": node,
+            "bits": bits,
+            "fates": fates,
+            "env": env,
+            "nodes0": nodes0,
+            "globals0": globals0,
+            "mask0": mask0,
+            "adjacency0": adjacency0,
+        }
         self.size = B
         self.instances = list(instances)
         self.tensors: dict[str, torch.Tensor] = {name: torch.from_numpy(arrays[name]).to(device) for name in K.Bank._fields}

@@ -42,7 +42,9 @@ import numpy as np
 try:
     import numba
 except ImportError as exc:  # pragma: no cover - numba is a dependency
-    raise ImportError("swarmgym.batched needs the 'numba' package (pip install 'numba>=0.60'): the batched kernel is compiled with it") from exc
+    raise ImportError(
+        "swarmgym.batched needs the 'numba' package (pip install 'numba>=0.60'): the batched kernel is compiled with it"
+    ) from exc
 
 from numba.extending import register_jitable
 
@@ -161,7 +163,9 @@ NODE_FIELDS: tuple[str, ...] = (
     "correct",
     "overlapped",
 )
-STATUS, WORK_LEFT, ATTEMPTS, UNFINISHED_PARENTS, PATH_LEN, START_TIME, FINISH_TIME, LAST_FAILED, CORRECT, OVERLAPPED = range(len(NODE_FIELDS))
+STATUS, WORK_LEFT, ATTEMPTS, UNFINISHED_PARENTS, PATH_LEN, START_TIME, FINISH_TIME, LAST_FAILED, CORRECT, OVERLAPPED = range(
+    len(NODE_FIELDS)
+)
 
 #: ``Instance.node`` rows, int32 ``[N, len(INSTANCE_NODE_FIELDS), n]`` (0 on padding slots).
 INSTANCE_NODE_FIELDS: tuple[str, ...] = ("work", "n_parents", "target")
@@ -841,42 +845,13 @@ def cpu_kernels():
 
 
 # ------------------------------------------------------------------ compiled kernels (CUDA)
-_CUDA_KERNELS = None
-
-
 def cuda_kernels():
-    """``(step_batch, start_batch, encode_batch, random_actions)`` for CUDA, one thread per env (or per listed env),
-    with the CPU kernels' arguments; launched as ``kernel[blocks, threads](...)``."""
-    global _CUDA_KERNELS
-    if _CUDA_KERNELS is None:
-        from numba import cuda
+    """``(step_batch, start_batch, encode_batch, random_actions)`` for CUDA, one thread per env
+    (or per listed env), with the CPU kernels' arguments; launched as ``kernel[blocks, threads](...)``
+    (defined in :mod:`swarmgym.batched.cuda_kernels`, imported on first use)."""
+    from swarmgym.batched import cuda_kernels as ck
 
-        @cuda.jit
-        def step_batch(actions, s, k, r, out, bank, write_final):
-            e = cuda.grid(1)
-            if e < actions.shape[0]:
-                step_env(s, k, r, out, bank, e, actions[e], write_final)
-
-        @cuda.jit
-        def start_batch(env_ids, rows, s, k, r, out, bank):
-            j = cuda.grid(1)
-            if j < env_ids.shape[0]:
-                start_env(s, k, r, out, bank, env_ids[j], rows[j])
-
-        @cuda.jit
-        def encode_batch(s, k, r, out):
-            e = cuda.grid(1)
-            if e < s.env.shape[0]:
-                encode(s, k, r, e, out.nodes, out.globals_, out.mask)
-
-        @cuda.jit
-        def random_actions(mask, key, draw, actions):
-            e = cuda.grid(1)
-            if e < mask.shape[0]:
-                actions[e] = random_valid_action(mask, e, key, draw)
-
-        _CUDA_KERNELS = (step_batch, start_batch, encode_batch, random_actions)
-    return _CUDA_KERNELS
+    return ck.step_batch, ck.start_batch, ck.encode_batch, ck.random_actions
 
 
 def stream_key(seed: int) -> int:

@@ -93,7 +93,12 @@ class GymVectorEngine:
         self.num_envs = num_envs
         self.device = torch.device(device)
         self.seed = int(seed)
-        self.spec: dict[str, Any] = {"env_kwargs": copy.deepcopy(kwargs), "num_envs": num_envs, "device": str(self.device), "seed": self.seed}
+        self.spec: dict[str, Any] = {
+            "env_kwargs": copy.deepcopy(kwargs),
+            "num_envs": num_envs,
+            "device": str(self.device),
+            "seed": self.seed,
+        }
         self.vec = gym.vector.SyncVectorEnv(
             [_EnvFactory(kwargs) for _ in range(num_envs)],
             autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,

@@ -49,6 +49,7 @@ def default_profile() -> str:
         raise ValueError(f"{PROFILE_VARIABLE} must be one of {sorted(EPISODES)}, got {name!r}")
     return name
 
+
 # SwarmEnv keyword arguments the engine does not take (it always encodes Dict observations)
 _ENV_ONLY = ("observation_mode", "strict", "render_mode")
 
