@@ -1,22 +1,23 @@
-"""Env-steps per second of the batched engine against the reference env, side by side in one run.
+"""Env-steps per second of the batched kernel against the reference env, side by side in one run.
 
-Measured (autoreset included, random masked actions drawn in batch):
+Measured (autoreset included, random masked actions):
 
 * ``reference``: one SwarmEnv from ``gymnasium.make`` (an action drawn from ``info["action_mask"]``);
-* ``SyncVectorEnv``: Gymnasium's ``SyncVectorEnv`` of that env at each batch size (short: it is slow);
-* ``engine``: :class:`BatchedSwarmEngine` in torch (actions: a uniform draw among the valid ones,
-  :func:`masked_uniform_draw`), at each batch size; ``engine only`` excludes the action draw;
-* ``SwarmVectorEnv``: the same through ``gymnasium.make_vec`` (numpy in and out, copies);
-* ``CartPoleVectorEnv``: Gymnasium's own vectorised CartPole, as a yardstick.
+* ``SyncVectorEnv``: Gymnasium's ``SyncVectorEnv`` of that env (short: it is slow);
+* ``kernel (cpu)``: :class:`BatchedSwarmEngine`, actions drawn uniformly among the valid ones
+  in the kernel (:meth:`~swarmgym.batched.BatchedSwarmEngine.random_actions`); ``kernel only``
+  excludes the draw; ``kernel + torch draw`` draws in torch instead (a cumulative-sum draw);
+* ``SwarmVectorEnv``: the same through ``gymnasium.make_vec`` (numpy in and out, copies).
 
-It prints a table of absolute figures and ratios, and the bytes of observation written per
-env-step (the whole observation; for the engine also what a step actually rewrites: the dynamic
-node features, the globals and the mask), so the figure can be held against memory bandwidth.
+The machine may be shared: every measurement is repeated ``--repeats`` times, the
+implementations interleaved, and the load average (``os.getloadavg``) printed beside each
+figure; the table gives the median and the spread. ``--scaling`` adds a table of batch
+sizes 64 .. 65,536 with the engine's memory per env.
 
 Usage::
 
-    python benchmarks/bench_batched.py                      # WideSearch-v0 and Mixed-v0, batch 64/1024/4096
-    python benchmarks/bench_batched.py --env-ids swarmgym/WideSearch-v0 --batch-sizes 4096 --seconds 3
+    python benchmarks/bench_batched.py                       # WideSearch-v0 and Mixed-v0, batch 256 and 4096
+    python benchmarks/bench_batched.py --scaling --repeats 3
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
@@ -33,31 +35,30 @@ import torch
 
 import swarmgym  # noqa: F401  (registers the suite)
 from swarmgym.batched import BatchedSwarmEngine
-from swarmgym.batched.engine import DYNAMIC_COLUMNS
 
 
 @dataclass
-class Row:
+class Result:
     impl: str
     env_id: str
     batch: int
-    steps_per_s: float
-    obs_bytes: int  # observation bytes per env-step (whole observation)
-    written_bytes: int | None = None  # what one step rewrites per env (engine only)
-    note: str = ""
+    figures: list[float] = field(default_factory=list)  # env-steps/s, one per repeat
+    loads: list[float] = field(default_factory=list)  # 1-minute load average before each repeat
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.figures)
 
 
 def engine_kwargs(env_id: str) -> dict:
     return {k: v for k, v in gym.spec(env_id).kwargs.items() if k != "observation_mode"}
 
 
-def obs_bytes_of(space: gym.Space) -> int:
-    if isinstance(space, gym.spaces.Dict):
-        return sum(obs_bytes_of(s) for s in space.values())
-    return int(np.prod(space.shape)) * np.dtype(space.dtype).itemsize
+def load() -> float:
+    return os.getloadavg()[0]
 
 
-def bench_reference(env_id: str, seconds: float) -> Row:
+def bench_reference(env_id: str, seconds: float) -> float:
     env = gym.make(env_id)
     rng = np.random.default_rng(0)
     obs, info = env.reset(seed=0)
@@ -70,93 +71,83 @@ def bench_reference(env_id: str, seconds: float) -> Row:
                 obs, info = env.reset()
         steps += 200
         if time.perf_counter() - t0 >= seconds:
-            break
-    dt = time.perf_counter() - t0
-    return Row("reference (gym.make)", env_id, 1, steps / dt, obs_bytes_of(env.observation_space))
+            return steps / (time.perf_counter() - t0)
 
 
 def _masked_draw_np(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (rng.random(mask.shape) * mask).argmax(1)
 
 
-def bench_sync(env_id: str, batch: int, seconds: float, min_steps: int = 3) -> Row:
+def bench_sync(env_id: str, batch: int, seconds: float, warmup: int = 3) -> float:
+    """SyncVectorEnv of the reference env, warmed up (its first steps build observations lazily)."""
     env = gym.vector.SyncVectorEnv([lambda: gym.make(env_id) for _ in range(batch)])
     rng = np.random.default_rng(0)
     obs, info = env.reset(seed=0)
+    for _ in range(warmup):
+        obs, reward, terminated, truncated, info = env.step(_masked_draw_np(info["action_mask"], rng))
     steps, t0 = 0, time.perf_counter()
-    while steps < min_steps or time.perf_counter() - t0 < seconds:
+    while steps < 3 or time.perf_counter() - t0 < seconds:
         obs, reward, terminated, truncated, info = env.step(_masked_draw_np(info["action_mask"], rng))
         steps += 1
     dt = time.perf_counter() - t0
     env.close()
-    return Row("SyncVectorEnv", env_id, batch, steps * batch / dt, obs_bytes_of(env.single_observation_space))
-
-
-def engine_written_bytes(engine: BatchedSwarmEngine) -> int:
-    """Bytes one engine step rewrites per env: dynamic node features, globals, the mask."""
-    return len(DYNAMIC_COLUMNS) * engine.n_max * 4 + 10 * 4 + engine.n_actions
+    return steps * batch / dt
 
 
 def masked_uniform_draw(mask: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """One action per row, uniform among the row's valid ones (rows with none get action 0).
-
-    The ``k``-th valid action (``k`` uniform below the row's count) is the number of positions whose
-    running count of valid actions is at most ``k``: one random number per row and a cumulative
-    sum, not a random key per action and an arg-max (``(rand * mask).max(1)``, three times the cost
-    at batch 4096 on CPU).
-    """
+    """One action per row, uniform among the row's valid ones, in torch (a cumulative sum and one
+    random number per row)."""
     cum = mask.cumsum(1, dtype=torch.int16)
     count = cum[:, -1]
     u = torch.rand(mask.shape[0], generator=gen, device=mask.device)
     k = torch.minimum((u * count).to(torch.int16), (count - 1).clamp_(min=0))
-    return (cum <= k[:, None]).sum(1).remainder_(mask.shape[1])  # a row with none: A -> 0
+    return (cum <= k[:, None]).sum(1).remainder_(mask.shape[1])
 
 
-def bench_engine(env_id: str, batch: int, seconds: float, device: str = "cpu", bank_size: int = 4096, warmup: int = 20) -> tuple[Row, Row]:
+def make_engine(env_id: str, batch: int, device: str = "cpu", bank_size: int = 4096) -> BatchedSwarmEngine:
     engine = BatchedSwarmEngine(**engine_kwargs(env_id), num_envs=batch, device=device, bank_size=bank_size)
     engine.reset(seed=0)
-    gen = torch.Generator(device=engine.device).manual_seed(0)
-    cuda = engine.device.type == "cuda"
+    return engine
 
-    def draw() -> torch.Tensor:
+
+def bench_engine(engine: BatchedSwarmEngine, seconds: float, draw: str = "kernel", warmup: int = 10) -> tuple[float, float]:
+    """``(env-steps/s including the action draw, env-steps/s of the steps alone)``; ``draw`` is
+    ``"kernel"`` (:meth:`random_actions`) or ``"torch"`` (:func:`masked_uniform_draw`)."""
+    cuda = engine.device.type == "cuda"
+    actions = torch.empty(engine.num_envs, dtype=torch.int64, device=engine.device)
+    gen = torch.Generator(device=engine.device).manual_seed(0)
+    k = 0
+
+    def next_actions() -> torch.Tensor:
+        nonlocal k
+        k += 1
+        if draw == "kernel":
+            return engine.random_actions(k, out=actions)
         return masked_uniform_draw(engine.action_mask, gen)
 
     with torch.inference_mode():
         for _ in range(warmup):
-            engine.step(draw())
+            engine.step(next_actions())
         if cuda:
             torch.cuda.synchronize()
         steps, step_time, t0 = 0, 0.0, time.perf_counter()
         while True:
             for _ in range(10):
-                a = draw()
-                if not cuda:
-                    s0 = time.perf_counter()
+                a = next_actions()
+                s0 = time.perf_counter()
                 engine.step(a)
-                if not cuda:
-                    step_time += time.perf_counter() - s0
+                step_time += time.perf_counter() - s0
             steps += 10
             if cuda:
                 torch.cuda.synchronize()
             if time.perf_counter() - t0 >= seconds:
                 break
         dt = time.perf_counter() - t0
-    full = engine.n_max * 20 * 4 + 10 * 4
-    tag = f"engine ({engine.device.type})"
-    total = Row(tag, env_id, batch, steps * batch / dt, full, engine_written_bytes(engine), "incl. action draw")
-    only = Row(
-        tag + " only",
-        env_id,
-        batch,
-        steps * batch / step_time if step_time else float("nan"),
-        full,
-        engine_written_bytes(engine),
-        "excl. action draw",
-    )
-    return total, only
+    only = steps * engine.num_envs / step_time if not cuda else float("nan")
+    return steps * engine.num_envs / dt, only
 
 
-def bench_vector_env(env_id: str, batch: int, seconds: float, bank_size: int = 4096) -> Row:
+def bench_vector_env(env_id: str, batch: int, seconds: float, bank_size: int = 4096) -> float:
     env = gym.make_vec(env_id, num_envs=batch, bank_size=bank_size)
     rng = np.random.default_rng(0)
     obs, info = env.reset(seed=0)
@@ -164,108 +155,130 @@ def bench_vector_env(env_id: str, batch: int, seconds: float, bank_size: int = 4
     while steps < 3 or time.perf_counter() - t0 < seconds:
         obs, reward, terminated, truncated, info = env.step(_masked_draw_np(info["action_mask"], rng))
         steps += 1
-    dt = time.perf_counter() - t0
-    return Row("SwarmVectorEnv (numpy)", env_id, batch, steps * batch / dt, obs_bytes_of(env.single_observation_space))
+    return steps * batch / (time.perf_counter() - t0)
 
 
-def bench_cartpole(batch: int, seconds: float) -> Row:
-    from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
-
-    env = CartPoleVectorEnv(num_envs=batch)
-    env.reset(seed=0)
-    rng = np.random.default_rng(0)
-    steps, t0 = 0, time.perf_counter()
-    while steps < 3 or time.perf_counter() - t0 < seconds:
-        env.step(rng.integers(0, 2, size=batch))
-        steps += 1
-    dt = time.perf_counter() - t0
-    return Row("CartPoleVectorEnv", "CartPole-v1", batch, steps * batch / dt, 4 * 4)
+def engine_bytes(engine: BatchedSwarmEngine) -> int:
+    """Bytes of the engine's per-env tensors (state, instance copies, observation and output buffers)."""
+    blocks = [*engine.state.values(), *engine.instance.values(), *engine.output.values()]
+    return sum(t.numel() * t.element_size() for t in blocks)
 
 
-def print_table(rows: list[Row]) -> None:
-    ref = {r.env_id: r.steps_per_s for r in rows if r.impl.startswith("reference")}
-    sync = {(r.env_id, r.batch): r.steps_per_s for r in rows if r.impl == "SyncVectorEnv"}
-    header = f"| {'implementation':<24} | {'env id':<24} | {'batch':>6} | {'env-steps/s':>13} | {'x reference':>11} | {'x SyncVectorEnv':>15} | {'obs B/env-step':>14} | {'written B/env-step':>18} | {'obs GB/s':>8} |"
-    print(header)
-    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    for r in rows:
-        x_ref = f"{r.steps_per_s / ref[r.env_id]:.1f}" if r.env_id in ref else "-"
-        s = sync.get((r.env_id, r.batch))
-        x_sync = f"{r.steps_per_s / s:.1f}" if s and r.impl != "SyncVectorEnv" else "-"
-        written = r.written_bytes if r.written_bytes is not None else r.obs_bytes
-        gbs = r.steps_per_s * written / 1e9
+def print_results(results: list[Result]) -> None:
+    def find(impl: str, env_id: str, batch: int) -> float | None:
+        for r in results:
+            if r.impl == impl and r.env_id == env_id and r.batch == batch:
+                return r.median
+        return None
+
+    print(
+        f"| {'implementation':<26} | {'env id':<14} | {'batch':>6} | {'env-steps/s (median)':>20} | {'min .. max':>23} | {'x SyncVectorEnv@256':>19} | load avg (1 min) |"
+    )
+    print("|" + "|".join(["-" * 28, "-" * 16, "-" * 8, "-" * 22, "-" * 25, "-" * 21, "-" * 18]) + "|")
+    for r in results:
+        sync = find("SyncVectorEnv", r.env_id, 256)
+        x = f"{r.median / sync:.0f}" if sync and r.impl != "SyncVectorEnv" else "-"
+        spread = f"{min(r.figures):,.0f} .. {max(r.figures):,.0f}"
+        loads = " ".join(f"{x:.1f}" for x in r.loads)
         print(
-            f"| {r.impl:<24} | {r.env_id.replace('swarmgym/', ''):<24} | {r.batch:>6} | {r.steps_per_s:>13,.0f} | {x_ref:>11} | {x_sync:>15} | "
-            f"{r.obs_bytes:>14,} | {(r.written_bytes if r.written_bytes is not None else r.obs_bytes):>18,} | {gbs:>8.2f} |"
+            f"| {r.impl:<26} | {r.env_id.replace('swarmgym/', ''):<14} | {r.batch:>6} | {r.median:>20,.0f} | {spread:>23} | {x:>19} | {loads} |"
         )
 
 
-def pass_cost_us(batch: int, n_max: int = 32, reps: int = 200) -> float:
-    """Microseconds of one elementwise pass over a ``[batch, n_max]`` int32 tensor on this
-    machine now (``torch.add(x, y, out=z)``): the unit a step of the engine is made of."""
-    x = torch.ones(batch, n_max, dtype=torch.int32)
-    y, z = x.clone(), torch.empty_like(x)
-    best = float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            torch.add(x, y, out=z)
-        best = min(best, (time.perf_counter() - t0) / reps)
-    return best * 1e6
+def print_targets(results: list[Result], batch: int = 4096) -> None:
+    def find(impl: str, env_id: str, b: int) -> float | None:
+        return next((r.median for r in results if (r.impl, r.env_id, r.batch) == (impl, env_id, b)), None)
 
-
-def print_targets(rows: list[Row], batch: int = 4096) -> None:
-    get = {(r.impl, r.env_id, r.batch): r.steps_per_s for r in rows}
-    ws = get.get(("engine (cpu)", "swarmgym/WideSearch-v0", batch))
-    mixed = get.get(("engine (cpu)", "swarmgym/Mixed-v0", batch))
-    sync = get.get(("SyncVectorEnv", "swarmgym/WideSearch-v0", batch))
+    ws = find("kernel (cpu)", "swarmgym/WideSearch-v0", batch)
+    mixed = find("kernel (cpu)", "swarmgym/Mixed-v0", batch)
+    sync = find("SyncVectorEnv", "swarmgym/WideSearch-v0", 256)
     if ws is None:
         return
-    print(f"\nTargets at batch {batch} (engine incl. action draw):")
+    print(f"\nTargets (kernel incl. the masked random action draw, batch {batch}; medians of this run):")
     print(f"  WideSearch-v0 >= 1,000,000 env-steps/s: {ws:,.0f} -> {'met' if ws >= 1e6 else 'missed'}")
     if sync:
-        print(f"  WideSearch-v0 >= 50x SyncVectorEnv: {ws / sync:.0f}x -> {'met' if ws >= 50 * sync else 'missed'}")
+        print(f"  WideSearch-v0 >= 50x SyncVectorEnv at batch 256: {ws / sync:.0f}x -> {'met' if ws >= 50 * sync else 'missed'}")
     if mixed:
-        print(f"  Mixed-v0 within 2x of WideSearch-v0: {ws / mixed:.2f}x slower -> {'met' if ws <= 2 * mixed else 'missed'}")
-    only = get.get(("engine (cpu) only", "swarmgym/WideSearch-v0", batch))
-    if only:
-        unit = pass_cost_us(batch)
-        step_us = batch / only * 1e6
+        print(f"  Mixed-v0 within 2x of WideSearch-v0: {ws / mixed:.2f}x -> {'met' if ws <= 2 * mixed else 'missed'}")
+
+
+def scaling_table(env_id: str, batches: list[int], seconds: float, repeats: int) -> None:
+    print(f"\nScaling, {env_id} (kernel incl. the action draw; memory: the engine's per-env tensors)")
+    print("| batch | env-steps/s (median) | min .. max | bytes/env | MiB total | load avg |")
+    print("|---:|---:|---:|---:|---:|---|")
+    for batch in batches:
+        engine = make_engine(env_id, batch)
+        figures, loads = [], []
+        for _ in range(repeats):
+            loads.append(load())
+            figures.append(bench_engine(engine, seconds)[0])
+        size = engine_bytes(engine)
         print(
-            f"\nYardstick: one int32 elementwise pass over [{batch}, 32] takes {unit:.1f} us here now; an engine step "
-            f"(WideSearch-v0, {step_us / 1e3:.2f} ms) costs as much as {step_us / unit:.0f} such passes. "
-            f"1,000,000 env-steps/s at batch {batch} allows {batch / 1e6 * 1e6 / unit:.0f}."
+            f"| {batch:,} | {statistics.median(figures):,.0f} | {min(figures):,.0f} .. {max(figures):,.0f} | "
+            f"{size / batch:,.0f} | {size / 2**20:,.1f} | {' '.join(f'{x:.1f}' for x in loads)} |"
         )
+        del engine
+
+
+def compile_times() -> None:
+    """First call of each compiled kernel in a fresh process (cache hit or compile)."""
+    t0 = time.perf_counter()
+    engine = BatchedSwarmEngine("WideSearch", num_envs=4, bank_size=4)
+    t1 = time.perf_counter()
+    engine.reset(seed=0)
+    t2 = time.perf_counter()
+    engine.step(engine.random_actions(0))
+    t3 = time.perf_counter()
+    print(f"# first calls: build {t1 - t0:.1f} s, reset (start kernel) {t2 - t1:.1f} s, random_actions + step {t3 - t2:.1f} s")
 
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--env-ids", nargs="+", default=["swarmgym/WideSearch-v0", "swarmgym/Mixed-v0"])
-    p.add_argument("--batch-sizes", nargs="+", type=int, default=[64, 1024, 4096])
-    p.add_argument("--seconds", type=float, default=2.0, help="time per engine / CartPole measurement")
-    p.add_argument("--sync-seconds", type=float, default=1.0, help="time per SyncVectorEnv measurement (at least 3 steps)")
-    p.add_argument(
-        "--threads", type=int, default=1, help="torch intra-op threads (1: on a shared 2-core machine more threads spin and lose)"
-    )
+    p.add_argument("--batch-sizes", nargs="+", type=int, default=[256, 4096])
+    p.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
+    p.add_argument("--sync-seconds", type=float, default=1.0, help="time per SyncVectorEnv measurement")
+    p.add_argument("--repeats", type=int, default=3, help="repeats of every measurement, interleaved")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the kernel's threads: NUMBA_NUM_THREADS)")
     p.add_argument("--bank-size", type=int, default=4096)
-    p.add_argument("--skip-sync", action="store_true", help="skip SyncVectorEnv (slow to build at large batches)")
+    p.add_argument("--skip-sync", action="store_true")
+    p.add_argument("--scaling", action="store_true", help="also the scaling table 64 .. 65,536 (WideSearch-v0)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    import numba
+
     print(
-        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} ({args.threads} threads), gymnasium {gym.__version__}"
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} ({args.threads} threads), "
+        f"numba {numba.__version__} ({numba.get_num_threads()} threads), gymnasium {gym.__version__}"
     )
-    rows: list[Row] = []
-    for env_id in args.env_ids:
-        rows.append(bench_reference(env_id, args.seconds))
-        for batch in args.batch_sizes:
+    compile_times()
+    engines = {(env_id, b): make_engine(env_id, b, bank_size=args.bank_size) for env_id in args.env_ids for b in args.batch_sizes}
+    results: dict[tuple[str, str, int], Result] = {}
+
+    def record(impl: str, env_id: str, batch: int, value: float, load_before: float) -> None:
+        r = results.setdefault((impl, env_id, batch), Result(impl, env_id, batch))
+        r.figures.append(value)
+        r.loads.append(load_before)
+
+    for _ in range(args.repeats):
+        for env_id in args.env_ids:
+            record("reference (gym.make)", env_id, 1, *reversed((load(), bench_reference(env_id, min(args.seconds, 1.0)))))
             if not args.skip_sync:
-                rows.append(bench_sync(env_id, batch, args.sync_seconds))
-            rows.extend(bench_engine(env_id, batch, args.seconds, bank_size=args.bank_size))
-            rows.append(bench_vector_env(env_id, batch, args.seconds / 2, bank_size=args.bank_size))
-    for batch in args.batch_sizes:
-        rows.append(bench_cartpole(batch, args.seconds / 2))
-    print_table(rows)
-    print_targets(rows, max(args.batch_sizes))
+                record("SyncVectorEnv", env_id, 256, *reversed((load(), bench_sync(env_id, 256, args.sync_seconds))))
+            for batch in args.batch_sizes:
+                engine = engines[(env_id, batch)]
+                before = load()
+                total, only = bench_engine(engine, args.seconds)
+                record("kernel (cpu)", env_id, batch, total, before)
+                record("kernel (cpu) only", env_id, batch, only, before)
+                before = load()
+                record("kernel + torch draw", env_id, batch, bench_engine(engine, args.seconds / 2, draw="torch")[0], before)
+                before = load()
+                record("SwarmVectorEnv (numpy)", env_id, batch, bench_vector_env(env_id, batch, args.seconds / 2, args.bank_size), before)
+    print_results(list(results.values()))
+    print_targets(list(results.values()), max(args.batch_sizes))
+    if args.scaling:
+        scaling_table("swarmgym/WideSearch-v0", [64, 256, 1024, 4096, 16384, 65536], args.seconds, args.repeats)
 
 
 if __name__ == "__main__":

@@ -322,7 +322,8 @@ class SwarmEnv(gym.Env):
         mask = np.zeros(self.layout.n, dtype=bool)
         if sim is None:
             return mask
-        if sim.done:
+        if sim.done:  # the episode is over: exactly answer, ignored
+            mask[2 * self.n_max + 1] = True
             return mask
         mask[: self.n_max] = self._doable
         cfg = self.config

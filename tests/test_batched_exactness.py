@@ -1,15 +1,14 @@
-"""The batched engine is exact: on the same task instances it produces the reference SwarmEnv's
+"""The batched kernel is exact: on the same task instances it produces the reference SwarmEnv's
 observations (bitwise float32), rewards, terminations, masks, final observations and episode
-metrics.
+metrics, across its own autoresets.
 
 The side-by-side comparison is :mod:`swarmgym.testing`'s (``check_batched`` draws seeds and
-mask-respecting action sequences, masked-out actions included, and compares every step;
-``replay_batched`` replays given actions). ``tests/test_suite_properties.py`` runs it on every
-suite id with the id's own config; here it runs under configs that take other code paths
-(spawn latency, no sub-agents, perfect or unreliable sub-agents, one spawn per turn, other
-budgets), both reset paths of the engine (index lists and sync-free ``torch.where``), TimeLimit
-truncation, and graphs wider than one bit-set word. What the module does not cover is kept here:
-long rollouts that follow the engine's own autoresets and bank refreshes.
+mask-respecting action sequences, masked-out actions included, compares every step and follows
+the engine's autoresets; ``replay_batched`` replays given actions). ``tests/test_suite_properties.py``
+runs it on every suite id with the id's own config; here it runs under configs that take other
+code paths (spawn latency, no sub-agents, perfect or unreliable sub-agents, one spawn per turn,
+other budgets), drawn configs, drawn graphs, TimeLimit truncation, and graphs wider than one
+bit-set word, plus long rollouts that follow the engine's autoresets and bank refreshes.
 """
 
 from __future__ import annotations
@@ -18,11 +17,16 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import swarmgym
 from swarmgym import SubAgentReliability, SwarmEnv
 from swarmgym.batched import BatchedSwarmEngine
+from swarmgym.batched import kernel as K
+from swarmgym.simulator import TaskInstance, draw_fates
 from swarmgym.testing import check_batched, replay_batched
+from swarmgym.testing.strategies import swarm_configs, task_graphs
 
 FAMILY_IDS = [i for i in swarmgym.SUITE_IDS if "-flat-" not in i]
 
@@ -48,28 +52,47 @@ def _overrides(env_id: str, variant: str | None, budget_factor: float | None = N
     return out
 
 
-def _engine_factory(env_id: str, overrides: dict, sync_free: bool):
-    """The id's engine with ``overrides``, resetting finished envs by index lists or sync-free."""
+def _engine_kwargs(env_id: str, overrides: dict | None = None) -> dict:
     kwargs = {k: v for k, v in gym.spec(env_id).kwargs.items() if k != "observation_mode"}
-    kwargs.update(overrides)
-
-    def make_engine(num_envs: int) -> BatchedSwarmEngine:
-        return BatchedSwarmEngine(**kwargs, num_envs=num_envs, bank_size=max(2, num_envs), sync_free=sync_free)
-
-    return make_engine
+    kwargs.update(overrides or {})
+    return kwargs
 
 
 @pytest.mark.parametrize("variant", sorted(CONFIG_VARIANTS))
 @pytest.mark.parametrize("env_id", FAMILY_IDS)
 def test_batched_engine__matches_reference_under_other_configs(env_id, variant):
-    """Every family under every variant; the budget factor and the reset path rotate over the grid
-    (each factor and each path meets every family and every variant)."""
+    """Every family under every variant, two episodes per env (the second an autoreset); the
+    budget factor rotates over the grid; the engine, then the same episodes through make_vec."""
     k = FAMILY_IDS.index(env_id) + sorted(CONFIG_VARIANTS).index(variant)
     overrides = _overrides(env_id, variant, BUDGET_FACTORS[k % len(BUDGET_FACTORS)])
-    if k % 2:  # the sync-free reset path (the engine only; the make_vec side uses the default path)
-        check_batched(env_id, num_envs=3, max_examples=6, engine_factory=_engine_factory(env_id, overrides, True), **overrides)
-    else:  # the default engine, then the same episodes through gymnasium.make_vec
-        check_batched(env_id, num_envs=3, max_examples=6, **overrides)
+    check_batched(env_id, num_envs=3, max_examples=4, episodes=2, **overrides)
+
+
+@pytest.mark.parametrize("env_id", ["swarmgym/WideSearch-v0", "swarmgym/Mixed-flat-v0"])
+def test_check_batched__drawn_configs_match_reference(env_id):
+    """Drawn dynamics (caps, attempts, spawn latency, reliability), across autoresets."""
+    check_batched(env_id, num_envs=2, max_examples=8, episodes=2, drawn_configs=True)
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@given(graph=task_graphs(32, nodes=(1, 24)), config=swarm_configs(), seed=st.integers(0, 2**31), steps=st.integers(1, 80))
+def test_batched_engine__drawn_graphs_under_drawn_configs_match_reference(graph, config, seed, steps):
+    """A drawn graph (any shape, shuffled ids, extra targets) under drawn dynamics, played with
+    random masked actions (an invalid one now and then) until it ends, then across autoresets."""
+    kwargs = {"generator": "WideSearch", "config": config.to_dict(), "n_max": 32}
+    engine = BatchedSwarmEngine(**kwargs, num_envs=1, bank_size=3, seed=seed % 1000)
+    engine.reset()
+    instance = TaskInstance(graph, draw_fates(graph, config, np.random.default_rng(seed)))
+    engine.load_instances([instance])
+    ref = SwarmEnv(**kwargs)
+    rng = np.random.default_rng(seed)
+
+    def choose(mask: np.ndarray) -> int:
+        if rng.random() < 0.1:
+            return int(rng.integers(0, mask.size))
+        return int(rng.choice(np.flatnonzero(mask)))
+
+    run_across_autoresets(engine, [ref], choose, max_steps=steps)
 
 
 @pytest.mark.parametrize("env_id", ["swarmgym/WideSearch-v0", "swarmgym/LayeredDAG-flat-v0", "swarmgym/Mixed-v0"])
@@ -82,8 +105,8 @@ def test_batched_engine__time_limit_truncation_matches_reference(env_id):
 
 @pytest.mark.parametrize("via", ["engine", "make_vec"])
 def test_truncation__final_observation_keeps_can_spawn_and_the_live_mask(via):
-    """Regression: the engine encoded a truncated episode's final observation as over
-    (``can_spawn`` 0, an empty mask) where the reference's, cut off from outside, is live."""
+    """A truncated episode's final observation is a live state's (``can_spawn`` kept, the live
+    mask), as the reference's, cut off from outside."""
     replay_batched("swarmgym/WideSearch-v0", seed=0, actions=[[0]], max_episode_steps=1, via=via)
     spawn_0 = gym.make("swarmgym/WideSearch-v0").unwrapped.layout["spawn"]
     replay_batched("swarmgym/WideSearch-v0", seed=3, actions=[[spawn_0, spawn_0 + 1], [0, 0]], max_episode_steps=2, via=via)
@@ -111,25 +134,21 @@ def _spawn_heavy_actions(env_kwargs: dict, seed: int, num_envs: int, steps: int)
     return out
 
 
-@pytest.mark.parametrize("sync_free", [False, True])
-def test_batched_engine__graphs_wider_than_one_bit_set_word_match_reference(sync_free):
+def test_batched_engine__graphs_wider_than_one_bit_set_word_match_reference():
     """n_max = 72 > 32 node slots per bit-set word: parent sets span three words; 16 sub-agents return together."""
     overrides = {
         "generator_kwargs": {"width": (55, 60), "lookup_work": (1, 2)},
         "config": {"max_subagents": 16, "reliability": {"fail_base": (0.3,) * 4, "wrong_base": (0.3,) * 4}},
         "n_max": 72,
     }
-    env_kwargs = {k: v for k, v in gym.spec("swarmgym/WideSearch-v0").kwargs.items() if k != "observation_mode"}
-    env_kwargs.update(overrides)
+    env_kwargs = _engine_kwargs("swarmgym/WideSearch-v0", overrides)
     actions = _spawn_heavy_actions(env_kwargs, seed=1, num_envs=3, steps=150)
-    assert _engine_factory("swarmgym/WideSearch-v0", overrides, sync_free)(1)._W == 3
-    factory = _engine_factory("swarmgym/WideSearch-v0", overrides, sync_free)
-    assert replay_batched("swarmgym/WideSearch-v0", 1, actions, engine_factory=factory, **overrides) == actions
+    assert BatchedSwarmEngine(**env_kwargs, num_envs=1, bank_size=1).instance["bits"].shape[-1] == 3
+    assert replay_batched("swarmgym/WideSearch-v0", 1, actions, **overrides) == actions
 
 
 # ---------------------------------------------------------------------------------------------
-# Long rollouts across the engine's own autoresets and bank refreshes (swarmgym.testing stops
-# comparing an env when its first episode ends, so this comparison is kept here).
+# Long rollouts across the engine's own autoresets and bank refreshes.
 
 
 def _assert_same_obs(batched: dict, e: int, ref: dict, where: str) -> None:
@@ -159,6 +178,7 @@ def run_across_autoresets(engine: BatchedSwarmEngine, refs: list[SwarmEnv], choo
         ref_obs, _ = refs[e].reset(options={"instance": inst})
         _assert_same_obs(obs, e, ref_obs, "reset")
     finished = 0
+    answer = engine.layout.answer
     for step in range(max_steps):
         mask = engine.action_mask.numpy().copy()
         for e in range(N):
@@ -174,7 +194,9 @@ def run_across_autoresets(engine: BatchedSwarmEngine, refs: list[SwarmEnv], choo
             if ref_terminated:
                 finished += 1
                 _assert_same_obs(info["final_obs"], e, ref_obs, where + " (final obs)")
-                assert not info["final_mask"][e].any(), where
+                final_mask = info["final_mask"][e].numpy()
+                assert final_mask[answer] and final_mask.sum() == 1, f"{where}: a terminal mask allows exactly answer"
+                assert np.array_equal(final_mask, ref_info["action_mask"]), where
                 _assert_same_metrics(engine, info["metrics"], e, ref_info["metrics"], where)
                 instances = instances or engine.instances()
                 ref_obs, _ = refs[e].reset(options={"instance": instances[e]})
@@ -182,19 +204,17 @@ def run_across_autoresets(engine: BatchedSwarmEngine, refs: list[SwarmEnv], choo
     return finished
 
 
-@pytest.mark.parametrize("sync_free", [False, True])
 @pytest.mark.parametrize("variant", [None, "spawn_ticks", "unreliable"])
 @pytest.mark.parametrize("env_id", FAMILY_IDS)
-def test_batched_engine__long_rollouts_with_autoresets_match_reference(env_id, variant, sync_free):
+def test_batched_engine__long_rollouts_with_autoresets_match_reference(env_id, variant):
     """Long seeded rollouts (a random masked policy that rarely answers): many episodes per
     env, each autoreset drawn from the bank (refreshed every 50 steps) and followed by the reference."""
-    kwargs = {k: v for k, v in gym.spec(env_id).kwargs.items() if k != "observation_mode"}
-    kwargs.update(_overrides(env_id, variant))
-    engine = BatchedSwarmEngine(**kwargs, num_envs=4, bank_size=6, seed=11, refresh_every=50, sync_free=sync_free)
+    kwargs = _engine_kwargs(env_id, _overrides(env_id, variant))
+    engine = BatchedSwarmEngine(**kwargs, num_envs=4, bank_size=6, seed=11, refresh_every=50)
     engine.reset(seed=5)
     refs = [SwarmEnv(**kwargs) for _ in range(4)]
     rng = np.random.default_rng(0)
-    answer = 2 * engine.n_max + 1
+    answer = engine.layout.answer
 
     def choose(mask: np.ndarray) -> int:
         valid = np.flatnonzero(mask)
@@ -206,33 +226,14 @@ def test_batched_engine__long_rollouts_with_autoresets_match_reference(env_id, v
     assert finished >= 4  # the rollout crossed episode boundaries (budgets end every episode)
 
 
-def test_float32_features__division_equals_reference_float64_reciprocal_product():
-    """The engine divides in float32 where SwarmEnv multiplies by a float64 reciprocal and casts:
-    for every integer pair the encodings can meet, both round to the same float32."""
-    for w in range(1, 65):
-        e = np.arange(0, 200)
-        ref = np.minimum(e * (1.0 / w), 1.0).astype(np.float32)
-        got = np.minimum(e.astype(np.float32) / np.float32(w), np.float32(1.0))
-        assert np.array_equal(ref, got), w
-
-
-@pytest.mark.parametrize("n", [8, 30, 32, 36, 72, 1020, 1024])
-def test_bit_tricks__row_counts_and_bit_sets_equal_their_plain_definitions(n):
-    """The engine counts and packs bools through integer views of their bytes: every word width,
-    every row length the paths split on (multiples of 4 or not, several words, top byte lanes full)."""
-    from swarmgym.batched.engine import SET_BITS, _count
-
-    gen = torch.Generator().manual_seed(n)
-    x = torch.rand(500, n, generator=gen) < torch.rand(500, 1, generator=gen)
-    x[0], x[1] = True, False
-    assert torch.equal(_count(x), x.sum(1))
-    if n > 72:
-        return
-    engine = BatchedSwarmEngine("SerialReasoning", {"depth": (3, 5)}, n_max=n, num_envs=1, bank_size=1)
-    words = -(-n // SET_BITS)
-    want = [
-        sum(1 << (j - SET_BITS * w) for j in range(SET_BITS * w, min(SET_BITS * (w + 1), n)) if row[j])
-        for row in x.tolist()
-        for w in range(words)
-    ]
-    assert torch.equal(engine._bits(x), torch.tensor(want, dtype=torch.int64).view(500, words).to(torch.int32))
+def test_random_stream__python_and_compiled_draws_agree():
+    """The bank-row stream is plain integer arithmetic: the Python functions and the compiled
+    kernel draw the same rows (the CUDA simulator runs the Python ones)."""
+    engine = BatchedSwarmEngine("WideSearch", num_envs=5, bank_size=7, seed=123)
+    engine.reset(seed=99)
+    key = K.stream_key(99)
+    want = [(K.mix32(key, e, 0) * 7) >> 32 for e in range(5)]
+    assert engine.state["env"][:, K.INSTANCE_REF].tolist() == want
+    assert all(0 <= K.hash32(x) < 2**32 for x in (0, 1, 2**32 - 1))
+    rows = [(K.mix32(key, 0, k) * 7) >> 32 for k in range(2000)]
+    assert set(rows) == set(range(7))  # every row is drawn

@@ -8,6 +8,7 @@ import pytest
 pytest.importorskip("swarmgym.batched")
 
 import gymnasium as gym  # noqa: E402
+import torch  # noqa: E402
 
 import swarmgym.testing.batched as tb  # noqa: E402
 from swarmgym.batched import BatchedSwarmEngine, SwarmVectorEnv  # noqa: E402
@@ -20,10 +21,20 @@ ENV_ID = "swarmgym/SerialReasoning-v0"
 class LateClockEngine(BatchedSwarmEngine):
     """Reports time_used halved once half the budget is gone (a bug in one global feature)."""
 
-    def step(self, actions, final_obs=False, contiguous_obs=False):
-        obs, reward, terminated, info = super().step(actions, final_obs=final_obs, contiguous_obs=contiguous_obs)
+    def step(self, actions, final_obs=False):
+        obs, reward, terminated, info = super().step(actions, final_obs=final_obs)
         late = obs["globals"][:, 0] > 0.5
         obs["globals"][late, 0] *= 0.5
+        return obs, reward, terminated, info
+
+
+class SecondEpisodeEngine(BatchedSwarmEngine):
+    """Reports time_used halved in every episode after an env's first (a bug only autoresets show)."""
+
+    def step(self, actions, final_obs=False):
+        obs, reward, terminated, info = super().step(actions, final_obs=final_obs)
+        self.later = getattr(self, "later", torch.zeros(self.num_envs, dtype=torch.bool)) | info["done_mask"]
+        obs["globals"][self.later, 0] *= 0.5
         return obs, reward, terminated, info
 
 
@@ -46,8 +57,9 @@ def test_check_batched__catches_and_shrinks_a_broken_engine():
     v = caught.value
     assert v.invariant == "batched_matches_reference" and v.replay_with == "replay_batched"
     assert "['globals'][0]" in v.detail  # time_used
-    # shrunk: one env answers at once, the other stops on the first step past half its budget
-    assert min(len(row) for row in v.actions) <= 1, str(v)
+    # shrunk: one env answers at once in each of its two episodes, the other stops on the first
+    # step past half its budget
+    assert min(len(row) for row in v.actions) <= 2, str(v)
     long_env = max(range(2), key=lambda e: len(v.actions[e]))
     budget = gym.make(ENV_ID).unwrapped
     budget.reset(seed=v.seed + long_env)
@@ -101,3 +113,26 @@ def test_check_batched__make_vec_side_catches_a_broken_vector_env(request):
     with pytest.raises(InvariantViolation):
         replay_batched(env_id, v.seed, v.actions, via="make_vec")
     check_batched(env_id, via="engine", num_envs=2, max_examples=5)  # the engine itself is fine
+
+
+def test_check_batched__follows_autoresets_into_later_episodes():
+    """A bug only in the episodes an engine starts itself: one episode per env passes, two catch it."""
+    kwargs = {k: v for k, v in gym.spec(ENV_ID).kwargs.items() if k != "observation_mode"}
+
+    def factory(num_envs):
+        return SecondEpisodeEngine(**kwargs, num_envs=num_envs, bank_size=4)
+
+    check_batched(ENV_ID, engine_factory=factory, num_envs=2, max_examples=5, episodes=1)
+    with pytest.raises(InvariantViolation) as caught:
+        check_batched(ENV_ID, engine_factory=factory, num_envs=2, max_examples=10, episodes=2)
+    assert "observation" in caught.value.detail
+
+
+def test_check_batched__profile_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SWARMGYM_TEST_PROFILE", "deep")
+    assert tb.default_profile() == "deep"
+    monkeypatch.setenv("SWARMGYM_TEST_PROFILE", "fast")
+    with pytest.raises(ValueError, match="SWARMGYM_TEST_PROFILE"):
+        check_batched(ENV_ID, num_envs=1)
+    monkeypatch.delenv("SWARMGYM_TEST_PROFILE")
+    assert tb.default_profile() == "ci"

@@ -1,6 +1,7 @@
-"""The batched engine: many swarm envs stepped together in torch (CPU or CUDA).
+"""The batched engine: many swarm envs stepped together by one compiled per-env kernel (CPU or CUDA).
 
-* :class:`BatchedSwarmEngine`: tensor-only engine for trainers that stay in torch.
+* :class:`BatchedSwarmEngine`: torch tensors in and out, for trainers that stay in torch;
+  its dynamics are :mod:`swarmgym.batched.kernel` (numba), stage for stage the simulator's.
 * :class:`SwarmVectorEnv`: a ``gymnasium.vector.VectorEnv`` over the engine; what
   ``gymnasium.make_vec("swarmgym/...-v0", num_envs=N)`` returns.
 * :class:`SwarmSB3VecEnv`: a stable-baselines3 ``VecEnv`` adapter (MaskablePPO-ready).

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from swarmgym.batched.engine import BatchedSwarmEngine
+from swarmgym.layout import FlatLayout
 
 try:
     from stable_baselines3.common.vec_env.base_vec_env import VecEnv
@@ -48,14 +49,13 @@ class SwarmSB3VecEnv(VecEnv):
             raise TypeError(f"engine must be a BatchedSwarmEngine, got {type(engine).__name__}")
         self.engine = engine
         self.observation_mode = observation_mode
-        ref = engine._ref
+        ref = engine.reference_env
         import gymnasium as gym
 
         if observation_mode == "dict":
             obs_space = ref.dict_observation_space
         else:
-            size = sum(int(np.prod(s.shape)) for s in ref.dict_observation_space.values()) + ref.layout["n"]
-            obs_space = gym.spaces.Box(0.0, 1.0, (size,), np.float32)
+            obs_space = gym.spaces.Box(0.0, 1.0, (FlatLayout(engine.n_max, engine.with_adjacency).size,), np.float32)
         super().__init__(engine.num_envs, obs_space, ref.action_space)
         self._actions: torch.Tensor | None = None
         self._episode_return = np.zeros(self.num_envs, np.float64)
@@ -83,15 +83,15 @@ class SwarmSB3VecEnv(VecEnv):
         obs_t, reward_t, terminated_t, info_t = self.engine.step(self._actions, final_obs=True)
         self._actions = None
         reward = reward_t.cpu().numpy().astype(np.float32)
-        done = info_t["done_mask"].cpu().numpy()
-        truncated = info_t["truncated"].cpu().numpy()
+        done = info_t["done_mask"].cpu().numpy().copy()
+        truncated = info_t["truncated"].cpu().numpy().copy()
         obs = self._obs(obs_t, info_t["action_mask"])
         self._episode_return += reward
         self._episode_length += 1
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         if done.any():
             final = self._obs(info_t["final_obs"], info_t["final_mask"])
-            metrics = {k: v.cpu().numpy() for k, v in info_t["metrics"].items()}
+            metrics = {k: v.cpu().numpy().copy() for k, v in info_t["metrics"].items()}
             names = self.engine.family_names
             for i in np.flatnonzero(done):
                 if self.observation_mode == "dict":
@@ -111,7 +111,7 @@ class SwarmSB3VecEnv(VecEnv):
         return obs, reward, done, infos
 
     def action_masks(self) -> np.ndarray:
-        """Valid actions now, ``bool[num_envs, 2 * n_max + 2]``."""
+        """Valid actions now, ``bool[num_envs, ActionLayout(n_max).n]``."""
         return self.engine.action_mask.cpu().numpy().copy()
 
     def env_method(self, method_name: str, *method_args, indices: None | int | Iterable[int] = None, **method_kwargs) -> list[Any]:

@@ -1,4 +1,4 @@
-"""SwarmVectorEnv: the Gymnasium vector env over :class:`BatchedSwarmEngine`."""
+"""SwarmVectorEnv: the Gymnasium vector env over :class:`BatchedSwarmEngine` (the compiled batched kernel)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from swarmgym.batched.engine import BatchedSwarmEngine
+from swarmgym.layout import FlatLayout
 from swarmgym.simulator import TaskInstance
 
 #: Metric keys whose values are floats (the rest are integers, ``budget_exhausted`` bool, ``family`` str).
@@ -26,15 +27,15 @@ class SwarmVectorEnv(VectorEnv):
 
     The same task suite, dynamics, observations, rewards and metrics as
     :class:`swarmgym.SwarmEnv` (the reference, which this env reproduces exactly on
-    the same task instances), computed for the whole batch at once in torch, on CPU
-    or CUDA. ``gymnasium.make_vec("swarmgym/WideSearch-v0", num_envs=N)`` returns one
+    the same task instances), computed for the whole batch at once by a compiled kernel,
+    on CPU or CUDA. ``gymnasium.make_vec("swarmgym/WideSearch-v0", num_envs=N)`` returns one
     (every suite id registers it as its ``vector_entry_point``).
 
     ## Spaces
 
     ``single_observation_space`` and ``single_action_space`` are SwarmEnv's
     (``Dict`` of ``nodes``/``globals`` [/``adjacency``], or one ``Box`` with
-    ``observation_mode="flat"``; ``Discrete(2 * n_max + 2)``); ``observation_space``
+    ``observation_mode="flat"``; ``Discrete(ActionLayout(n_max).n)``); ``observation_space``
     and ``action_space`` are their ``batch_space``.
 
     ## Autoreset
@@ -43,11 +44,13 @@ class SwarmVectorEnv(VectorEnv):
     ends, the returned observation is already the first observation of the env's next
     episode (an instance drawn from the engine's bank); the last observation of the
     finished episode is in ``info["final_obs"]`` (rows marked by ``info["_final_obs"]``)
-    and its step info in ``info["final_info"]``.
+    and its step info in ``info["final_info"]``. A terminated episode's final mask allows
+    exactly ``answer`` (ignored; the episode is over); in the flat form it is part of the
+    final observation.
 
     ## Infos (Gymnasium dict-of-arrays form)
 
-    * ``action_mask``: ``bool[num_envs, 2 * n_max + 2]``, valid actions of the returned
+    * ``action_mask``: ``bool[num_envs, ActionLayout(n_max).n]``, valid actions of the returned
       observations (also :meth:`action_masks`).
     * ``metrics`` / ``_metrics``: on the step an episode ends (terminated or truncated),
       the episode metrics of :meth:`swarmgym.simulator.SwarmSimulator.metrics`, one array
@@ -120,7 +123,7 @@ class SwarmVectorEnv(VectorEnv):
             max_episode_steps=max_episode_steps,
             with_adjacency=with_adjacency,
         )
-        ref = self.engine._ref
+        ref = self.engine.reference_env
         self.num_envs = self.engine.num_envs
         self.observation_mode = observation_mode
         self.return_tensors = bool(return_tensors)
@@ -130,14 +133,10 @@ class SwarmVectorEnv(VectorEnv):
         if observation_mode == "dict":
             self.single_observation_space = ref.dict_observation_space
         else:
-            self.single_observation_space = gym.spaces.Box(0.0, 1.0, (self._flat_size(ref),), np.float32)
+            self.single_observation_space = gym.spaces.Box(0.0, 1.0, (FlatLayout(ref.n_max, self.engine.with_adjacency).size,), np.float32)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self._started = False
-
-    @staticmethod
-    def _flat_size(ref) -> int:
-        return sum(int(np.prod(s.shape)) for s in ref.dict_observation_space.values()) + ref.layout["n"]
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -176,7 +175,7 @@ class SwarmVectorEnv(VectorEnv):
         mask = info_t["action_mask"]
         obs = self._convert_obs(obs_t, mask)
         info: dict[str, Any] = {"action_mask": self._out(mask)}
-        done_np = done.cpu().numpy()
+        done_np = done.cpu().numpy().copy()
         if done_np.any():
             metrics = self._metrics(info_t["metrics"], done_np)
             info["metrics"], info["_metrics"] = metrics, done_np
@@ -185,11 +184,11 @@ class SwarmVectorEnv(VectorEnv):
             info["final_info"] = {"metrics": metrics, "_metrics": done_np, "action_mask": self._out(info_t["final_mask"])}
             info["_final_info"] = done_np
         if self.return_tensors:
-            return obs, reward.to(torch.float64), terminated.clone(), info_t["truncated"].clone(), info
-        return obs, reward.cpu().numpy(), terminated.cpu().numpy(), info_t["truncated"].cpu().numpy(), info
+            return obs, reward.clone(), terminated.clone(), info_t["truncated"].clone(), info
+        return obs, reward.cpu().numpy().copy(), terminated.cpu().numpy().copy(), info_t["truncated"].cpu().numpy().copy(), info
 
     def action_masks(self):
-        """Valid actions now, ``bool[num_envs, 2 * n_max + 2]`` (numpy, or a tensor with ``return_tensors``)."""
+        """Valid actions now, ``bool[num_envs, ActionLayout(n_max).n]`` (numpy, or a tensor with ``return_tensors``)."""
         return self._out(self.engine.action_mask)
 
     def close_extras(self, **kwargs: Any) -> None:
@@ -223,7 +222,7 @@ class SwarmVectorEnv(VectorEnv):
             if "adjacency" in obs:
                 parts.append(obs["adjacency"].reshape(N, -1))
             parts.append(mask.to(torch.float32))
-            flat = torch.cat(parts, 1)
+            flat = torch.cat(parts, 1)  # a new tensor: not overwritten by the next step
             return flat if self.return_tensors else flat.cpu().numpy()
         if self.return_tensors:
             return {k: (v.contiguous().clone() if self.copy else v) for k, v in obs.items()}

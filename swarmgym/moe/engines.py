@@ -1,29 +1,18 @@
-"""The engine interface the PPO trainer drives, and how an env id becomes an engine.
+"""The engine a trainer drives (:class:`swarmgym.engine_protocol.SwarmEngine`), and how an env id becomes one.
 
-The trainer stays in torch: it talks to an object with the interface of
-``swarmgym.batched.BatchedSwarmEngine`` (contract 2 of the project)::
-
-    engine.num_envs, engine.n_max, engine.device, engine.family_names
-    engine.reset() -> {"nodes": [N, n_max, 20], "globals": [N, 10]} float32 tensors
-    engine.step(actions: LongTensor[N]) -> (obs, reward [N], terminated bool[N], info)
-    engine.action_mask -> BoolTensor[N, 2 n_max + 2] for the current observations
-
-Finished envs are reset in place (the returned obs is the next episode's first
-observation); ``info["done_mask"]`` says which envs finished and
-``info["metrics"]`` holds the finished episodes' metrics as tensors
-(``family_id`` indexing ``engine.family_names``).
-
-:class:`GymVectorEngine` implements that interface over
-``gymnasium.make_vec(id, num_envs=N, vectorization_mode="sync")`` (same-step
-autoreset). It is the CPU fallback for families the batched engine does not
-support, and what the trainer uses where ``swarmgym.batched`` is not installed.
-:func:`make_engine` picks one.
+Two engines implement the protocol: :class:`swarmgym.batched.BatchedSwarmEngine` (the
+compiled batched kernel, what :func:`make_engine` returns by default) and
+:class:`GymVectorEngine`, the same interface over
+``gymnasium.make_vec(id, num_envs=N, vectorization_mode="sync")`` (same-step autoreset),
+which steps the reference :class:`~swarmgym.env.SwarmEnv` one env at a time (slow; for
+comparisons and for env kwargs only the reference env takes).
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+import pickle
 import warnings
 from dataclasses import fields
 from typing import Any
@@ -117,7 +106,7 @@ class _EnvFactory:
 
 
 class GymVectorEngine:
-    """The engine interface over a synchronous Gymnasium vector env of :class:`SwarmEnv`.
+    """The engine protocol over a synchronous Gymnasium vector env of :class:`SwarmEnv`.
 
     :param env_kwargs: keyword arguments of :class:`SwarmEnv` (see :func:`resolve_env_kwargs`).
     :param num_envs: envs stepped together, in [1, 65536].
@@ -134,18 +123,45 @@ class GymVectorEngine:
         self.num_envs = num_envs
         self.device = torch.device(device)
         self.seed = int(seed)
+        self.spec: dict[str, Any] = {
+            "env_kwargs": copy.deepcopy(kwargs),
+            "num_envs": num_envs,
+            "device": str(self.device),
+            "seed": self.seed,
+        }
         self.vec = gym.vector.SyncVectorEnv(
             [_EnvFactory(kwargs) for _ in range(num_envs)],
             autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
         )
         first = self.vec.envs[0]
         self.n_max = first.n_max
-        self.config: SwarmConfig = first.config
+        self.config = first.config
         self.layout = ActionLayout(self.n_max)
         self.family_names = family_names_of(first.generator) or ["custom"]
         self._mask = np.zeros((num_envs, self.layout.n), dtype=bool)
-        #: keyword arguments that rebuild this engine (``GymVectorEngine(**engine.spec)``)
-        self.spec: dict[str, Any] = {"env_kwargs": dict(env_kwargs), "num_envs": num_envs, "device": str(self.device), "seed": self.seed}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every sub-env pickled (its simulator and random state), the current masks and the family names."""
+        return {
+            "format": "swarmgym.gym_vector_engine/1",
+            "spec": copy.deepcopy(self.spec),
+            "envs": pickle.dumps([env.unwrapped.__dict__ for env in self.vec.envs]),
+            "mask": self._mask.copy(),
+            "family_names": list(self.family_names),
+            "autoreset": self.vec._autoreset_envs.copy(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` of an engine with the same ``spec``."""
+        if not isinstance(state, dict) or state.get("format") != "swarmgym.gym_vector_engine/1":
+            raise ValueError("state must be a dict from GymVectorEngine.state_dict()")
+        if state["spec"]["env_kwargs"] != self.spec["env_kwargs"] or state["spec"]["num_envs"] != self.num_envs:
+            raise ValueError("state was saved by a GymVectorEngine with other env_kwargs or num_envs")
+        for env, saved in zip(self.vec.envs, pickle.loads(state["envs"])):
+            env.unwrapped.__dict__.update(saved)
+        self._mask = state["mask"].copy()
+        self.family_names[:] = state["family_names"]
+        self.vec._autoreset_envs = state["autoreset"].copy()
 
     def __repr__(self) -> str:
         return f"GymVectorEngine(num_envs={self.num_envs}, n_max={self.n_max}, families={self.family_names}, device={self.device})"
@@ -161,37 +177,6 @@ class GymVectorEngine:
         obs, info = self.vec.reset(seed=self.seed if seed is None else int(seed))
         self._mask = np.asarray(info["action_mask"], dtype=bool)
         return self._obs(obs)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Each env's random-number state, instance and simulator (no observation caches: they are rebuilt)."""
-        envs = []
-        for env in self.vec.envs:
-            envs.append(
-                {
-                    "np_random": env.np_random.bit_generator.state if env._np_random is not None else None,
-                    "instance": env.instance if env.sim is not None else None,
-                    "sim": copy.deepcopy(env.sim),
-                    "last_invalid": env._last_invalid,
-                }
-            )
-        return {"envs": envs, "mask": self._mask.copy(), "family_names": list(self.family_names)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue exactly where the engine that wrote ``state`` stood (built with the same :attr:`spec`)."""
-        if len(state["envs"]) != self.num_envs:
-            raise ValueError(f"engine state holds {len(state['envs'])} envs; this engine has {self.num_envs}")
-        for env, saved in zip(self.vec.envs, state["envs"]):
-            if saved["np_random"] is not None:
-                rng = np.random.Generator(np.random.PCG64())
-                rng.bit_generator.state = saved["np_random"]
-                env.np_random = rng
-            if saved["sim"] is not None:
-                env.instance = saved["instance"]
-                env.sim = copy.deepcopy(saved["sim"])
-                env._encode_static()
-            env._last_invalid = bool(saved["last_invalid"])
-        self._mask = np.asarray(state["mask"], dtype=bool).copy()
-        self.family_names[:] = list(state["family_names"])
 
     @property
     def action_mask(self) -> torch.Tensor:
@@ -244,31 +229,26 @@ def make_engine(
 ):
     """An engine for ``env_id``.
 
-    :param engine: ``"batched"`` (``swarmgym.batched.BatchedSwarmEngine``; an error if it
-        is missing or does not support the family), ``"gym"`` (:class:`GymVectorEngine`) or
-        ``"auto"`` (batched when available and supported, else gym, with a warning).
+    :param engine: ``"batched"`` or ``"auto"`` (:class:`swarmgym.batched.BatchedSwarmEngine`,
+        on ``device``) or ``"gym"`` (:class:`GymVectorEngine`: reference envs stepped on CPU,
+        tensors moved to ``device``).
     """
     if engine not in ("auto", "batched", "gym"):
         raise ValueError(f"engine must be 'auto', 'batched' or 'gym', got {engine!r}")
     kwargs = check_env_kwargs(env_id, overrides)  # bad values raise here, whichever engine runs
     if engine in ("auto", "batched"):
-        try:
-            from swarmgym.batched import BatchedSwarmEngine
+        from swarmgym.batched import BatchedSwarmEngine
 
-            return BatchedSwarmEngine(
-                kwargs.get("generator", "WideSearch"),
-                generator_kwargs=kwargs.get("generator_kwargs"),
-                config=kwargs.get("config"),
-                n_max=kwargs.get("n_max"),
-                num_envs=num_envs,
-                device=device,
-                seed=seed,
-            )
-        except (ImportError, NotImplementedError, TypeError, ValueError) as exc:
-            if engine == "batched":
-                raise
-            if not isinstance(exc, ImportError):
-                warnings.warn(f"the batched engine cannot run {env_id!r} ({exc}); using the gymnasium sync engine", stacklevel=2)
+        return BatchedSwarmEngine(
+            kwargs.get("generator", "WideSearch"),
+            generator_kwargs=kwargs.get("generator_kwargs"),
+            config=kwargs.get("config"),
+            n_max=kwargs.get("n_max"),
+            num_envs=num_envs,
+            device=device,
+            seed=seed,
+            with_adjacency=bool(kwargs.get("with_adjacency", False)),
+        )
     if torch.device(device).type != "cpu":
         warnings.warn("the gymnasium sync engine steps on CPU; tensors are moved to the device", stacklevel=2)
     return GymVectorEngine(kwargs, num_envs, device=device, seed=seed)

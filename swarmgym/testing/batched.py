@@ -3,20 +3,27 @@
 :func:`check_batched` draws a seed and, for each of ``num_envs`` reference envs
 (``gymnasium.make(env_id)``, reset with ``seed + e``), actions from the live mask;
 it loads the reference instances into a fresh
-:class:`~swarmgym.batched.BatchedSwarmEngine` (contract 2) and steps both, comparing
+:class:`~swarmgym.batched.BatchedSwarmEngine` and steps both, comparing
 after every step the observations, masks, rewards, terminations and, when an
-episode ends, every metric; then it replays the same actions through what
-``gymnasium.make_vec(env_id)`` returns (``options={"instances": ...}``), in the
-id's own observation mode (so flat ids check the flat encoding too). Envs whose reference episode has ended are given the
-first valid action of the engine's own mask (their autoreset episodes are not
-compared). A difference raises
+episode ends, the final observation and mask and every metric. When an episode ends
+the engine resets the env itself (from its instance bank); the reference is reset onto
+the instance the engine drew and the comparison goes on, for ``episodes`` episodes per
+env. Then it replays the same actions through what ``gymnasium.make_vec(env_id)``
+returns (``options={"instances": ...}``), in the id's own observation mode (so flat ids
+check the flat encoding too). With ``drawn_configs=True`` every example also draws the
+dynamics (:func:`~swarmgym.testing.strategies.swarm_configs`). Envs done with their
+episodes are given the first valid action of the engine's own mask. A difference raises
 :class:`~swarmgym.testing.invariants.InvariantViolation`
 (``batched_matches_reference``) with a :func:`replay_batched` snippet.
+
+The profile (``"ci"`` or ``"deep"``) defaults to the environment variable
+``SWARMGYM_TEST_PROFILE`` (``"ci"`` when unset).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Callable, Sequence
 
 import gymnasium as gym
@@ -25,9 +32,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swarmgym.testing.invariants import InvariantViolation, _first_difference, _same
-from swarmgym.testing.strategies import seeds
+from swarmgym.testing.strategies import seeds, swarm_configs
 
 __all__ = ["check_batched", "engine_for", "replay_batched"]
+
+#: Environment variable naming the default profile of :func:`check_batched`.
+PROFILE_VARIABLE = "SWARMGYM_TEST_PROFILE"
+#: Episodes compared per env (the first, then the engine's own autoresets), by profile.
+EPISODES: dict[str, int] = {"ci": 2, "deep": 4}
+
+
+def default_profile() -> str:
+    """``$SWARMGYM_TEST_PROFILE`` (``"ci"`` or ``"deep"``), ``"ci"`` when unset."""
+    name = os.environ.get(PROFILE_VARIABLE, "ci") or "ci"
+    if name not in EPISODES:
+        raise ValueError(f"{PROFILE_VARIABLE} must be one of {sorted(EPISODES)}, got {name!r}")
+    return name
+
 
 # SwarmEnv keyword arguments the engine does not take (it always encodes Dict observations)
 _ENV_ONLY = ("observation_mode", "strict", "render_mode")
@@ -99,6 +120,9 @@ class _EngineSide:
         obs = self.engine.load_instances(instances)
         return obs, np.asarray(_numpy(self.engine.action_mask)).copy()
 
+    def instances(self):
+        return self.engine.instances()
+
     def step(self, batch: np.ndarray):
         import torch
 
@@ -129,6 +153,9 @@ class _VectorSide:
         obs, info = self.env.reset(seed=0, options={"instances": list(instances)})
         return obs, np.asarray(info["action_mask"]).copy()
 
+    def instances(self):
+        return self.env.unwrapped.engine.instances()
+
     def step(self, batch: np.ndarray):
         obs, reward, terminated, truncated, info = self.env.step(batch)
         done = np.asarray(terminated) | np.asarray(truncated)
@@ -151,14 +178,17 @@ def run_batched(
     via: str = "engine",
     target: str | None = None,
     engine_factory: Callable[[int], Any] | None = None,
+    episodes: int | None = 1,
     **make_kwargs: Any,
 ) -> list[list[int]]:
     """Step ``len(policies)`` reference envs and a batched env together, comparing them.
 
     :param env_id: the registered id.
     :param seed: env ``e`` is reset with ``seed + e``.
-    :param policies: one ``policy(mask, step) -> action`` per env (None stops that env's
-        comparison; the replay's lists run out that way).
+    :param policies: one ``policy(mask, step) -> action`` per env, ``step`` counting the env's
+        actions over all its episodes (None stops that env's comparison; the replay's lists run
+        out that way). A policy with a ``new_episode(step)`` method is told when the engine's
+        autoreset starts the env's next episode.
     :param via: ``"engine"``: the tensor engine (:class:`~swarmgym.batched.BatchedSwarmEngine`)
         against Dict-observation reference envs; ``"make_vec"``: what ``gymnasium.make_vec``
         returns for the id (its own observation mode, e.g. flat) against ``gymnasium.make``'s.
@@ -167,9 +197,14 @@ def run_batched(
         engine to compare (default: :func:`engine_for` the id); it must have
         ``load_instances``, ``action_mask`` and ``step(actions, final_obs=True)`` as
         :class:`~swarmgym.batched.BatchedSwarmEngine` has.
+    :param episodes: episodes compared per env: the first, then those the batched env's own
+        autoresets start (the reference following onto the instance it drew); None: until
+        the env's policy returns None.
     :returns: the actions taken, one list per env.
     :raises InvariantViolation: ``batched_matches_reference``, with a :func:`replay_batched` snippet.
     """
+    if episodes is not None and (isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1):
+        raise ValueError(f"episodes must be None or an integer >= 1, got {episodes!r}")
     if via not in ("engine", "make_vec"):
         raise ValueError(f"via must be 'engine' or 'make_vec', got {via!r}")
     if engine_factory is not None and via != "engine":
@@ -208,6 +243,7 @@ def run_batched(
         for e in range(num_envs):
             compare_obs(e, obs, resets[e][0], mask[e], ref_masks[e], "the first")
         live = [True] * num_envs
+        played = [1] * num_envs  # episodes started, per env
         while True:
             batch = np.zeros(num_envs, dtype=np.int64)
             for e in range(num_envs):
@@ -226,6 +262,7 @@ def run_batched(
             step += 1
             out = side.step(batch)
             mask = out["mask"]
+            instances = None  # the batched env's instances, fetched once per step if an episode ended
             for e in range(num_envs):
                 if not live[e]:
                     continue
@@ -243,7 +280,18 @@ def run_batched(
                         problem = _metric_difference(r_info["metrics"], out["metrics"], e, side.family_names)
                         if problem:
                             fail(f"env {e}: {side.name}'s {problem}")
-                    live[e] = False
+                    if episodes is not None and played[e] >= episodes:
+                        live[e] = False
+                        continue
+                    # the batched env has reset itself: the reference follows onto the instance it drew
+                    played[e] += 1
+                    instances = instances or side.instances()
+                    r_obs, r_info = refs[e].reset(options={"instance": instances[e]})
+                    compare_obs(e, out["obs"], r_obs, mask[e], np.asarray(r_info["action_mask"]), f"episode {played[e]}'s first")
+                    ref_masks[e] = np.asarray(r_info["action_mask"])
+                    hook = getattr(policies[e], "new_episode", None)
+                    if hook is not None:
+                        hook(len(actions[e]))
                 else:
                     compare_obs(e, out["obs"], r_obs, mask[e], np.asarray(r_info["action_mask"]), "the")
                     ref_masks[e] = np.asarray(r_info["action_mask"])
@@ -259,44 +307,78 @@ def run_batched(
     return actions
 
 
+class _EpisodesPolicy:
+    """Drawn episodes back to back: a fresh :func:`~swarmgym.testing.check.drawn_policy` per episode."""
+
+    def __init__(self, data, max_steps: int) -> None:
+        from swarmgym.testing.check import drawn_policy
+
+        self._draw = lambda: drawn_policy(data, max_steps)
+        self._policy = self._draw()
+        self._start = 0
+
+    def new_episode(self, step: int) -> None:
+        self._policy = self._draw()
+        self._start = step
+
+    def __call__(self, mask: np.ndarray, step: int) -> int:
+        return self._policy(mask, step - self._start)
+
+
 def check_batched(
     env_id: str,
-    profile: str | settings = "ci",
+    profile: str | settings | None = None,
     *,
     num_envs: int = 3,
     max_examples: int | None = None,
     max_steps: int | None = None,
+    episodes: int | None = None,
+    drawn_configs: bool = False,
     via: str | None = None,
     engine_factory: Callable[[int], Any] | None = None,
     **make_kwargs: Any,
 ) -> None:
     """Hold the batched engine to the reference env on hypothesis-drawn instances and actions.
 
-    Each example draws a seed and one action sequence per env from the live masks,
-    plays them on the engine beside ``num_envs`` reference envs and then replays the
-    same actions through ``gymnasium.make_vec`` (see ``via``).
+    Each example draws a seed and, per env and episode, a style of play and actions from the
+    live masks, plays them on the engine beside ``num_envs`` reference envs (across the
+    engine's own autoresets) and then replays the same actions through ``gymnasium.make_vec``
+    (see ``via``).
 
     :param env_id: a registered id (its kwargs are :class:`~swarmgym.env.SwarmEnv`'s).
     :param profile: ``"ci"``, ``"deep"`` or a hypothesis ``settings`` object (see
-        :data:`~swarmgym.testing.check.PROFILES`).
+        :data:`~swarmgym.testing.check.PROFILES`); default ``$SWARMGYM_TEST_PROFILE``, else ``"ci"``.
     :param num_envs: envs in the batch, each with its own seed and actions.
     :param max_examples: override the profile's number of examples.
-    :param max_steps: each env answers at the latest after this many steps.
-    :param via: ``"engine"`` (the tensor engine), ``"make_vec"`` (the id's vector env, in
+    :param max_steps: each episode answers at the latest after this many steps.
+    :param episodes: episodes compared per env, >= 1 (the first, then autoresets); default
+        the profile's (:data:`EPISODES`: 2 for ``"ci"``, 4 for ``"deep"``).
+    :param drawn_configs: also draw the dynamics per example
+        (:func:`~swarmgym.testing.strategies.swarm_configs`, replacing the id's config).
+    :param via: ``"engine"`` (the batched engine), ``"make_vec"`` (the id's vector env, in
         its own observation mode), or None (default): the engine, then ``make_vec`` too
         when the id's vector entry point is swarmgym's and no ``engine_factory`` is given.
     :param engine_factory: ``engine_factory(num_envs)`` returns the engine to compare
-        (default: the id's :class:`~swarmgym.batched.BatchedSwarmEngine`, see :func:`engine_for`).
+        (default: the id's :class:`~swarmgym.batched.BatchedSwarmEngine`, see :func:`engine_for`);
+        with ``drawn_configs`` it is called as ``engine_factory(num_envs, config=...)``.
     :param make_kwargs: overrides of the id's kwargs.
     :raises InvariantViolation: ``batched_matches_reference``, shrunk, with a :func:`replay_batched` snippet.
     """
-    from swarmgym.testing.check import drawn_policy, resolve_profile
+    from swarmgym.testing.check import resolve_profile
 
+    if profile is None:
+        profile = default_profile()
     base, steps = resolve_profile(profile, max_steps)
+    if episodes is None:
+        episodes = EPISODES.get(profile, EPISODES["ci"]) if isinstance(profile, str) else EPISODES["ci"]
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise ValueError(f"episodes must be None or an integer >= 1, got {episodes!r}")
     if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
         raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
     if via not in (None, "engine", "make_vec"):
         raise ValueError(f"via must be None, 'engine' or 'make_vec', got {via!r}")
+    if not isinstance(drawn_configs, bool):
+        raise TypeError(f"drawn_configs must be a bool, got {drawn_configs!r}")
     spec = gym.spec(env_id)  # fails now, naming the id, if it is not registered
     if via is None:
         ours = isinstance(spec.vector_entry_point, str) and spec.vector_entry_point.startswith("swarmgym.batched:")
@@ -309,10 +391,15 @@ def check_batched(
     @given(seed=seeds(), data=st.data())
     def batched_episode(seed: int, data) -> None:
         __tracebackhide__ = True
-        policies = [drawn_policy(data, steps) for _ in range(num_envs)]
-        actions = run_batched(env_id, seed, policies, via=sides[0], engine_factory=engine_factory, **make_kwargs)
+        kwargs, factory = dict(make_kwargs), engine_factory
+        if drawn_configs:
+            kwargs["config"] = data.draw(swarm_configs(), label="config").to_dict()
+            if engine_factory is not None:
+                factory = lambda n: engine_factory(n, config=kwargs["config"])  # noqa: E731
+        policies = [_EpisodesPolicy(data, steps) for _ in range(num_envs)]
+        actions = run_batched(env_id, seed, policies, via=sides[0], engine_factory=factory, episodes=episodes, **kwargs)
         for side in sides[1:]:  # the same episodes again, through the other door
-            replay_batched(env_id, seed, actions, via=side, **make_kwargs)
+            replay_batched(env_id, seed, actions, via=side, **kwargs)
 
     batched_episode()
 
@@ -324,6 +411,7 @@ def replay_batched(
     *,
     via: str = "engine",
     engine_factory: Callable[[int], Any] | None = None,
+    episodes: int | None = None,
     **make_kwargs: Any,
 ) -> list[list[int]]:
     """Replay a batched comparison (what a ``batched_matches_reference`` message tells you to run).
@@ -333,6 +421,7 @@ def replay_batched(
     :param actions: one action list per env.
     :param via: ``"engine"`` or ``"make_vec"``, as the message says.
     :param engine_factory: the engine factory that was checked, if not the default.
+    :param episodes: episodes compared per env (default: as many as the actions reach).
     :returns: the actions replayed, if the engine matched the reference throughout.
     :raises InvariantViolation: the same difference as the original run.
     """
@@ -341,4 +430,5 @@ def replay_batched(
     def policy_for(row: list[int]):
         return lambda mask, step: row[step] if step < len(row) else None
 
-    return run_batched(env_id, seed, [policy_for(row) for row in lists], via=via, engine_factory=engine_factory, **make_kwargs)
+    policies = [policy_for(row) for row in lists]
+    return run_batched(env_id, seed, policies, via=via, engine_factory=engine_factory, episodes=episodes, **make_kwargs)

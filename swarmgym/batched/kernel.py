@@ -1,0 +1,865 @@
+"""The batched dynamics: one per-environment step, stage for stage the simulator's, compiled with numba.
+
+This module is the only implementation of the batched dynamics. Each stage is a plain
+Python function of one env ``e`` over named state arrays, named after the
+:class:`swarmgym.simulator.SwarmSimulator` method it mirrors (``advance`` is ``_advance``,
+``return_result`` is ``_return``, ``complete`` is ``_complete``, then ``spawn``, ``do``,
+``wait``, ``waste_tick``, ``answer``, ``check_budget``, ``score``, ``metrics``), so a rule
+changed in the simulator is changed here line for line. The stages are
+``numba.extending.register_jitable``: the same source is compiled into
+
+* :func:`cpu_kernels` -- ``step_batch``: a ``numba.prange`` loop over the batch (on-disk
+  cache, ``workqueue`` threading layer), and
+* :func:`cuda_kernels` -- one CUDA thread per env, one kernel launch per step
+  (numba's CUDA target; under ``NUMBA_ENABLE_CUDASIM=1`` its simulator runs it on host
+  arrays, which is how the CUDA path is tested without a GPU).
+
+The arrays the stages read are grouped in four named tuples of a few arrays each (shapes with ``N`` envs,
+``n`` = ``n_max`` node slots, ``A`` = ``max_attempts``, ``W`` = words of a node bit set,
+``m`` = ``max_subagents``, ``B`` bank rows):
+
+* :class:`State` -- per-env dynamic state, the simulator's attributes;
+* :class:`Instance` -- per-env copy of the task instance it plays (graph and fates);
+* :class:`Bank` -- the instance bank autoresets draw from (see :mod:`.instance_bank`);
+* :class:`Output` -- observation, mask, reward, flags and episode metrics written by a step.
+
+Rules (the config's constants and the action layout's offsets) are a tuple of scalars,
+:class:`Rules`. Sets of nodes (parents, children) are bit sets of ``BITS`` nodes per
+int64 word (``W = ceil(n / BITS)`` words), kept below 2**32 so every shift is exact.
+
+Random numbers (the bank row an autoreset draws) come from a counter-based 32-bit hash
+computed in int64 without overflow, so Python, numba on CPU, CUDA and the CUDA simulator
+draw the same rows: env ``e``'s stream is ``mix32(stream_key, e, k)`` for its ``k``-th draw.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import namedtuple
+
+import numpy as np
+
+try:
+    import numba
+except ImportError as exc:  # pragma: no cover - numba is a dependency
+    raise ImportError(
+        "swarmgym.batched needs the 'numba' package (pip install 'numba>=0.60'): the batched kernel is compiled with it"
+    ) from exc
+
+from numba.extending import register_jitable
+
+from swarmgym.layout import (
+    ACTIVE,
+    BLOCKED,
+    DONE,
+    GLOBAL_COLUMN,
+    MAX_SUBAGENTS_SCALE,
+    NODE_COLUMN,
+    READY,
+    RUNNING,
+    STATUS_COLUMN0,
+    TIME_LEFT_HALF,
+    TOKENS_HALF,
+    UNFINISHED_SCALE,
+    WORK_SCALE,
+)
+from swarmgym.simulator import FAIL, OK, WRONG
+
+# numba's default OpenMP layer shares a runtime with torch and slows both many times over;
+# the workqueue layer does not (it must be chosen before the first parallel compile).
+if os.environ.get("NUMBA_THREADING_LAYER") is None:
+    numba.config.THREADING_LAYER = "workqueue"
+
+#: Nodes per word of a node bit set (words are int64 holding values below 2**32).
+BITS = 32
+_MASK32 = 0xFFFFFFFF
+_BLOCKED, _READY, _ACTIVE, _RUNNING, _DONE = BLOCKED, READY, ACTIVE, RUNNING, DONE
+_OK, _FAIL, _WRONG = OK, FAIL, WRONG
+
+# observation columns
+_C_STATUS0 = STATUS_COLUMN0
+_C_WORK_LEFT = NODE_COLUMN["work_left"]
+_C_ATTEMPTS = NODE_COLUMN["attempts"]
+_C_UNFINISHED = NODE_COLUMN["unfinished_parents"]
+_C_FAILED = NODE_COLUMN["last_attempt_failed"]
+_C_ELAPSED = NODE_COLUMN["subagent_elapsed"]
+_G_TIME_USED = GLOBAL_COLUMN["time_used"]
+_G_TIME_LEFT = GLOBAL_COLUMN["time_left"]
+_G_RUNNING = GLOBAL_COLUMN["running_subagents"]
+_G_SPAWNS = GLOBAL_COLUMN["spawns_this_turn"]
+_G_CAN_SPAWN = GLOBAL_COLUMN["can_spawn"]
+_G_TOKENS = GLOBAL_COLUMN["tokens_used"]
+_G_NODES_DONE = GLOBAL_COLUMN["nodes_done"]
+_G_TARGETS_DONE = GLOBAL_COLUMN["targets_done"]
+_G_N_NODES = GLOBAL_COLUMN["n_nodes"]
+_G_MAX_SUBAGENTS = GLOBAL_COLUMN["max_subagents"]
+_INV_WORK_SCALE = 1.0 / WORK_SCALE
+_INV_UNFINISHED_SCALE = 1.0 / UNFINISHED_SCALE
+
+# ------------------------------------------------------------------ named arrays
+# Each block is one array; its named rows (or columns) are the simulator's attributes. A block
+# per kind of quantity, not an array per attribute: a compiled stage then passes a few arrays,
+# which keeps compile time and call overhead low.
+
+#: ``State.env`` columns, int64 ``[N, len(ENV_FIELDS)]``: the simulator's per-episode scalars
+#: (``done`` and ``ended_by_budget`` as 0/1), the env's random-stream counter and the bank row
+#: it plays (``instance_ref``: >= 0, or -1 for an instance loaded from outside the bank).
+ENV_FIELDS: tuple[str, ...] = (
+    "t",
+    "spawns_this_turn",
+    "n_running",
+    "n_done",
+    "n_targets_done",
+    "input_tokens",
+    "output_tokens",
+    "n_spawned",
+    "n_ok",
+    "n_failed",
+    "n_wrong",
+    "n_isolated",
+    "invalid_actions",
+    "running_ticks",
+    "peak_concurrency",
+    "episode_steps",
+    "done",
+    "ended_by_budget",
+    "rng_draws",
+    "instance_ref",
+)
+(
+    T,
+    SPAWNS_THIS_TURN,
+    N_RUNNING,
+    N_DONE,
+    N_TARGETS_DONE,
+    INPUT_TOKENS,
+    OUTPUT_TOKENS,
+    N_SPAWNED,
+    N_OK,
+    N_FAILED,
+    N_WRONG,
+    N_ISOLATED,
+    INVALID_ACTIONS,
+    RUNNING_TICKS,
+    PEAK_CONCURRENCY,
+    EPISODE_STEPS,
+    IS_DONE,
+    ENDED_BY_BUDGET,
+    RNG_DRAWS,
+    INSTANCE_REF,
+) = range(len(ENV_FIELDS))
+
+#: ``State.node`` rows, int32 ``[N, len(NODE_FIELDS), n]``: the simulator's per-node arrays
+#: (``status`` a code BLOCKED .. DONE, the flags 0/1).
+NODE_FIELDS: tuple[str, ...] = (
+    "status",
+    "work_left",
+    "attempts",
+    "unfinished_parents",
+    "path_len",
+    "start_time",
+    "finish_time",
+    "last_failed",
+    "correct",
+    "overlapped",
+)
+STATUS, WORK_LEFT, ATTEMPTS, UNFINISHED_PARENTS, PATH_LEN, START_TIME, FINISH_TIME, LAST_FAILED, CORRECT, OVERLAPPED = range(
+    len(NODE_FIELDS)
+)
+
+#: ``Instance.node`` rows, int32 ``[N, len(INSTANCE_NODE_FIELDS), n]`` (0 on padding slots).
+INSTANCE_NODE_FIELDS: tuple[str, ...] = ("work", "n_parents", "target")
+WORK, N_PARENTS, TARGET = range(len(INSTANCE_NODE_FIELDS))
+#: ``Instance.bits`` rows, int64 ``[N, 2, n, W]``: bit ``p % BITS`` of word ``p // BITS`` of node i's
+#: row: p is a parent (``PARENTS``) / a child (``CHILDREN``) of i.
+PARENTS, CHILDREN = 0, 1
+#: ``Instance.fates`` rows, int32 ``[N, 2, n, A]``: ticks of each sub-agent attempt and its outcome (OK, FAIL, WRONG).
+DURATION, OUTCOME = 0, 1
+#: ``Instance.env`` columns, int64 ``[N, len(INSTANCE_ENV_FIELDS)]``.
+INSTANCE_ENV_FIELDS: tuple[str, ...] = ("budget", "n_nodes", "n_targets", "task_serial_steps", "task_lower_bound", "family_id")
+BUDGET, N_NODES, N_TARGETS, TASK_SERIAL_STEPS, TASK_LOWER_BOUND, FAMILY_ID = range(len(INSTANCE_ENV_FIELDS))
+
+#: Per-env dynamic state: ``env`` int64 ``[N, len(ENV_FIELDS)]``, ``node`` int32
+#: ``[N, len(NODE_FIELDS), n]``, ``concurrency_ticks`` int64 ``[N, m + 1]``.
+State = namedtuple("State", ["env", "node", "concurrency_ticks"])
+#: Per-env copy of the task instance it plays: ``node`` int32 ``[N, 3, n]``, ``bits`` int64
+#: ``[N, 2, n, W]``, ``fates`` int32 ``[N, 2, n, A]``, ``env`` int64 ``[N, 6]``.
+Instance = namedtuple("Instance", ["node", "bits", "fates", "env"])
+#: The instance bank: :class:`Instance`'s blocks with ``B`` rows, plus each instance's first
+#: observation (from the reference env): ``nodes0`` float32 ``[B, n, len(NODE_FEATURES)]``,
+#: ``globals0`` float32 ``[B, len(GLOBAL_FEATURES)]``, ``mask0`` bool ``[B, n_actions]``,
+#: ``adjacency0`` float32 ``[B, n, n]`` (``[1, 1, 1]`` without adjacency).
+Bank = namedtuple("Bank", [*Instance._fields, "nodes0", "globals0", "mask0", "adjacency0"])
+#: What a step writes: ``nodes``/``final_nodes`` float32 ``[N, n, len(NODE_FEATURES)]``,
+#: ``globals_``/``final_globals`` float32 ``[N, len(GLOBAL_FEATURES)]``, ``mask``/``final_mask``
+#: bool ``[N, n_actions]``, ``adjacency``/``final_adjacency`` float32 ``[N, n, n]`` (``[1, 1, 1]``
+#: without adjacency), ``reward`` float64 ``[N]``, ``flags`` bool ``[4, N]`` (rows
+#: ``TERMINATED``, ``TRUNCATED``, ``DONE_MASK``, ``BUDGET_EXHAUSTED``), ``metric_int`` int64
+#: ``[len(INT_METRICS), N]``, ``metric_float`` float64 ``[len(FLOAT_METRICS), N]``,
+#: ``concurrency_profile`` float64 ``[N, m + 1]``.
+Output = namedtuple(
+    "Output",
+    [
+        "nodes",
+        "globals_",
+        "mask",
+        "adjacency",
+        "final_nodes",
+        "final_globals",
+        "final_mask",
+        "final_adjacency",
+        "reward",
+        "flags",
+        "metric_int",
+        "metric_float",
+        "concurrency_profile",
+    ],
+)
+TERMINATED, TRUNCATED, DONE_MASK, BUDGET_EXHAUSTED = range(4)
+
+#: The config's constants and the action layout's offsets, as scalars.
+Rules = namedtuple(
+    "Rules",
+    [
+        "n_max",
+        "do_offset",
+        "spawn_offset",
+        "wait_action",
+        "answer_action",
+        "max_subagents",
+        "max_spawns_per_turn",
+        "max_attempts",
+        "spawn_ticks",
+        "orchestrator_turn_input",
+        "orchestrator_turn_output",
+        "handoff_base",
+        "handoff_per_parent",
+        "subagent_step_input",
+        "subagent_tick_output",
+        "result_tokens",
+        "price_input_per_million",
+        "price_output_per_million",
+        "max_episode_steps",  # 0: never truncate
+        "with_adjacency",
+        "stream_key",  # the random stream's key (see mix32)
+    ],
+)
+
+#: Integer episode metrics, one row each of ``Output.metric_int`` (``family_id`` indexes family_names).
+INT_METRICS: tuple[str, ...] = (
+    "family_id",
+    "critical_steps",
+    "serial_steps",
+    "lower_bound",
+    "task_serial_steps",
+    "task_lower_bound",
+    "budget",
+    "n_spawned",
+    "n_subagent_ok",
+    "n_subagent_failed",
+    "n_subagent_wrong",
+    "n_subagent_isolated",
+    "n_subagent_unfinished",
+    "peak_concurrency",
+    "targets_correct",
+    "targets_wrong",
+    "targets_missing",
+    "input_tokens",
+    "output_tokens",
+    "tokens",
+    "invalid_actions",
+)
+#: Float episode metrics, one row each of ``Output.metric_float``.
+FLOAT_METRICS: tuple[str, ...] = (
+    "score",
+    "speedup",
+    "ideal_speedup",
+    "serial_collapse_index",
+    "spurious_spawn_rate",
+    "makespan_ratio",
+    "mean_concurrency",
+    "cost_usd",
+)
+(
+    _M_FAMILY_ID,
+    _M_CRITICAL_STEPS,
+    _M_SERIAL_STEPS,
+    _M_LOWER_BOUND,
+    _M_TASK_SERIAL_STEPS,
+    _M_TASK_LOWER_BOUND,
+    _M_BUDGET,
+    _M_N_SPAWNED,
+    _M_N_OK,
+    _M_N_FAILED,
+    _M_N_WRONG,
+    _M_N_ISOLATED,
+    _M_N_UNFINISHED,
+    _M_PEAK,
+    _M_TARGETS_CORRECT,
+    _M_TARGETS_WRONG,
+    _M_TARGETS_MISSING,
+    _M_INPUT_TOKENS,
+    _M_OUTPUT_TOKENS,
+    _M_TOKENS,
+    _M_INVALID,
+) = range(len(INT_METRICS))
+(
+    _M_SCORE,
+    _M_SPEEDUP,
+    _M_IDEAL,
+    _M_COLLAPSE,
+    _M_SPURIOUS,
+    _M_MAKESPAN,
+    _M_MEAN_CONCURRENCY,
+    _M_COST,
+) = range(len(FLOAT_METRICS))
+
+
+# ------------------------------------------------------------------ random stream
+@register_jitable
+def mul32(x, c):
+    """``(x * c) mod 2**32`` for ``0 <= x, c < 2**32``, with no int64 product above 2**48."""
+    low = (x * (c & 0xFFFF)) & _MASK32
+    high = ((x * (c >> 16)) & 0xFFFF) << 16
+    return (low + high) & _MASK32
+
+
+@register_jitable
+def hash32(x):
+    """A 32-bit integer hash (lowbias32) of ``0 <= x < 2**32``."""
+    x ^= x >> 16
+    x = mul32(x, 0x7FEB352D)
+    x ^= x >> 15
+    x = mul32(x, 0x846CA68B)
+    x ^= x >> 16
+    return x
+
+
+@register_jitable
+def mix32(key, env, k):
+    """The ``k``-th 32-bit draw of env ``env``'s stream under ``key`` (all non-negative)."""
+    h = hash32((key ^ hash32(env & _MASK32)) & _MASK32)
+    h = hash32(h ^ (k & _MASK32))
+    return hash32(h ^ ((k >> 32) & _MASK32))
+
+
+@register_jitable
+def draw_bank_row(s, r, e, bank_size):
+    """A bank row for env ``e``, uniform over ``[0, bank_size)`` up to a 2**-10 relative bias."""
+    u = mix32(r.stream_key, e, s.env[e, RNG_DRAWS])
+    s.env[e, RNG_DRAWS] += 1
+    return (u * bank_size) >> 32
+
+
+# ------------------------------------------------------------------ node sets
+@register_jitable
+def has_bit(bits, e, which, i, j):
+    """Node ``j`` is in node ``i``'s set ``which`` (PARENTS or CHILDREN)."""
+    return ((bits[e, which, i, j // BITS] >> (j % BITS)) & 1) == 1
+
+
+# ------------------------------------------------------------------ queries (SwarmSimulator.can_*)
+@register_jitable
+def can_do(s, k, e, i):
+    if s.env[e, IS_DONE] or not 0 <= i < k.env[e, N_NODES]:
+        return False
+    st = s.node[e, STATUS, i]
+    return st == _READY or st == _ACTIVE
+
+
+@register_jitable
+def can_spawn(s, k, r, e, i):
+    return (
+        s.env[e, IS_DONE] == 0
+        and 0 <= i < k.env[e, N_NODES]
+        and s.node[e, STATUS, i] == _READY
+        and s.node[e, ATTEMPTS, i] < r.max_attempts
+        and s.env[e, N_RUNNING] < r.max_subagents
+        and s.env[e, SPAWNS_THIS_TURN] < r.max_spawns_per_turn
+    )
+
+
+@register_jitable
+def can_wait(s, e):
+    return s.env[e, IS_DONE] == 0 and s.env[e, N_RUNNING] > 0
+
+
+# ------------------------------------------------------------------ internals (SwarmSimulator._*)
+@register_jitable
+def complete(s, k, e, i, correct):
+    """Node ``i`` is done; its output is right iff it and all its parents' outputs are."""
+    node = s.node
+    node[e, STATUS, i] = _DONE
+    node[e, WORK_LEFT, i] = 0
+    s.env[e, N_DONE] += 1
+    s.env[e, N_TARGETS_DONE] += k.node[e, TARGET, i]
+    right = correct
+    longest = 0
+    n = k.env[e, N_NODES]
+    for p in range(n):
+        if has_bit(k.bits, e, PARENTS, i, p):
+            right = right and node[e, CORRECT, p] == 1
+            longest = max(longest, node[e, PATH_LEN, p])
+    node[e, CORRECT, i] = right
+    node[e, PATH_LEN, i] = k.node[e, WORK, i] + longest
+    for c in range(n):
+        if has_bit(k.bits, e, CHILDREN, i, c):
+            node[e, UNFINISHED_PARENTS, c] -= 1
+            if node[e, UNFINISHED_PARENTS, c] == 0:
+                node[e, STATUS, c] = _READY
+
+
+@register_jitable
+def return_result(s, k, r, e, j):
+    """The sub-agent on node ``j`` returns its result."""
+    s.env[e, N_RUNNING] -= 1
+    s.env[e, OUTPUT_TOKENS] += r.result_tokens  # the sub-agent writes its result
+    s.env[e, INPUT_TOKENS] += r.result_tokens  # the orchestrator reads it
+    outcome = k.fates[e, OUTCOME, j, s.node[e, ATTEMPTS, j] - 1]
+    if outcome == _FAIL:
+        s.env[e, N_FAILED] += 1
+        s.node[e, STATUS, j] = _READY
+        s.node[e, LAST_FAILED, j] = 1
+        return
+    if outcome == _WRONG:
+        s.env[e, N_WRONG] += 1
+    else:
+        s.env[e, N_OK] += 1
+        if s.node[e, OVERLAPPED, j] == 0:
+            s.env[e, N_ISOLATED] += 1
+    complete(s, k, e, j, outcome == _OK)
+
+
+@register_jitable
+def advance(s, k, r, e, dt, turn, orchestrator_worked):
+    """Run the clock ``dt`` ticks: charge tokens, count concurrency, resolve finishes."""
+    env = s.env
+    if turn:
+        env[e, INPUT_TOKENS] += r.orchestrator_turn_input
+        env[e, OUTPUT_TOKENS] += r.orchestrator_turn_output
+    n_run = env[e, N_RUNNING]
+    n = k.env[e, N_NODES]
+    if dt > 0:
+        env[e, INPUT_TOKENS] += n_run * dt * r.subagent_step_input
+        env[e, OUTPUT_TOKENS] += n_run * dt * r.subagent_tick_output
+        s.concurrency_ticks[e, n_run] += dt
+        env[e, RUNNING_TICKS] += n_run * dt
+        if n_run > env[e, PEAK_CONCURRENCY]:
+            env[e, PEAK_CONCURRENCY] = n_run
+        if orchestrator_worked or n_run >= 2:
+            for j in range(n):
+                if s.node[e, STATUS, j] == _RUNNING:
+                    s.node[e, OVERLAPPED, j] = 1
+    env[e, T] += dt
+    if n_run:
+        # finishes resolve in node order; a return changes no other running node's status
+        t = env[e, T]
+        for j in range(n):
+            if s.node[e, STATUS, j] == _RUNNING and s.node[e, FINISH_TIME, j] <= t:
+                return_result(s, k, r, e, j)
+
+
+@register_jitable
+def check_budget(s, k, e):
+    if s.env[e, T] >= k.env[e, BUDGET] and s.env[e, IS_DONE] == 0:
+        s.env[e, IS_DONE] = 1
+        s.env[e, ENDED_BY_BUDGET] = 1
+
+
+@register_jitable
+def end_turn(s, k, e):
+    s.env[e, SPAWNS_THIS_TURN] = 0
+    check_budget(s, k, e)
+
+
+# ------------------------------------------------------------------ actions (SwarmSimulator.*)
+@register_jitable
+def do(s, k, r, e, i):
+    """The orchestrator works one tick on ready node ``i``; ends the turn."""
+    s.node[e, STATUS, i] = _ACTIVE
+    s.node[e, WORK_LEFT, i] -= 1
+    advance(s, k, r, e, 1, True, True)
+    if s.node[e, WORK_LEFT, i] == 0:
+        complete(s, k, e, i, True)
+    end_turn(s, k, e)
+
+
+@register_jitable
+def spawn(s, k, r, e, i):
+    """Hand ready node ``i`` to a new sub-agent; the turn goes on."""
+    handoff = r.handoff_base + r.handoff_per_parent * k.node[e, N_PARENTS, i]
+    s.env[e, OUTPUT_TOKENS] += handoff  # the orchestrator writes the hand-off
+    s.env[e, INPUT_TOKENS] += handoff  # the sub-agent reads it
+    s.env[e, SPAWNS_THIS_TURN] += 1
+    if r.spawn_ticks:
+        advance(s, k, r, e, min(r.spawn_ticks, k.env[e, BUDGET] - s.env[e, T]), False, False)
+        check_budget(s, k, e)
+        if s.env[e, IS_DONE]:
+            return
+    attempt = s.node[e, ATTEMPTS, i]
+    s.node[e, ATTEMPTS, i] += 1
+    s.env[e, N_SPAWNED] += 1
+    s.node[e, STATUS, i] = _RUNNING
+    s.node[e, LAST_FAILED, i] = 0
+    s.node[e, START_TIME, i] = s.env[e, T]
+    s.node[e, FINISH_TIME, i] = s.env[e, T] + k.fates[e, DURATION, i, attempt]
+    s.node[e, OVERLAPPED, i] = 0
+    s.env[e, N_RUNNING] += 1
+
+
+@register_jitable
+def wait(s, k, r, e):
+    """Run the clock to the next sub-agent finish (or the budget); ends the turn."""
+    next_finish = -1
+    for j in range(k.env[e, N_NODES]):
+        if s.node[e, STATUS, j] == _RUNNING and (next_finish < 0 or s.node[e, FINISH_TIME, j] < next_finish):
+            next_finish = s.node[e, FINISH_TIME, j]
+    advance(s, k, r, e, min(next_finish, k.env[e, BUDGET]) - s.env[e, T], True, False)
+    end_turn(s, k, e)
+
+
+@register_jitable
+def waste_tick(s, k, r, e):
+    """An invalid action: the turn is spent and one tick passes."""
+    s.env[e, INVALID_ACTIONS] += 1
+    advance(s, k, r, e, 1, True, False)
+    end_turn(s, k, e)
+
+
+@register_jitable
+def answer(s, e):
+    """Submit the current state; the episode ends at the current tick."""
+    s.env[e, IS_DONE] = 1
+
+
+@register_jitable
+def apply_action(s, k, r, e, a):
+    """One env step's action, as SwarmEnv.step applies it (an invalid action wastes the turn)."""
+    invalid = False
+    if r.do_offset <= a < r.spawn_offset:
+        i = a - r.do_offset
+        if can_do(s, k, e, i):
+            do(s, k, r, e, i)
+        else:
+            invalid = True
+    elif r.spawn_offset <= a < r.wait_action:
+        i = a - r.spawn_offset
+        if can_spawn(s, k, r, e, i):
+            spawn(s, k, r, e, i)
+        else:
+            invalid = True
+    elif a == r.wait_action:
+        if can_wait(s, e):
+            wait(s, k, r, e)
+        else:
+            invalid = True
+    elif a == r.answer_action:
+        answer(s, e)
+    else:  # outside the action space (the host rejects it on CPU; on CUDA it is a wasted turn)
+        invalid = True
+    if invalid:
+        waste_tick(s, k, r, e)
+
+
+# ------------------------------------------------------------------ scoring (SwarmSimulator.score / metrics)
+@register_jitable
+def target_counts(s, k, e):
+    """``(right, wrong, missing)`` targets."""
+    tp = 0
+    fp = 0
+    fn = 0
+    for i in range(k.env[e, N_NODES]):
+        if k.node[e, TARGET, i]:
+            if s.node[e, STATUS, i] == _DONE:
+                if s.node[e, CORRECT, i]:
+                    tp += 1
+                else:
+                    fp += 1
+            else:
+                fn += 1
+    return tp, fp, fn
+
+
+@register_jitable
+def score(s, k, e):
+    """F1 over targets: a right output is a true positive, a wrong one a false positive, a missing one a false negative."""
+    tp, fp, fn = target_counts(s, k, e)
+    return 2.0 * tp / (2 * tp + fp + fn)
+
+
+@register_jitable
+def metrics(s, k, r, e, out):
+    """Episode metrics of env ``e`` into ``out``'s metric rows (the simulator's ``metrics()``)."""
+    m = r.max_subagents
+    n = k.env[e, N_NODES]
+    node = s.node
+    serial = 0
+    longest = 0
+    for i in range(n):
+        serial += k.node[e, WORK, i] - node[e, WORK_LEFT, i]
+        if node[e, STATUS, i] == _DONE:
+            longest = max(longest, node[e, PATH_LEN, i])
+    for i in range(n):
+        if node[e, STATUS, i] == _ACTIVE:
+            above = 0
+            for p in range(n):
+                if has_bit(k.bits, e, PARENTS, i, p):
+                    above = max(above, node[e, PATH_LEN, p])
+            longest = max(longest, k.node[e, WORK, i] - node[e, WORK_LEFT, i] + above)
+    lower = max(longest, -(-serial // (m + 1)))
+    env = s.env
+    t = env[e, T]
+    speedup = serial / t if t > 0 else 1.0
+    ideal = serial / lower if lower > 0 else 1.0
+    collapse = min(1.0, max(0.0, (ideal - speedup) / (ideal - 1.0))) if ideal > 1.0 + 1e-12 else 0.0
+    unfinished = env[e, N_RUNNING]
+    spurious = env[e, N_FAILED] + env[e, N_WRONG] + env[e, N_ISOLATED] + unfinished
+    tp, fp, fn = target_counts(s, k, e)
+    mi = out.metric_int
+    mf = out.metric_float
+    mi[_M_FAMILY_ID, e] = k.env[e, FAMILY_ID]
+    mi[_M_CRITICAL_STEPS, e] = t
+    mi[_M_SERIAL_STEPS, e] = serial
+    mi[_M_LOWER_BOUND, e] = lower
+    mi[_M_TASK_SERIAL_STEPS, e] = k.env[e, TASK_SERIAL_STEPS]
+    mi[_M_TASK_LOWER_BOUND, e] = k.env[e, TASK_LOWER_BOUND]
+    mi[_M_BUDGET, e] = k.env[e, BUDGET]
+    mi[_M_N_SPAWNED, e] = env[e, N_SPAWNED]
+    mi[_M_N_OK, e] = env[e, N_OK]
+    mi[_M_N_FAILED, e] = env[e, N_FAILED]
+    mi[_M_N_WRONG, e] = env[e, N_WRONG]
+    mi[_M_N_ISOLATED, e] = env[e, N_ISOLATED]
+    mi[_M_N_UNFINISHED, e] = unfinished
+    mi[_M_PEAK, e] = env[e, PEAK_CONCURRENCY]
+    mi[_M_TARGETS_CORRECT, e] = tp
+    mi[_M_TARGETS_WRONG, e] = fp
+    mi[_M_TARGETS_MISSING, e] = fn
+    mi[_M_INPUT_TOKENS, e] = env[e, INPUT_TOKENS]
+    mi[_M_OUTPUT_TOKENS, e] = env[e, OUTPUT_TOKENS]
+    mi[_M_TOKENS, e] = env[e, INPUT_TOKENS] + env[e, OUTPUT_TOKENS]
+    mi[_M_INVALID, e] = env[e, INVALID_ACTIONS]
+    mf[_M_SCORE, e] = 2.0 * tp / (2 * tp + fp + fn)
+    mf[_M_SPEEDUP, e] = speedup
+    mf[_M_IDEAL, e] = ideal
+    mf[_M_COLLAPSE, e] = collapse
+    mf[_M_SPURIOUS, e] = spurious / env[e, N_SPAWNED] if env[e, N_SPAWNED] else 0.0
+    mf[_M_MAKESPAN, e] = t / max(lower, 1)
+    mf[_M_MEAN_CONCURRENCY, e] = env[e, RUNNING_TICKS] / t if t > 0 else 0.0
+    mf[_M_COST, e] = (env[e, INPUT_TOKENS] * r.price_input_per_million + env[e, OUTPUT_TOKENS] * r.price_output_per_million) / 1e6
+    out.flags[BUDGET_EXHAUSTED, e] = env[e, ENDED_BY_BUDGET] == 1
+    for q in range(m + 1):
+        out.concurrency_profile[e, q] = s.concurrency_ticks[e, q] / t if t > 0 else 0.0
+
+
+# ------------------------------------------------------------------ observation (SwarmEnv._observation / action_masks)
+@register_jitable
+def encode(s, k, r, e, nodes, globals_, mask):
+    """Write env ``e``'s dynamic node columns, globals and action mask into ``nodes[e]``,
+    ``globals_[e]``, ``mask[e]`` (the static node columns are written when the episode starts).
+    A finished episode's mask allows exactly ``answer`` (ignored; the episode is over)."""
+    n = k.env[e, N_NODES]
+    env = s.env
+    node = s.node
+    t = env[e, T]
+    done = env[e, IS_DONE] == 1
+    m = r.max_subagents
+    n_run = env[e, N_RUNNING]
+    spawn_open = (not done) and n_run < m and env[e, SPAWNS_THIS_TURN] < r.max_spawns_per_turn
+    inv_attempts = 1.0 / r.max_attempts
+    for i in range(n):
+        st = node[e, STATUS, i]
+        for q in range(5):
+            nodes[e, i, _C_STATUS0 + q] = 1.0 if st == q else 0.0
+        nodes[e, i, _C_WORK_LEFT] = min(node[e, WORK_LEFT, i] * _INV_WORK_SCALE, 1.0)
+        nodes[e, i, _C_ATTEMPTS] = node[e, ATTEMPTS, i] * inv_attempts
+        nodes[e, i, _C_UNFINISHED] = min(node[e, UNFINISHED_PARENTS, i] * _INV_UNFINISHED_SCALE, 1.0)
+        nodes[e, i, _C_FAILED] = node[e, LAST_FAILED, i]
+        if st == _RUNNING:
+            nodes[e, i, _C_ELAPSED] = min(1.0, (t - node[e, START_TIME, i]) * (1.0 / k.node[e, WORK, i]))
+        else:
+            nodes[e, i, _C_ELAPSED] = 0.0
+        mask[e, r.do_offset + i] = (not done) and (st == _READY or st == _ACTIVE)
+        mask[e, r.spawn_offset + i] = spawn_open and st == _READY and node[e, ATTEMPTS, i] < r.max_attempts
+    left = k.env[e, BUDGET] - t
+    tokens = env[e, INPUT_TOKENS] + env[e, OUTPUT_TOKENS]
+    globals_[e, _G_TIME_USED] = t / k.env[e, BUDGET]
+    globals_[e, _G_TIME_LEFT] = left / (left + TIME_LEFT_HALF)
+    globals_[e, _G_RUNNING] = n_run / m if m else 0.0
+    globals_[e, _G_SPAWNS] = env[e, SPAWNS_THIS_TURN] / r.max_spawns_per_turn
+    globals_[e, _G_CAN_SPAWN] = 1.0 if spawn_open else 0.0
+    globals_[e, _G_TOKENS] = tokens / (tokens + TOKENS_HALF)
+    globals_[e, _G_NODES_DONE] = env[e, N_DONE] / n
+    globals_[e, _G_TARGETS_DONE] = env[e, N_TARGETS_DONE] / k.env[e, N_TARGETS]
+    globals_[e, _G_N_NODES] = n / r.n_max
+    globals_[e, _G_MAX_SUBAGENTS] = m / MAX_SUBAGENTS_SCALE
+    mask[e, r.wait_action] = (not done) and n_run > 0
+    mask[e, r.answer_action] = True
+
+
+@register_jitable
+def copy_observation(src_nodes, src_globals, src_mask, src_row, dst_nodes, dst_globals, dst_mask, dst_row):
+    """Row ``src_row`` of one set of observation buffers into row ``dst_row`` of another."""
+    for i in range(src_nodes.shape[1]):
+        for c in range(src_nodes.shape[2]):
+            dst_nodes[dst_row, i, c] = src_nodes[src_row, i, c]
+    for c in range(src_globals.shape[1]):
+        dst_globals[dst_row, c] = src_globals[src_row, c]
+    for c in range(src_mask.shape[1]):
+        dst_mask[dst_row, c] = src_mask[src_row, c]
+
+
+@register_jitable
+def copy_matrix(src, src_row, dst, dst_row):
+    """``dst[dst_row] = src[src_row]`` for ``[rows, a, b]`` arrays."""
+    for i in range(src.shape[1]):
+        for j in range(src.shape[2]):
+            dst[dst_row, i, j] = src[src_row, i, j]
+
+
+# ------------------------------------------------------------------ episode start (SwarmSimulator.__init__)
+@register_jitable
+def load_instance(s, k, r, out, bank, e, row):
+    """Env ``e`` starts an episode on bank row ``row``: its instance copied, its state cleared,
+    its first observation (the bank's) written."""
+    n_max = k.node.shape[2]
+    for f in range(k.node.shape[1]):
+        for i in range(n_max):
+            k.node[e, f, i] = bank.node[row, f, i]
+    for f in range(2):
+        for i in range(n_max):
+            for w in range(k.bits.shape[3]):
+                k.bits[e, f, i, w] = bank.bits[row, f, i, w]
+            for a in range(k.fates.shape[3]):
+                k.fates[e, f, i, a] = bank.fates[row, f, i, a]
+    for f in range(k.env.shape[1]):
+        k.env[e, f] = bank.env[row, f]
+    for f in range(s.node.shape[1]):
+        for i in range(n_max):
+            s.node[e, f, i] = 0
+    for i in range(n_max):
+        s.node[e, STATUS, i] = _READY if bank.node[row, N_PARENTS, i] == 0 else _BLOCKED
+        s.node[e, WORK_LEFT, i] = bank.node[row, WORK, i]
+        s.node[e, UNFINISHED_PARENTS, i] = bank.node[row, N_PARENTS, i]
+    for f in range(s.env.shape[1]):
+        if f != RNG_DRAWS and f != INSTANCE_REF:
+            s.env[e, f] = 0
+    for q in range(s.concurrency_ticks.shape[1]):
+        s.concurrency_ticks[e, q] = 0
+    copy_observation(bank.nodes0, bank.globals0, bank.mask0, row, out.nodes, out.globals_, out.mask, e)
+    if r.with_adjacency:
+        copy_matrix(bank.adjacency0, row, out.adjacency, e)
+
+
+# ------------------------------------------------------------------ one env step
+@register_jitable
+def step_env(s, k, r, out, bank, e, a, write_final):
+    """Env ``e`` takes action ``a``: dynamics, reward, termination, truncation, metrics and,
+    when its episode ends, its final observation (``write_final``) and an autoreset."""
+    apply_action(s, k, r, e, a)
+    s.env[e, EPISODE_STEPS] += 1
+    terminated = s.env[e, IS_DONE] == 1
+    truncated = (not terminated) and r.max_episode_steps > 0 and s.env[e, EPISODE_STEPS] >= r.max_episode_steps
+    out.flags[TERMINATED, e] = terminated
+    out.flags[TRUNCATED, e] = truncated
+    out.flags[DONE_MASK, e] = terminated or truncated
+    out.reward[e] = score(s, k, e) if terminated else 0.0
+    if terminated or truncated:
+        metrics(s, k, r, e, out)
+        if write_final:
+            # the static columns (and padding) from the episode's observation, then its final state
+            copy_observation(out.nodes, out.globals_, out.mask, e, out.final_nodes, out.final_globals, out.final_mask, e)
+            encode(s, k, r, e, out.final_nodes, out.final_globals, out.final_mask)
+            if r.with_adjacency:
+                copy_matrix(out.adjacency, e, out.final_adjacency, e)
+        row = draw_bank_row(s, r, e, bank.env.shape[0])
+        s.env[e, INSTANCE_REF] = row
+        load_instance(s, k, r, out, bank, e, row)
+    else:
+        encode(s, k, r, e, out.nodes, out.globals_, out.mask)
+
+
+@register_jitable
+def start_env(s, k, r, out, bank, e, row):
+    """Env ``e`` starts on bank row ``row`` (``-1``: a row drawn from its stream; ``instance_ref``
+    records it, else -1: the caller knows which instance the row is)."""
+    if row < 0:
+        row = draw_bank_row(s, r, e, bank.env.shape[0])
+        s.env[e, INSTANCE_REF] = row
+    else:
+        s.env[e, INSTANCE_REF] = -1
+    load_instance(s, k, r, out, bank, e, row)
+
+
+@register_jitable
+def random_valid_action(mask, e, key, draw):
+    """A uniform draw among env ``e``'s valid actions (``mix32(key, e, draw)``; 0 if none is valid)."""
+    count = 0
+    for a in range(mask.shape[1]):
+        if mask[e, a]:
+            count += 1
+    if count == 0:
+        return 0
+    pick = (mix32(key, e, draw) * count) >> 32
+    for a in range(mask.shape[1]):
+        if mask[e, a]:
+            if pick == 0:
+                return a
+            pick -= 1
+    return 0
+
+
+# ------------------------------------------------------------------ compiled kernels (CPU)
+@numba.njit(parallel=True, cache=True)
+def cpu_random_actions(mask, key, draw, actions):
+    """``actions[e]``: a uniform draw among env ``e``'s valid actions, for every env."""
+    for j in numba.prange(mask.shape[0]):
+        e = np.int64(j)
+        actions[e] = random_valid_action(mask, e, key, draw)
+
+
+@numba.njit(parallel=True, cache=True)
+def cpu_step_batch(actions, s, k, r, out, bank, write_final):
+    """Env ``e`` takes action ``actions[e]``, for every env (see :func:`step_env`)."""
+    for j in numba.prange(actions.shape[0]):
+        e = np.int64(j)  # prange indices may be unsigned; mixed with signed ones they would become floats
+        step_env(s, k, r, out, bank, e, actions[e], write_final)
+
+
+@numba.njit(parallel=True, cache=True)
+def cpu_start_batch(env_ids, rows, s, k, r, out, bank):
+    """Env ``env_ids[j]`` starts on bank row ``rows[j]`` (see :func:`start_env`)."""
+    for j in numba.prange(env_ids.shape[0]):
+        start_env(s, k, r, out, bank, env_ids[j], rows[j])
+
+
+@numba.njit(parallel=True, cache=True)
+def cpu_encode_batch(s, k, r, out):
+    """Re-encode every env's observation and mask from its state."""
+    for j in numba.prange(s.env.shape[0]):
+        encode(s, k, r, np.int64(j), out.nodes, out.globals_, out.mask)
+
+
+def cpu_kernels():
+    """``(step_batch, start_batch, encode_batch, random_actions)`` for the CPU (parallel over the batch; cached on disk)."""
+    return cpu_step_batch, cpu_start_batch, cpu_encode_batch, cpu_random_actions
+
+
+# ------------------------------------------------------------------ compiled kernels (CUDA)
+def cuda_kernels():
+    """``(step_batch, start_batch, encode_batch, random_actions)`` for CUDA, one thread per env
+    (or per listed env), with the CPU kernels' arguments; launched as ``kernel[blocks, threads](...)``
+    (defined in :mod:`swarmgym.batched.cuda_kernels`, imported on first use)."""
+    from swarmgym.batched import cuda_kernels as ck
+
+    return ck.step_batch, ck.start_batch, ck.encode_batch, ck.random_actions
+
+
+def stream_key(seed: int) -> int:
+    """The 32-bit key of the random stream seeded with ``seed`` (a non-negative integer)."""
+    key = 0
+    seed = int(seed)
+    while True:
+        key = hash32(key ^ (seed & _MASK32))
+        seed >>= 32
+        if not seed:
+            return key
