@@ -88,6 +88,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=["linear", "cosine", "step", "constant"], default="linear", help="λ schedule (default linear)")
     p.add_argument("--no-parl", action="store_true", help="train on r_perf alone")
     p.add_argument("--token-cost", type=float, default=None, help="reward penalty per 100k tokens (default 0)")
+    p.add_argument("--model", choices=["default", "small"], default="default", help="model size preset (small: the sweep model)")
+    p.add_argument(
+        "--warm-start", default=None, metavar="ORCH", help="imitate this orchestrator before RL (e.g. sequential_crew: a serial start)"
+    )
+    p.add_argument(
+        "--warm-start-spawn-prob",
+        type=float,
+        default=None,
+        metavar="P",
+        help="per-step spawn probability of the warm-started policy, in (0, 1) (default: the clone's own)",
+    )
+    p.add_argument("--perf-form", choices=["score", "latency"], default="score", help="r_perf: the score, or the score x budget left")
     p.add_argument(
         "--set",
         action="append",
@@ -118,7 +130,14 @@ def make_config(args: argparse.Namespace) -> "Any":
     d["engine"] = args.engine
     d["device"] = args.device
     d["torch_threads"] = args.threads
+    if args.model != "default":
+        from swarmgym.moe.model import ModelConfig
+
+        d["model"] = ModelConfig.preset(args.model, ffn=args.ffn).to_dict()
     d["model"]["ffn"] = args.ffn
+    d["warm_start"] = args.warm_start
+    d["warm_start_spawn_prob"] = args.warm_start_spawn_prob
+    d["perf_form"] = args.perf_form
     d["lambda_schedule"] = args.schedule
     d["parl"] = not args.no_parl
     d["progress"] = not args.no_progress
@@ -140,10 +159,10 @@ def make_config(args: argparse.Namespace) -> "Any":
 
 
 def evaluate_policy(
-    policy: Any, env_ids: list[str], n_seeds: int, *, env_overrides: dict | None = None, reference: bool = True
+    policy: Any, env_ids: list[str], n_seeds: int, *, env_overrides: dict | None = None, reference: bool = True, extra: list | None = None
 ) -> list[dict]:
-    """The trained policy and (``reference``) the hand-coded orchestrators on the same episodes;
-    returns :func:`swarmgym.evaluation.table_rows`."""
+    """The trained policy, ``extra`` policies (e.g. the warm-started one) and (``reference``) the
+    hand-coded orchestrators on the same episodes; returns :func:`swarmgym.evaluation.table_rows`."""
     from swarmgym.evaluation import evaluate, table_rows
     from swarmgym.orchestrators import REFERENCE_NAMES
 
@@ -154,7 +173,7 @@ def evaluate_policy(
     for env_id in env_ids:
         # the same knob changes as in training, merged into each id's own kwargs
         kwargs = resolve_env_kwargs(env_id, env_overrides) if env_overrides else None
-        results += evaluate([policy, *names], [env_id], n_seeds, seed_offset=EVAL_SEED_OFFSET, env_kwargs=kwargs)
+        results += evaluate([policy, *(extra or []), *names], [env_id], n_seeds, seed_offset=EVAL_SEED_OFFSET, env_kwargs=kwargs)
     return table_rows(results)
 
 
@@ -308,8 +327,23 @@ def cli_main(argv: list[str]) -> int:
     command = "swarmgym train" + (" " + shlex.join(argv) if argv else "")
     (run_dir / "command.txt").write_text(command + "\n")
 
+    warm_policy = None
     if not args.resume:
         trainer = PPOTrainer(config, run_dir=run_dir)
+        if trainer.warm_start_report is not None:
+            import copy
+
+            from swarmgym.moe.policy import MoEOrchestrator
+
+            report = trainer.warm_start_report.to_dict()
+            (run_dir / "warm_start.json").write_text(json.dumps(report, indent=2) + "\n")
+            warm_policy = MoEOrchestrator(copy.deepcopy(trainer.model), name=f"warm start ({config.warm_start})")
+            print(
+                f"swarmgym train: warm start from {config.warm_start}: {report['states']:,} states, {report['seconds']:.0f} s, "
+                f"action-kind accuracy {report['kind_accuracy']:.3f}, spawn probability per step {report['spawn_prob_cloned']:.2e} "
+                f"cloned -> {report['spawn_prob']:.2e} (logit offset {report['spawn_logit_offset']:+.3f}), entropy {report['entropy']:.3f}",
+                file=sys.stderr,
+            )
     counts = trainer.model.parameter_counts()
     print(
         f"swarmgym train: {config.model.ffn} orchestrator ({counts['total']:,} parameters, {counts['active']:,} active) on {config.env_id}, "
@@ -334,7 +368,9 @@ def cli_main(argv: list[str]) -> int:
         n_seeds = args.eval_seeds if args.eval_seeds is not None else (16 if args.quick else DEFAULT_EVAL_SEEDS)
         ids = args.eval_ids or [config.env_id]
         t0 = time.perf_counter()
-        rows = evaluate_policy(policy, ids, n_seeds, env_overrides=config.env_overrides or None)
+        rows = evaluate_policy(
+            policy, ids, n_seeds, env_overrides=config.env_overrides or None, extra=[warm_policy] if warm_policy is not None else None
+        )
         summary["eval_seconds"] = time.perf_counter() - t0
         markdown = to_markdown(rows, title=f"Trained {config.model.ffn} orchestrator vs the hand-coded ones", command=command)
         (run_dir / "table.md").write_text(markdown)
