@@ -121,3 +121,19 @@ def test_ppo_episode_reward__latency_form_pays_more_for_the_same_score_in_fewer_
     r = trainer.episode_reward(torch.tensor([1.0, 1.0]), metrics, done)["reward"]
     assert r.tolist() == pytest.approx([0.75, 0.25])
     assert not math.isnan(float(r.sum()))
+
+
+def test_study_paired__cli_writes_paired_differences_against_critical_path(tmp_path, capsys):
+    from swarmgym.moe import study
+
+    rc = study.cli_main(
+        ["--paired", "critical_path", "sequential_crew", "--env-id", "WideSearch-v0", "--eval-episodes", "12", "--out", str(tmp_path)]
+    )
+    assert rc == 0
+    text = (tmp_path / "paired.md").read_text()
+    assert "swarmgym study --paired" in text
+    assert "| critical_path | +0.0000 ± 0.0000 | tied (CI spans 0) |" in text  # a policy against itself: exactly 0
+    import json
+
+    crew = json.loads((tmp_path / "paired.json").read_text())["figures"]["sequential_crew"]["WideSearch"]
+    assert crew["n"] == 12 and crew["mean"] + crew["half_width"] < 0  # the crew is below critical_path with a CI clear of 0

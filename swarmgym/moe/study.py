@@ -1167,6 +1167,36 @@ def phase_cli(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
+def paired_report(
+    policies: list[str], env_id: str, n: int, reference: str = "critical_path", env_kwargs: dict | None = None
+) -> tuple[str, dict]:
+    """Each policy (an orchestrator spec, e.g. ``moe:runs/x/checkpoint.pt``) and ``reference`` play the same
+    ``n`` held-out episodes; per family, the paired per-episode score difference (policy − reference) with its
+    95 % CI. Returns the Markdown table and the figures."""
+    from swarmgym.collapse import paired_difference, play_paired
+    from swarmgym.evaluation import resolve_id
+    from swarmgym.moe.train import EVAL_SEED_OFFSET
+    from swarmgym.orchestrators import load_orchestrator
+
+    env_id = resolve_id(env_id)
+    ref_rows = play_paired(load_orchestrator(reference), env_id, n, seed_offset=EVAL_SEED_OFFSET, env_kwargs=env_kwargs)
+    fams = sorted({r["family"] for r in ref_rows})
+    keys = [*fams, "all"] if len(fams) > 1 else fams
+    lines = [
+        f"| policy | {' | '.join(f'{f}: score − {reference}' for f in keys)} | above {reference} (all) |",
+        "|---|" + "---:|" * len(keys) + "---|",
+    ]
+    figures: dict = {}
+    for spec in policies:
+        rows = play_paired(load_orchestrator(spec), env_id, n, seed_offset=EVAL_SEED_OFFSET, env_kwargs=env_kwargs)
+        stats = {f: paired_difference(rows, ref_rows, "score", family=None if f == "all" else f) for f in keys}
+        figures[spec] = {f: {"mean": st.mean, "half_width": st.half_width, "n": st.n} for f, st in stats.items()}
+        last = stats[keys[-1]]
+        verdict = "yes" if last.low > 0 else ("no" if last.high < 0 else "tied (CI spans 0)")
+        lines.append(f"| {spec} | " + " | ".join(f"{st.mean:+.4f} ± {st.half_width:.4f}" for st in stats.values()) + f" | {verdict} |")
+    return "\n".join(lines) + "\n", figures
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="swarmgym study",
@@ -1202,6 +1232,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-seconds", type=float, default=600.0, help="time-to-target: training cap per trainer in seconds (default 600)")
     p.add_argument("--skip-sb3", action="store_true", help="time-to-target: measure this trainer only")
+    p.add_argument(
+        "--paired",
+        nargs="+",
+        default=None,
+        metavar="ORCH",
+        help="instead of the study: these orchestrators (e.g. moe:runs/x/checkpoint.pt) vs critical_path on the same "
+        "--eval-episodes episodes of --env-id, paired per-episode score differences with 95%% CIs",
+    )
     g = p.add_argument_group("phase diagram (--phase-diagram): dials x reward conditions x seeds from a serial warm start")
     g.add_argument("--phase-diagram", action="store_true", help="run the phase-diagram grid instead of the condition study")
     g.add_argument("--dial", action="append", default=[], metavar="NAME=V1,V2,...", help=f"a dial of the grid: {', '.join(DIALS)}")
@@ -1231,6 +1269,23 @@ def cli_main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.phase_diagram:
         return phase_cli(args, argv)
+    if args.paired:
+        try:
+            text, figures = paired_report(args.paired, args.env_id, args.eval_episodes)
+        except (ValueError, TypeError, FileNotFoundError) as exc:
+            print(f"swarmgym study: {exc}", file=sys.stderr)
+            return 2
+        command = "swarmgym study" + (" " + shlex.join(argv) if argv else "")
+        text = (
+            f"Made by:\n\n```\n{command}\n```\n\nPaired per-episode score differences on {args.eval_episodes} held-out episodes (mean ± 95 % CI half-width):\n\n"
+            + text
+        )
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "paired.md").write_text(text)
+        write_json_atomic(out / "paired.json", {"command": command, "figures": figures})
+        print(text)
+        return 0
     if args.workers is None:
         args.workers = 1
     from swarmgym.moe.ppo import PPOConfig
