@@ -229,6 +229,8 @@ def warm_start(
         with torch.no_grad():
             model.node_head.bias[1] += offset
     p_after, h_after = spawn_probability(_logits(model, demo))
+    for m in model.moe_layers():
+        m.load_since_update.zero_()  # the measuring passes are not part of the first balance update
     return WarmStartReport(
         orchestrator=name,
         env_id=env_id,
