@@ -960,8 +960,8 @@ def plot_heatmaps(
 
 
 def plot_collapse_curves(results: list[dict], conditions: list[str], path: Path) -> Path | None:
-    """Learning curves of the WideSearch collapse index (greedy, held-out checks), one panel per
-    condition, one line per run coloured by cell."""
+    """Learning curves of the WideSearch collapse index (held-out checks; greedy solid, sampled dashed),
+    one panel per condition, one line per run coloured by cell."""
     from swarmgym.moe.train import _plt
 
     plt = _plt()
@@ -982,11 +982,13 @@ def plot_collapse_curves(results: list[dict], conditions: list[str], path: Path)
             label = ", ".join(f"{k}={v:g}" for k, v in cells[ci]) if ci not in seen else None
             seen.add(ci)
             ax.plot(xs, ys, color=colors[ci % len(colors)], alpha=0.8, lw=1, label=label)
+            ys_s = [c.get("sampled_collapse_index", np.nan) for c in r["checks"] if "greedy_collapse_index" in c]
+            ax.plot(xs, ys_s, color=colors[ci % len(colors)], alpha=0.6, lw=1, ls="--")
         ax.set_title(cond, fontsize=9)
         ax.set_xlabel("env steps", fontsize=8)
         ax.set_ylim(-0.02, 1.02)
         ax.tick_params(labelsize=7)
-    axes[0][0].set_ylabel("collapse index, WideSearch (greedy)", fontsize=8)
+    axes[0][0].set_ylabel("collapse index, WideSearch (greedy —, sampled - -)", fontsize=8)
     axes[0][0].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -1029,7 +1031,7 @@ def phase_report(results: list[dict], meta: dict, out: Path) -> str:
         + ".",
         "",
         f"Runs: {len(results)} ({len(failed)} failed after one retry); {meta.get('seeds')} seed(s) per cell and condition; "
-        f"warm start `{meta.get('warm_start')}`; model `{meta.get('model')}`; wall-clock of this invocation {meta.get('wall_seconds', 0) / 60:.1f} min"
+        f"warm start `{meta.get('warm_start')}`; model `{meta.get('model')}`; wall-clock of the invocation that ran them {meta.get('wall_seconds', 0) / 60:.1f} min"
         + (f"; training {np.median(sps):,.0f} env-steps/s per run (median)" if sps else "")
         + f"; load average at start {meta.get('load', '?')}.",
         "",
@@ -1147,6 +1149,13 @@ def phase_cli(args: argparse.Namespace, argv: list[str]) -> int:
         except ImportError as exc:
             return err(exc)
     results = [r for k, r in finished_results(runs_dir).items() if k in ids]
+    prior: dict = {}
+    if args.report_only and (out / "results.json").is_file():  # keep the command, wall-clock and load of the run
+        try:
+            prior = json.loads((out / "results.json").read_text())["meta"]
+            command = f"{prior['command'].split(chr(10) + '# report rewritten by:')[0]}\n# report rewritten by:\n{command}"
+        except (OSError, KeyError, TypeError, AttributeError, json.JSONDecodeError):
+            prior = {}
     meta = {
         "command": command,
         "env_id": args.env_id,
@@ -1155,8 +1164,8 @@ def phase_cli(args: argparse.Namespace, argv: list[str]) -> int:
         "seeds": args.seeds,
         "warm_start": base["warm_start"],
         "model": args.model if not args.quick else "small (quick)",
-        "wall_seconds": time.perf_counter() - t0,
-        "load": load,
+        "wall_seconds": prior.get("wall_seconds", time.perf_counter() - t0),
+        "load": prior.get("load", load),
         "title": args.title or "Phase diagram: escape from a serial warm start",
         "note": args.note,
         "notes_text": Path(args.notes).read_text() if args.notes else None,
