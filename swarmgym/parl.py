@@ -61,6 +61,8 @@ import numpy as np
 PARALLEL_FORMS: tuple[str, ...] = ("instantiation", "useful", "concurrency")
 #: ``r_finish`` forms; the first is the published one (and the default).
 FINISH_FORMS: tuple[str, ...] = ("finish_rate", "observed", "non_spurious")
+#: ``r_perf`` forms; the first (the env's own score) is the default.
+PERF_FORMS: tuple[str, ...] = ("score", "latency")
 #: λ schedule kinds.
 SCHEDULE_KINDS: tuple[str, ...] = ("constant", "linear", "cosine", "step")
 #: How the PARL terms are paid.
@@ -257,6 +259,34 @@ def finish_reward(metrics: Mapping[str, Any], form: str = "finish_rate"):
     else:
         num = (1.0 - _as_float(_get(metrics, "spurious_spawn_rate", form))) * den
     return _out(_clip(_safe_ratio(num, den), 0.0, 1.0), spawned)
+
+
+def perf_reward(metrics: Mapping[str, Any], form: str = "score", latency_weight: float = 0.5):
+    """``r_perf`` of one episode (or a batch), in [0, 1].
+
+    * ``"score"`` (default): the task score, ``metrics["score"]`` (the env's own reward).
+    * ``"latency"``: the score scaled by the share of the critical-step budget left,
+      ``score * ((1 - w) + w * left)`` with ``left = clip(1 - critical_steps / budget, 0, 1)``
+      and ``w = latency_weight``. A reward that values latency: the same score earned in fewer
+      critical steps is worth more, and an episode the budget ended earns ``(1 - w) * score``.
+      With ``w = 1`` it is the score times the share of the budget left.
+
+    :param metrics: episode metrics (``score``; ``critical_steps`` and ``budget`` for ``"latency"``),
+        python scalars, numpy arrays or torch tensors (same type out).
+    :param form: one of :data:`PERF_FORMS`.
+    :param latency_weight: ``w`` of the ``"latency"`` form, in [0, 1].
+    :raises ValueError: for an unknown form or a weight outside [0, 1].
+    """
+    if form not in PERF_FORMS:
+        raise ValueError(f"form must be one of {PERF_FORMS}, got {form!r}")
+    if isinstance(latency_weight, bool) or not isinstance(latency_weight, (int, float, np.floating)) or not 0.0 <= latency_weight <= 1.0:
+        raise ValueError(f"latency_weight must be a number in [0, 1], got {latency_weight!r}")
+    score = _get(metrics, "score", form)
+    if form == "score":
+        return _out(_as_float(score), score)
+    used = _safe_ratio(_as_float(_get(metrics, "critical_steps", form)), _as_float(_get(metrics, "budget", form)))
+    left = _clip(1.0 - used, 0.0, 1.0)
+    return _out(_as_float(score) * ((1.0 - latency_weight) + latency_weight * left), score)
 
 
 # ---------------------------------------------------------------------- wrappers
@@ -558,6 +588,7 @@ __all__ = [
     "FINISH_FORMS",
     "PARALLEL_FORMS",
     "PARL_INFO_KEYS",
+    "PERF_FORMS",
     "PAYMENTS",
     "SCHEDULE_KINDS",
     "LambdaSchedule",
@@ -565,4 +596,5 @@ __all__ = [
     "ParlRewardVector",
     "finish_reward",
     "parallel_reward",
+    "perf_reward",
 ]

@@ -114,9 +114,24 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
+    def preset(cls, name: str, **changes) -> "ModelConfig":
+        """A named size (:data:`MODEL_PRESETS`: ``"default"`` or ``"small"``, the sweep model), with ``changes`` on top."""
+        if name not in MODEL_PRESETS:
+            raise ValueError(f"model preset must be one of {sorted(MODEL_PRESETS)}, got {name!r}")
+        return cls(**{**MODEL_PRESETS[name], **changes})
+
+    @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+#: Named model sizes: field changes from the :class:`ModelConfig` defaults. ``"small"`` is the
+#: sweep model (one layer of 4 experts at width 16: about a tenth of the default's parameters).
+MODEL_PRESETS: dict[str, dict] = {
+    "default": {},
+    "small": {"d_model": 16, "n_layers": 1, "n_heads": 2, "n_experts": 4, "expert_hidden": 16},
+}
 
 
 def _mlp_params(d: int, h: int) -> int:

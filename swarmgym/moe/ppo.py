@@ -144,6 +144,20 @@ class PPOConfig:
     """Form of ``r_finish`` (:data:`swarmgym.parl.FINISH_FORMS`)."""
     token_cost: float = 0.0
     """Penalty per 100k tokens subtracted from every episode's reward (a compute cost in the objective), >= 0."""
+    perf_form: str = "score"
+    """Form of ``r_perf`` (:data:`swarmgym.parl.PERF_FORMS`): ``"score"`` (the task score) or ``"latency"``
+    (the score scaled by the share of the critical-step budget left, :func:`swarmgym.parl.perf_reward`)."""
+    latency_weight: float = 0.5
+    """Weight of the budget share left in the ``"latency"`` form, in [0, 1]."""
+    # ---- serial warm start
+    warm_start: str | None = None
+    """Orchestrator imitated by behaviour cloning before RL (e.g. ``"sequential_crew"``, a single-agent
+    start), :func:`swarmgym.moe.warm_start.warm_start`; None starts from the random network."""
+    warm_start_spawn_prob: float | None = None
+    """Per-step probability of any spawn of the warm-started policy, in (0, 1), set by one exact offset of
+    the spawn logits after cloning; None keeps the clone's own."""
+    warm_start_epochs: int = 6
+    """Behaviour-cloning passes over the demonstrations (64 envs x 64 steps), in [0, 1000]."""
     # ---- logging
     log_every: int = 1
     """Write a log row every this many updates, >= 1."""
@@ -195,6 +209,18 @@ class PPOConfig:
                 raise ValueError(f"{name} must be in {'(' if open_lo else '['}{lo}, {hi}], got {value}")
         if self.target_kl is not None and not (isinstance(self.target_kl, (int, float)) and self.target_kl > 0):
             raise ValueError(f"target_kl must be None or a number > 0, got {self.target_kl!r}")
+        from swarmgym.parl import PERF_FORMS
+
+        if self.perf_form not in PERF_FORMS:
+            raise ValueError(f"perf_form must be one of {PERF_FORMS}, got {self.perf_form!r}")
+        if isinstance(self.latency_weight, bool) or not isinstance(self.latency_weight, (int, float)) or not 0 <= self.latency_weight <= 1:
+            raise ValueError(f"latency_weight must be a number in [0, 1], got {self.latency_weight!r}")
+        if self.warm_start is not None and not (isinstance(self.warm_start, str) and self.warm_start):
+            raise TypeError(f"warm_start must be None or an orchestrator spec such as 'sequential_crew', got {self.warm_start!r}")
+        p = self.warm_start_spawn_prob
+        if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < 1):
+            raise ValueError(f"warm_start_spawn_prob must be None or a number in (0, 1), got {p!r}")
+        _check_int("warm_start_epochs", self.warm_start_epochs, 0, 1000)
         if not isinstance(self.env_overrides, dict):
             raise TypeError(f"env_overrides must be a dict, got {type(self.env_overrides).__name__}")
         if not isinstance(self.env_id, str) or not self.env_id:
@@ -289,9 +315,10 @@ class PPOTrainer:
 
     :param config: the run's :class:`PPOConfig`.
     :param run_dir: folder for ``checkpoint.pt``, ``progress.csv`` and TensorBoard events (None = no files).
+    :param warm_start: run ``config.warm_start`` (if set) on the fresh network; :meth:`resume` passes False.
     """
 
-    def __init__(self, config: PPOConfig, run_dir: str | Path | None = None) -> None:
+    def __init__(self, config: PPOConfig, run_dir: str | Path | None = None, *, warm_start: bool = True) -> None:
         if not isinstance(config, PPOConfig):
             raise TypeError(f"config must be a PPOConfig, got {type(config).__name__}")
         cfg = self.config = config
@@ -313,6 +340,20 @@ class PPOTrainer:
         self.max_subagents = int(self.engine.config.max_subagents)  # the resolved dynamics, as the engine runs them
         self.n_max = int(self.engine.n_max)
         self.model = OrchestratorNet(cfg.model).to(self.device)
+        self.warm_start_report = None
+        if warm_start and cfg.warm_start:
+            from swarmgym.moe.warm_start import warm_start as clone
+
+            self.warm_start_report = clone(
+                self.model,
+                cfg.warm_start,
+                cfg.env_id,
+                env_overrides=cfg.env_overrides,
+                spawn_prob=cfg.warm_start_spawn_prob,
+                epochs=cfg.warm_start_epochs,
+                seed=cfg.seed,
+                engine=cfg.engine,
+            )
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate, eps=1e-5)
         # ---- PARL schedules
         self.lambda1, self.lambda2 = self._schedules()
@@ -359,6 +400,11 @@ class PPOTrainer:
         else:
             r_par, r_fin = zeros, zeros
         r_tok = m["tokens"].float() / 1e5 if "tokens" in m else zeros
+        if cfg.perf_form != "score":
+            from swarmgym.parl import perf_reward
+
+            r_perf = r_perf.clone()
+            r_perf[done] = torch.as_tensor(perf_reward(m, cfg.perf_form, cfg.latency_weight), dtype=r_perf.dtype).to(r_perf.device)
         total = r_perf[done].float() + lam1 * r_par + lam2 * r_fin - cfg.token_cost * r_tok
         return {"reward": total, "r_parallel": r_par, "r_finish": r_fin}
 
@@ -732,7 +778,7 @@ class PPOTrainer:
         state = read_checkpoint(path)
         cfg_dict = copy.deepcopy(state["ppo_config"])
         cfg_dict.update(overrides)
-        trainer = cls(PPOConfig.from_dict(cfg_dict), run_dir=run_dir)
+        trainer = cls(PPOConfig.from_dict(cfg_dict), run_dir=run_dir, warm_start=False)
         saved = state["engine"]
         if saved["type"] != type(trainer.engine).__name__:
             raise CheckpointError(

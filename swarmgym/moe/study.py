@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import shlex
 import sys
 import time
@@ -377,6 +378,834 @@ def time_to_target_report(runs: list[tuple[int, dict, dict]], target: dict, comm
     return "\n".join(lines) + "\n"
 
 
+# ====================================================================== phase diagram
+# From a serial warm start, a grid over dials x reward conditions x seeds. Each run is one job
+# (a plain dict in, a plain dict out), so it can run in this process, a process pool or as a Ray
+# task; the driver writes each result atomically to RUNS/<job id>.json, retries a failed job once,
+# and --resume skips jobs whose result is already there.
+
+#: Reward conditions of the phase diagram: name -> (PPOConfig changes, meaning).
+PHASE_CONDITIONS: dict[str, tuple[dict[str, Any], str]] = {
+    "r_perf": ({"parl": False}, "r_perf only"),
+    "parl_annealed": (
+        {"parl": True, "lambda_schedule": "linear", "parallel_form": "instantiation", "finish_form": "finish_rate"},
+        "PARL, published forms (instantiation / finish_rate), λ1 = λ2 annealed linearly to 0",
+    ),
+    "parl_constant": (
+        {"parl": True, "lambda_schedule": "constant", "parallel_form": "instantiation", "finish_form": "finish_rate"},
+        "PARL, published forms, λ1 = λ2 held constant",
+    ),
+    "parallel_only": (
+        {"parl": True, "lambda_schedule": "constant", "lambda2": 0.0, "parallel_form": "instantiation"},
+        "r_parallel (instantiation) without r_finish, λ1 constant (no annealing)",
+    ),
+}
+
+
+def _generator_name(env_id: str) -> str:
+    from swarmgym.moe.engines import resolve_env_kwargs
+
+    gen = resolve_env_kwargs(env_id).get("generator", "")
+    return gen if isinstance(gen, str) else type(gen).__name__
+
+
+def _budget_overrides(env_id: str, factor: float) -> dict:
+    if _generator_name(env_id) == "Mixed":
+        return _mixed_budget(float(factor))
+    return {"generator_kwargs": {"budget_factor": float(factor)}}
+
+
+def _reliability_overrides(scale: float) -> dict:
+    from swarmgym.config import SubAgentReliability
+
+    base = SubAgentReliability()
+    clip = lambda xs: [min(0.95, float(scale) * x) for x in xs]  # noqa: E731
+    return {"config": {"reliability": {"fail_base": clip(base.fail_base), "wrong_base": clip(base.wrong_base)}}}
+
+
+#: Dials: name -> (meaning, value type, value -> (env overrides, PPOConfig changes) for an env id).
+DIALS: dict[str, tuple[str, type, Any]] = {
+    "spawn_prob": (
+        "serial-habit strength: per-step spawn probability of the warm-started policy",
+        float,
+        lambda v, env_id: ({}, {"warm_start_spawn_prob": float(v)}),
+    ),
+    "budget_factor": ("budget tightness: budget = factor x makespan floor", float, lambda v, env_id: (_budget_overrides(env_id, v), {})),
+    "spawn_ticks": (
+        "hand-off latency: ticks each spawn costs the orchestrator",
+        int,
+        lambda v, env_id: ({"config": {"spawn_ticks": int(v)}}, {}),
+    ),
+    "reliability": (
+        "sub-agent unreliability: failure and error rates x this (clipped at 0.95)",
+        float,
+        lambda v, env_id: (_reliability_overrides(v), {}),
+    ),
+    "token_cost": ("token cost: reward - this per 100k tokens", float, lambda v, env_id: ({}, {"token_cost": float(v)})),
+    "total_steps": ("training length in env steps", int, lambda v, env_id: ({}, {"total_steps": int(v)})),
+    "latency_weight": (
+        "a reward that values latency: r_perf = score x ((1 - w) + w x budget share left); 0 = the score",
+        float,
+        lambda v, env_id: ({}, {"perf_form": "latency" if float(v) > 0 else "score", "latency_weight": float(v)}),
+    ),
+}
+
+
+def parse_dial(text: str) -> tuple[str, list]:
+    """``"spawn_ticks=0,1,2"`` -> ``("spawn_ticks", [0, 1, 2])``; a clear error for an unknown dial or value."""
+    name, eq, values = text.partition("=")
+    name = name.strip()
+    if not eq or name not in DIALS:
+        raise ValueError(f"--dial expects NAME=V1,V2,... with NAME one of {', '.join(DIALS)}; got {text!r}")
+    kind = DIALS[name][1]
+    try:
+        out = [kind(v) if kind is float else int(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--dial {name}: values must be {kind.__name__}s separated by commas, got {values!r}") from None
+    if not out:
+        raise ValueError(f"--dial {name}: give at least one value")
+    return name, out
+
+
+def job_id(cell: dict, condition: str, seed: int) -> str:
+    """A file-safe, stable id of one run: ``<dial>=<value>_..._<condition>_s<seed>``."""
+    parts = [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in cell.items()]
+    return "_".join([*parts, condition, f"s{seed}"]) if parts else f"{condition}_s{seed}"
+
+
+def make_jobs(
+    base: dict,
+    env_id: str,
+    dials: dict[str, list],
+    conditions: list[str],
+    seeds: int,
+    *,
+    eval_episodes: int,
+    check_every: int,
+    check_episodes: int,
+) -> list[dict]:
+    """Every (cell, condition, seed) of the grid as a job dict (what :func:`run_phase_job` takes)."""
+    import itertools
+
+    names = list(dials)
+    jobs = []
+    for values in itertools.product(*(dials[n] for n in names)):
+        cell = dict(zip(names, values))
+        env_over: dict = {}
+        ppo_over: dict = {}
+        for n, v in cell.items():
+            e, p = DIALS[n][2](v, env_id)
+            env_over, ppo_over = _merge(env_over, e), _merge(ppo_over, p)
+        for cond in conditions:
+            for seed in range(seeds):
+                d = _merge(base, PHASE_CONDITIONS[cond][0])
+                d = _merge(d, ppo_over)
+                d["env_id"] = env_id
+                d["env_overrides"] = _merge(d.get("env_overrides", {}), env_over)
+                d["seed"] = seed
+                jobs.append(
+                    {
+                        "id": job_id(cell, cond, seed),
+                        "cell": cell,
+                        "condition": cond,
+                        "seed": seed,
+                        "config": d,
+                        "eval_episodes": eval_episodes,
+                        "check_every": check_every,
+                        "check_episodes": check_episodes,
+                    }
+                )
+    return jobs
+
+
+def _condition_return(config: dict):
+    """The return of an episode row under a run's task reward (its r_perf form minus the token cost;
+    the PARL terms are shaping, not the task)."""
+    from swarmgym.parl import perf_reward
+
+    form, w, cost = config.get("perf_form", "score"), float(config.get("latency_weight", 0.5)), float(config.get("token_cost", 0.0))
+    return lambda row: float(perf_reward(row, form, w)) - cost * row["tokens"] / 1e5
+
+
+def _family_summary(rows: list[dict]) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    fams = sorted({r["family"] for r in rows})
+    for fam in [*fams, "all"]:
+        sel = [r for r in rows if fam == "all" or r["family"] == fam]
+        out[fam] = {
+            k: float(np.mean([r[k] for r in sel]))
+            for k in ("score", "speedup", "serial_collapse_index", "spurious_spawn_rate", "n_spawned", "tokens")
+        }
+        out[fam]["episodes"] = len(sel)
+    return out
+
+
+def _escape_check(model, env_id: str, env_kwargs: dict, n: int, reference: list[dict], seed: int) -> dict:
+    """Greedy and sampled play of the current network on ``n`` held-out episodes; escape verdict on
+    their WideSearch episodes against ``reference`` (critical_path on the same episodes)."""
+    from swarmgym.collapse import escape_verdict, play_paired
+    from swarmgym.moe.policy import MoEOrchestrator
+    from swarmgym.moe.train import EVAL_SEED_OFFSET
+
+    saved = [m.load_since_update.clone() for m in model.moe_layers()]  # evaluation must not feed the balance update
+    greedy = play_paired(MoEOrchestrator(model), env_id, n, seed_offset=EVAL_SEED_OFFSET, env_kwargs=env_kwargs)
+    sampled = play_paired(
+        MoEOrchestrator(model, deterministic=False, seed=seed), env_id, n, seed_offset=EVAL_SEED_OFFSET, env_kwargs=env_kwargs
+    )
+    for m, s in zip(model.moe_layers(), saved):
+        m.load_since_update.copy_(s)
+    wide = lambda rows: [r for r in rows if r["family"] == "WideSearch"]  # noqa: E731
+    out: dict[str, Any] = {}
+    if wide(reference):
+        v = escape_verdict(wide(greedy), wide(sampled), wide(reference))
+        out.update(v.to_dict())
+        out["greedy_collapse_index"] = float(np.mean([r["serial_collapse_index"] for r in wide(greedy)]))
+        out["sampled_collapse_index"] = float(np.mean([r["serial_collapse_index"] for r in wide(sampled)]))
+    return out, greedy, sampled
+
+
+def _warm_start_cached(trainer, cache_dir: str | None) -> dict:
+    """Warm-start ``trainer.model`` as ``trainer.config`` asks. The clone depends only on the warm-start
+    settings, env, model and seed (not on the reward condition), so with ``cache_dir`` it is computed once
+    per key and loaded by the other runs (same weights as computing it: cloning is deterministic)."""
+    import hashlib
+
+    import torch
+
+    from swarmgym.moe.warm_start import warm_start
+
+    cfg = trainer.config
+    spec = {
+        "warm_start": cfg.warm_start,
+        "spawn_prob": cfg.warm_start_spawn_prob,
+        "epochs": cfg.warm_start_epochs,
+        "env_id": cfg.env_id,
+        "env_overrides": cfg.env_overrides,
+        "model": cfg.model.to_dict(),
+        "seed": cfg.seed,
+        "engine": cfg.engine,
+    }
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = Path(cache_dir) / f"warm-{key}.pt" if cache_dir else None
+    if path is not None and path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        trainer.model.load_state_dict(state["model"])
+        return {**state["report"], "cached": True}
+    report = warm_start(
+        trainer.model,
+        cfg.warm_start,
+        cfg.env_id,
+        env_overrides=cfg.env_overrides,
+        spawn_prob=cfg.warm_start_spawn_prob,
+        epochs=cfg.warm_start_epochs,
+        seed=cfg.seed,
+        engine=cfg.engine,
+    ).to_dict()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save({"model": trainer.model.state_dict(), "report": report, "spec": spec}, tmp)
+        os.replace(tmp, path)
+    return {**report, "cached": False}
+
+
+def run_phase_job(job: dict) -> dict:
+    """Train one run of the grid from its job dict and evaluate it; returns a JSON-able result.
+
+    Every ``check_every`` updates the greedy and the sampled policy play ``check_episodes``
+    held-out episodes (escape check, learning curve of the collapse index). At the end the
+    greedy policy plays ``eval_episodes`` episodes, critical_path plays the same ones, and the
+    result holds per-family figures, the escape and collapse verdicts and the paired score
+    difference to critical_path.
+    """
+    import torch
+
+    from swarmgym.collapse import collapse_verdicts, paired_difference, play_paired
+    from swarmgym.moe.engines import resolve_env_kwargs
+    from swarmgym.moe.ppo import PPOConfig, PPOTrainer
+    from swarmgym.moe.train import EVAL_SEED_OFFSET
+    from swarmgym.orchestrators import load_orchestrator
+
+    cfg = PPOConfig.from_dict(job["config"])
+    start = time.perf_counter()
+    trainer = PPOTrainer(cfg, warm_start=False)
+    warm = _warm_start_cached(trainer, job.get("warm_cache")) if cfg.warm_start else None
+    env_kwargs = resolve_env_kwargs(cfg.env_id, cfg.env_overrides)
+    n_check, every = int(job["check_episodes"]), int(job["check_every"])
+    cp = load_orchestrator("critical_path")
+    ref_check = play_paired(cp, cfg.env_id, n_check, seed_offset=EVAL_SEED_OFFSET, env_kwargs=env_kwargs) if every else []
+    checks = []
+
+    def check():
+        with torch.no_grad():
+            verdict, _, _ = _escape_check(trainer.model, cfg.env_id, env_kwargs, n_check, ref_check, cfg.seed)
+        checks.append({"env_steps": trainer.global_step, **verdict})
+
+    if every:
+        check()  # the warm-started (or fresh) policy before RL
+    while trainer.update < cfg.num_updates:
+        trainer.train(max_updates=every or None)
+        if every and (trainer.update % every == 0 or trainer.update == cfg.num_updates):
+            check()
+    train_s = time.perf_counter() - start
+    # ---- final evaluation on eval_episodes held-out episodes (same seeds for every run of the grid)
+    n_eval = int(job["eval_episodes"])
+    from swarmgym.moe.policy import MoEOrchestrator
+
+    greedy = play_paired(MoEOrchestrator(trainer.model), cfg.env_id, n_eval, seed_offset=EVAL_SEED_OFFSET, env_kwargs=env_kwargs)
+    sampled = play_paired(
+        MoEOrchestrator(trainer.model, deterministic=False, seed=cfg.seed),
+        cfg.env_id,
+        n_eval,
+        seed_offset=EVAL_SEED_OFFSET,
+        env_kwargs=env_kwargs,
+    )
+    reference = play_paired(cp, cfg.env_id, n_eval, seed_offset=EVAL_SEED_OFFSET, env_kwargs=env_kwargs)
+    wide = lambda rows: [r for r in rows if r["family"] == "WideSearch"]  # noqa: E731
+    escape = None
+    if wide(reference):
+        from swarmgym.collapse import escape_verdict
+
+        escape = escape_verdict(wide(greedy), wide(sampled), wide(reference)).to_dict()
+    ret = _condition_return(job["config"])
+    verdicts = {f: v.to_dict() for f, v in collapse_verdicts(greedy, reference, ret).items()}
+    paired = {}
+    for fam in sorted({r["family"] for r in greedy}) + ["all"]:
+        st = paired_difference(greedy, reference, "score", family=None if fam == "all" else fam)
+        paired[fam] = {"mean": st.mean, "half_width": st.half_width, "n": st.n}
+    first = next((c["env_steps"] for c in checks if c.get("escaped")), None)
+    curve_keys = (
+        "global_step",
+        "charts/score",
+        "charts/n_spawned",
+        "charts/serial_collapse_index",
+        "charts/spurious_spawn_rate",
+        "charts/sps",
+    )
+    return {
+        "id": job["id"],
+        "cell": job["cell"],
+        "condition": job["condition"],
+        "seed": job["seed"],
+        "status": "ok",
+        "env_steps": trainer.global_step,
+        "train_seconds": train_s,
+        "env_steps_per_s": trainer.global_step / max(trainer.wall_time, 1e-9),
+        "warm_start": warm,
+        "checks": checks,
+        "steps_to_escape": first,
+        "escape": escape,
+        "collapse": verdicts,
+        "paired_score_vs_critical_path": paired,
+        "final": _family_summary(greedy),
+        "final_sampled": _family_summary(sampled),
+        "critical_path": _family_summary(reference),
+        "curve": [{k: r.get(k) for k in curve_keys} for r in trainer.history],
+        "parameters": trainer.model.parameter_counts(),
+    }
+
+
+def run_phase_job_safely(job: dict) -> dict:
+    """:func:`run_phase_job`, with an exception returned as ``{"status": "error", "error": ...}``."""
+    import traceback
+
+    try:
+        return run_phase_job(job)
+    except Exception as exc:  # noqa: BLE001 - a failed run is recorded with its error, not fatal to the study
+        return {"id": job["id"], "cell": job["cell"], "condition": job["condition"], "seed": job["seed"], "status": "error",
+                "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}  # fmt: skip
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=float) + "\n")
+    os.replace(tmp, path)
+
+
+def finished_results(runs_dir: Path) -> dict[str, dict]:
+    """Results already written under ``runs_dir`` (job id -> result), skipping unreadable files."""
+    out = {}
+    if runs_dir.is_dir():
+        for p in sorted(runs_dir.glob("*.json")):
+            try:
+                r = json.loads(p.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if isinstance(r, dict) and "id" in r:
+                out[r["id"]] = r
+    return out
+
+
+RAY_MISSING = "swarmgym study: --backend ray needs Ray: pip install 'swarmgym[sweep]'"
+
+
+def run_jobs(
+    jobs: list[dict], runs_dir: Path, *, backend: str = "pool", workers: int = 1, ray_address: str | None = None, fn=None, log=None
+) -> dict[str, dict]:
+    """Run ``jobs`` and write each result to ``runs_dir/<id>.json`` as it arrives.
+
+    A job that fails (an exception in the run, a worker that dies) is recorded with its error
+    and retried once; its second failure is written as its result (``status: "error"``,
+    ``attempts: 2``). Backends: ``"serial"`` (this process), ``"pool"`` (``workers`` spawned
+    processes; a pool broken by a dead worker is replaced for the retries) and ``"ray"``
+    (``ray.remote`` tasks; ``ray.init(address=ray_address)``, or a local Ray with ``workers`` CPUs).
+
+    :param fn: the job function (default :func:`run_phase_job_safely`); must be importable by workers.
+    """
+    fn = fn or run_phase_job_safely
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    results: dict[str, dict] = {}
+    errors: dict[str, list[str]] = {}
+
+    def settle(job: dict, res: dict, attempt: int, pending: list) -> None:
+        if res.get("status") != "ok":
+            errors.setdefault(job["id"], []).append(res.get("error", "unknown error"))
+            if attempt < 2:
+                log(f"swarmgym study: {job['id']} failed ({res.get('error')}); retrying once")
+                pending.append((job, attempt + 1))
+                return
+        res = {**res, "attempts": attempt, "errors": errors.get(job["id"], [])}
+        write_json_atomic(runs_dir / f"{job['id']}.json", res)
+        results[job["id"]] = res
+        log(f"swarmgym study: {job['id']}: {res.get('status')} ({len(results)}/{len(jobs)})")
+
+    def crashed(job: dict, exc: BaseException) -> dict:
+        return {"id": job["id"], "cell": job["cell"], "condition": job["condition"], "seed": job["seed"], "status": "error",
+                "error": f"worker died: {type(exc).__name__}: {exc}"}  # fmt: skip
+
+    pending = [(j, 1) for j in jobs]
+    if backend == "serial" or (backend == "pool" and workers <= 1):
+        while pending:
+            job, attempt = pending.pop(0)
+            settle(job, fn(job), attempt, pending)
+        return results
+    if backend == "pool":
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        while pending:
+            batch, pending = pending, []
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {pool.submit(fn, job): (job, attempt) for job, attempt in batch}
+                for fut in as_completed(futures):
+                    job, attempt = futures[fut]
+                    try:
+                        res = fut.result()
+                    except Exception as exc:  # noqa: BLE001 - a dead worker breaks the pool: retried in a fresh one
+                        res = crashed(job, exc)
+                    settle(job, res, attempt, pending)
+        return results
+    if backend != "ray":
+        raise ValueError(f"backend must be 'serial', 'pool' or 'ray', got {backend!r}")
+    try:
+        import ray
+    except ImportError:
+        raise ImportError(RAY_MISSING) from None
+    if not ray.is_initialized():
+        if ray_address:
+            ray.init(address=ray_address)
+        else:
+            ray.init(num_cpus=max(1, workers), include_dashboard=False)
+    remote = ray.remote(num_cpus=1, max_retries=0)(fn)
+    while pending:
+        refs = {remote.remote(job): (job, attempt) for job, attempt in pending}
+        pending = []
+        waiting = list(refs)
+        while waiting:
+            ready, waiting = ray.wait(waiting, num_returns=1)
+            job, attempt = refs[ready[0]]
+            try:
+                res = ray.get(ready[0])
+            except Exception as exc:  # noqa: BLE001 - a task whose worker died
+                res = crashed(job, exc)
+            settle(job, res, attempt, pending)
+    return results
+
+
+# ---------------------------------------------------------------------- phase diagram: report
+def _cell_key(cell: dict) -> tuple:
+    return tuple(cell.items())
+
+
+def aggregate(results: list[dict]) -> dict[tuple, dict[str, dict]]:
+    """``{cell key: {condition: figures}}`` over seeds: runs, failed runs, escape probability, median
+    env steps to escape, collapse probability (WideSearch verdict), final score per family, SerialReasoning
+    spurious-spawn rate, tokens, and the paired score difference to critical_path."""
+    groups: dict[tuple, dict[str, list[dict]]] = {}
+    for r in results:
+        groups.setdefault(_cell_key(r["cell"]), {}).setdefault(r["condition"], []).append(r)
+    out: dict[tuple, dict[str, dict]] = {}
+    for key, by_cond in groups.items():
+        for cond, runs in by_cond.items():
+            ok = [r for r in runs if r.get("status") == "ok"]
+            esc = [r for r in ok if r.get("escape")]
+            steps = [r["steps_to_escape"] for r in ok if r.get("steps_to_escape") is not None]
+            fams = sorted({f for r in ok for f in r["final"] if f != "all"})
+            coll = [r for r in ok if "WideSearch" in r["collapse"]]
+            above = [
+                r for r in ok if (p := r["paired_score_vs_critical_path"].get("all")) and p["n"] > 1 and p["mean"] - p["half_width"] > 0
+            ]
+            fig = {
+                "runs": len(runs),
+                "failed": len(runs) - len(ok),
+                "escape_prob": float(np.mean([bool(r["escape"]["escaped"]) for r in esc])) if esc else float("nan"),
+                "median_steps_to_escape": float(np.median(steps)) if steps else float("nan"),
+                "escaped_during": len(steps),
+                "collapse_prob": float(np.mean([bool(r["collapse"]["WideSearch"]["collapsed"]) for r in coll])) if coll else float("nan"),
+                "score": {f: float(np.mean([r["final"][f]["score"] for r in ok if f in r["final"]])) for f in [*fams, "all"]} if ok else {},
+                "serial_spurious": float(
+                    np.mean([r["final"]["SerialReasoning"]["spurious_spawn_rate"] for r in ok if "SerialReasoning" in r["final"]])
+                )
+                if any("SerialReasoning" in r["final"] for r in ok)
+                else float("nan"),
+                "tokens": float(np.mean([r["final"]["all"]["tokens"] for r in ok])) if ok else float("nan"),
+                "paired_all": float(np.mean([r["paired_score_vs_critical_path"]["all"]["mean"] for r in ok])) if ok else float("nan"),
+                "above_cp": len(above),
+                "warm_spawn_prob": float(np.mean([r["warm_start"]["spawn_prob"] for r in ok if r.get("warm_start")]))
+                if any(r.get("warm_start") for r in ok)
+                else float("nan"),
+            }
+            out.setdefault(key, {})[cond] = fig
+    return out
+
+
+def _num(x: float, digits: int = 2) -> str:
+    return "-" if x != x else f"{x:.{digits}f}"
+
+
+def phase_table(agg: dict[tuple, dict[str, dict]], conditions: list[str]) -> str:
+    """The Markdown table: one row per cell and condition."""
+    if not agg:
+        return "(no finished runs)\n"
+    dials = [k for k, _ in next(iter(agg))]
+    fams = sorted({f for by in agg.values() for fig in by.values() for f in fig["score"] if f != "all"})
+    head = [*dials, "condition", "runs (failed)", "escape prob", "median steps to escape", "collapse prob (WideSearch)"]
+    head += [f"score {f}" for f in fams] + [
+        "score all",
+        "SerialReasoning spurious",
+        "tokens (k)",
+        "score − critical_path (paired)",
+        "above cp",
+    ]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key in sorted(agg):
+        for cond in conditions:
+            fig = agg[key].get(cond)
+            if fig is None:
+                continue
+            cells = [f"{v:g}" if isinstance(v, float) else str(v) for _, v in key]
+            cells += [
+                cond,
+                f"{fig['runs']} ({fig['failed']})",
+                _num(fig["escape_prob"]),
+                _num(fig["median_steps_to_escape"], 0),
+                _num(fig["collapse_prob"]),
+            ]
+            cells += [_num(fig["score"].get(f, float("nan")), 3) for f in fams] + [_num(fig["score"].get("all", float("nan")), 3)]
+            cells += [
+                _num(fig["serial_spurious"]),
+                _num(fig["tokens"] / 1e3, 1),
+                f"{fig['paired_all']:+.3f}" if fig["paired_all"] == fig["paired_all"] else "-",
+            ]
+            cells += [f"{fig['above_cp']}/{fig['runs'] - fig['failed']}"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_heatmaps(
+    agg: dict[tuple, dict[str, dict]], conditions: list[str], path: Path, metric: str = "escape_prob", title: str = ""
+) -> Path | None:
+    """One heat map per condition over the first two dials (``metric`` per cell); further dials are
+    averaged over."""
+    from swarmgym.moe.train import _plt
+
+    plt = _plt()
+    if plt is None or not agg:
+        return None
+    dials = [k for k, _ in next(iter(agg))]
+    xs = sorted({dict(k)[dials[0]] for k in agg})
+    ys = sorted({dict(k)[dials[1]] for k in agg}) if len(dials) > 1 else [None]
+    fig, axes = plt.subplots(1, len(conditions), figsize=(3.6 * len(conditions) + 0.8, 0.45 * len(ys) + 2.4), squeeze=False)
+    for ax, cond in zip(axes[0], conditions):
+        mat = np.full((len(ys), len(xs)), np.nan)
+        for i, y in enumerate(ys):
+            for j, x in enumerate(xs):
+                vals = [
+                    by[cond][metric]
+                    for k, by in agg.items()
+                    if cond in by and dict(k)[dials[0]] == x and (y is None or dict(k)[dials[1]] == y)
+                ]
+                vals = [v for v in vals if v == v]
+                if vals:
+                    mat[i, j] = float(np.mean(vals))
+        im = ax.imshow(mat, origin="lower", aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0 if metric.endswith("prob") else None)
+        for i in range(len(ys)):
+            for j in range(len(xs)):
+                if mat[i, j] == mat[i, j]:
+                    ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w" if mat[i, j] < 0.6 else "k")
+        ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs], fontsize=7, rotation=45)
+        ax.set_yticks(range(len(ys)), [f"{y:g}" if y is not None else "" for y in ys], fontsize=7)
+        ax.set_xlabel(dials[0], fontsize=8)
+        if len(dials) > 1:
+            ax.set_ylabel(dials[1], fontsize=8)
+        ax.set_title(cond, fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle(title or metric, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_collapse_curves(results: list[dict], conditions: list[str], path: Path) -> Path | None:
+    """Learning curves of the WideSearch collapse index (held-out checks; greedy solid, sampled dashed),
+    one panel per condition, one line per run coloured by cell."""
+    from swarmgym.moe.train import _plt
+
+    plt = _plt()
+    ok = [r for r in results if r.get("status") == "ok" and r.get("checks")]
+    if plt is None or not ok:
+        return None
+    cells = sorted({_cell_key(r["cell"]) for r in ok})
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, axes = plt.subplots(1, len(conditions), figsize=(3.8 * len(conditions), 3.2), squeeze=False, sharey=True)
+    for ax, cond in zip(axes[0], conditions):
+        seen = set()
+        for r in ok:
+            if r["condition"] != cond:
+                continue
+            ci = cells.index(_cell_key(r["cell"]))
+            xs = [c["env_steps"] for c in r["checks"] if "greedy_collapse_index" in c]
+            ys = [c["greedy_collapse_index"] for c in r["checks"] if "greedy_collapse_index" in c]
+            label = ", ".join(f"{k}={v:g}" for k, v in cells[ci]) if ci not in seen else None
+            seen.add(ci)
+            ax.plot(xs, ys, color=colors[ci % len(colors)], alpha=0.8, lw=1, label=label)
+            ys_s = [c.get("sampled_collapse_index", np.nan) for c in r["checks"] if "greedy_collapse_index" in c]
+            ax.plot(xs, ys_s, color=colors[ci % len(colors)], alpha=0.6, lw=1, ls="--")
+        ax.set_title(cond, fontsize=9)
+        ax.set_xlabel("env steps", fontsize=8)
+        ax.set_ylim(-0.02, 1.02)
+        ax.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("collapse index, WideSearch (greedy —, sampled - -)", fontsize=8)
+    axes[0][0].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def phase_report(results: list[dict], meta: dict, out: Path) -> str:
+    """Write ``report.md``, ``table.md``, heat maps and the collapse-index curves for ``results`` into ``out``."""
+    from swarmgym.collapse import COLLAPSE_INDEX_AT, ESCAPE_SCORE_GAP, ESCAPE_SPEEDUP_SHARE, IDEAL_SPEEDUP_AT
+
+    out.mkdir(parents=True, exist_ok=True)
+    conditions = [c for c in meta.get("conditions", PHASE_CONDITIONS) if any(r["condition"] == c for r in results)]
+    agg = aggregate(results)
+    table = phase_table(agg, conditions)
+    (out / "table.md").write_text(table)
+    pngs = []
+    for metric, name, title in (
+        ("escape_prob", "heatmap_escape.png", "escape probability (greedy and sampled, WideSearch)"),
+        ("collapse_prob", "heatmap_collapse.png", "collapse probability (WideSearch: trap, not choice)"),
+        ("serial_spurious", "heatmap_serial_spurious.png", "SerialReasoning spurious-spawn rate"),
+    ):
+        if len(next(iter(agg), ())) >= 1 and plot_heatmaps(agg, conditions, out / name, metric, title):
+            pngs.append(name)
+    if plot_collapse_curves(results, conditions, out / "collapse_curves.png"):
+        pngs.append("collapse_curves.png")
+    failed = [r for r in results if r.get("status") != "ok"]
+    ok = [r for r in results if r.get("status") == "ok"]
+    sps = [r["env_steps_per_s"] for r in ok]
+    warm = [r["warm_start"] for r in ok if r.get("warm_start")]
+    lines = [f"# {meta.get('title', 'Phase diagram: escape from a serial warm start')}", ""]
+    if meta.get("note"):
+        lines += [meta["note"], ""]
+    lines += ["Made by:", "", f"```\n{meta.get('command', '')}\n```", ""]
+    lines += [
+        f"Training id `{meta.get('env_id')}`; dials: "
+        + "; ".join(f"`{n}` ∈ {{{', '.join(f'{v:g}' for v in vals)}}} ({DIALS[n][0]})" for n, vals in meta.get("dials", {}).items())
+        + ". Conditions: "
+        + "; ".join(f"`{c}`: {PHASE_CONDITIONS[c][1]}" for c in conditions)
+        + ".",
+        "",
+        f"Runs: {len(results)} ({len(failed)} failed after one retry); {meta.get('seeds')} seed(s) per cell and condition; "
+        f"warm start `{meta.get('warm_start')}`; model `{meta.get('model')}`; wall-clock of the invocation that ran them {meta.get('wall_seconds', 0) / 60:.1f} min"
+        + (f"; training {np.median(sps):,.0f} env-steps/s per run (median)" if sps else "")
+        + f"; load average at start {meta.get('load', '?')}.",
+        "",
+    ]
+    if warm:
+        lines += [
+            f"Warm start (mean over runs): spawn probability per step {np.mean([w['spawn_prob_cloned'] for w in warm]):.2e} as cloned, "
+            f"set to {np.mean([w['spawn_prob'] for w in warm]):.2e} on average over cells (logit offsets "
+            f"{min(w['spawn_logit_offset'] for w in warm):+.2f} .. {max(w['spawn_logit_offset'] for w in warm):+.2f}); action-kind accuracy "
+            f"{np.mean([w['kind_accuracy'] for w in warm]):.3f}; entropy {np.mean([w['entropy'] for w in warm]):.2f} nats; "
+            f"{np.mean([w['seconds'] for w in warm]):.0f} s each.",
+            "",
+        ]
+    lines += [
+        "Definitions (`swarmgym.collapse`): **escape** = the greedy and the sampled policy both reach, on the WideSearch "
+        f"episodes, >= {ESCAPE_SPEEDUP_SHARE:.3g} of critical_path's mean speedup with a score no more than {ESCAPE_SCORE_GAP} below its score "
+        f"(same episodes). **Collapse** on a family = collapse index >= {COLLAPSE_INDEX_AT} on a family with task ideal speedup >= {IDEAL_SPEEDUP_AT} "
+        "*and* critical_path earns a strictly higher return under the run's own task reward (paired 95 % CI of the difference above 0). "
+        "'median steps to escape' is over the runs that escaped at a check; 'above cp' counts runs whose paired score difference "
+        "to critical_path (all families) has a 95 % CI above 0.",
+        "",
+        "## Table",
+        "",
+        table,
+    ]
+    for p in pngs:
+        lines += [f"![{p}]({p})", ""]
+    if failed:
+        lines += ["## Failed runs", ""] + [f"* `{r['id']}`: {r.get('error')}" for r in failed] + [""]
+    if meta.get("notes_text"):
+        lines += ["## Discussion", "", meta["notes_text"].strip(), ""]
+    text = "\n".join(lines)
+    (out / "report.md").write_text(text)
+    slim = [{k: v for k, v in r.items() if k not in ("curve", "traceback")} for r in results]
+    write_json_atomic(out / "results.json", {"meta": {k: v for k, v in meta.items() if k != "notes_text"}, "runs": slim})
+    return text
+
+
+def phase_cli(args: argparse.Namespace, argv: list[str]) -> int:
+    """``swarmgym study --phase-diagram``: the grid, run with resume and retries, then the report."""
+    import os
+
+    from swarmgym.moe.model import ModelConfig
+    from swarmgym.moe.ppo import PPOConfig
+    from swarmgym.moe.train import apply_settings
+
+    err = lambda msg: (print(f"swarmgym study: {msg}", file=sys.stderr), 2)[1]  # noqa: E731
+    try:
+        dials = dict(parse_dial(d) for d in args.dial)
+    except ValueError as exc:
+        return err(exc)
+    if not dials:
+        return err("--phase-diagram needs at least one --dial NAME=V1,V2,... (dials: " + ", ".join(DIALS) + ")")
+    for name, lo in (("seeds", 1), ("total_steps", 1), ("eval_episodes", 1), ("check_episodes", 1), ("check_every", 0)):
+        if getattr(args, name) < lo:
+            return err(f"--{name.replace('_', '-')} must be >= {lo}, got {getattr(args, name)}")
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    if workers < 1:
+        return err(f"--workers must be >= 1, got {workers}")
+    if args.backend == "ray" and not args.report_only:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            print(RAY_MISSING, file=sys.stderr)
+            return 2
+    base = PPOConfig(env_id=args.env_id).to_dict()
+    base.update(progress=False, tensorboard=False, torch_threads=args.threads, total_steps=args.total_steps)
+    base["model"] = ModelConfig.preset(args.model).to_dict()
+    base["warm_start"] = None if args.warm_start in (None, "none") else args.warm_start
+    base["warm_start_spawn_prob"] = args.warm_start_spawn_prob
+    eval_episodes, check_episodes, check_every = args.eval_episodes, args.check_episodes, args.check_every
+    if args.quick:
+        base.update(num_envs=8, num_steps=16, total_steps=min(args.total_steps, 256), warm_start_epochs=1)
+        base["model"] = ModelConfig.preset("small").to_dict()
+        eval_episodes, check_episodes = min(eval_episodes, 8), min(check_episodes, 8)
+    try:
+        base = apply_settings(base, args.set)
+        jobs = make_jobs(
+            base,
+            args.env_id,
+            dials,
+            args.phase_conditions,
+            args.seeds,
+            eval_episodes=eval_episodes,
+            check_every=check_every,
+            check_episodes=check_episodes,
+        )
+        for job in jobs:
+            d = dict(job["config"])
+            d["total_steps"] = max(d["total_steps"], d["num_envs"] * d["num_steps"])
+            job["config"] = PPOConfig.from_dict(d).to_dict()  # fail fast, before any run starts
+            job["warm_cache"] = str((Path(args.runs_dir) if args.runs_dir else Path(args.out) / "runs") / "warm_start")
+    except (ValueError, TypeError) as exc:
+        return err(exc)
+    out = Path(args.out)
+    runs_dir = Path(args.runs_dir) if args.runs_dir else out / "runs"
+    done = finished_results(runs_dir)
+    ids = {j["id"] for j in jobs}
+    ours = {k: v for k, v in done.items() if k in ids}
+    if ours and not (args.resume or args.report_only):
+        return err(
+            f"{runs_dir} already holds {len(ours)} result(s) of this grid; pass --resume to continue it (finished runs are kept) or choose another --out/--runs-dir"
+        )
+    todo = [j for j in jobs if ours.get(j["id"], {}).get("status") != "ok"] if not args.report_only else []
+    command = "swarmgym study" + (" " + shlex.join(argv) if argv else "")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    print(
+        f"swarmgym study: {len(jobs)} runs in the grid, {len(jobs) - len(todo)} already finished, {len(todo)} to run ({args.backend}, {workers} worker(s))",
+        file=sys.stderr,
+    )
+    t0 = time.perf_counter()
+    if todo:
+        try:
+            run_jobs(todo, runs_dir, backend=args.backend, workers=workers, ray_address=args.ray_address)
+        except ImportError as exc:
+            return err(exc)
+    results = [r for k, r in finished_results(runs_dir).items() if k in ids]
+    prior: dict = {}
+    if args.report_only and (out / "results.json").is_file():  # keep the command, wall-clock and load of the run
+        try:
+            prior = json.loads((out / "results.json").read_text())["meta"]
+            command = f"{prior['command'].split(chr(10) + '# report rewritten by:')[0]}\n# report rewritten by:\n{command}"
+        except (OSError, KeyError, TypeError, AttributeError, json.JSONDecodeError):
+            prior = {}
+    meta = {
+        "command": command,
+        "env_id": args.env_id,
+        "dials": dials,
+        "conditions": args.phase_conditions,
+        "seeds": args.seeds,
+        "warm_start": base["warm_start"],
+        "model": args.model if not args.quick else "small (quick)",
+        "wall_seconds": prior.get("wall_seconds", time.perf_counter() - t0),
+        "load": prior.get("load", load),
+        "title": args.title or "Phase diagram: escape from a serial warm start",
+        "note": args.note,
+        "notes_text": Path(args.notes).read_text() if args.notes else None,
+    }
+    text = phase_report(results, meta, out)
+    print(text)
+    print(f"swarmgym study: wrote {out}", file=sys.stderr)
+    return 0
+
+
+def paired_report(
+    policies: list[str], env_id: str, n: int, reference: str = "critical_path", env_kwargs: dict | None = None
+) -> tuple[str, dict]:
+    """Each policy (an orchestrator spec, e.g. ``moe:runs/x/checkpoint.pt``) and ``reference`` play the same
+    ``n`` held-out episodes; per family, the paired per-episode score difference (policy − reference) with its
+    95 % CI. Returns the Markdown table and the figures."""
+    from swarmgym.collapse import paired_difference, play_paired
+    from swarmgym.evaluation import resolve_id
+    from swarmgym.moe.train import EVAL_SEED_OFFSET
+    from swarmgym.orchestrators import load_orchestrator
+
+    env_id = resolve_id(env_id)
+    ref_rows = play_paired(load_orchestrator(reference), env_id, n, seed_offset=EVAL_SEED_OFFSET, env_kwargs=env_kwargs)
+    fams = sorted({r["family"] for r in ref_rows})
+    keys = [*fams, "all"] if len(fams) > 1 else fams
+    lines = [
+        f"| policy | {' | '.join(f'{f}: score − {reference}' for f in keys)} | above {reference} (all) |",
+        "|---|" + "---:|" * len(keys) + "---|",
+    ]
+    figures: dict = {}
+    for spec in policies:
+        rows = play_paired(load_orchestrator(spec), env_id, n, seed_offset=EVAL_SEED_OFFSET, env_kwargs=env_kwargs)
+        stats = {f: paired_difference(rows, ref_rows, "score", family=None if f == "all" else f) for f in keys}
+        figures[spec] = {f: {"mean": st.mean, "half_width": st.half_width, "n": st.n} for f, st in stats.items()}
+        last = stats[keys[-1]]
+        verdict = "yes" if last.low > 0 else ("no" if last.high < 0 else "tied (CI spans 0)")
+        lines.append(f"| {spec} | " + " | ".join(f"{st.mean:+.4f} ± {st.half_width:.4f}" for st in stats.values()) + f" | {verdict} |")
+    return "\n".join(lines) + "\n", figures
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="swarmgym study",
@@ -400,7 +1229,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="FIELD=VALUE", help="PPOConfig changes for every run (as in swarmgym train)"
     )
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
-    p.add_argument("--workers", type=int, default=1, help="runs trained in parallel processes (default 1)")
+    p.add_argument("--workers", type=int, default=None, help="runs trained in parallel (default 1; with --phase-diagram: as many as cores)")
     p.add_argument("--out", default="runs/study", help="report folder (default runs/study)")
     p.add_argument("--runs-dir", default=None, help="folder for the runs' checkpoints and logs (default OUT/runs)")
     p.add_argument("--notes", default=None, help="a Markdown file whose text is added to the report as its discussion")
@@ -412,12 +1241,62 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-seconds", type=float, default=600.0, help="time-to-target: training cap per trainer in seconds (default 600)")
     p.add_argument("--skip-sb3", action="store_true", help="time-to-target: measure this trainer only")
+    p.add_argument(
+        "--paired",
+        nargs="+",
+        default=None,
+        metavar="ORCH",
+        help="instead of the study: these orchestrators (e.g. moe:runs/x/checkpoint.pt) vs critical_path on the same "
+        "--eval-episodes episodes of --env-id, paired per-episode score differences with 95%% CIs",
+    )
+    g = p.add_argument_group("phase diagram (--phase-diagram): dials x reward conditions x seeds from a serial warm start")
+    g.add_argument("--phase-diagram", action="store_true", help="run the phase-diagram grid instead of the condition study")
+    g.add_argument("--dial", action="append", default=[], metavar="NAME=V1,V2,...", help=f"a dial of the grid: {', '.join(DIALS)}")
+    g.add_argument(
+        "--phase-conditions",
+        nargs="+",
+        default=list(PHASE_CONDITIONS),
+        choices=list(PHASE_CONDITIONS),
+        help="reward conditions (default all)",
+    )
+    g.add_argument("--warm-start", default="sequential_crew", metavar="ORCH", help="orchestrator imitated before RL ('none': random start)")
+    g.add_argument("--warm-start-spawn-prob", type=float, default=None, metavar="P", help="spawn probability per step of the warm start")
+    g.add_argument("--model", choices=["default", "small"], default="small", help="model preset (default small: the sweep model)")
+    g.add_argument("--backend", choices=["pool", "ray", "serial"], default="pool", help="pool (local processes, default), ray or serial")
+    g.add_argument("--ray-address", default=None, help="a Ray cluster's address (default: a local Ray with --workers CPUs)")
+    g.add_argument("--resume", action="store_true", help="keep the finished runs under the runs folder and run the rest")
+    g.add_argument("--report-only", action="store_true", help="write the report from the finished runs, run nothing")
+    g.add_argument("--check-every", type=int, default=4, help="escape check every this many updates (0: none; default 4)")
+    g.add_argument("--check-episodes", type=int, default=48, help="held-out episodes of each escape check (default 48)")
+    g.add_argument("--title", default=None, help="report title")
+    g.add_argument("--note", default=None, help="a paragraph printed under the title (e.g. 'a calibration, not the phase diagram')")
     return p
 
 
 def cli_main(argv: list[str]) -> int:
     """Entry point of ``swarmgym study``."""
     args = build_parser().parse_args(argv)
+    if args.phase_diagram:
+        return phase_cli(args, argv)
+    if args.paired:
+        try:
+            text, figures = paired_report(args.paired, args.env_id, args.eval_episodes)
+        except (ValueError, TypeError, FileNotFoundError) as exc:
+            print(f"swarmgym study: {exc}", file=sys.stderr)
+            return 2
+        command = "swarmgym study" + (" " + shlex.join(argv) if argv else "")
+        text = (
+            f"Made by:\n\n```\n{command}\n```\n\nPaired per-episode score differences on {args.eval_episodes} held-out episodes (mean ± 95 % CI half-width):\n\n"
+            + text
+        )
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "paired.md").write_text(text)
+        write_json_atomic(out / "paired.json", {"command": command, "figures": figures})
+        print(text)
+        return 0
+    if args.workers is None:
+        args.workers = 1
     from swarmgym.moe.ppo import PPOConfig
     from swarmgym.moe.train import apply_settings, plot_expert_load
 

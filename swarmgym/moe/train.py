@@ -67,6 +67,10 @@ RUN_SHAPING_OPTIONS: dict[str, str] = {
     "token_cost": "--token-cost",
     "set": "--set",
     "engine": "--engine",
+    "model": "--model",
+    "warm_start": "--warm-start",
+    "warm_start_spawn_prob": "--warm-start-spawn-prob",
+    "perf_form": "--perf-form",
 }
 #: PPOConfig fields set by a dedicated option (an error in them names the option).
 FIELD_OPTIONS: dict[str, str] = {
@@ -78,6 +82,11 @@ FIELD_OPTIONS: dict[str, str] = {
     "torch_threads": "--threads",
     "device": "--device",
     "checkpoint_seconds": "--checkpoint-seconds",
+    "warm_start": "--warm-start",
+    "warm_start_spawn_prob": "--warm-start-spawn-prob",
+    "warm_start_epochs": "--set",
+    "perf_form": "--perf-form",
+    "latency_weight": "--set",
 }
 
 
@@ -132,6 +141,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=["linear", "cosine", "step", "constant"], default=None, help="λ schedule (default linear)")
     p.add_argument("--no-parl", action="store_true", help="train on r_perf alone")
     p.add_argument("--token-cost", type=float, default=None, help="reward penalty per 100k tokens, >= 0 (default 0)")
+    p.add_argument(
+        "--model", choices=["default", "small"], default=None, help="model size preset (small: the sweep model; default: default)"
+    )
+    p.add_argument(
+        "--warm-start", default=None, metavar="ORCH", help="imitate this orchestrator before RL (e.g. sequential_crew: a serial start)"
+    )
+    p.add_argument(
+        "--warm-start-spawn-prob",
+        type=float,
+        default=None,
+        metavar="P",
+        help="per-step spawn probability of the warm-started policy, in (0, 1) (default: the clone's own)",
+    )
+    p.add_argument(
+        "--perf-form", choices=["score", "latency"], default=None, help="r_perf: the score, or the score x budget left (default score)"
+    )
     p.add_argument(
         "--set",
         action="append",
@@ -202,7 +227,14 @@ def make_config(args: argparse.Namespace) -> "Any":
         d["torch_threads"] = args.threads
     if args.checkpoint_seconds is not None:
         d["checkpoint_seconds"] = args.checkpoint_seconds
+    if args.model not in (None, "default"):
+        from swarmgym.moe.model import ModelConfig
+
+        d["model"] = ModelConfig.preset(args.model, ffn=args.ffn or "moe").to_dict()
     d["model"]["ffn"] = args.ffn or "moe"
+    d["warm_start"] = args.warm_start
+    d["warm_start_spawn_prob"] = args.warm_start_spawn_prob
+    d["perf_form"] = args.perf_form or "score"
     d["lambda_schedule"] = args.schedule or "linear"
     d["parl"] = not args.no_parl
     d["progress"] = not args.no_progress
@@ -325,9 +357,10 @@ def evaluate_policy(
     env_overrides: dict | None = None,
     reference: bool = True,
     policy_mode: str = "both",
+    extra: list | None = None,
 ) -> list[dict]:
-    """The trained policy (greedy and/or sampled, see :func:`swarmgym.evaluation.policy_variants`)
-    and (``reference``) the hand-coded orchestrators on the same episodes; returns
+    """The trained policy (greedy and/or sampled, see :func:`swarmgym.evaluation.policy_variants`),
+    ``extra`` policies (e.g. the warm-started one) and (``reference``) the hand-coded orchestrators on the same episodes; returns
     :func:`swarmgym.evaluation.table_rows`."""
     from swarmgym.evaluation import evaluate, table_rows
     from swarmgym.moe.engines import resolve_env_kwargs
@@ -338,7 +371,9 @@ def evaluate_policy(
     for env_id in env_ids:
         # the same knob changes as in training, merged into each id's own kwargs
         kwargs = resolve_env_kwargs(env_id, env_overrides) if env_overrides else None
-        results += evaluate([policy, *names], [env_id], n_seeds, seed_offset=EVAL_SEED_OFFSET, env_kwargs=kwargs, policy_mode=policy_mode)
+        results += evaluate(
+            [policy, *(extra or []), *names], [env_id], n_seeds, seed_offset=EVAL_SEED_OFFSET, env_kwargs=kwargs, policy_mode=policy_mode
+        )
     return table_rows(results)
 
 
@@ -494,6 +529,21 @@ def cli_main(argv: list[str]) -> int:
     previous = (run_dir / "command.txt").read_text() if plan.resume is not None and (run_dir / "command.txt").is_file() else ""
     atomic_write_text(run_dir / "command.txt", previous + command + "\n")
 
+    warm_policy = None
+    if plan.resume is None and trainer.warm_start_report is not None:
+        import copy
+
+        from swarmgym.moe.policy import MoEOrchestrator
+
+        report = trainer.warm_start_report.to_dict()
+        atomic_write_text(run_dir / "warm_start.json", json.dumps(report, indent=2) + "\n")
+        warm_policy = MoEOrchestrator(copy.deepcopy(trainer.model), name=f"warm start ({config.warm_start})")
+        print(
+            f"{PROG}: warm start from {config.warm_start}: {report['states']:,} states, {report['seconds']:.0f} s, "
+            f"action-kind accuracy {report['kind_accuracy']:.3f}, spawn probability per step {report['spawn_prob_cloned']:.2e} "
+            f"cloned -> {report['spawn_prob']:.2e} (logit offset {report['spawn_logit_offset']:+.3f}), entropy {report['entropy']:.3f}",
+            file=sys.stderr,
+        )
     counts = trainer.model.parameter_counts()
     verb = f"resuming at update {trainer.update}/{config.num_updates}:" if plan.resume is not None else "training"
     print(
@@ -530,7 +580,12 @@ def cli_main(argv: list[str]) -> int:
             policy = load_policy(run_dir / "checkpoint.pt", name=f"{config.model.ffn}:{run_dir.name}", threads=config.torch_threads or None)
             t0 = time.perf_counter()
             rows = evaluate_policy(
-                policy, plan.eval_ids, plan.eval_seeds, env_overrides=config.env_overrides or None, policy_mode=plan.policy_mode
+                policy,
+                plan.eval_ids,
+                plan.eval_seeds,
+                env_overrides=config.env_overrides or None,
+                policy_mode=plan.policy_mode,
+                extra=[warm_policy] if warm_policy is not None else None,
             )
             summary["eval_seconds"] = time.perf_counter() - t0
             markdown = to_markdown(rows, title=f"Trained {config.model.ffn} orchestrator vs the hand-coded ones", command=command)

@@ -1,0 +1,248 @@
+"""Serial warm start: imitate an orchestrator before RL, with a chosen spawn habit.
+
+Kimi K2.5's orchestrator began as a single agent with a serial habit; the analogue
+here is a policy that first imitates ``sequential_crew`` (which never spawns) and
+then learns by PPO. :func:`warm_start` does three things, in a few seconds on CPU:
+
+1. **Demonstrations.** The orchestrator plays ``num_envs x num_steps`` steps on the
+   batched engine (its own engine and seed, so the trainer's episode stream is not
+   touched); every visited state, its mask and the orchestrator's action are kept.
+2. **Behaviour cloning.** ``epochs`` passes of minibatch cross-entropy between the
+   network's masked action distribution and the demonstrated actions (Adam).
+3. **Spawn habit.** With ``spawn_prob`` set, one constant ``c`` is added to the bias
+   of the spawn logit (``node_head.bias[1]``), which shifts every ``spawn(i)`` logit
+   by exactly ``c`` and nothing else. ``c`` is found by bisection so that the mean
+   per-step probability of choosing *any* spawn, over the demonstration states, equals
+   ``spawn_prob`` (to 1e-3 relative), then it is measured again by a forward pass.
+
+The returned :class:`WarmStartReport` holds what was measured: imitation accuracy,
+the spawn probability and the policy entropy before and after the offset, and ``c``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from swarmgym.layout import ActionLayout
+from swarmgym.moe.model import OrchestratorNet
+
+#: Seed offset of the demonstration engine (disjoint from a trainer's engine seeded ``seed``).
+DEMO_SEED_OFFSET = 7_919
+
+
+@dataclass
+class WarmStartReport:
+    """What a warm start did and measured (per-step figures are means over the demonstration states)."""
+
+    orchestrator: str
+    env_id: str
+    states: int
+    epochs: int
+    seconds: float
+    accuracy: float
+    """Share of demonstration states where the clone's most probable action is the demonstrated one.
+    Below 1 for the sequential crew even when learned well: it picks among equivalent ready nodes by
+    slot index, which a permutation-equivariant network cannot see."""
+    kind_accuracy: float
+    """The same for the kind of action (do, spawn, wait or answer), whichever node."""
+    spawn_prob_cloned: float
+    """Per-step probability of choosing any spawn, right after cloning."""
+    spawn_prob: float
+    """The same after the spawn-logit offset (measured by a forward pass)."""
+    entropy_cloned: float
+    entropy: float
+    """Mean policy entropy (nats) per step, after cloning and after the offset."""
+    spawn_logit_offset: float
+    target_spawn_prob: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def collect_demonstrations(
+    orchestrator,
+    env_id: str,
+    *,
+    env_overrides: dict | None = None,
+    num_envs: int = 64,
+    num_steps: int = 64,
+    seed: int = 0,
+    engine: str = "auto",
+) -> dict[str, torch.Tensor]:
+    """States, masks and actions of ``orchestrator`` playing ``num_envs x num_steps`` steps of ``env_id``."""
+    from swarmgym.moe.engines import make_engine
+
+    eng = make_engine(env_id, num_envs, seed=seed + DEMO_SEED_OFFSET, engine=engine, overrides=env_overrides)
+    obs = eng.reset()
+    nodes, glob, masks, actions = [], [], [], []
+    for _ in range(num_steps):
+        mask = eng.action_mask.clone()
+        a = orchestrator.act({"nodes": obs["nodes"].cpu().numpy(), "globals": obs["globals"].cpu().numpy()}, mask.cpu().numpy())
+        act = torch.as_tensor(np.asarray(a, dtype=np.int64))
+        nodes.append(obs["nodes"].cpu().clone())
+        glob.append(obs["globals"].cpu().clone())
+        masks.append(mask.cpu())
+        actions.append(act)
+        obs, _, _, _ = eng.step(act.to(eng.device) if hasattr(eng, "device") else act)
+    return {"nodes": torch.cat(nodes), "globals": torch.cat(glob), "mask": torch.cat(masks), "actions": torch.cat(actions)}
+
+
+def _action_kind(actions: torch.Tensor, n_max: int) -> torch.Tensor:
+    """0 do, 1 spawn, 2 wait, 3 answer."""
+    lay = ActionLayout(n_max)
+    kind = torch.full_like(actions, 3)
+    kind[actions == lay.wait] = 2
+    kind[(actions >= lay.spawn) & (actions < lay.spawn + n_max)] = 1
+    kind[(actions >= lay.do) & (actions < lay.do + n_max)] = 0
+    return kind
+
+
+@torch.no_grad()
+def _logits(model: OrchestratorNet, demo: dict[str, torch.Tensor], batch: int = 2048) -> torch.Tensor:
+    dev = next(model.parameters()).device
+    out = []
+    for s in range(0, demo["actions"].shape[0], batch):
+        logits, _ = model(demo["nodes"][s : s + batch].to(dev), demo["globals"][s : s + batch].to(dev), demo["mask"][s : s + batch].to(dev))
+        out.append(logits.cpu())
+    return torch.cat(out)
+
+
+def spawn_probability(logits: torch.Tensor, offset: float = 0.0) -> tuple[float, float]:
+    """``(mean per-step probability of any spawn, mean entropy)`` of masked ``logits`` with ``offset``
+    added to every spawn logit (masked spawn logits stay masked)."""
+    n_max = (logits.shape[1] - 2) // 2
+    lay = ActionLayout(n_max)
+    shifted = logits.clone()
+    spawn = shifted[:, lay.spawn : lay.spawn + n_max]
+    valid = spawn > -1e8
+    shifted[:, lay.spawn : lay.spawn + n_max] = torch.where(valid, spawn + offset, spawn)
+    logp = F.log_softmax(shifted.double(), dim=-1)
+    p = logp.exp()
+    p_spawn = p[:, lay.spawn : lay.spawn + n_max].sum(-1)
+    entropy = -(p * logp).sum(-1)
+    return float(p_spawn.mean()), float(entropy.mean())
+
+
+def solve_spawn_offset(logits: torch.Tensor, target: float, lo: float = -60.0, hi: float = 60.0) -> float:
+    """The offset ``c`` with ``spawn_probability(logits, c)[0] == target`` (bisection on log c-space;
+    the mean spawn probability is increasing in ``c``)."""
+    p_lo, p_hi = spawn_probability(logits, lo)[0], spawn_probability(logits, hi)[0]
+    if not p_lo <= target <= p_hi:
+        raise ValueError(
+            f"warm_start_spawn_prob={target:g} is out of reach on these states: spawn probability ranges over "
+            f"[{p_lo:.3g}, {p_hi:.3g}] (spawns are masked in many states); choose a value in that range"
+        )
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        p = spawn_probability(logits, mid)[0]
+        if abs(p - target) <= 1e-3 * target:
+            return mid
+        lo, hi = (mid, hi) if p < target else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def warm_start(
+    model: OrchestratorNet,
+    orchestrator: str = "sequential_crew",
+    env_id: str = "swarmgym/Mixed-v0",
+    *,
+    env_overrides: dict | None = None,
+    spawn_prob: float | None = None,
+    num_envs: int = 64,
+    num_steps: int = 64,
+    epochs: int = 6,
+    minibatch: int = 512,
+    learning_rate: float = 3e-3,
+    seed: int = 0,
+    engine: str = "auto",
+) -> WarmStartReport:
+    """Behaviour-clone ``orchestrator`` into ``model`` (in place), then set its spawn habit.
+
+    :param model: the network to train (its weights are changed in place).
+    :param orchestrator: a spec of :func:`swarmgym.orchestrators.load_orchestrator`
+        (``"sequential_crew"`` is the analogue of a single-agent start).
+    :param env_id: the id whose states are imitated (the training id).
+    :param env_overrides: SwarmEnv kwarg changes, as in :class:`~swarmgym.moe.ppo.PPOConfig`.
+    :param spawn_prob: target per-step probability of choosing any spawn, in (0, 1), or
+        None to keep the clone's own; reached by one exact offset of the spawn logits.
+    :param num_envs: demonstration envs, in [1, 65536]. :param num_steps: steps per env, in [1, 100000].
+    :param epochs: cloning passes over the demonstrations, in [0, 1000] (0: offset only).
+    :param minibatch: states per gradient step, >= 1. :param learning_rate: Adam step size, in (0, 1).
+    :param seed: seeds the demonstration engine (``seed + DEMO_SEED_OFFSET``) and the minibatch order.
+    """
+    from swarmgym.config import _check_int
+    from swarmgym.orchestrators import load_orchestrator
+
+    if not isinstance(model, OrchestratorNet):
+        raise TypeError(f"model must be an OrchestratorNet, got {type(model).__name__}")
+    _check_int("num_envs", num_envs, 1, 65536)
+    _check_int("num_steps", num_steps, 1, 100_000)
+    _check_int("epochs", epochs, 0, 1000)
+    _check_int("minibatch", minibatch, 1, 10**7)
+    if spawn_prob is not None and not (
+        isinstance(spawn_prob, (int, float)) and 0.0 < float(spawn_prob) < 1.0 and math.isfinite(spawn_prob)
+    ):
+        raise ValueError(f"warm_start_spawn_prob must be None or a number in (0, 1), got {spawn_prob!r}")
+    if not (isinstance(learning_rate, (int, float)) and 0.0 < learning_rate < 1.0):
+        raise ValueError(f"learning_rate must be in (0, 1), got {learning_rate!r}")
+    policy = load_orchestrator(orchestrator) if isinstance(orchestrator, str) else orchestrator
+    name = orchestrator if isinstance(orchestrator, str) else str(getattr(orchestrator, "name", type(orchestrator).__name__))
+    start = time.perf_counter()
+    demo = collect_demonstrations(
+        policy, env_id, env_overrides=env_overrides, num_envs=num_envs, num_steps=num_steps, seed=seed, engine=engine
+    )
+    dev = next(model.parameters()).device
+    n = demo["actions"].shape[0]
+    n_max = demo["nodes"].shape[1]
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    use_bias = model.config.ffn == "moe" and model.config.balance in ("bias", "both")
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=gen)
+        for s in range(0, n, minibatch):
+            mb = order[s : s + minibatch]
+            logits, _ = model(demo["nodes"][mb].to(dev), demo["globals"][mb].to(dev), demo["mask"][mb].to(dev))
+            loss = F.cross_entropy(logits, demo["actions"][mb].to(dev))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if use_bias:
+                model.update_router_bias()
+    for m in model.moe_layers():
+        m.load_since_update.zero_()
+    model.eval()
+    logits = _logits(model, demo)
+    pred = logits.argmax(-1)
+    accuracy = float((pred == demo["actions"]).float().mean())
+    kind_accuracy = float((_action_kind(pred, n_max) == _action_kind(demo["actions"], n_max)).float().mean())
+    p_cloned, h_cloned = spawn_probability(logits)
+    offset = 0.0
+    if spawn_prob is not None:
+        offset = solve_spawn_offset(logits, float(spawn_prob))
+        with torch.no_grad():
+            model.node_head.bias[1] += offset
+    p_after, h_after = spawn_probability(_logits(model, demo))
+    for m in model.moe_layers():
+        m.load_since_update.zero_()  # the measuring passes are not part of the first balance update
+    return WarmStartReport(
+        orchestrator=name,
+        env_id=env_id,
+        states=n,
+        epochs=epochs,
+        seconds=time.perf_counter() - start,
+        accuracy=accuracy,
+        kind_accuracy=kind_accuracy,
+        spawn_prob_cloned=p_cloned,
+        spawn_prob=p_after,
+        entropy_cloned=h_cloned,
+        entropy=h_after,
+        spawn_logit_offset=offset,
+        target_spawn_prob=None if spawn_prob is None else float(spawn_prob),
+    )

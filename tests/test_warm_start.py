@@ -1,0 +1,125 @@
+"""The serial warm start: behaviour cloning of an orchestrator and the exact spawn-logit offset."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import swarmgym  # noqa: F401
+from swarmgym.layout import ActionLayout
+from swarmgym.moe.model import ModelConfig, OrchestratorNet
+from swarmgym.moe.ppo import PPOConfig, PPOTrainer
+from swarmgym.moe.warm_start import collect_demonstrations, solve_spawn_offset, spawn_probability, warm_start
+from swarmgym.orchestrators import load_orchestrator
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+WIDE = "swarmgym/WideSearch-v0"
+SMALL = dict(num_envs=16, num_steps=24)
+
+
+def _net(seed: int = 0) -> OrchestratorNet:
+    torch.manual_seed(seed)
+    return OrchestratorNet(ModelConfig.preset("small"))
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return collect_demonstrations(load_orchestrator("sequential_crew"), WIDE, seed=0, **SMALL)
+
+
+def test_collect_demonstrations__records_the_crews_actions_which_never_spawn(demo):
+    n_max = demo["nodes"].shape[1]
+    lay = ActionLayout(n_max)
+    acts = demo["actions"]
+    assert acts.shape == (SMALL["num_envs"] * SMALL["num_steps"],)
+    assert not ((acts >= lay.spawn) & (acts < lay.spawn + n_max)).any()
+    assert demo["mask"].gather(1, acts[:, None]).all()  # every demonstrated action was valid
+    # spawning was possible in many of these states: the crew chose not to
+    assert demo["mask"][:, lay.spawn : lay.spawn + n_max].any(1).float().mean() > 0.5
+
+
+def test_warm_start__clone_of_the_crew_spawns_less_than_the_fresh_network_and_picks_its_action_kinds(demo):
+    fresh = _net()
+    from swarmgym.moe.warm_start import _logits
+
+    p_fresh, _ = spawn_probability(_logits(fresh, demo))
+    model = _net()
+    report = warm_start(model, "sequential_crew", WIDE, epochs=10, minibatch=64, seed=0, **SMALL)
+    assert report.spawn_prob_cloned < p_fresh / 5
+    assert report.kind_accuracy > 0.95
+    assert report.spawn_logit_offset == 0.0 and report.spawn_prob == pytest.approx(report.spawn_prob_cloned)
+
+
+def test_warm_start__spawn_prob_is_reached_by_an_offset_of_the_spawn_bias_alone():
+    model = _net()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = warm_start(model, "sequential_crew", WIDE, epochs=0, spawn_prob=1e-3, seed=0, **SMALL)  # no cloning: offset only
+    assert report.spawn_prob == pytest.approx(1e-3, rel=2e-3)  # measured by a forward pass after the offset
+    after = model.state_dict()
+    for k, v in before.items():
+        if k == "node_head.bias":
+            assert after[k][0] == v[0]
+            assert float(after[k][1] - v[1]) == pytest.approx(report.spawn_logit_offset, abs=1e-5)
+        else:
+            assert torch.equal(after[k], v), k
+
+
+def test_spawn_probability__rises_with_the_offset_and_leaves_masked_spawns_masked(demo):
+    logits = torch.randn(demo["mask"].shape).masked_fill(~demo["mask"], -1e9)
+    probs = [spawn_probability(logits, c)[0] for c in (-10.0, -1.0, 0.0, 1.0, 10.0)]
+    assert probs == sorted(probs) and probs[0] < 1e-3 < probs[-1]
+    n_max = demo["nodes"].shape[1]
+    lay = ActionLayout(n_max)
+    masked = logits.clone()
+    masked[:, lay.spawn : lay.spawn + n_max] = -1e9  # states where no spawn is valid
+    assert spawn_probability(masked, 50.0)[0] == 0.0
+
+
+def test_solve_spawn_offset__unreachable_target_names_the_parameter_and_range():
+    logits = torch.zeros(4, 2 * 3 + 2)
+    logits[:, 3:6] = -1e9  # every spawn masked
+    with pytest.raises(ValueError, match="warm_start_spawn_prob"):
+        solve_spawn_offset(logits, 1e-3)
+
+
+def test_warm_start__bad_spawn_prob_is_rejected_before_work():
+    with pytest.raises(ValueError, match="warm_start_spawn_prob"):
+        warm_start(_net(), "sequential_crew", WIDE, spawn_prob=1.5)
+
+
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("warm_start_spawn_prob", 0.0, "warm_start_spawn_prob"),
+        ("warm_start", 3, "warm_start"),
+        ("perf_form", "speed", "perf_form"),
+        ("latency_weight", 2.0, "latency_weight"),
+    ],
+)
+def test_ppo_config__warm_start_and_perf_fields_are_validated(field, value, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        PPOConfig(**{field: value})
+
+
+def test_ppo_trainer__warm_start_field_clones_before_rl_and_resume_does_not_redo_it(tmp_path):
+    cfg = PPOConfig(
+        env_id=WIDE,
+        num_envs=8,
+        num_steps=16,
+        total_steps=128,
+        model=ModelConfig.preset("small"),
+        warm_start="sequential_crew",
+        warm_start_spawn_prob=5e-4,
+        warm_start_epochs=2,
+        progress=False,
+        tensorboard=False,
+    )
+    trainer = PPOTrainer(cfg, run_dir=tmp_path)
+    rep = trainer.warm_start_report
+    assert rep is not None and rep.spawn_prob == pytest.approx(5e-4, rel=2e-3)
+    trainer.train()
+    resumed = PPOTrainer.resume(tmp_path / "checkpoint.pt", progress=False)
+    assert resumed.warm_start_report is None  # the checkpoint's weights are loaded instead
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[k], v), k
