@@ -188,14 +188,14 @@ class SwarmEnv(gym.Env):
     | observation_mode | str | "dict" | "dict" or "flat" |
     | with_adjacency | bool | False | add the parent adjacency matrix to the observation |
     | strict | bool | False | raise on masked-out actions instead of the no-op rule |
-    | render_mode | str or None | None | None or "ansi" |
+    | render_mode | str or None | None | None, "ansi" (text) or "rgb_array" (a Gantt chart, see :mod:`swarmgym.viewer`) |
 
     ## Version History
 
     * v0: initial release.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -258,6 +258,7 @@ class SwarmEnv(gym.Env):
             self.observation_space = spaces.Box(0.0, 1.0, (size,), np.float32)
         self.sim: SwarmSimulator | None = None
         self._last_invalid = False
+        self._tracer = self._viewer = None  # the episode's trace and its Gantt chart, with render_mode="rgb_array" only
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -285,6 +286,10 @@ class SwarmEnv(gym.Env):
         self.sim = SwarmSimulator(instance, self.config)
         self._encode_static()
         self._last_invalid = False
+        if self.render_mode == "rgb_array":
+            from swarmgym.trace import EpisodeTracer
+
+            self._tracer = EpisodeTracer(self)
         info = self._info()
         return self._observation(info["action_mask"]), info
 
@@ -326,6 +331,8 @@ class SwarmEnv(gym.Env):
         info = self._info()
         if terminated:
             info["metrics"] = sim.metrics()
+        if self._tracer is not None:
+            self._tracer.observe(a)
         return self._observation(info["action_mask"]), reward, terminated, False, info
 
     def action_masks(self) -> np.ndarray:
@@ -349,8 +356,14 @@ class SwarmEnv(gym.Env):
 
     def render(self) -> str | None:
         if self.render_mode is None:
-            gym.logger.warn("render() was called without render_mode; make the env with render_mode='ansi'")
+            gym.logger.warn("render() was called without render_mode; make the env with render_mode='ansi' or 'rgb_array'")
             return None
+        if self.render_mode == "rgb_array":
+            from swarmgym.viewer import GanttViewer
+
+            if self._viewer is None:
+                self._viewer = GanttViewer(self.config.max_subagents)
+            return self._viewer.frame(self._tracer.to_dict() if self._tracer is not None else None)
         return self.render_text()
 
     # ------------------------------------------------------------------ helpers
