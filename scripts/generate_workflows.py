@@ -105,7 +105,11 @@ def generate() -> dict:
                 inst = build(recipe, size, seed)
                 if inst is not None:
                     instances.append(inst)
-    return {"source": f"wfcommons {WFCOMMONS_VERSION} WfChef recipes", "command": "python scripts/generate_workflows.py --out swarmgym/data/workflows.json.gz", "instances": instances}
+    return {
+        "source": f"wfcommons {WFCOMMONS_VERSION} WfChef recipes",
+        "command": "python scripts/generate_workflows.py --out swarmgym/data/workflows.json.gz",
+        "instances": instances,
+    }
 
 
 def encode(pool: dict) -> bytes:

@@ -98,6 +98,8 @@ def run_episodes(
     env_kwargs: dict | None = None,
     batch: int = DEFAULT_BATCH,
     recorder: MetricsRecorder | None = None,
+    traces: int = 0,
+    trace_sink: Callable[[dict], None] | None = None,
 ) -> MetricsRecorder:
     """Play ``n_episodes`` episodes (seeds ``seed_offset .. seed_offset + n - 1``) and record them.
 
@@ -105,6 +107,8 @@ def run_episodes(
     :param env_id: a registered id (Dict or flat form).
     :param env_kwargs: extra keyword arguments of ``gymnasium.make`` (e.g. a ``config``).
     :param batch: envs stepped together, >= 1.
+    :param traces: trace the first ``traces`` episodes (:mod:`swarmgym.trace`) and pass each
+        finished trace to ``trace_sink``.
     """
     if isinstance(n_episodes, bool) or not isinstance(n_episodes, int) or n_episodes < 1:
         raise ValueError(f"n_episodes must be an integer >= 1, got {n_episodes!r}")
@@ -118,8 +122,17 @@ def run_episodes(
     obs: list[Any] = [None] * n_envs
     masks: list[Any] = [None] * n_envs
     live: list[int] = []
+    tracers: dict[int, Any] = {}
+
+    def trace_from(k: int, seed: int) -> None:
+        if seed - seed_offset < traces and trace_sink is not None:
+            from swarmgym.trace import EpisodeTracer
+
+            tracers[k] = EpisodeTracer(envs[k].unwrapped, {"env_id": env_id, "seed": seed, "orchestrator": str(getattr(policy, "name", type(policy).__name__))})
+
     for k, env in enumerate(envs):
         o, info = env.reset(seed=next_seed)
+        trace_from(k, next_seed)
         next_seed += 1
         obs[k], masks[k] = dict_observation(env, o), info["action_mask"]
         live.append(k)
@@ -131,6 +144,10 @@ def run_episodes(
         still = []
         for k, a in zip(live, actions):
             o, _, terminated, truncated, info = envs[k].step(int(a))
+            if k in tracers:
+                tracers[k].observe(int(a), truncated=truncated and not terminated)
+                if terminated or truncated:
+                    trace_sink(tracers.pop(k).to_dict())
             if terminated or truncated:
                 if "metrics" in info:
                     recorder.add(info["metrics"])
@@ -139,6 +156,7 @@ def run_episodes(
                 if next_seed >= last_seed:
                     continue
                 o, info = envs[k].reset(seed=next_seed)
+                trace_from(k, next_seed)
                 next_seed += 1
             obs[k], masks[k] = dict_observation(envs[k], o), info["action_mask"]
             still.append(k)
@@ -167,12 +185,16 @@ def evaluate(
     env_kwargs: dict | None = None,
     batch: int = DEFAULT_BATCH,
     progress: Callable[[EvalResult], None] | None = None,
+    traces: int = 0,
+    trace_dir: str | Path | None = None,
 ) -> list[EvalResult]:
     """Evaluate every orchestrator on every id over the same ``n_seeds`` episodes.
 
     :param orchestrators: specs for :func:`~swarmgym.orchestrators.load_orchestrator` or policy objects.
     :param env_ids: registered ids (``"WideSearch-v0"`` is resolved to ``"swarmgym/WideSearch-v0"``).
     :param progress: called with each result as it completes.
+    :param traces: save the first ``traces`` episodes of every (id, orchestrator) as JSON traces in
+        ``trace_dir/<id>/<orchestrator>/seed<S>.json``.
     """
     if not orchestrators:
         raise ValueError("orchestrators must name at least one orchestrator")
@@ -186,7 +208,13 @@ def evaluate(
             if hasattr(policy, "reset"):
                 policy.reset(None)
             start = time.perf_counter()
-            rec = run_episodes(policy, env_id, n_seeds, seed_offset=seed_offset, env_kwargs=env_kwargs, batch=batch)
+            sink = None
+            if traces and trace_dir is not None:
+                from swarmgym.trace import write_trace
+
+                folder = Path(trace_dir) / env_id.removeprefix("swarmgym/") / str(getattr(policy, "name", type(policy).__name__))
+                sink = lambda trace, folder=folder: write_trace(trace, folder / f"seed{trace['seed']}.json")  # noqa: E731
+            rec = run_episodes(policy, env_id, n_seeds, seed_offset=seed_offset, env_kwargs=env_kwargs, batch=batch, traces=traces, trace_sink=sink)
             result = EvalResult(env_id, str(getattr(policy, "name", type(policy).__name__)), rec, time.perf_counter() - start)
             results.append(result)
             if progress is not None:
@@ -301,6 +329,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--title", default=None, help="title line of the Markdown file")
     p.add_argument("--no-write", action="store_true", help="print the table only")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument("--traces", type=int, default=0, metavar="K", help="save the first K episodes per orchestrator and id as JSON traces in OUT/traces/ (default 0)")
     return p
 
 
@@ -312,6 +341,9 @@ def cli_main(argv: list[str]) -> int:
         return 2
     if args.batch < 1:
         print("swarmgym evaluate: --batch must be >= 1", file=sys.stderr)
+        return 2
+    if args.traces < 0:
+        print(f"swarmgym evaluate: --traces must be an integer >= 0, got {args.traces}", file=sys.stderr)
         return 2
     ids: list[str] = []
     for name in args.ids:
@@ -333,7 +365,8 @@ def cli_main(argv: list[str]) -> int:
             print(f"  {r.env_id:<32} {r.orchestrator:<22} {r.recorder.n_episodes():>5} episodes  {r.seconds:6.1f} s", file=sys.stderr)
 
     start = time.perf_counter()
-    results = evaluate(policies, ids, args.seeds, seed_offset=args.seed_offset, batch=args.batch, progress=progress)
+    trace_dir = Path(args.out) / "traces"
+    results = evaluate(policies, ids, args.seeds, seed_offset=args.seed_offset, batch=args.batch, progress=progress, traces=args.traces, trace_dir=trace_dir)
     rows = table_rows(results)
     command = "swarmgym evaluate " + shlex.join(argv) if argv else "swarmgym evaluate"
     markdown = to_markdown(rows, title=args.title, command=command)

@@ -122,7 +122,18 @@ class EpisodeTracer:
             slot = self._slot.pop(j)
             attempt = int(sim.attempts[j])
             fate = OUTCOME_NAMES[int(sim.fates.outcome[j, attempt - 1])]
-            events.append({"type": "finish", "t": finish, "node": j, "attempt": attempt, "slot": slot, "fate": fate, "started": int(sim.start_time[j]), "tokens": tokens})
+            events.append(
+                {
+                    "type": "finish",
+                    "t": finish,
+                    "node": j,
+                    "attempt": attempt,
+                    "slot": slot,
+                    "fate": fate,
+                    "started": int(sim.start_time[j]),
+                    "tokens": tokens,
+                }
+            )
             self._free.append(slot)
         # 3. the new sub-agent takes the lowest free slot
         if spawned is not None:
@@ -142,7 +153,17 @@ class EpisodeTracer:
             events.append({"type": "truncated", "t": t1, "tokens": tokens})
         if sim.done or truncated:
             for j in sorted(self._slot):
-                events.append({"type": "unfinished", "t": t1, "node": j, "attempt": int(sim.attempts[j]), "slot": self._slot[j], "started": int(sim.start_time[j]), "tokens": tokens})
+                events.append(
+                    {
+                        "type": "unfinished",
+                        "t": t1,
+                        "node": j,
+                        "attempt": int(sim.attempts[j]),
+                        "slot": self._slot[j],
+                        "started": int(sim.start_time[j]),
+                        "tokens": tokens,
+                    }
+                )
             self.over = True
         self.steps += 1
         self._snapshot()
@@ -152,7 +173,8 @@ class EpisodeTracer:
         """Sub-agents running now: ``node``, ``slot``, ``started``, ``returns_at``."""
         sim = self.sim
         return [
-            {"node": j, "slot": s, "started": int(sim.start_time[j]), "returns_at": int(sim.finish_time[j])} for j, s in sorted(self._slot.items())
+            {"node": j, "slot": s, "started": int(sim.start_time[j]), "returns_at": int(sim.finish_time[j])}
+            for j, s in sorted(self._slot.items())
         ]
 
     def to_dict(self) -> dict[str, Any]:

@@ -165,18 +165,32 @@ class GanttViewer:
         ax.set_yticks(range(lanes), ["orchestrator"] + [f"sub-agent {k + 1}" for k in range(self.max_subagents)], fontsize=8)
         ax.tick_params(axis="x", labelsize=8)
         ax.set_xlabel("ticks (critical steps)", fontsize=8)
-        labels = (("do", "do"), ("ok", "ok"), ("fail", "failed"), ("wrong", "wrong"), ("running", "running"), ("unfinished", "cut off"), ("wait", "wait"))
+        labels = (
+            ("do", "do"),
+            ("ok", "ok"),
+            ("fail", "failed"),
+            ("wrong", "wrong"),
+            ("running", "running"),
+            ("unfinished", "cut off"),
+            ("wait", "wait"),
+        )
         handles = [Patch(color=COLOURS[k], label=label) for k, label in labels]
         handles.append(Patch(facecolor="white", edgecolor="black", linewidth=2, label="critical path"))
-        height = self.size[0]
-        ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 0.0), bbox_transform=self._figure.transFigure, ncol=8, fontsize=7, frameon=False)
+        ax.legend(
+            handles=handles,
+            loc="lower center",
+            bbox_to_anchor=(0.5, 0.0),
+            bbox_transform=self._figure.transFigure,
+            ncol=8,
+            fontsize=7,
+            frameon=False,
+        )
         if budget is None:
             ax.set_xlim(0, 1)
         else:
             ax.set_xlim(0, budget * 1.03 + 0.5)
             ax.axvline(budget, color=COLOURS["fail"], linestyle="--", linewidth=1.2)
             ax.text(budget, -0.5, " budget", color=COLOURS["fail"], fontsize=7, va="bottom", ha="left")
-        del height
         canvas = self._figure.canvas
         canvas.draw()
         self._background = canvas.copy_from_bbox(self._figure.bbox)
@@ -222,7 +236,18 @@ class GanttViewer:
         for artist in artists:
             ax.add_collection(artist, autolim=False)
         if handoffs:
-            artists.append(ax.scatter([h[0] for h in handoffs], [0.0] * len(handoffs), marker="v", s=22, color=COLOURS["handoff"], zorder=3, edgecolors="black", linewidths=0.4))
+            artists.append(
+                ax.scatter(
+                    [h[0] for h in handoffs],
+                    [0.0] * len(handoffs),
+                    marker="v",
+                    s=22,
+                    color=COLOURS["handoff"],
+                    zorder=3,
+                    edgecolors="black",
+                    linewidths=0.4,
+                )
+            )
         if invalid:
             artists.append(ax.scatter(invalid, [0.0] * len(invalid), marker="x", s=30, color=COLOURS["fail"], zorder=3))
         span = ax.get_xlim()[1]

@@ -143,7 +143,11 @@ def coarsen(task_type: Sequence[int], parents: Sequence[Sequence[int]], limit: i
         spare = limit - len(keys)
         while spare > 0:
             # the group whose chunks are largest gets one more chunk (ties: the earlier group)
-            best = max((k for k in keys if chunks[k] < len(groups[k])), key=lambda k: (-(-len(groups[k]) // chunks[k]), -keys.index(k)), default=None)
+            best = max(
+                (k for k in keys if chunks[k] < len(groups[k])),
+                key=lambda k: (-(-len(groups[k]) // chunks[k]), -keys.index(k)),
+                default=None,
+            )
             if best is None:
                 break
             chunks[best] += 1

@@ -56,7 +56,7 @@ def test_rgb_array__sub_agent_outcomes_and_orchestrator_work_appear_in_their_col
         _, frames = rollout(env, "delegating_manager", seed=seed, render=True)
         if env.unwrapped.sim.n_failed:
             break
-    last = frames[-1][: -75]  # the chart without the legend below it
+    last = frames[-1][:-75]  # the chart without the legend below it
     present = lambda name: bool((last == colour(name)).all(axis=-1).any())  # noqa: E731
     assert present("ok") and present("fail")
     _, frames = rollout(gym.make("swarmgym/SerialReasoning-v0", render_mode="rgb_array"), "sequential_crew", seed=0, render=True)
@@ -107,7 +107,9 @@ def test_rgb_array__is_drawn_headless_with_agg_and_leaves_pyplot_alone():
 def test_record_video__writes_a_playable_video_of_a_wide_search_episode(tmp_path):
     from moviepy import VideoFileClip  # the render extra, also in the test extra
 
-    env = gym.wrappers.RecordVideo(gym.make("swarmgym/WideSearch-v0", render_mode="rgb_array"), str(tmp_path / "videos"), episode_trigger=lambda k: k == 0)
+    env = gym.wrappers.RecordVideo(
+        gym.make("swarmgym/WideSearch-v0", render_mode="rgb_array"), str(tmp_path / "videos"), episode_trigger=lambda k: k == 0
+    )
     steps, _ = rollout(env, "critical_path", seed=0)
     env.close()
     videos = sorted((tmp_path / "videos").glob("*.mp4"))

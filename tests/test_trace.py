@@ -23,7 +23,9 @@ DICT_IDS = [i for i in swarmgym.SUITE_IDS if "-flat-" not in i]
 
 def wide_graph() -> TaskGraph:
     """plan(1) -> three lookups (2 each) -> merge(2)."""
-    return TaskGraph([1, 2, 2, 2, 2], ["plan", "search", "search", "search", "merge"], [(), (0,), (0,), (0,), (1, 2, 3)], targets=[1, 2, 3, 4])
+    return TaskGraph(
+        [1, 2, 2, 2, 2], ["plan", "search", "search", "search", "merge"], [(), (0,), (0,), (0,), (1, 2, 3)], targets=[1, 2, 3, 4]
+    )
 
 
 def traced_episode(actions: list[int], outcome, spawn_ticks: int = 0) -> dict:
@@ -129,7 +131,10 @@ def test_trace__agrees_with_the_episode_metrics_and_the_fates(env_id, orchestrat
     for seed in range(3):
         trace, m = play_traced(env_id, orchestrator, seed)
         events = trace["events"]
-        count = lambda kind, **kw: sum(ev["type"] == kind and all(ev.get(k) == v for k, v in kw.items()) for ev in events)  # noqa: E731
+
+        def count(kind: str, events=events, **kw) -> int:
+            return sum(ev["type"] == kind and all(ev.get(k) == v for k, v in kw.items()) for ev in events)
+
         assert count("start") == m["n_spawned"]
         assert count("finish", fate="ok") == m["n_subagent_ok"]
         assert count("finish", fate="fail") == m["n_subagent_failed"]
@@ -178,3 +183,46 @@ def test_trace_recorder__records_a_time_limit_truncation():
     for _ in range(2):
         env.step(0)  # do(0): work on the first step (or a wasted turn once it is done)
     assert env.last_trace["events"][-1]["type"] == "truncated" and "metrics" in env.last_trace
+
+
+def test_replay_cli__writes_the_trace_and_the_gantt_png(tmp_path, capsys):
+    from swarmgym.cli import main
+
+    assert main(["replay", "--id", "WideSearch-v0", "--seed", "3", "-o", "critical_path", "--out", str(tmp_path)]) == 0
+    trace = read_trace(tmp_path / "WideSearch-v0_seed3_critical_path.json")
+    png = (tmp_path / "WideSearch-v0_seed3_critical_path.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert trace["seed"] == 3 and trace["orchestrator"] == "critical_path" and trace["over"]
+    assert f"critical steps {trace['metrics']['critical_steps']}/" in capsys.readouterr().out
+    assert main(["replay", "--id", "NoSuchTask-v0", "--out", str(tmp_path)]) == 2
+    assert "unknown env id 'NoSuchTask-v0'" in capsys.readouterr().err
+
+
+def test_evaluate_traces__saves_the_first_k_episodes_per_orchestrator_as_replay_would(tmp_path):
+    from swarmgym.evaluation import cli_main
+    from swarmgym.replay import play_traced
+
+    argv = [
+        "-o",
+        "critical_path",
+        "random",
+        "--ids",
+        "WideSearch-v0",
+        "-n",
+        "5",
+        "--batch",
+        "3",
+        "--traces",
+        "2",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+    ]
+    assert cli_main(argv) == 0
+    for name in ("critical_path", "random"):
+        folder = tmp_path / "traces" / "WideSearch-v0" / name
+        assert sorted(p.name for p in folder.iterdir()) == ["seed0.json", "seed1.json"]
+    saved = read_trace(tmp_path / "traces" / "WideSearch-v0" / "critical_path" / "seed1.json")
+    again = play_traced(load_orchestrator("critical_path"), "WideSearch-v0", 1, meta={"orchestrator": "critical_path"})
+    assert saved["events"] == again["events"] and saved["metrics"] == json.loads(json.dumps(again["metrics"]))
+    assert cli_main(argv[:-3] + ["--traces", "-1"]) == 2

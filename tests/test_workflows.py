@@ -139,6 +139,11 @@ def test_pool__is_small_and_loads_from_the_package():
 @pytest.mark.skipif(importlib.util.find_spec("wfcommons") is None, reason='needs wfcommons (pip install "swarmgym[workflows-data]")')
 def test_pool__equals_what_the_committed_script_generates():
     script = ROOT / "scripts" / "generate_workflows.py"
-    out = subprocess.run([sys.executable, str(script), "--check", str(ROOT / "swarmgym" / "data" / "workflows.json.gz")], capture_output=True, text=True, timeout=900)
+    out = subprocess.run(
+        [sys.executable, str(script), "--check", str(ROOT / "swarmgym" / "data" / "workflows.json.gz")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "matches" in out.stdout
