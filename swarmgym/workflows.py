@@ -117,12 +117,16 @@ def task_levels(parents: Sequence[Sequence[int]]) -> list[int]:
     return level
 
 
-def coarsen(task_type: Sequence[int], parents: Sequence[Sequence[int]], limit: int) -> tuple[list[list[int]], list[tuple[int, ...]]]:
+def coarsen(
+    task_type: Sequence[int], parents: Sequence[Sequence[int]], limit: int, runtime: Sequence[float] | None = None
+) -> tuple[list[list[int]], list[tuple[int, ...]]]:
     """Group tasks into at most ``limit`` nodes, keeping the dependency structure.
 
     :param task_type: type of each task (tasks in topological order).
     :param parents: parents of each task.
     :param limit: most nodes allowed, >= 1.
+    :param runtime: runtime of each task (default 1 each): spare nodes go to the groups
+        whose chunks take longest.
     :return: ``(members, node_parents)``: the tasks of each node (nodes in topological
         order) and each node's parents.
     """
@@ -136,16 +140,17 @@ def coarsen(task_type: Sequence[int], parents: Sequence[Sequence[int]], limit: i
     for i in range(n):
         groups.setdefault((level[i], task_type[i]), []).append(i)
     keys = sorted(groups)
+    cost = {k: sum(runtime[i] for i in groups[k]) if runtime is not None else float(len(groups[k])) for k in keys}
     node_of = [0] * n
     members: list[list[int]] = []
     if len(keys) <= limit:
         chunks = {k: 1 for k in keys}
         spare = limit - len(keys)
         while spare > 0:
-            # the group whose chunks are largest gets one more chunk (ties: the earlier group)
+            # the group whose chunks take longest gets one more chunk (ties: the earlier group)
             best = max(
                 (k for k in keys if chunks[k] < len(groups[k])),
-                key=lambda k: (-(-len(groups[k]) // chunks[k]), -keys.index(k)),
+                key=lambda k: (cost[k] / chunks[k], -keys.index(k)),
                 default=None,
             )
             if best is None:
@@ -176,7 +181,7 @@ def _coarse(index: int, n_max: int) -> tuple[list[float], list[int], list[tuple[
     parents = instance["parents"]
     several_roots = sum(1 for ps in parents if not ps) > 1
     limit = n_max - 1 if several_roots and n_max > 1 else n_max
-    members, node_parents = coarsen(instance["type"], parents, limit)
+    members, node_parents = coarsen(instance["type"], parents, limit, instance["runtime"])
     runtime = [sum(instance["runtime"][i] for i in tasks) for tasks in members]
     table = TASK_KINDS.get(instance["recipe"], {})
     kind = []
