@@ -132,10 +132,11 @@ class GanttViewer:
         self.max_subagents = int(max_subagents)
         self._figure = None
         self._background = None
+        self._labels: list[tuple[float, float, str, tuple[int, int, int]]] = []
 
     # a figure does not travel with a pickled or copied env; it is made again on the next frame
     def __getstate__(self) -> dict[str, Any]:
-        return {"max_subagents": self.max_subagents, "_figure": None, "_background": None}
+        return {"max_subagents": self.max_subagents, "_figure": None, "_background": None, "_labels": []}
 
     @property
     def size(self) -> tuple[int, int]:
@@ -251,10 +252,12 @@ class GanttViewer:
         if invalid:
             artists.append(ax.scatter(invalid, [0.0] * len(invalid), marker="x", s=30, color=COLOURS["fail"], zorder=3))
         span = ax.get_xlim()[1]
+        height = self.size[0]
+        self._labels = []
         for lane, start, end, key, node in bars:
             if node is not None and (end - start) / span > 0.022:
-                colour = "black" if key == "running" else "white"
-                artists.append(ax.text((start + end) / 2, lane, str(node), ha="center", va="center", fontsize=7, color=colour))
+                x, y = ax.transData.transform(((start + end) / 2, lane))
+                self._labels.append((x, height - y, str(node), (0, 0, 0) if key == "running" else (255, 255, 255)))
         for artist in artists:
             ax.draw_artist(artist)
             artist.remove()
@@ -271,9 +274,31 @@ class GanttViewer:
         return self._figure
 
     def frame(self, trace: dict[str, Any] | None) -> np.ndarray:
-        """The Gantt chart of ``trace`` as an RGB array ``uint8[height, width, 3]``."""
+        """The Gantt chart of ``trace`` as an RGB array ``uint8[height, width, 3]``.
+
+        Node ids are stamped onto the bars from bitmaps rendered once per label (text
+        layout is the dearest part of a matplotlib frame).
+        """
+        self._labels = []
         fig = self.draw(trace)
-        return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+        rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+        for x, y, text, colour in self._labels:
+            _stamp(rgb, self._label_bitmap(text), x, y, colour)
+        return rgb
+
+    def _label_bitmap(self, text: str) -> np.ndarray:
+        """Coverage (0..1) of ``text`` at the label size, rendered once and cached."""
+        cache = self.__dict__.setdefault("_bitmaps", {})
+        if text not in cache:
+            from matplotlib.font_manager import FontProperties, findfont, get_font
+
+            font = get_font(findfont(FontProperties(size=7)))
+            font.clear()
+            font.set_size(7, DPI)
+            font.set_text(text, 0.0)
+            font.draw_glyphs_to_bitmap(antialiased=True)
+            cache[text] = np.asarray(font.get_image(), dtype=np.float32) / 255.0
+        return cache[text]
 
     def save_png(self, trace: dict[str, Any], path: str | Path) -> Path:
         """Write the Gantt chart of ``trace`` as a PNG file; returns the path."""
@@ -283,6 +308,19 @@ class GanttViewer:
 
         matplotlib.image.imsave(path, self.frame(trace))
         return path
+
+
+def _stamp(rgb: np.ndarray, coverage: np.ndarray, x: float, y: float, colour: tuple[int, int, int]) -> None:
+    """Blend a text bitmap of ``colour`` into ``rgb``, centred on pixel ``(x, y)`` (clipped at the edges)."""
+    h, w = coverage.shape
+    top, left = int(round(y - h / 2)), int(round(x - w / 2))
+    r0, c0 = max(top, 0), max(left, 0)
+    r1, c1 = min(top + h, rgb.shape[0]), min(left + w, rgb.shape[1])
+    if r0 >= r1 or c0 >= c1:
+        return
+    a = coverage[r0 - top : r1 - top, c0 - left : c1 - left, None]
+    region = rgb[r0:r1, c0:c1]
+    region[...] = (region * (1.0 - a) + np.asarray(colour, dtype=np.float32) * a + 0.5).astype(np.uint8)
 
 
 def save_gantt(trace: dict[str, Any], path: str | Path) -> Path:

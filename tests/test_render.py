@@ -123,3 +123,17 @@ def test_record_video__writes_a_playable_video_of_a_wide_search_episode(tmp_path
         assert clip.fps == env.unwrapped.metadata["render_fps"]
     finally:
         clip.close()
+
+
+def test_docs_render__python_blocks_run(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "render.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 3
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    for block in blocks:
+        exec(compile(block, "docs/render.md", "exec"), scope)
+    assert scope["frame"].shape == (420, 960, 3)
