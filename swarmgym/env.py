@@ -289,7 +289,7 @@ class SwarmEnv(gym.Env):
         if self.render_mode == "rgb_array":
             from swarmgym.trace import EpisodeTracer
 
-            self._tracer = EpisodeTracer(self)
+            self._tracer = EpisodeTracer(self, {"env_id": self.spec.id if self.spec is not None else None, "seed": seed})
         info = self._info()
         return self._observation(info["action_mask"]), info
 
@@ -354,7 +354,7 @@ class SwarmEnv(gym.Env):
         mask[2 * self.n_max + 1] = True
         return mask
 
-    def render(self) -> str | None:
+    def render(self) -> str | np.ndarray | None:
         if self.render_mode is None:
             gym.logger.warn("render() was called without render_mode; make the env with render_mode='ansi' or 'rgb_array'")
             return None
