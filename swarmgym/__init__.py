@@ -18,6 +18,7 @@ from swarmgym.families import (
 from swarmgym.graph import KINDS, TaskGraph
 from swarmgym.registration import flat_id, register_spec, register_suite
 from swarmgym.simulator import Fates, SwarmSimulator, TaskInstance, draw_fates
+from swarmgym.workflows import Workflows
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,7 @@ __all__ = [
     "TaskInstance",
     "TokenModel",
     "WideSearch",
+    "Workflows",
     "draw_fates",
     "flat_id",
     "register_spec",

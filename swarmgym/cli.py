@@ -6,6 +6,7 @@ Commands are implemented in their own modules and imported lazily, so that
 * ``evaluate`` -- evaluate orchestrators on env ids over seeds (:mod:`swarmgym.evaluation`)
 * ``train``    -- train the MoE orchestrator with PARL (:mod:`swarmgym.moe.train`)
 * ``study``    -- the PARL study over conditions and seeds (:mod:`swarmgym.moe.study`)
+* ``replay``   -- one episode's event trace and Gantt chart (:mod:`swarmgym.replay`)
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ COMMANDS = {
     "train": ("swarmgym.moe.train", "train the MoE orchestrator with annealed PARL, then evaluate it beside the hand-coded ones"),
     "study": ("swarmgym.moe.study", "run the PARL study (r_perf only, annealed and constant PARL, dense vs MoE) over seeds"),
     "llm-eval": ("swarmgym.llm.eval", "evaluate a language model (any OpenAI-compatible endpoint) as the orchestrator; cached, resumable"),
+    "replay": ("swarmgym.replay", "play one episode with one orchestrator; write its event trace (JSON) and Gantt chart (PNG)"),
 }
 
 

@@ -168,14 +168,14 @@ class SwarmEnv(gym.Env):
     | observation_mode | str | "dict" | "dict" or "flat" |
     | with_adjacency | bool | False | add the parent adjacency matrix to the observation |
     | strict | bool | False | raise on masked-out actions instead of the no-op rule |
-    | render_mode | str or None | None | None or "ansi" |
+    | render_mode | str or None | None | None, "ansi" (text) or "rgb_array" (a Gantt chart, see :mod:`swarmgym.viewer`) |
 
     ## Version History
 
     * v0: initial release.
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -242,6 +242,7 @@ class SwarmEnv(gym.Env):
         # lookup tables of the integer-valued features that depend on the config or n_max
         self._attempts_table = (np.arange(config.max_attempts + 1) * (1.0 / config.max_attempts)).astype(np.float32)
         self._unfinished_table = np.minimum(np.arange(self.n_max + 1) * (1.0 / UNFINISHED_SCALE), 1.0).astype(np.float32)
+        self._tracer = self._viewer = None  # the episode's trace and its Gantt chart, with render_mode="rgb_array" only
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -269,6 +270,10 @@ class SwarmEnv(gym.Env):
         self.sim = SwarmSimulator(instance, self.config)
         self._encode_static()
         self._last_invalid = False
+        if self.render_mode == "rgb_array":
+            from swarmgym.trace import EpisodeTracer
+
+            self._tracer = EpisodeTracer(self, {"env_id": self.spec.id if self.spec is not None else None, "seed": seed})
         info = self._info()
         return self._observation(info["action_mask"]), info
 
@@ -304,7 +309,9 @@ class SwarmEnv(gym.Env):
             sim.answer()
         if invalid:
             if self.strict:
-                raise ValueError(f"action {a} ({self.describe_action(a)}) is not valid now; valid: {np.flatnonzero(self.action_masks()).tolist()}")
+                raise ValueError(
+                    f"action {a} ({self.describe_action(a)}) is not valid now; valid: {np.flatnonzero(self.action_masks()).tolist()}"
+                )
             sim.waste_tick()
         self._last_invalid = invalid
         self._encode_changes(node, running_before)
@@ -314,6 +321,8 @@ class SwarmEnv(gym.Env):
         info = self._info()
         if terminated:
             info["metrics"] = sim.metrics()
+        if self._tracer is not None:
+            self._tracer.observe(a)
         return self._observation(info["action_mask"]), reward, terminated, False, info
 
     def action_masks(self) -> np.ndarray:
@@ -323,7 +332,7 @@ class SwarmEnv(gym.Env):
         if sim is None:
             return mask
         if sim.done:  # the episode is over: exactly answer, ignored
-            mask[2 * self.n_max + 1] = True
+            mask[self._answer] = True
             return mask
         mask[: self.n_max] = self._doable
         cfg = self.config
@@ -333,10 +342,16 @@ class SwarmEnv(gym.Env):
         mask[self._answer] = True
         return mask
 
-    def render(self) -> str | None:
+    def render(self) -> str | np.ndarray | None:
         if self.render_mode is None:
-            gym.logger.warn("render() was called without render_mode; make the env with render_mode='ansi'")
+            gym.logger.warn("render() was called without render_mode; make the env with render_mode='ansi' or 'rgb_array'")
             return None
+        if self.render_mode == "rgb_array":
+            from swarmgym.viewer import GanttViewer
+
+            if self._viewer is None:
+                self._viewer = GanttViewer(self.config.max_subagents)
+            return self._viewer.frame(self._tracer.to_dict() if self._tracer is not None else None)
         return self.render_text()
 
     # ------------------------------------------------------------------ helpers

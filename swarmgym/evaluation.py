@@ -24,6 +24,7 @@ and writes the full one to ``runs/evaluate/table.{md,csv}``.
 from __future__ import annotations
 
 import argparse
+import re
 import copy
 import csv
 import io
@@ -105,6 +106,8 @@ def run_episodes(
     env_kwargs: dict | None = None,
     batch: int = DEFAULT_BATCH,
     recorder: MetricsRecorder | None = None,
+    traces: int = 0,
+    trace_sink: Callable[[dict], None] | None = None,
 ) -> MetricsRecorder:
     """Play ``n_episodes`` episodes (seeds ``seed_offset .. seed_offset + n - 1``) and record them.
 
@@ -112,6 +115,8 @@ def run_episodes(
     :param env_id: a registered id (Dict or flat form).
     :param env_kwargs: extra keyword arguments of ``gymnasium.make`` (e.g. a ``config``).
     :param batch: envs stepped together, >= 1.
+    :param traces: trace the first ``traces`` episodes (:mod:`swarmgym.trace`) and pass each
+        finished trace to ``trace_sink``.
     """
     if isinstance(n_episodes, bool) or not isinstance(n_episodes, int) or n_episodes < 1:
         raise ValueError(f"n_episodes must be an integer >= 1, got {n_episodes!r}")
@@ -125,8 +130,19 @@ def run_episodes(
     obs: list[Any] = [None] * n_envs
     masks: list[Any] = [None] * n_envs
     live: list[int] = []
+    tracers: dict[int, Any] = {}
+
+    def trace_from(k: int, seed: int) -> None:
+        if seed - seed_offset < traces and trace_sink is not None:
+            from swarmgym.trace import EpisodeTracer
+
+            tracers[k] = EpisodeTracer(
+                envs[k].unwrapped, {"env_id": env_id, "seed": seed, "orchestrator": str(getattr(policy, "name", type(policy).__name__))}
+            )
+
     for k, env in enumerate(envs):
         o, info = env.reset(seed=next_seed)
+        trace_from(k, next_seed)
         next_seed += 1
         obs[k], masks[k] = dict_observation(env, o), info["action_mask"]
         live.append(k)
@@ -138,6 +154,10 @@ def run_episodes(
         still = []
         for k, a in zip(live, actions):
             o, _, terminated, truncated, info = envs[k].step(int(a))
+            if k in tracers:
+                tracers[k].observe(int(a), truncated=truncated and not terminated)
+                if terminated or truncated:
+                    trace_sink(tracers.pop(k).to_dict())
             if terminated or truncated:
                 if "metrics" in info:
                     recorder.add(info["metrics"])
@@ -146,6 +166,7 @@ def run_episodes(
                 if next_seed >= last_seed:
                     continue
                 o, info = envs[k].reset(seed=next_seed)
+                trace_from(k, next_seed)
                 next_seed += 1
             obs[k], masks[k] = dict_observation(envs[k], o), info["action_mask"]
             still.append(k)
@@ -206,6 +227,8 @@ def evaluate(
     progress: Callable[[EvalResult], None] | None = None,
     policy_mode: str = "both",
     sample_seed: int = 0,
+    traces: int = 0,
+    trace_dir: str | Path | None = None,
 ) -> list[EvalResult]:
     """Evaluate every orchestrator on every id over the same ``n_seeds`` episodes.
 
@@ -215,6 +238,8 @@ def evaluate(
     :param policy_mode: how learned policies act: ``"greedy"``, ``"sampled"`` or ``"both"``
         (a result each, see :func:`policy_variants`); hand-coded ones are evaluated once.
     :param sample_seed: seed of a sampling policy's draws, reset before every (policy, id) run.
+    :param traces: save the first ``traces`` episodes of every (id, orchestrator) as JSON traces in
+        ``trace_dir/<id>/<orchestrator>/seed<S>.json``.
     """
     if not orchestrators:
         raise ValueError("orchestrators must name at least one orchestrator")
@@ -229,7 +254,16 @@ def evaluate(
             if hasattr(policy, "reset"):
                 policy.reset(None)  # every run starts from the policy's own seed
             start = time.perf_counter()
-            rec = run_episodes(policy, env_id, n_seeds, seed_offset=seed_offset, env_kwargs=env_kwargs, batch=batch)
+            sink = None
+            if traces and trace_dir is not None:
+                from swarmgym.trace import write_trace
+
+                label = re.sub(r"[^A-Za-z0-9._()-]+", "_", str(getattr(policy, "name", type(policy).__name__)))  # one folder name
+                folder = Path(trace_dir) / env_id.removeprefix("swarmgym/") / label
+                sink = lambda trace, folder=folder: write_trace(trace, folder / f"seed{trace['seed']}.json")  # noqa: E731
+            rec = run_episodes(
+                policy, env_id, n_seeds, seed_offset=seed_offset, env_kwargs=env_kwargs, batch=batch, traces=traces, trace_sink=sink
+            )
             result = EvalResult(env_id, str(getattr(policy, "name", type(policy).__name__)), rec, time.perf_counter() - start)
             results.append(result)
             if progress is not None:
@@ -412,6 +446,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-write", action="store_true", help="print the table only")
     p.add_argument("--full", action="store_true", help="print the full Markdown table instead of the compact one")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument(
+        "--traces",
+        type=int,
+        default=0,
+        metavar="K",
+        help="save the first K episodes per orchestrator and id as JSON traces in OUT/traces/ (default 0)",
+    )
     return p
 
 
@@ -425,6 +466,7 @@ def _check_args(args: argparse.Namespace) -> tuple[list[str], list[Any]]:
     check_int("--batch", args.batch, 1, 4096)
     check_int("--sample-seed", args.sample_seed, 0, 2**63 - 1)
     check_int("--threads", args.threads, 0, 1024)
+    check_int("--traces", args.traces, 0, 10**6)
     if not args.name or Path(args.name).name != args.name or args.name in (".", ".."):
         raise UsageError("--name", f"must be a plain file stem (no folder), got {args.name!r}")
     ids: list[str] = []
@@ -486,6 +528,8 @@ def cli_main(argv: list[str]) -> int:
         progress=progress,
         policy_mode=args.policy_mode,
         sample_seed=args.sample_seed,
+        traces=args.traces,
+        trace_dir=None if args.no_write else Path(args.out) / "traces",
     )
     rows = table_rows(results)
     command = "swarmgym evaluate " + shlex.join(argv) if argv else "swarmgym evaluate"

@@ -330,6 +330,7 @@ class Fixed:
 FAMILIES: dict[str, type[TaskGenerator]] = {
     cls.name: cls for cls in (WideSearch, SerialReasoning, DependentChains, LayeredDAG, Mixed)
 }
+# swarmgym.workflows adds "Workflows" (real workflow graphs from WfCommons recipes) on import swarmgym
 
 
 def make_generator(generator: str | Generator, kwargs: dict | None = None, n_max: int | None = None) -> Generator:

@@ -21,7 +21,7 @@ ENTRY_POINT = "swarmgym.env:SwarmEnv"
 VECTOR_ENTRY_POINT = "swarmgym.batched:SwarmVectorEnv"
 
 #: Spec files of the suite, in the order of the README's table.
-SUITE_FILES = ("wide_search.toml", "serial_reasoning.toml", "dependent_chains.toml", "layered_dag.toml", "mixed.toml")
+SUITE_FILES = ("wide_search.toml", "serial_reasoning.toml", "dependent_chains.toml", "layered_dag.toml", "mixed.toml", "workflows.toml")
 
 
 def flat_id(env_id: str) -> str:

@@ -29,7 +29,7 @@ def tiny_family(rng: np.random.Generator) -> TaskGraph:
     "kwargs, exc, message",
     [
         ({"observation_mode": "image"}, ValueError, r"observation_mode must be 'dict' or 'flat'"),
-        ({"render_mode": "human"}, ValueError, r"render_mode must be None or one of \['ansi'\]"),
+        ({"render_mode": "human"}, ValueError, r"render_mode must be None or one of \['ansi', 'rgb_array'\]"),
         ({"n_max": 1}, ValueError, r"n_max must be an integer in \[2, 1024\]"),
         ({"n_max": 8}, ValueError, r"WideSearch: width must be .* <= 6, got \(8, 20\)"),
         ({"generator": swarmgym.WideSearch(), "n_max": 8}, ValueError, r"n_max=8 is smaller than the generator's n_max=32"),

@@ -55,7 +55,7 @@ def _equal(a, b) -> bool:
 
 
 def test_suite__registers_every_family_in_both_forms():
-    families = ["WideSearch", "SerialReasoning", "DependentChains", "LayeredDAG", "Mixed"]
+    families = ["WideSearch", "SerialReasoning", "DependentChains", "LayeredDAG", "Mixed", "Workflows"]
     expected = [x for f in families for x in (f"swarmgym/{f}-v0", f"swarmgym/{f}-flat-v0")]
     assert SUITE == expected
     assert all(i in gym.registry for i in SUITE)
