@@ -315,3 +315,46 @@ def test_parl_reward__per_event_sums_match_on_random_episodes(parallel_form, fin
                 break
         m = info["metrics"]
         assert sums == pytest.approx([parallel_reward(m, parallel_form, cap=4), finish_reward(m, finish_form)], abs=1e-9)
+
+
+# ---------------------------------------------------------------- r_finish and per-event payment across episodes
+
+DO_PLAN, ANSWER_NOW = 0, 2 * N_MAX + 1
+
+
+def test_finish_reward__divides_by_every_spawn_including_those_still_running():
+    """A sub-agent still running at the end was spawned and did not finish: it counts in the denominator."""
+    m = {"n_spawned": 4, "n_subagent_ok": 2, "n_subagent_wrong": 1, "n_subagent_unfinished": 1, "spurious_spawn_rate": 0.5}
+    assert finish_reward(m, "finish_rate") == pytest.approx(2 / 4)
+    assert finish_reward(m, "observed") == pytest.approx(3 / 4)
+    assert finish_reward(m, "non_spurious") == pytest.approx(0.5)
+    # a hand-made episode: the plan, spawn(lookup 1), wait for it (t = 3), spawn(lookup 2), answer while it runs
+    env = toy_parl_env(lambda1=0.0, lambda2=1.0)
+    infos = play_parl(env, [DO_PLAN, SPAWN + 1, WAIT, SPAWN + 2, ANSWER_NOW])
+    metrics = infos[-1]["metrics"]
+    assert (metrics["n_spawned"], metrics["n_subagent_ok"], metrics["n_subagent_unfinished"]) == (2, 1, 1)
+    assert infos[-1]["parl"]["r_finish"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("finish_form", FINISH_FORMS)
+def test_parl_reward_vector__per_event_sums_match_in_every_episode_not_only_the_first(finish_form):
+    """Across autoresets each episode's per-event payments add up to its own episode-end terms
+    (the payments made so far are forgotten when an episode ends)."""
+    num_envs = 3
+    kwargs = {"lambda1": 1.0, "lambda2": 1.0, "cap": 4, "finish_form": finish_form}
+    venv = ParlRewardVector(gym.make_vec("swarmgym/WideSearch-v0", num_envs=num_envs, vectorization_mode="sync"), payment="per_event", **kwargs)
+    policy = load_orchestrator("critical_path")
+    obs, info = venv.reset(seed=0)
+    sums = np.zeros((num_envs, 2))
+    checked = np.zeros(num_envs, dtype=int)
+    for _ in range(400):
+        obs, _, terminated, truncated, info = venv.step(policy.act(obs, info["action_mask"]))
+        sums += np.stack([info["parl"]["r_parallel"], info["parl"]["r_finish"]], axis=1)
+        for e in np.flatnonzero(terminated | truncated):
+            m = {k: np.asarray(v)[e] for k, v in info["metrics"].items()}
+            want = [parallel_reward(m, cap=4), finish_reward(m, finish_form)]
+            assert sums[e] == pytest.approx(want, abs=1e-9), f"env {e}, episode {checked[e] + 1}"
+            assert want[0] > 0  # the critical-path scheduler spawns: a stale payment would show
+            sums[e] = 0.0
+            checked[e] += 1
+    assert (checked >= 3).all()
