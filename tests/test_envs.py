@@ -58,7 +58,10 @@ def test_suite__registers_every_family_in_both_forms():
     families = ["WideSearch", "SerialReasoning", "DependentChains", "LayeredDAG", "Mixed"]
     expected = [x for f in families for x in (f"swarmgym/{f}-v0", f"swarmgym/{f}-flat-v0")]
     assert SUITE == expected
-    assert all(i in gym.registry for i in SUITE)
+    for i, family in zip(SUITE, [f for f in families for _ in range(2)]):  # what each id builds, not only that it exists
+        spec = gym.spec(i)
+        assert spec.kwargs["generator"] == family and spec.kwargs["observation_mode"] == ("flat" if "-flat-" in i else "dict")
+        assert (spec.entry_point, spec.vector_entry_point) == ("swarmgym.env:SwarmEnv", "swarmgym.batched:SwarmVectorEnv")
 
 
 def test_registration__is_idempotent():

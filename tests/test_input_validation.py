@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import swarmgym
-from swarmgym import Mixed, SubAgentReliability, SwarmConfig, SwarmEnv, TaskGraph, TokenModel, WideSearch
+from swarmgym import Mixed, SubAgentReliability, SwarmEnv, TaskGraph, TokenModel, WideSearch
 from swarmgym.config import MAX_NUM_ENVS, check_num_envs
 from swarmgym.metrics import MetricsRecorder, t_quantile_975
 from swarmgym.parl import ParlReward, _metrics_rows, parallel_reward
@@ -29,7 +29,11 @@ BAD_INPUT = [
     (lambda: SwarmEnv(strict=True, invalid_action="answer"), ValueError, r"strict=True means invalid_action='raise'; it contradicts"),
     (lambda: SwarmEnv(observation_mode=["flat"]), ValueError, r"observation_mode must be 'dict' or 'flat'"),
     (lambda: SwarmEnv(generator_kwargs=[("width", 3)]), TypeError, r"generator_kwargs must be a dict .* got list"),
-    (lambda: SwarmEnv(config={"max_subagent": 4}), TypeError, r"config: unknown field\(s\) \['max_subagent'\]; SwarmConfig has \['max_subagents'"),
+    (
+        lambda: SwarmEnv(config={"max_subagent": 4}),
+        TypeError,
+        r"config: unknown field\(s\) \['max_subagent'\]; SwarmConfig has \['max_subagents'",
+    ),
     (lambda: SwarmEnv(config={"reliability": {"fail_bse": 0.1}}), TypeError, r"reliability: unknown field\(s\) \['fail_bse'\]"),
     (lambda: SwarmEnv(config={"tokens": {"price": 1.0}}), TypeError, r"tokens: unknown field\(s\) \['price'\]"),
     # defaults that do not fit an n_max the user chose are reported as defaults, not as the user's values
@@ -165,11 +169,19 @@ GOOD = """
         ('id = "mylab/Broken-v0"\n[kwargs\n', ValueError, r"spec file '.*broken.toml': TOML syntax error"),
         ('id = "mylab/NoVersion"\n', ValueError, r"needs a string 'id' of the form 'namespace/Name-vN', got 'mylab/NoVersion'"),
         (GOOD.replace('"WideSearch"', '"WideSerch"'), ValueError, r"\(mylab/Checked-v0\): generator must be a family in"),
-        (GOOD.replace("[kwargs.generator_kwargs]", "[kwargs.generator_kwrags]"), TypeError, r"unknown kwargs \['generator_kwrags'\]; SwarmEnv takes"),
+        (
+            GOOD.replace("[kwargs.generator_kwargs]", "[kwargs.generator_kwrags]"),
+            TypeError,
+            r"unknown kwargs \['generator_kwrags'\]; SwarmEnv takes",
+        ),
         (GOOD.replace("width = 4", "widht = 4"), TypeError, r"\(mylab/Checked-v0\): WideSearch: unknown parameter\(s\) \['widht'\]"),
         (GOOD.replace("width = 4", "width = 99"), ValueError, r"\(mylab/Checked-v0\): WideSearch: width must be"),
         (GOOD + "[kwargs.config]\nmax_subagent = 3\n", TypeError, r"config: unknown field\(s\) \['max_subagent'\]"),
-        (GOOD.replace('generator = "WideSearch"', 'generator = "WideSearch"\nobservation_mode = "flat"'), ValueError, r"must not set 'observation_mode'"),
+        (
+            GOOD.replace('generator = "WideSearch"', 'generator = "WideSearch"\nobservation_mode = "flat"'),
+            ValueError,
+            r"must not set 'observation_mode'",
+        ),
         ("max_episode_steps = 0\n" + GOOD, ValueError, r"'max_episode_steps' must be an integer >= 1, got 0"),
         ("structure = 3\n" + GOOD, ValueError, r"'structure' must be a string"),
     ],

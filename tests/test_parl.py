@@ -275,10 +275,7 @@ def test_schedule_callback__advances_lambda_through_env_method_past_wrappers():
 
 def test_parl_reward_vector__on_the_default_vector_entry_point():
     """``gymnasium.make_vec(id)`` builds the batched SwarmVectorEnv; PARL terms are paid from its infos."""
-    try:
-        venv = gym.make_vec("swarmgym/WideSearch-v0", num_envs=4)
-    except (ImportError, TypeError, NotImplementedError) as exc:  # the batched engine is not built yet
-        pytest.skip(f"batched SwarmVectorEnv unavailable: {exc}")
+    venv = gym.make_vec("swarmgym/WideSearch-v0", num_envs=4)
     venv = ParlRewardVector(venv, lambda1=0.5, lambda2=0.25)
     policy = load_orchestrator("critical_path")
     obs, info = venv.reset(seed=0)

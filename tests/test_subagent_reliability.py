@@ -34,7 +34,9 @@ def test_draw_fates__more_parents_fail_or_err_more_often(per_parent):
     graph = TaskGraph([1] * 6, ["search"] * 6, [(), (0,), (0, 1), (0, 1, 2), (0, 1, 2, 3), (0, 1, 2, 3, 4)])
     zero = (0.0,) * 4
     other = "wrong" if per_parent == "fail" else "fail"
-    rel = SubAgentReliability(fail_base=zero, wrong_base=zero, **{f"{per_parent}_per_parent": 0.15, f"{other}_per_parent": 0.0}, max_jitter=0)
+    rel = SubAgentReliability(
+        fail_base=zero, wrong_base=zero, **{f"{per_parent}_per_parent": 0.15, f"{other}_per_parent": 0.0}, max_jitter=0
+    )
     config = SwarmConfig(max_attempts=16, reliability=rel)
     rng = np.random.default_rng(0)
     outcome = np.concatenate([draw_fates(graph, config, rng).outcome for _ in range(400)], axis=1)  # 6400 attempts per node
