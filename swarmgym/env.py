@@ -303,6 +303,8 @@ class SwarmEnv(gym.Env):
         """Draw a new instance. ``options={"instance": TaskInstance}`` replays a given one
         (``options={"graph": TaskGraph}`` draws only the fates)."""
         super().reset(seed=seed)
+        if options is not None and not isinstance(options, dict):
+            raise TypeError(f"reset options must be a dict or None, got {type(options).__name__}")
         options = options or {}
         unknown = set(options) - {"instance", "graph"}
         if unknown:

@@ -105,6 +105,7 @@ class TaskGenerator:
                 least = next((m for m in range(2, 1025) if p.upper(m) >= p.lo), None)
                 raise ValueError(f"{self.name}: n_max={self.n_max} is too small for this family (its {p.name} needs n_max >= {least})")
         values = {}
+        self._defaulted = frozenset(p.name for p in self.params if p.name not in kwargs)
         for p in self.params:
             if p.name in kwargs:
                 values[p.name] = p.validate(kwargs[p.name], self.n_max, self.name)
@@ -212,9 +213,13 @@ class DependentChains(TaskGenerator):
 
     def _check(self, values: dict[str, Any]) -> None:
         if values["chains"][1] * values["length"][1] > self.n_max:
+            defaulted = [name for name in ("chains", "length") if name in self._defaulted]
+            note = (
+                f" ({' and '.join(defaulted)} at the default; pass {' and '.join(n + '=' for n in defaulted)} to fit)" if defaulted else ""
+            )
             raise ValueError(
                 f"{self.name}: chains x length must be <= n_max={self.n_max} at their upper ends, "
-                f"got {values['chains'][1]} x {values['length'][1]}"
+                f"got {values['chains'][1]} x {values['length'][1]}{note}"
             )
 
     def generate(self, rng: np.random.Generator) -> TaskGraph:

@@ -38,6 +38,13 @@ BAD_INPUT = [
     (lambda: SwarmEnv(config={"tokens": {"price": 1.0}}), TypeError, r"tokens: unknown field\(s\) \['price'\]"),
     # defaults that do not fit an n_max the user chose are reported as defaults, not as the user's values
     (lambda: SwarmEnv(n_max=16), ValueError, r"WideSearch: the default width=\(8, 20\) does not fit n_max=16 .* pass width= explicitly"),
+    (
+        lambda: SwarmEnv("DependentChains", n_max=8),
+        ValueError,
+        r"got 6 x 5 \(chains and length at the default; pass chains= and length= to fit\)",
+    ),
+    (lambda: SwarmEnv("DependentChains", {"chains": 2}, n_max=8), ValueError, r"got 2 x 5 \(length at the default; pass length= to fit\)"),
+    (lambda: SwarmEnv().reset(options=["instance"]), TypeError, r"reset options must be a dict or None, got list"),
     (lambda: WideSearch(n_max=2), ValueError, r"WideSearch: n_max=2 is too small for this family \(its width needs n_max >= 3\)"),
     # families
     (lambda: Mixed(width=3), TypeError, r"Mixed: unknown parameter\(s\) \['width'\]; known: \['families', 'weights'\]"),
