@@ -126,6 +126,8 @@ class Stat:
 
     def format(self, digits: int = 2) -> str:
         """``"mean ± half_width"`` (``"mean"`` alone when the interval is undefined)."""
+        if isinstance(digits, bool) or not isinstance(digits, (int, np.integer)) or not 0 <= digits <= 15:
+            raise ValueError(f"digits must be an integer in [0, 15], got {digits!r}")
         if math.isnan(self.mean):
             return "-"
         if math.isnan(self.half_width):

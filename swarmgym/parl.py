@@ -121,8 +121,13 @@ class LambdaSchedule:
 
     def progress(self, global_step: int) -> float:
         """``min(1, global_step / anneal_steps)``."""
-        if isinstance(global_step, bool) or not isinstance(global_step, (int, np.integer, float, np.floating)) or global_step < 0:
-            raise ValueError(f"global_step must be a number >= 0, got {global_step!r}")
+        if (
+            isinstance(global_step, bool)
+            or not isinstance(global_step, (int, np.integer, float, np.floating))
+            or not math.isfinite(global_step)
+            or global_step < 0
+        ):
+            raise ValueError(f"global_step must be a finite number >= 0, got {global_step!r}")
         return min(1.0, float(global_step) / self.anneal_steps)
 
     def __call__(self, global_step: int) -> float:

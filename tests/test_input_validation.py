@@ -12,8 +12,9 @@ import pytest
 import swarmgym
 from swarmgym import Mixed, SubAgentReliability, SwarmEnv, TaskGraph, TokenModel, WideSearch
 from swarmgym.config import MAX_NUM_ENVS, check_num_envs
-from swarmgym.metrics import MetricsRecorder, t_quantile_975
-from swarmgym.parl import ParlReward, _metrics_rows, parallel_reward
+from swarmgym.metrics import MetricsRecorder, Stat, t_quantile_975
+from swarmgym.parl import LambdaSchedule, ParlReward, _metrics_rows, parallel_reward
+from swarmgym.testing import replay, run_episode
 from swarmgym.testing.check import PROFILE_VARIABLE, PROFILES, check_family, resolve_profile
 
 
@@ -75,6 +76,15 @@ BAD_INPUT = [
     (lambda: parallel_reward({"mean_concurrency": 1.0}, "concurrency", max_subagents=2.0), ValueError, r"max_subagents must be None"),
     (lambda: _metrics_rows({"metrics": {"n_spawned": np.zeros(2)}}, 2), ValueError, r"no '_metrics'"),
     (lambda: _metrics_rows({"metrics": {}, "_metrics": np.ones(3, bool)}, 2), ValueError, r"must mark each of the 2 envs"),
+    (lambda: LambdaSchedule()(float("nan")), ValueError, r"global_step must be a finite number >= 0, got nan"),
+    (lambda: Stat.of([1.0, 2.0]).format(-1), ValueError, r"digits must be an integer in \[0, 15\], got -1"),
+    (lambda: replay("swarmgym/WideSearch-v0", seed=1, actions=[0.5]), TypeError, r"actions must be integers \(action indices\), got 0.5"),
+    (lambda: replay("swarmgym/WideSearch-v0", seed="1", actions=[]), ValueError, r"seed must be None or an integer >= 0, got '1'"),
+    (
+        lambda: run_episode(SwarmEnv(), 0, lambda mask, step: None, checks="mask_valid"),
+        TypeError,
+        r"checks must be a list of invariant names",
+    ),
     # metrics: a fractional df used to fall through to the normal quantile
     (lambda: t_quantile_975(2.5), TypeError, r"df must be an integer >= 1"),
     (lambda: MetricsRecorder().add([1, 2]), TypeError, r"metrics must be one episode's info\['metrics'\] dict, got list"),

@@ -287,7 +287,11 @@ def replay(
     :raises InvariantViolation: the same violation as the original run.
     """
     factory, target = as_factory(env, **make_kwargs)
-    todo = [int(a) for a in actions]
+    todo = list(actions)
+    bad = [a for a in todo if isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer))]
+    if bad:
+        raise TypeError(f"actions must be integers (action indices), got {bad[0]!r} among them")
+    todo = [int(a) for a in todo]
 
     def policy(mask: np.ndarray, step: int) -> int | None:
         return todo[step] if step < len(todo) else None

@@ -686,6 +686,10 @@ def run_episode(
     :raises InvariantViolation: the first broken invariant, with the replay.
     """
     __tracebackhide__ = True
+    if isinstance(checks, str):
+        raise TypeError(f"checks must be a list of invariant names, not one string ({checks!r}); pass [{checks!r}]")
+    if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}")
     names = frozenset(INVARIANTS) if checks is None else frozenset(checks)
     unknown = names - set(INVARIANTS)
     if unknown:
