@@ -112,7 +112,9 @@ class SwarmEnv(gym.Env):
       episode ends. For libraries without action masks (flat PPO, DQN): a policy
       that learned to use masked-out actions as one-tick waits, run greedily, can
       repeat one until the budget runs out; under this rule it cannot stall, and
-      training sees a masked-out action cost the rest of the episode.
+      training sees a masked-out action cost the rest of the episode. (A reward
+      penalty per invalid action alone would not do: a greedy policy could still
+      repeat a penalised no-op until the budget ends.)
     * ``"raise"``: ``ValueError`` naming the action and the valid ones
       (``strict=True`` is the same).
 
@@ -122,7 +124,7 @@ class SwarmEnv(gym.Env):
     ``env.action_masks()`` (sb3-contrib) and ``info["action_mask"]`` (bool, True =
     valid).
 
-    Masks never allow nothing. The mask of a terminal observation (the step that
+    A mask is never empty. The mask of a terminal observation (the step that
     ends the episode) allows exactly ``answer``; it is ignored, since the episode is
     over (step raises until ``reset``). It exists so that samplers fed by vector
     envs that autoreset on the next step (Gymnasium's sync and async vector envs)
