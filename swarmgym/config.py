@@ -8,7 +8,9 @@ raises ``ValueError`` (or ``TypeError``) naming the field and its allowed range.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -24,7 +26,8 @@ def _check_int(name: str, value, lo: int, hi: int | None = None) -> None:
 
 
 def _check_float(name: str, value, lo: float, hi: float | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """Raise TypeError / ValueError naming ``name`` unless ``value`` is a finite real number in [lo, hi]."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number in [{lo}, {hi if hi is not None else 'inf'}], got {value!r}")
     if not math.isfinite(value) or value < lo or (hi is not None and value > hi):
         raise ValueError(f"{name} must be in [{lo}, {hi if hi is not None else 'inf'}], got {value}")
@@ -56,8 +59,12 @@ class SubAgentReliability:
     def __post_init__(self) -> None:
         for name in ("fail_base", "wrong_base"):
             value = getattr(self, name)
-            if not isinstance(value, (tuple, list)) or len(value) != len(KINDS):
-                raise ValueError(f"{name} must be {len(KINDS)} probabilities, one per kind {KINDS}, got {value!r}")
+            if isinstance(value, np.ndarray) and value.ndim == 1:
+                value = value.tolist()
+            if not isinstance(value, (tuple, list)):
+                raise TypeError(f"{name} must be a sequence of {len(KINDS)} probabilities, one per kind {KINDS}, got {value!r}")
+            if len(value) != len(KINDS):
+                raise ValueError(f"{name} must be {len(KINDS)} probabilities, one per kind {KINDS}; got {len(value)}: {value!r}")
             for k, p in zip(KINDS, value):
                 _check_float(f"{name}[{k}]", p, 0.0, 0.95)
             object.__setattr__(self, name, tuple(float(p) for p in value))
@@ -142,10 +149,10 @@ class SwarmConfig:
         _check_int("max_spawns_per_turn", self.max_spawns_per_turn, 1, 64)
         _check_int("max_attempts", self.max_attempts, 1, 16)
         _check_int("spawn_ticks", self.spawn_ticks, 0, 16)
-        if isinstance(self.reliability, dict):
-            object.__setattr__(self, "reliability", SubAgentReliability(**self.reliability))
-        if isinstance(self.tokens, dict):
-            object.__setattr__(self, "tokens", TokenModel(**self.tokens))
+        if isinstance(self.reliability, Mapping):
+            object.__setattr__(self, "reliability", _from_fields(SubAgentReliability, self.reliability, "reliability"))
+        if isinstance(self.tokens, Mapping):
+            object.__setattr__(self, "tokens", _from_fields(TokenModel, self.tokens, "tokens"))
         if not isinstance(self.reliability, SubAgentReliability):
             raise TypeError(f"reliability must be a SubAgentReliability or a dict of its fields, got {type(self.reliability).__name__}")
         if not isinstance(self.tokens, TokenModel):
@@ -154,3 +161,68 @@ class SwarmConfig:
     def to_dict(self) -> dict:
         """Plain-dict form (JSON-serialisable), accepted back by ``SwarmConfig(**d)``."""
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], where: str = "config") -> "SwarmConfig":
+        """``SwarmConfig(**values)``, with an unknown field named (and the known ones listed)."""
+        return _from_fields(cls, values, where)
+
+
+def _from_fields(cls: type, values: Mapping[str, Any], where: str):
+    """``cls(**values)`` for a config dataclass; an unknown key raises TypeError naming it and the known ones."""
+    if not isinstance(values, Mapping):
+        raise TypeError(f"{where} must be a {cls.__name__} or a dict of its fields, got {type(values).__name__}")
+    known = [f.name for f in fields(cls) if f.init]
+    unknown = sorted(str(k) for k in values if k not in known)
+    if unknown:
+        raise TypeError(f"{where}: unknown field(s) {unknown}; {cls.__name__} has {known}")
+    return cls(**values)
+
+
+#: Largest batch any engine accepts, whatever the memory (a documented hard cap).
+MAX_NUM_ENVS = 1 << 22
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the OS reports as available to new allocations (Linux ``MemAvailable``), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_num_envs(num_envs: Any, bytes_per_env: int, *, available: int | None = None, name: str = "num_envs") -> None:
+    """Refuse a batch size before any memory is allocated for it.
+
+    ``num_envs`` must be an integer in ``[1, MAX_NUM_ENVS]`` whose estimated footprint
+    ``num_envs * bytes_per_env`` fits in the available memory; otherwise the
+    ``ValueError`` says how much it needs, how much there is, and the largest batch
+    that fits.
+
+    :param num_envs: the requested batch size.
+    :param bytes_per_env: the engine's estimate of its memory per env (buffers, bank share).
+    :param available: bytes available (default: :func:`available_memory_bytes`; no
+        memory check when that is unknown).
+    :param name: the parameter's name in the message.
+    """
+    _check_int(name, num_envs, 1, MAX_NUM_ENVS)
+    if isinstance(bytes_per_env, bool) or not isinstance(bytes_per_env, (int, np.integer)) or bytes_per_env < 1:
+        raise ValueError(f"bytes_per_env must be an integer >= 1, got {bytes_per_env!r}")
+    if available is None:
+        available = available_memory_bytes()
+    if available is None:
+        return
+    need = int(num_envs) * int(bytes_per_env)
+    if need > available:
+        fits = max(0, available // int(bytes_per_env))
+        raise ValueError(
+            f"{name}={num_envs} needs about {need / 2**30:.2f} GiB ({bytes_per_env:,} bytes per env), but only "
+            f"{available / 2**30:.2f} GiB of memory is available; use {name} <= {fits:,}"
+        )

@@ -51,6 +51,10 @@ _COUNT_TABLE = np.minimum(np.arange(1025) * (1.0 / COUNT_SCALE), 1.0).astype(np.
 _DOABLE = np.array([s in ("ready", "active") for s in STATUS_NAMES])
 
 
+#: What a masked-out action does (see SwarmEnv's invalid-action rule); the first is the default.
+INVALID_ACTION_RULES: tuple[str, ...] = ("waste_tick", "answer", "raise")
+
+
 class SwarmEnv(gym.Env):
     """An orchestrator decides, subtask by subtask, to do the work itself or spawn sub-agents.
 
@@ -76,12 +80,34 @@ class SwarmEnv(gym.Env):
     | 2 n_max | wait: run the clock to the next sub-agent finish; ends the turn | a sub-agent is running |
     | 2 n_max + 1 | answer: submit now; the episode ends | always |
 
-    Invalid-action rule: an action inside the space that the mask forbids is a
-    no-op that still spends the turn (one tick, orchestrator tokens) and is counted
-    in ``info["invalid_actions"]``; with ``strict=True`` it raises ``ValueError``
-    instead. An action outside the space raises ``ValueError``. The valid actions
-    are ``env.action_masks()`` (sb3-contrib) and ``info["action_mask"]`` (bool,
-    True = valid).
+    Invalid-action rule (``invalid_action``): an action inside the space that the
+    mask forbids is handled in one of three ways, and always counted in
+    ``info["invalid_actions"]`` (``info["invalid_action"]`` flags the step):
+
+    * ``"waste_tick"`` (default): a no-op that still spends the turn (one tick,
+      orchestrator tokens). Every registered id uses it, so recorded numbers stay
+      comparable.
+    * ``"answer"``: the action submits the current state, as ``answer`` does; the
+      episode ends. For libraries without action masks (flat PPO, DQN): a policy
+      that learned to use masked-out actions as one-tick waits, run greedily, can
+      repeat one until the budget runs out; under this rule it cannot stall, and
+      training sees a masked-out action cost the rest of the episode. (A reward
+      penalty per invalid action alone would not do: a greedy policy could still
+      repeat a penalised no-op until the budget ends.)
+    * ``"raise"``: ``ValueError`` naming the action and the valid ones
+      (``strict=True`` is the same).
+
+    The rule is a per-env choice of what one invalid action does, with no state of
+    its own, so the batched engine can mirror it action for action. An action
+    outside the space raises ``ValueError`` under every rule. The valid actions are
+    ``env.action_masks()`` (sb3-contrib) and ``info["action_mask"]`` (bool, True =
+    valid).
+
+    A mask is never empty. The mask of a terminal observation (the step that
+    ends the episode) allows exactly ``answer``; it is ignored, since the episode is
+    over (step raises until ``reset``). It exists so that samplers fed by vector
+    envs that autoreset on the next step (Gymnasium's sync and async vector envs)
+    can draw from every mask they are given.
 
     ## Observation Space
 
@@ -148,7 +174,8 @@ class SwarmEnv(gym.Env):
 
     ## Episode End
 
-    * Termination: the agent chooses ``answer``.
+    * Termination: the agent chooses ``answer`` (or, with ``invalid_action="answer"``,
+      a masked-out action).
     * Termination: the clock reaches the critical-step budget
       (``ceil(budget_factor * lower_bound)``); the current state is submitted.
     * Truncation: none by the env itself; every episode ends by the budget within
@@ -167,8 +194,9 @@ class SwarmEnv(gym.Env):
     | n_max | int or None | None | padding size; default the generator's n_max, else 32 |
     | observation_mode | str | "dict" | "dict" or "flat" |
     | with_adjacency | bool | False | add the parent adjacency matrix to the observation |
-    | strict | bool | False | raise on masked-out actions instead of the no-op rule |
+    | strict | bool | False | same as ``invalid_action="raise"`` |
     | render_mode | str or None | None | None, "ansi" (text) or "rgb_array" (a Gantt chart, see :mod:`swarmgym.viewer`) |
+    | invalid_action | str | "waste_tick" | what a masked-out action does: "waste_tick", "answer" or "raise" |
 
     ## Version History
 
@@ -187,20 +215,32 @@ class SwarmEnv(gym.Env):
         with_adjacency: bool = False,
         strict: bool = False,
         render_mode: str | None = None,
+        invalid_action: str = "waste_tick",
     ) -> None:
-        if observation_mode not in ("dict", "flat"):
+        if not isinstance(observation_mode, str) or observation_mode not in ("dict", "flat"):
             raise ValueError(f"observation_mode must be 'dict' or 'flat', got {observation_mode!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+        if render_mode is not None and (not isinstance(render_mode, str) or render_mode not in self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         for name, flag in (("with_adjacency", with_adjacency), ("strict", strict)):
             if not isinstance(flag, (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool, got {flag!r}")
-        if n_max is not None and (isinstance(n_max, bool) or not isinstance(n_max, (int, np.integer)) or not 2 <= n_max <= 1024):
-            raise ValueError(f"n_max must be an integer in [2, 1024], got {n_max!r}")
+        if not isinstance(invalid_action, str) or invalid_action not in INVALID_ACTION_RULES:
+            raise ValueError(f"invalid_action must be one of {INVALID_ACTION_RULES}, got {invalid_action!r}")
+        if strict and invalid_action not in ("waste_tick", "raise"):
+            raise ValueError(
+                f"strict=True means invalid_action='raise'; it contradicts invalid_action={invalid_action!r} (pass one of them)"
+            )
+        if strict:
+            invalid_action = "raise"
+        if n_max is not None:
+            if isinstance(n_max, (bool, np.bool_)) or not isinstance(n_max, (int, np.integer)):
+                raise TypeError(f"n_max must be an integer in [2, 1024] or None, got {n_max!r}")
+            if not 2 <= n_max <= 1024:
+                raise ValueError(f"n_max must be an integer in [2, 1024] or None, got {n_max!r}")
         if config is None:
             config = SwarmConfig()
         elif isinstance(config, dict):
-            config = SwarmConfig(**config)
+            config = SwarmConfig.from_dict(config)
         elif not isinstance(config, SwarmConfig):
             raise TypeError(f"config must be a SwarmConfig, a dict of its fields or None, got {type(config).__name__}")
         gen = make_generator(generator, generator_kwargs, n_max)
@@ -221,7 +261,8 @@ class SwarmEnv(gym.Env):
         self.n_max = int(n_max)
         self.observation_mode = observation_mode
         self.with_adjacency = bool(with_adjacency)
-        self.strict = bool(strict)
+        self.invalid_action = invalid_action
+        self.strict = invalid_action == "raise"
         self.render_mode = render_mode
         self.layout = ActionLayout(self.n_max)
         self.flat_layout = FlatLayout(self.n_max, self.with_adjacency)
@@ -249,6 +290,8 @@ class SwarmEnv(gym.Env):
         """Draw a new instance. ``options={"instance": TaskInstance}`` replays a given one
         (``options={"graph": TaskGraph}`` draws only the fates)."""
         super().reset(seed=seed)
+        if options is not None and not isinstance(options, dict):
+            raise TypeError(f"reset options must be a dict or None, got {type(options).__name__}")
         options = options or {}
         unknown = set(options) - {"instance", "graph"}
         if unknown:
@@ -308,11 +351,15 @@ class SwarmEnv(gym.Env):
         else:
             sim.answer()
         if invalid:
-            if self.strict:
+            if self.invalid_action == "raise":
                 raise ValueError(
                     f"action {a} ({self.describe_action(a)}) is not valid now; valid: {np.flatnonzero(self.action_masks()).tolist()}"
                 )
-            sim.waste_tick()
+            if self.invalid_action == "answer":
+                sim.invalid_actions += 1
+                sim.answer()
+            else:
+                sim.waste_tick()
         self._last_invalid = invalid
         self._encode_changes(node, running_before)
         # 2. reward: the score, once, when the episode ends
@@ -326,7 +373,10 @@ class SwarmEnv(gym.Env):
         return self._observation(info["action_mask"]), reward, terminated, False, info
 
     def action_masks(self) -> np.ndarray:
-        """Valid actions now, ``bool[layout.n]`` (sb3-contrib's MaskablePPO calls this)."""
+        """Valid actions now, ``bool[layout.n]`` (sb3-contrib's MaskablePPO calls this).
+
+        Once the episode is over the mask allows exactly ``answer`` (ignored: step
+        raises until ``reset``); before the first ``reset`` it allows nothing."""
         sim = self.sim
         mask = np.zeros(self.layout.n, dtype=bool)
         if sim is None:
@@ -395,12 +445,15 @@ class SwarmEnv(gym.Env):
         return "\n".join(lines)
 
     def _parse_action(self, action) -> int:
-        try:
-            a = int(action)
-        except (TypeError, ValueError):
-            raise ValueError(f"action must be an integer in [0, {self.layout.n - 1}], got {action!r}") from None
-        if a != action or not 0 <= a < self.layout.n:
-            raise ValueError(f"action must be an integer in [0, {self.layout.n - 1}], got {action!r}")
+        """The action as an int; a float, bool or string is rejected, never rounded."""
+        value = action
+        if isinstance(value, np.ndarray) and value.size == 1 and value.ndim <= 1:
+            value = value.reshape(())[()]  # a 0-d or one-element integer array, as some vector wrappers pass
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"action must be an integer in [0, {self.layout.n - 1}], got {action!r} ({type(action).__name__})")
+        a = int(value)
+        if not 0 <= a < self.layout.n:
+            raise ValueError(f"action must be an integer in [0, {self.layout.n - 1}], got {a}")
         return a
 
     def _encode_static(self) -> None:
@@ -536,5 +589,5 @@ class SwarmEnv(gym.Env):
     def __repr__(self) -> str:
         return (
             f"SwarmEnv(generator={self.generator!r}, n_max={self.n_max}, config={self.config!r}, "
-            f"observation_mode={self.observation_mode!r}, with_adjacency={self.with_adjacency}, strict={self.strict})"
+            f"observation_mode={self.observation_mode!r}, with_adjacency={self.with_adjacency}, invalid_action={self.invalid_action!r})"
         )

@@ -57,21 +57,21 @@ class Param:
         lo, hi = self.lo, self.upper(n_max)
         where = f"{family}: {self.name}"
         if self.kind == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
                 raise TypeError(f"{where} must be a number in [{lo}, {hi}], got {value!r}")
             if not (math.isfinite(value) and lo <= value <= hi):
                 raise ValueError(f"{where} must be in [{lo}, {hi}], got {value}")
             return float(value)
         if self.kind == "int":
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
                 raise TypeError(f"{where} must be an integer in [{lo}, {hi}], got {value!r}")
             if not lo <= value <= hi:
                 raise ValueError(f"{where} must be in [{lo}, {hi}], got {value}")
             return int(value)
         # int_range
-        pair = (value, value) if isinstance(value, (int, np.integer)) and not isinstance(value, bool) else value
+        pair = (value, value) if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) else value
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2) or any(
-            isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in pair
+            isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) for v in pair
         ):
             raise TypeError(f"{where} must be an integer or a (lo, hi) pair of integers in [{lo}, {hi}], got {value!r}")
         a, b = int(pair[0]), int(pair[1])
@@ -103,9 +103,22 @@ class TaskGenerator:
         if unknown:
             raise TypeError(f"{self.name}: unknown parameter(s) {unknown}; known: {sorted(known)}")
         self.n_max = int(n_max)
-        values = {}
         for p in self.params:
-            values[p.name] = p.validate(kwargs.get(p.name, p.default), self.n_max, self.name)
+            if p.upper(self.n_max) < p.lo:
+                least = next((m for m in range(2, 1025) if p.upper(m) >= p.lo), None)
+                raise ValueError(f"{self.name}: n_max={self.n_max} is too small for this family (its {p.name} needs n_max >= {least})")
+        values = {}
+        self._defaulted = frozenset(p.name for p in self.params if p.name not in kwargs)
+        for p in self.params:
+            if p.name in kwargs:
+                values[p.name] = p.validate(kwargs[p.name], self.n_max, self.name)
+                continue
+            try:
+                values[p.name] = p.validate(p.default, self.n_max, self.name)
+            except ValueError as exc:  # the default does not fit this n_max: say so, not that the user passed it
+                raise ValueError(
+                    f"{self.name}: the default {p.name}={p.default!r} does not fit n_max={self.n_max} ({exc}); pass {p.name}= explicitly"
+                ) from None
         self.kwargs = values
         self._check(values)
 
@@ -203,9 +216,13 @@ class DependentChains(TaskGenerator):
 
     def _check(self, values: dict[str, Any]) -> None:
         if values["chains"][1] * values["length"][1] > self.n_max:
+            defaulted = [name for name in ("chains", "length") if name in self._defaulted]
+            note = (
+                f" ({' and '.join(defaulted)} at the default; pass {' and '.join(n + '=' for n in defaulted)} to fit)" if defaulted else ""
+            )
             raise ValueError(
                 f"{self.name}: chains x length must be <= n_max={self.n_max} at their upper ends, "
-                f"got {values['chains'][1]} x {values['length'][1]}"
+                f"got {values['chains'][1]} x {values['length'][1]}{note}"
             )
 
     def generate(self, rng: np.random.Generator) -> TaskGraph:
@@ -285,7 +302,11 @@ class Mixed(TaskGenerator):
     FAMILY_ORDER: ClassVar[tuple[str, ...]] = ("WideSearch", "SerialReasoning", "DependentChains", "LayeredDAG")
     params = ()
 
-    def __init__(self, n_max: int = DEFAULT_N_MAX, families: dict[str, dict] | None = None, weights: Any = None) -> None:
+    def __init__(self, n_max: int = DEFAULT_N_MAX, families: dict[str, dict] | None = None, weights: Any = None, **unknown: Any) -> None:
+        if unknown:
+            raise TypeError(
+                f"Mixed: unknown parameter(s) {sorted(unknown)}; known: ['families', 'weights'] (a family's own parameters go in families)"
+            )
         super().__init__(n_max)
         families = {name: {} for name in self.FAMILY_ORDER} if families is None else families
         if not isinstance(families, dict) or not families:
@@ -294,12 +315,21 @@ class Mixed(TaskGenerator):
         for name, kwargs in families.items():
             if name not in FAMILIES or name == "Mixed":
                 raise ValueError(f"Mixed: families keys must be in {sorted(set(FAMILIES) - {'Mixed'})}, got {name!r}")
+            if kwargs is not None and not isinstance(kwargs, dict):
+                raise TypeError(f"Mixed: families[{name!r}] must be a dict of {name}'s parameters, got {kwargs!r}")
             self.generators.append(FAMILIES[name](n_max=n_max, **(kwargs or {})))
+        n = len(self.generators)
         if weights is None:
-            weights = [1.0] * len(self.generators)
-        w = np.asarray(weights, dtype=np.float64) if isinstance(weights, (list, tuple)) else None
-        if w is None or w.shape != (len(self.generators),) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f"Mixed: weights must be {len(self.generators)} non-negative numbers with a positive sum, got {weights!r}")
+            weights = [1.0] * n
+        if isinstance(weights, np.ndarray):
+            weights = weights.tolist()
+        if not isinstance(weights, (list, tuple)) or any(
+            isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer, np.floating)) for x in weights
+        ):
+            raise TypeError(f"Mixed: weights must be a list of {n} non-negative numbers (one per family), got {weights!r}")
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (n,) or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"Mixed: weights must be {n} non-negative numbers (one per family) with a positive sum, got {weights!r}")
         self.weights = w / w.sum()
         self._cdf = self.weights.cumsum()
         self._cdf /= self._cdf[-1]
@@ -327,9 +357,7 @@ class Fixed:
         return f"Fixed({self.graph!r})"
 
 
-FAMILIES: dict[str, type[TaskGenerator]] = {
-    cls.name: cls for cls in (WideSearch, SerialReasoning, DependentChains, LayeredDAG, Mixed)
-}
+FAMILIES: dict[str, type[TaskGenerator]] = {cls.name: cls for cls in (WideSearch, SerialReasoning, DependentChains, LayeredDAG, Mixed)}
 # swarmgym.workflows adds "Workflows" (real workflow graphs from WfCommons recipes) on import swarmgym
 
 
@@ -342,6 +370,8 @@ def make_generator(generator: str | Generator, kwargs: dict | None = None, n_max
     :param kwargs: keyword arguments for the family or factory.
     :param n_max: passed to built-in families (their padding size).
     """
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise TypeError(f"generator_kwargs must be a dict of the generator's parameters or None, got {type(kwargs).__name__}: {kwargs!r}")
     kwargs = dict(kwargs or {})
     if isinstance(generator, str):
         if generator in FAMILIES:
@@ -359,7 +389,9 @@ def make_generator(generator: str | Generator, kwargs: dict | None = None, n_max
             return factory(**kwargs) if (kwargs or isinstance(factory, type)) else factory
         raise ValueError(f"generator must be a family in {sorted(FAMILIES)}, a 'module:attr' path, or a callable; got {generator!r}")
     if not callable(generator):
-        raise TypeError(f"generator must be a family name, a 'module:attr' path, or a callable rng -> TaskGraph; got {type(generator).__name__}")
+        raise TypeError(
+            f"generator must be a family name, a 'module:attr' path, or a callable rng -> TaskGraph; got {type(generator).__name__}"
+        )
     if kwargs:
         raise TypeError("generator_kwargs are only accepted with a family name or a 'module:attr' path")
     return generator

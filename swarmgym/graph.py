@@ -73,6 +73,8 @@ class TaskGraph:
         n = len(work_list)
         if n < 1:
             raise ValueError("TaskGraph needs at least 1 node, got 0")
+        if n_max is not None and (isinstance(n_max, (bool, np.bool_)) or not isinstance(n_max, (int, np.integer))):
+            raise TypeError(f"n_max must be None or an integer >= 1, got {n_max!r}")
         if n_max is not None and n > n_max:
             raise ValueError(f"TaskGraph has {n} nodes; n_max allows at most {n_max} (node {n_max} is the first one too many)")
         if not all(type(w) is int for w in work_list):  # slow path only for unusual input
@@ -104,7 +106,15 @@ class TaskGraph:
         par: list[tuple[int, ...]] = []
         children: list[list[int]] = [[] for _ in range(n)]
         for i, ps in enumerate(parents_list):
-            ps = tuple(sorted(int(p) for p in ps))
+            if isinstance(ps, (str, bytes)) or not hasattr(ps, "__iter__"):
+                raise TypeError(f"node {i}: parents must be a sequence of node indices, got {ps!r}")
+            ps = tuple(ps)
+            if not all(type(p) is int for p in ps):  # slow path only for unusual input
+                for p in ps:
+                    if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, np.integer)):
+                        raise TypeError(f"node {i}: parent {p!r} is not a node index (an integer in [0, {n - 1}])")
+                ps = tuple(int(p) for p in ps)
+            ps = tuple(sorted(ps))
             for p in ps:
                 if not 0 <= p < n:
                     raise ValueError(f"node {i}: parent {p} does not exist (nodes are 0..{n - 1})")
@@ -120,7 +130,9 @@ class TaskGraph:
         else:
             target_list = [False] * n
             for t in targets:
-                if not isinstance(t, (int, np.integer)) or isinstance(t, (bool, np.bool_)) or not 0 <= t < n:
+                if not isinstance(t, (int, np.integer)) or isinstance(t, (bool, np.bool_)):
+                    raise TypeError(f"target {t!r} is not a node index (an integer in [0, {n - 1}])")
+                if not 0 <= t < n:
                     raise ValueError(f"target {t!r} does not exist (nodes are 0..{n - 1})")
                 target_list[int(t)] = True
             if not any(target_list):
@@ -138,8 +150,12 @@ class TaskGraph:
         if not all(leads):
             bad = leads.index(False)
             raise ValueError(f"node {bad}: leads to no target (make it a target, or give it a child that is one)")
-        if not (isinstance(budget_factor, (int, float)) and math.isfinite(budget_factor) and budget_factor > 0):
+        if isinstance(budget_factor, (bool, np.bool_)) or not isinstance(budget_factor, (int, float, np.integer, np.floating)):
+            raise TypeError(f"budget_factor must be a finite number > 0, got {budget_factor!r}")
+        if not (math.isfinite(budget_factor) and budget_factor > 0):
             raise ValueError(f"budget_factor must be a finite number > 0, got {budget_factor!r}")
+        if not isinstance(family, str):
+            raise TypeError(f"family must be a string (the family's name), got {family!r}")
         self._set_fields(work_list, kind_idx, tuple(par), children, target_list, order, bottom, family, budget_factor)
 
     @classmethod
@@ -262,6 +278,6 @@ def _topological_order(parents: list[tuple[int, ...]], children: list[list[int]]
         while node not in seen:
             seen.append(node)
             node = next(p for p in parents[node] if p in remaining)
-        cycle = seen[seen.index(node):] + [node]
+        cycle = seen[seen.index(node) :] + [node]
         raise ValueError(f"node {node}: is on a cycle ({' -> '.join(map(str, reversed(cycle)))}); a task graph must be acyclic")
     return order

@@ -75,8 +75,10 @@ _Z975 = 1.959964
 def t_quantile_975(df: int) -> float:
     """``t_{0.975, df}``: tabulated to df = 30, then interpolated linearly in ``1/df``
     through 40, 60, 120 and the normal limit (error < 0.001)."""
+    if isinstance(df, (bool, np.bool_)) or not isinstance(df, (int, np.integer)):
+        raise TypeError(f"df must be an integer >= 1 (degrees of freedom), got {df!r}")
     if df < 1:
-        raise ValueError(f"df must be >= 1, got {df}")
+        raise ValueError(f"df must be an integer >= 1 (degrees of freedom), got {df}")
     if df in _T975:
         return _T975[df]
     points = [(30, _T975[30]), (40, _T975[40]), (60, _T975[60]), (120, _T975[120]), (math.inf, _Z975)]
@@ -118,6 +120,8 @@ class Stat:
 
     def format(self, digits: int = 2) -> str:
         """``"mean ± half_width"`` (``"mean"`` alone when the interval is undefined)."""
+        if isinstance(digits, bool) or not isinstance(digits, (int, np.integer)) or not 0 <= digits <= 15:
+            raise ValueError(f"digits must be an integer in [0, 15], got {digits!r}")
         if math.isnan(self.mean):
             return "-"
         if math.isnan(self.half_width):
@@ -169,6 +173,8 @@ class MetricsRecorder:
 
     def add(self, metrics: Mapping[str, Any]) -> None:
         """Record one episode (``info["metrics"]`` of its last step)."""
+        if not isinstance(metrics, Mapping):
+            raise TypeError(f"metrics must be one episode's info['metrics'] dict, got {type(metrics).__name__}")
         family = str(np.asarray(metrics.get("family", "custom")).reshape(()))
         self._rows.setdefault(family, []).append(episode_row(metrics))
         self._profiles.setdefault(family, []).append(np.asarray(metrics["concurrency_profile"], dtype=np.float64).reshape(-1))
@@ -182,7 +188,11 @@ class MetricsRecorder:
         metrics = info.get("metrics")
         if metrics is None:
             return 0
-        finished = np.flatnonzero(np.asarray(info.get("_metrics"), dtype=bool).reshape(-1))
+        if "_metrics" not in info:
+            raise ValueError(
+                "info has 'metrics' but no '_metrics' (which envs finished); pass a vector env's info (Gymnasium's dict-of-arrays form)"
+            )
+        finished = np.flatnonzero(np.asarray(info["_metrics"], dtype=bool).reshape(-1))
         for i in finished:
             self.add({k: (np.asarray(v)[i]) for k, v in metrics.items() if not k.startswith("_")})
         return int(finished.size)
@@ -222,7 +232,9 @@ class MetricsRecorder:
     def concurrency_profile(self, family: str = ALL) -> np.ndarray:
         """Mean share of ticks with exactly ``k`` sub-agents running, ``k = 0..m``
         (profiles of different widths are zero-padded to the widest)."""
-        profiles = [p for fam in self.families for p in self._profiles[fam]] if family == ALL else self._profiles.get(family, [])
+        if family != ALL and family not in self._profiles:
+            raise KeyError(f"no episodes of family {family!r}; recorded: {self.families}")
+        profiles = [p for fam in self.families for p in self._profiles[fam]] if family == ALL else self._profiles[family]
         if not profiles:
             return np.zeros(0)
         width = max(p.size for p in profiles)

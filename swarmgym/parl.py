@@ -91,7 +91,9 @@ class LambdaSchedule:
     :param n_stairs: number of drops of the ``step`` kind, an integer in [1, 1000].
     """
 
-    def __init__(self, kind: str = "linear", initial: float = 0.1, anneal_fraction: float = 0.5, total_steps: int = 1, *, n_stairs: int = 4) -> None:
+    def __init__(
+        self, kind: str = "linear", initial: float = 0.1, anneal_fraction: float = 0.5, total_steps: int = 1, *, n_stairs: int = 4
+    ) -> None:
         if kind not in SCHEDULE_KINDS:
             raise ValueError(f"kind must be one of {SCHEDULE_KINDS}, got {kind!r}")
         if isinstance(initial, bool) or not isinstance(initial, (int, float, np.floating, np.integer)):
@@ -121,8 +123,13 @@ class LambdaSchedule:
 
     def progress(self, global_step: int) -> float:
         """``min(1, global_step / anneal_steps)``."""
-        if isinstance(global_step, bool) or not isinstance(global_step, (int, np.integer, float, np.floating)) or global_step < 0:
-            raise ValueError(f"global_step must be a number >= 0, got {global_step!r}")
+        if (
+            isinstance(global_step, bool)
+            or not isinstance(global_step, (int, np.integer, float, np.floating))
+            or not math.isfinite(global_step)
+            or global_step < 0
+        ):
+            raise ValueError(f"global_step must be a finite number >= 0, got {global_step!r}")
         return min(1.0, float(global_step) / self.anneal_steps)
 
     def __call__(self, global_step: int) -> float:
@@ -146,6 +153,10 @@ class LambdaSchedule:
             return value
         if isinstance(value, Mapping):
             kw = dict(value)
+            known = ("kind", "initial", "anneal_fraction", "total_steps", "n_stairs")
+            unknown = sorted(str(k) for k in kw if k not in known)
+            if unknown:
+                raise TypeError(f"a λ schedule mapping has unknown key(s) {unknown}; known: {list(known)}")
             kw.setdefault("total_steps", total_steps)
             return cls(**kw)
         if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
@@ -221,6 +232,10 @@ def parallel_reward(metrics: Mapping[str, Any], form: str = "instantiation", cap
         raise ValueError(f"form must be one of {PARALLEL_FORMS}, got {form!r}")
     if isinstance(cap, bool) or not isinstance(cap, (int, np.integer)) or cap < 1:
         raise ValueError(f"cap must be an integer >= 1, got {cap!r}")
+    if max_subagents is not None and (
+        isinstance(max_subagents, (bool, np.bool_)) or not isinstance(max_subagents, (int, np.integer)) or not 0 <= max_subagents <= 64
+    ):
+        raise ValueError(f"max_subagents must be None (read from the metrics) or an integer in [0, 64], got {max_subagents!r}")
     if form == "instantiation":
         n = _get(metrics, "n_spawned", form)
         x = _as_float(n)
@@ -304,8 +319,17 @@ class _ParlTerms:
             raise ValueError(f"cap must be an integer >= 1, got {cap!r}")
         if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) or total_steps < 1:
             raise ValueError(f"total_steps must be an integer >= 1, got {total_steps!r}")
-        self.lambda1_schedule = LambdaSchedule.from_config(lambda1, total_steps)
-        self.lambda2_schedule = LambdaSchedule.from_config(lambda2, total_steps)
+        if max_subagents is not None and (
+            isinstance(max_subagents, (bool, np.bool_)) or not isinstance(max_subagents, (int, np.integer)) or not 0 <= max_subagents <= 64
+        ):
+            raise ValueError(f"max_subagents must be None (read from the metrics) or an integer in [0, 64], got {max_subagents!r}")
+        schedules = []
+        for name, value in (("lambda1", lambda1), ("lambda2", lambda2)):
+            try:
+                schedules.append(LambdaSchedule.from_config(value, total_steps))
+            except (TypeError, ValueError) as exc:  # say which λ, not only the schedule's own argument
+                raise type(exc)(f"{name}: {exc}") from None
+        self.lambda1_schedule, self.lambda2_schedule = schedules
         self.parallel_form = parallel_form
         self.finish_form = finish_form
         self.cap = int(cap)
@@ -391,7 +415,14 @@ class ParlReward(gym.Wrapper, _ParlTerms):
             r_par, r_fin = now[0] - self._paid[0], now[1] - self._paid[1]
             self._paid = (0.0, 0.0) if ended else now
         total = float(r_perf) + l1 * r_par + l2 * r_fin
-        info["parl"] = {"r_perf": float(r_perf), "r_parallel": float(r_par), "r_finish": float(r_fin), "lambda1": l1, "lambda2": l2, "total": total}
+        info["parl"] = {
+            "r_perf": float(r_perf),
+            "r_parallel": float(r_par),
+            "r_finish": float(r_fin),
+            "lambda1": l1,
+            "lambda2": l2,
+            "total": total,
+        }
         if not self._step_set_externally:
             self.global_step += 1
         return obs, total, terminated, truncated, info
@@ -408,7 +439,13 @@ def _metrics_rows(info: Mapping[str, Any], num_envs: int) -> tuple[dict[str, np.
     metrics = info.get("metrics")
     if metrics is None:
         return None, np.zeros(num_envs, dtype=bool)
-    finished = np.asarray(info.get("_metrics", np.ones(num_envs, dtype=bool)), dtype=bool)
+    if "_metrics" not in info:
+        raise ValueError(
+            "the vector env's info has 'metrics' but no '_metrics' (which envs finished); it must follow Gymnasium's dict-of-arrays form"
+        )
+    finished = np.asarray(info["_metrics"], dtype=bool).reshape(-1)
+    if finished.shape != (num_envs,):
+        raise ValueError(f"info['_metrics'] must mark each of the {num_envs} envs, got shape {finished.shape}")
     return metrics, finished
 
 
@@ -545,7 +582,9 @@ def _make_callback_class():
             try:
                 self.training_env.env_method("set_global_step", int(self.num_timesteps))
             except AttributeError:
-                raise ValueError("ParlScheduleCallback needs training envs wrapped in swarmgym.parl.ParlReward (no set_global_step found)") from None
+                raise ValueError(
+                    "ParlScheduleCallback needs training envs wrapped in swarmgym.parl.ParlReward (no set_global_step found)"
+                ) from None
             lam = self.training_env.env_method("lambdas", indices=[0])[0]
             self.last_lambdas = (float(lam[0]), float(lam[1]))
 

@@ -100,8 +100,7 @@ class SwarmSimulator:
         graph, fates = instance.graph, instance.fates
         if fates.duration.shape != (graph.n_nodes, config.max_attempts):
             raise ValueError(
-                f"fates have shape {fates.duration.shape}; expected (n_nodes, max_attempts) = "
-                f"({graph.n_nodes}, {config.max_attempts})"
+                f"fates have shape {fates.duration.shape}; expected (n_nodes, max_attempts) = ({graph.n_nodes}, {config.max_attempts})"
             )
         self.graph = graph
         self.fates = fates

@@ -21,7 +21,9 @@ def test_action_layout__for_actions_rejects_counts_no_layout_has(n_actions):
 
 def test_action_layout__dict_access_matches_the_attributes_and_v0_1_names():
     lay = ActionLayout(32)
-    assert [lay[k] for k in ("do", "spawn", "wait", "answer", "n")] == [lay.do, lay.spawn, lay.wait, lay.answer, lay.n] == [0, 32, 64, 65, 66]
+    assert (
+        [lay[k] for k in ("do", "spawn", "wait", "answer", "n")] == [lay.do, lay.spawn, lay.wait, lay.answer, lay.n] == [0, 32, 64, 65, 66]
+    )
     with pytest.raises(KeyError):
         lay["jump"]
     assert action_layout(32) == lay  # swarmgym.env's v0.1 name

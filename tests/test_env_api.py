@@ -19,9 +19,7 @@ from swarmgym.layout import ActionLayout, FlatLayout
 def tiny_family(rng: np.random.Generator) -> TaskGraph:
     """A user's own family: two to four independent lookups feeding a report."""
     width = int(rng.integers(2, 5))
-    return TaskGraph(
-        [1] * width + [2], ["search"] * width + ["merge"], [()] * width + [tuple(range(width))], family="Tiny"
-    )
+    return TaskGraph([1] * width + [2], ["search"] * width + ["merge"], [()] * width + [tuple(range(width))], family="Tiny")
 
 
 # ---------------------------------------------------------------- bad input at construction
@@ -82,7 +80,9 @@ def test_docstring__node_feature_table_matches_the_observation():
     rows = _table(SwarmEnv.__doc__, "Node features")
     assert [r[1] for r in rows] == list(NODE_FEATURES)
     assert [int(r[0]) for r in rows] == list(range(env.observation_space["nodes"].shape[1]))
-    assert all(float(r[3]) == env.observation_space["nodes"].low.min() and float(r[4]) == env.observation_space["nodes"].high.max() for r in rows)
+    assert all(
+        float(r[3]) == env.observation_space["nodes"].low.min() and float(r[4]) == env.observation_space["nodes"].high.max() for r in rows
+    )
 
 
 def test_docstring__global_feature_table_matches_the_observation():
@@ -149,8 +149,9 @@ def test_user_family__one_register_call(request):
 
 def test_user_family__one_spec_file(tmp_path, request):
     spec = tmp_path / "tiny.toml"
-    spec.write_text(textwrap.dedent(
-        """
+    spec.write_text(
+        textwrap.dedent(
+            """
         id = "mylab/TinyWide-v0"
         structure = "plan -> 4 lookups -> merge"
         [kwargs]
@@ -161,7 +162,8 @@ def test_user_family__one_spec_file(tmp_path, request):
         [kwargs.config]
         max_subagents = 2
         """
-    ))
+        )
+    )
     ids = swarmgym.register_spec(spec)
     request.addfinalizer(lambda: [gym.registry.pop(i, None) for i in ids])
     assert ids == ["mylab/TinyWide-v0", "mylab/TinyWide-flat-v0"]

@@ -58,7 +58,10 @@ def test_suite__registers_every_family_in_both_forms():
     families = ["WideSearch", "SerialReasoning", "DependentChains", "LayeredDAG", "Mixed", "Workflows"]
     expected = [x for f in families for x in (f"swarmgym/{f}-v0", f"swarmgym/{f}-flat-v0")]
     assert SUITE == expected
-    assert all(i in gym.registry for i in SUITE)
+    for i, family in zip(SUITE, [f for f in families for _ in range(2)]):  # what each id builds, not only that it exists
+        spec = gym.spec(i)
+        assert spec.kwargs["generator"] == family and spec.kwargs["observation_mode"] == ("flat" if "-flat-" in i else "dict")
+        assert (spec.entry_point, spec.vector_entry_point) == ("swarmgym.env:SwarmEnv", "swarmgym.batched:SwarmVectorEnv")
 
 
 def test_registration__is_idempotent():
@@ -167,7 +170,7 @@ def test_flat__observation_ends_with_the_action_mask(env_id):
     env = gym.make(env_id)
     obs, info = env.reset(seed=2)
     mask = info["action_mask"]
-    assert np.array_equal(obs[-len(mask):], mask.astype(np.float32))
+    assert np.array_equal(obs[-len(mask) :], mask.astype(np.float32))
     dict_env = gym.make(env_id.replace("-flat", ""))
     dobs, _ = dict_env.reset(seed=2)
     assert np.array_equal(obs[: dobs["nodes"].size], dobs["nodes"].ravel())

@@ -21,8 +21,11 @@ DO, SPAWN, WAIT, ANSWER = 0, N_MAX, 2 * N_MAX, 2 * N_MAX + 1
 def wide_graph(budget_factor: float = 2.0) -> TaskGraph:
     """plan(1) -> three lookups (2 each) -> merge(2); targets: the lookups and the merge."""
     return TaskGraph(
-        [1, 2, 2, 2, 2], ["plan", "search", "search", "search", "merge"], [(), (0,), (0,), (0,), (1, 2, 3)],
-        targets=[1, 2, 3, 4], budget_factor=budget_factor,
+        [1, 2, 2, 2, 2],
+        ["plan", "search", "search", "search", "merge"],
+        [(), (0,), (0,), (0,), (1, 2, 3)],
+        targets=[1, 2, 3, 4],
+        budget_factor=budget_factor,
     )
 
 

@@ -32,7 +32,9 @@ def test_wheel__installs_into_a_fresh_venv_and_registers_every_id(tmp_path):
     dist = tmp_path / "dist"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(dist), str(ROOT)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     wheels = list(dist.glob("swarmgym-*.whl"))
     assert len(wheels) == 1

@@ -175,7 +175,9 @@ def test_parl_reward__per_event_pays_on_events_and_sums_to_the_episode_end_value
 
 
 def test_parl_reward__schedule_follows_own_steps_then_the_global_step():
-    env = ParlReward(gym.make("swarmgym/WideSearch-v0"), lambda1={"kind": "linear", "initial": 1.0, "anneal_fraction": 1.0}, lambda2=0.3, total_steps=100)
+    env = ParlReward(
+        gym.make("swarmgym/WideSearch-v0"), lambda1={"kind": "linear", "initial": 1.0, "anneal_fraction": 1.0}, lambda2=0.3, total_steps=100
+    )
     _, info = env.reset(seed=0)
     for _ in range(10):
         _, _, terminated, _, info = env.step(int(np.flatnonzero(info["action_mask"])[0]))
@@ -259,7 +261,9 @@ def test_schedule_callback__advances_lambda_through_env_method_past_wrappers():
         return Monitor(ParlReward(gym.make("swarmgym/WideSearch-v0"), lambda1=schedule, lambda2=schedule, total_steps=total))
 
     venv = DummyVecEnv([make, make])
-    model = MaskablePPO("MultiInputPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu", policy_kwargs={"net_arch": [16]})
+    model = MaskablePPO(
+        "MultiInputPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, seed=0, device="cpu", policy_kwargs={"net_arch": [16]}
+    )
     callback = ParlScheduleCallback(update_every=1)
     model.learn(total_timesteps=total, callback=callback)
     steps = venv.env_method("get_wrapper_attr", "global_step")
@@ -268,17 +272,16 @@ def test_schedule_callback__advances_lambda_through_env_method_past_wrappers():
     assert callback.last_lambdas[0] < 1.0
     with pytest.raises(ValueError, match="update_every"):
         ParlScheduleCallback(update_every=0)
-    plain = MaskablePPO("MultiInputPolicy", DummyVecEnv([lambda: Monitor(gym.make("swarmgym/WideSearch-v0"))]), n_steps=16, batch_size=16, device="cpu")
+    plain = MaskablePPO(
+        "MultiInputPolicy", DummyVecEnv([lambda: Monitor(gym.make("swarmgym/WideSearch-v0"))]), n_steps=16, batch_size=16, device="cpu"
+    )
     with pytest.raises(ValueError, match="wrapped in swarmgym.parl.ParlReward"):
         plain.learn(total_timesteps=16, callback=ParlScheduleCallback())
 
 
 def test_parl_reward_vector__on_the_default_vector_entry_point():
     """``gymnasium.make_vec(id)`` builds the batched SwarmVectorEnv; PARL terms are paid from its infos."""
-    try:
-        venv = gym.make_vec("swarmgym/WideSearch-v0", num_envs=4)
-    except (ImportError, TypeError, NotImplementedError) as exc:  # the batched engine is not built yet
-        pytest.skip(f"batched SwarmVectorEnv unavailable: {exc}")
+    venv = gym.make_vec("swarmgym/WideSearch-v0", num_envs=4)
     venv = ParlRewardVector(venv, lambda1=0.5, lambda2=0.25)
     policy = load_orchestrator("critical_path")
     obs, info = venv.reset(seed=0)
@@ -292,7 +295,9 @@ def test_parl_reward_vector__on_the_default_vector_entry_point():
             metrics = {k: np.asarray(v) for k, v in info["metrics"].items() if not k.startswith("_")}
             np.testing.assert_allclose(parl["r_parallel"][done], parallel_reward(metrics)[done])
             np.testing.assert_allclose(parl["r_finish"][done], finish_reward(metrics)[done])
-            np.testing.assert_allclose(parl["total"][done], parl["r_perf"][done] + 0.5 * parl["r_parallel"][done] + 0.25 * parl["r_finish"][done])
+            np.testing.assert_allclose(
+                parl["total"][done], parl["r_perf"][done] + 0.5 * parl["r_parallel"][done] + 0.25 * parl["r_finish"][done]
+            )
             paid += int(done.sum())
     assert paid > 0
 
@@ -315,3 +320,48 @@ def test_parl_reward__per_event_sums_match_on_random_episodes(parallel_form, fin
                 break
         m = info["metrics"]
         assert sums == pytest.approx([parallel_reward(m, parallel_form, cap=4), finish_reward(m, finish_form)], abs=1e-9)
+
+
+# ---------------------------------------------------------------- r_finish and per-event payment across episodes
+
+DO_PLAN, ANSWER_NOW = 0, 2 * N_MAX + 1
+
+
+def test_finish_reward__divides_by_every_spawn_including_those_still_running():
+    """A sub-agent still running at the end was spawned and did not finish: it counts in the denominator."""
+    m = {"n_spawned": 4, "n_subagent_ok": 2, "n_subagent_wrong": 1, "n_subagent_unfinished": 1, "spurious_spawn_rate": 0.5}
+    assert finish_reward(m, "finish_rate") == pytest.approx(2 / 4)
+    assert finish_reward(m, "observed") == pytest.approx(3 / 4)
+    assert finish_reward(m, "non_spurious") == pytest.approx(0.5)
+    # a hand-made episode: the plan, spawn(lookup 1), wait for it (t = 3), spawn(lookup 2), answer while it runs
+    env = toy_parl_env(lambda1=0.0, lambda2=1.0)
+    infos = play_parl(env, [DO_PLAN, SPAWN + 1, WAIT, SPAWN + 2, ANSWER_NOW])
+    metrics = infos[-1]["metrics"]
+    assert (metrics["n_spawned"], metrics["n_subagent_ok"], metrics["n_subagent_unfinished"]) == (2, 1, 1)
+    assert infos[-1]["parl"]["r_finish"] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("finish_form", FINISH_FORMS)
+def test_parl_reward_vector__per_event_sums_match_in_every_episode_not_only_the_first(finish_form):
+    """Across autoresets each episode's per-event payments add up to its own episode-end terms
+    (the payments made so far are forgotten when an episode ends)."""
+    num_envs = 3
+    kwargs = {"lambda1": 1.0, "lambda2": 1.0, "cap": 4, "finish_form": finish_form}
+    venv = ParlRewardVector(
+        gym.make_vec("swarmgym/WideSearch-v0", num_envs=num_envs, vectorization_mode="sync"), payment="per_event", **kwargs
+    )
+    policy = load_orchestrator("critical_path")
+    obs, info = venv.reset(seed=0)
+    sums = np.zeros((num_envs, 2))
+    checked = np.zeros(num_envs, dtype=int)
+    for _ in range(400):
+        obs, _, terminated, truncated, info = venv.step(policy.act(obs, info["action_mask"]))
+        sums += np.stack([info["parl"]["r_parallel"], info["parl"]["r_finish"]], axis=1)
+        for e in np.flatnonzero(terminated | truncated):
+            m = {k: np.asarray(v)[e] for k, v in info["metrics"].items()}
+            want = [parallel_reward(m, cap=4), finish_reward(m, finish_form)]
+            assert sums[e] == pytest.approx(want, abs=1e-9), f"env {e}, episode {checked[e] + 1}"
+            assert want[0] > 0  # the critical-path scheduler spawns: a stale payment would show
+            sums[e] = 0.0
+            checked[e] += 1
+    assert (checked >= 3).all()

@@ -11,7 +11,6 @@ step of hypothesis-drawn episodes (see swarmgym/testing/invariants.py).
 
 from __future__ import annotations
 
-import importlib.util
 
 import gymnasium as gym
 import numpy as np
@@ -49,7 +48,6 @@ def test_suite__every_id_keeps_every_invariant(env_id):
     check_family(env_id, batched=False, max_examples=examples)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("swarmgym.batched") is None, reason="swarmgym.batched is not built yet")
 @pytest.mark.parametrize("env_id", swarmgym.SUITE_IDS)
 def test_batched__equals_the_reference_on_drawn_episodes(env_id):
     if env_id in DICT_IDS:  # the tensor engine, then gymnasium.make_vec on the same episodes

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("swarmgym.batched")
+import gymnasium as gym
 
-import gymnasium as gym  # noqa: E402
-import torch  # noqa: E402
+import torch
 
-import swarmgym.testing.batched as tb  # noqa: E402
-from swarmgym.batched import BatchedSwarmEngine, SwarmVectorEnv  # noqa: E402
-from swarmgym.testing import InvariantViolation, check_batched, check_family, replay_batched  # noqa: E402
-from swarmgym.testing.batched import engine_for  # noqa: E402
+import swarmgym.testing.batched as tb
+from swarmgym.batched import BatchedSwarmEngine, SwarmVectorEnv
+from swarmgym.testing import InvariantViolation, check_batched, check_family, replay_batched
+from swarmgym.testing.batched import engine_for
 
 ENV_ID = "swarmgym/SerialReasoning-v0"
 

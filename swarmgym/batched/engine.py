@@ -26,7 +26,7 @@ import torch
 
 from swarmgym.batched import kernel as K
 from swarmgym.batched.instance_bank import InstanceBank, bit_words, generate_instances
-from swarmgym.config import SwarmConfig
+from swarmgym.config import MAX_NUM_ENVS, SwarmConfig, check_num_envs
 from swarmgym.env import SwarmEnv
 from swarmgym.layout import ActionLayout
 from swarmgym.simulator import TaskInstance
@@ -72,6 +72,9 @@ STATE_FORMAT = "swarmgym.batched.state/1"
 #: CUDA threads per block of a kernel launch.
 THREADS_PER_BLOCK = 128
 
+#: Engine memory per env and node slot, in bytes (about 8.9 kB per env at n_max = 32).
+BYTES_PER_NODE_SLOT = 280
+
 
 class BatchedSwarmEngine:
     """``num_envs`` swarm envs stepped together by a compiled kernel, exact to :class:`swarmgym.SwarmEnv`.
@@ -81,7 +84,7 @@ class BatchedSwarmEngine:
     :param generator_kwargs: the family's parameters.
     :param config: the dynamics (:class:`SwarmConfig`, a dict of its fields, or None).
     :param n_max: node slots; default the generator's ``n_max``, else 32.
-    :param num_envs: envs in the batch, in [1, 2**24].
+    :param num_envs: envs in the batch, in [1, 2**22], and within the available memory.
     :param device: ``"cpu"`` (numba, parallel over the batch), ``"cuda"`` (numba's CUDA target,
         one thread per env) or a :class:`torch.device`.
     :param seed: seeds the instance bank (numpy) and the bank draws of resets and autoresets.
@@ -110,7 +113,7 @@ class BatchedSwarmEngine:
         with_adjacency: bool = False,
         kernel: str | None = None,
     ) -> None:
-        for name, value, lo, hi in (("num_envs", num_envs, 1, 1 << 24), ("bank_size", bank_size, 1, 1 << 22)):
+        for name, value, lo, hi in (("num_envs", num_envs, 1, MAX_NUM_ENVS), ("bank_size", bank_size, 1, 1 << 22)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise TypeError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
             if not lo <= value <= hi:
@@ -158,6 +161,8 @@ class BatchedSwarmEngine:
         self.generator = self.reference_env.generator
         self.config: SwarmConfig = self.reference_env.config
         self.n_max = n = self.reference_env.n_max
+        # state, observation, final observation and masks per env: 8.9 kB at n_max = 32 (measured), before any allocation
+        check_num_envs(num_envs, BYTES_PER_NODE_SLOT * n + (8 * n * n if with_adjacency else 0))
         self.num_envs = N = int(num_envs)
         self.with_adjacency = bool(with_adjacency)
         self.layout = ActionLayout(n)

@@ -74,6 +74,7 @@ class SwarmVectorEnv(VectorEnv):
     | bank_size, refresh_every | int, int or None | 4096, None | the instance bank (see :class:`BatchedSwarmEngine`) |
     | render_mode | None | None | rendering is not supported in batch |
     | strict | bool | False | must be False: a masked-out action is a wasted tick (SwarmEnv's no-op rule) |
+    | invalid_action | str | "waste_tick" | must be "waste_tick" (SwarmEnv's default rule; the kernel implements no other) |
 
     ## Version History
 
@@ -100,6 +101,7 @@ class SwarmVectorEnv(VectorEnv):
         refresh_every: int | None = None,
         render_mode: str | None = None,
         strict: bool = False,
+        invalid_action: str = "waste_tick",
     ) -> None:
         if observation_mode not in ("dict", "flat"):
             raise ValueError(f"observation_mode must be 'dict' or 'flat', got {observation_mode!r}")
@@ -107,6 +109,11 @@ class SwarmVectorEnv(VectorEnv):
             raise ValueError(f"render_mode must be None (the batched engine does not render), got {render_mode!r}")
         if strict:
             raise ValueError("strict=True is not supported in batch: a masked-out action is a wasted tick (the no-op rule)")
+        if invalid_action != "waste_tick":
+            raise ValueError(
+                f"invalid_action must be 'waste_tick' in batch (the kernel's rule), got {invalid_action!r}; "
+                "for 'answer' or 'raise' use gymnasium.vector.SyncVectorEnv over SwarmEnv"
+            )
         for name, flag in (("return_tensors", return_tensors), ("copy", copy)):
             if not isinstance(flag, (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool, got {flag!r}")

@@ -20,6 +20,8 @@ The parts, for writing properties of your own:
 * :mod:`swarmgym.testing.check`: :func:`check_family`, :func:`replay`, :data:`PROFILES`.
 * :mod:`swarmgym.testing.batched`: :func:`check_batched`, the batched engine held to
   the reference env.
+* :mod:`swarmgym.testing.fuzz`: ``python -m swarmgym.testing.fuzz --episodes 10000``, a
+  deep fuzz of every suite family through every invariant (outside CI).
 
 Needs hypothesis (``pip install "swarmgym[test]"``).
 """

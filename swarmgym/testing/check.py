@@ -12,6 +12,7 @@ raised says how to replay the minimal episode.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any, Callable, Iterable
 
 import gymnasium as gym
@@ -49,6 +50,10 @@ PROBE_STEPS = 24
 
 #: Steps after which a drawn episode answers, by profile (the budget usually ends it sooner).
 MAX_STEPS: dict[str, int] = {"ci": 200, "deep": 2000}
+
+#: Environment variable naming the profile used when none is passed (default ``"ci"``):
+#: ``SWARMGYM_TEST_PROFILE=deep pytest`` searches deeper without editing any test.
+PROFILE_VARIABLE = "SWARMGYM_TEST_PROFILE"
 
 
 def _target_of(factory: Callable) -> str:
@@ -154,18 +159,43 @@ def _batched_available(env: Any) -> bool:
     return True
 
 
-def resolve_profile(profile: str | settings, max_steps: int | None) -> tuple[settings, int]:
-    """The hypothesis settings and the answer-by step of a profile name (or a settings object)."""
+def resolve_profile(profile: str | settings | None, max_steps: int | None, max_examples: int | None = None) -> tuple[settings, int]:
+    """The hypothesis settings and the answer-by step of a profile.
+
+    :param profile: a name from :data:`PROFILES`, a hypothesis ``settings`` object, or
+        None: the profile named by the environment variable ``SWARMGYM_TEST_PROFILE``
+        (:data:`PROFILE_VARIABLE`), else ``"ci"``.
+    :param max_steps: answer at the latest after this many steps (None: the profile's).
+    :param max_examples: episodes to draw (None: the profile's). When the profile came
+        from the environment variable, a smaller number is raised to the profile's, so
+        that a test's own small count does not cap a deep run.
+    :raises ValueError: for an unknown profile (naming the variable if it came from there),
+        or a bad ``max_steps`` / ``max_examples``.
+    """
+    from_variable = profile is None and os.environ.get(PROFILE_VARIABLE) not in (None, "")
+    if profile is None:
+        profile = os.environ.get(PROFILE_VARIABLE) or "ci"
+        if profile not in PROFILES:
+            raise ValueError(f"the environment variable {PROFILE_VARIABLE} must be one of {sorted(PROFILES)}, got {profile!r}")
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 0):
+        raise ValueError(f"max_steps must be an integer >= 0 (or None), got {max_steps!r}")
+    if max_examples is not None and (isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 1):
+        raise ValueError(f"max_examples must be an integer >= 1 (or None), got {max_examples!r}")
     if isinstance(profile, settings):
-        return profile, max_steps or MAX_STEPS["ci"]
-    if profile in PROFILES:
-        return PROFILES[profile], max_steps or MAX_STEPS[profile]
-    raise ValueError(f"profile must be one of {sorted(PROFILES)} or a hypothesis settings object, got {profile!r}")
+        base, steps = profile, MAX_STEPS["ci"]
+    elif isinstance(profile, str) and profile in PROFILES:
+        base, steps = PROFILES[profile], MAX_STEPS[profile]
+    else:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)}, a hypothesis settings object or None, got {profile!r}")
+    if max_examples is not None:
+        examples = max(max_examples, base.max_examples) if from_variable else max_examples
+        base = settings(base, max_examples=examples)
+    return base, steps if max_steps is None else max_steps
 
 
 def check_family(
     env: str | Callable[[], gym.Env],
-    profile: str | settings = "ci",
+    profile: str | settings | None = None,
     *,
     max_examples: int | None = None,
     max_steps: int | None = None,
@@ -188,8 +218,10 @@ def check_family(
     :param env: a registered env id or a zero-argument factory returning a fresh env
         (whose ``unwrapped`` is a :class:`~swarmgym.env.SwarmEnv`, for the simulator checks).
     :param profile: ``"ci"`` (derandomized, bounded, no deadline) or ``"deep"``
-        (many random examples, for local fuzzing), or a hypothesis ``settings`` object.
-    :param max_examples: override the profile's number of episodes.
+        (many random examples, for local fuzzing), or a hypothesis ``settings`` object;
+        default: the environment variable ``SWARMGYM_TEST_PROFILE``, else ``"ci"``.
+    :param max_examples: override the profile's number of episodes (raised to the
+        profile's when the profile comes from ``SWARMGYM_TEST_PROFILE``).
     :param max_steps: answer at the latest after this many steps (default per profile: 200 / 2000).
     :param checks: names of invariants to check (default all).
     :param batched: also hold the batched engine to the reference (default: when the id's
@@ -198,17 +230,16 @@ def check_family(
     :raises InvariantViolation: the minimal failing episode, with a replay snippet.
     :raises ValueError: for an unknown profile or check name.
     """
-    base, steps = resolve_profile(profile, max_steps)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"max_steps must be an integer >= 0, got {max_steps!r}")
+    run_settings, steps = resolve_profile(profile, max_steps, max_examples)
     if checks is not None:
+        if isinstance(checks, str):
+            raise TypeError(f"checks must be a list of invariant names, not one string ({checks!r}); pass [{checks!r}]")
         checks = list(checks)
         unknown = sorted(set(checks) - set(INVARIANTS))
         if unknown:
             raise ValueError(f"checks must be names from INVARIANTS {sorted(INVARIANTS)}, got unknown {unknown}")
     if batched and not isinstance(env, str):
         raise ValueError("batched=True needs an env id (the batched engine is built from the id's kwargs), not a factory")
-    run_settings = settings(base, max_examples=max_examples) if max_examples is not None else base
     factory, target = as_factory(env, **make_kwargs)
 
     @run_settings
@@ -217,7 +248,7 @@ def check_family(
         __tracebackhide__ = True
         first, twin = factory(), factory()
         try:
-            policy = drawn_policy(data, steps, masked_out=not getattr(first.unwrapped, "strict", False))
+            policy = drawn_policy(data, steps, masked_out=getattr(first.unwrapped, "invalid_action", "waste_tick") != "raise")
             probe_step = data.draw(st.integers(0, PROBE_STEPS), label="probe_the_whole_mask_at_step")
             run_episode(first, seed, policy, twin=twin, checks=checks, target=target, probe_step=probe_step, replay_kwargs=make_kwargs)
         finally:
@@ -229,7 +260,8 @@ def check_family(
         if checks is None or "batched_matches_reference" in checks:
             from swarmgym.testing.batched import check_batched
 
-            batch_kwargs = {k: v for k, v in make_kwargs.items() if k not in ("strict", "render_mode")}  # single-env options
+            # single-env options: the batched comparison runs both sides with the default invalid-action rule
+            batch_kwargs = {k: v for k, v in make_kwargs.items() if k not in ("strict", "render_mode", "invalid_action")}
             check_batched(env, run_settings, max_steps=steps, **batch_kwargs)
 
 
@@ -257,7 +289,11 @@ def replay(
     :raises InvariantViolation: the same violation as the original run.
     """
     factory, target = as_factory(env, **make_kwargs)
-    todo = [int(a) for a in actions]
+    todo = list(actions)
+    bad = [a for a in todo if isinstance(a, (bool, np.bool_)) or not isinstance(a, (int, np.integer))]
+    if bad:
+        raise TypeError(f"actions must be integers (action indices), got {bad[0]!r} among them")
+    todo = [int(a) for a in todo]
 
     def policy(mask: np.ndarray, step: int) -> int | None:
         return todo[step] if step < len(todo) else None

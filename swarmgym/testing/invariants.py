@@ -46,7 +46,7 @@ INVARIANTS: dict[str, str] = {
     "every node leads to a target, at most n_max nodes) and its derived fields match its parents",
     "obs_in_space": "every observation lies in the observation space (shape, dtype, bounds, no NaN)",
     "mask_valid": "the mask is bool of the action space's size, equals env.action_masks() (and the flat "
-    "observation's mask tail), and allows some action until the episode ends",
+    "observation's mask tail), is never empty, and allows exactly answer on a terminal observation",
     "mask_accepts": "an action the mask allows is never rejected (info['invalid_action'], a growing invalid-action "
     "count, or a strict-mode error): the action taken, and every allowed one at a probed step",
     "deterministic": "two envs reset with the same seed and given the same actions draw the same task instance and return "
@@ -524,7 +524,7 @@ class _Run:
         self.reward_plain = _rewards_plain(self.env)
 
     # -- per-step checks
-    def check_observation(self, obs: Any, info: dict, done: bool) -> np.ndarray | None:
+    def check_observation(self, obs: Any, info: dict, done: bool, terminated: bool = False) -> np.ndarray | None:
         __tracebackhide__ = True
         if self.on("obs_in_space"):
             problem = _space_problem(self.env.observation_space, obs)
@@ -543,8 +543,13 @@ class _Run:
                 self.fail("mask_valid", "info['action_mask'] differs from env.action_masks()")
             if getattr(self.u, "observation_mode", None) == "flat" and not np.array_equal(np.asarray(obs)[-mask.size :] > 0.5, mask):
                 self.fail("mask_valid", "the flat observation's mask tail differs from info['action_mask']")
-            if not done and not mask.any():
-                self.fail("mask_valid", "the mask allows no action but the episode has not ended")
+            if not mask.any():
+                self.fail("mask_valid", f"the mask allows no action{' on the terminal observation' if done else ''}; it is never empty")
+            if terminated and self.n_actions is not None and np.flatnonzero(mask).tolist() != [self.n_actions - 1]:
+                self.fail(
+                    "mask_valid",
+                    f"the terminal observation's mask allows {np.flatnonzero(mask).tolist()}; it must allow exactly answer ({self.n_actions - 1})",
+                )
         return np.asarray(mask, dtype=bool)
 
     def check_state(self, info: dict) -> None:
@@ -680,6 +685,10 @@ def run_episode(
     :raises InvariantViolation: the first broken invariant, with the replay.
     """
     __tracebackhide__ = True
+    if isinstance(checks, str):
+        raise TypeError(f"checks must be a list of invariant names, not one string ({checks!r}); pass [{checks!r}]")
+    if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"seed must be None or an integer >= 0, got {seed!r}")
     names = frozenset(INVARIANTS) if checks is None else frozenset(checks)
     unknown = names - set(INVARIANTS)
     if unknown:
@@ -739,7 +748,7 @@ def run_episode(
         done = bool(terminated or truncated)
         run.check_state(info)
         run.check_step(action, mask, reward, terminated, truncated, info)  # judged against the mask it was chosen from
-        mask = run.check_observation(obs, info, done=done)
+        mask = run.check_observation(obs, info, done=done, terminated=bool(terminated))
         if terminated:
             record.metrics = run.check_end(reward, info)
         if done:
