@@ -34,6 +34,7 @@ from swarmgym.layout import ACTIVE, BLOCKED, DONE, READY, RUNNING, STATUS_NAMES 
 
 # Sub-agent outcomes.
 OK, FAIL, WRONG = range(3)
+OUTCOME_NAMES = ("ok", "fail", "wrong")  # a sub-agent's fate by its code (traces name it)
 
 
 @dataclass(frozen=True, eq=False)
