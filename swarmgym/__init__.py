@@ -20,7 +20,7 @@ from swarmgym.registration import flat_id, register_spec, register_suite
 from swarmgym.simulator import Fates, SwarmSimulator, TaskInstance, draw_fates
 from swarmgym.workflows import Workflows
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 #: Every id registered by ``import swarmgym`` (Dict forms, each followed by its flat form).
 SUITE_IDS: tuple[str, ...] = tuple(register_suite())
