@@ -5,7 +5,8 @@ Commands are implemented in their own modules and imported lazily, so that
 
 * ``evaluate`` -- evaluate orchestrators on env ids over seeds (:mod:`swarmgym.evaluation`)
 * ``train``    -- train the MoE orchestrator with PARL (:mod:`swarmgym.moe.train`)
-* ``study``    -- the PARL study over conditions and seeds (:mod:`swarmgym.moe.study`)
+* ``study``    -- the PARL study and the phase diagram of serial collapse (:mod:`swarmgym.moe.study`)
+* ``llm-eval`` -- a language model as the orchestrator, through tools (:mod:`swarmgym.llm.eval`)
 * ``replay``   -- one episode's event trace and Gantt chart (:mod:`swarmgym.replay`)
 """
 
@@ -92,7 +93,7 @@ def usage_failure(prog: str, exc: BaseException) -> int:
 COMMANDS = {
     "evaluate": ("swarmgym.evaluation", "evaluate orchestrators on env ids over seeds; writes Markdown and CSV tables"),
     "train": ("swarmgym.moe.train", "train the MoE orchestrator with annealed PARL, then evaluate it beside the hand-coded ones"),
-    "study": ("swarmgym.moe.study", "run the PARL study (r_perf only, annealed and constant PARL, dense vs MoE) over seeds"),
+    "study": ("swarmgym.moe.study", "run the PARL study over seeds, or the phase diagram of serial collapse (--phase-diagram) on a process pool or Ray"),
     "llm-eval": ("swarmgym.llm.eval", "evaluate a language model (any OpenAI-compatible endpoint) as the orchestrator; cached, resumable"),
     "replay": ("swarmgym.replay", "play one episode with one orchestrator; write its event trace (JSON) and Gantt chart (PNG)"),
 }
