@@ -2,12 +2,14 @@
 
 :class:`SwarmEngine` is the protocol; :class:`swarmgym.batched.BatchedSwarmEngine` (the
 compiled kernel) implements it, and so does ``swarmgym.moe.engines.GymVectorEngine``
-(a synchronous Gymnasium vector env, for user families the kernel cannot take).
+(a synchronous Gymnasium vector env of :class:`swarmgym.SwarmEnv`, stepping the reference
+simulator; ``make_engine(..., engine="gym")``).
 
 Shapes (``N = num_envs``, ``n = n_max``, ``A = layout.n``)::
 
     reset(seed=None)      -> obs
-    step(actions [N] int) -> (obs, reward float32 [N], done bool [N], info)
+    step(actions [N] int) -> (obs, reward [N] (float64 from the kernel, float32 from GymVectorEngine),
+                              done bool [N] (terminated or truncated), info)
     action_mask           -> bool [N, A], valid actions of the current observations
     obs["nodes"]          -> float32 [N, n, len(NODE_FEATURES)]
     obs["globals"]        -> float32 [N, len(GLOBAL_FEATURES)]

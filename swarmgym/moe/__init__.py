@@ -5,8 +5,9 @@
   plus one shared expert) or, as the control, dense of equal *active* size.
 * :mod:`swarmgym.moe.ppo` -- :class:`PPOConfig` and :func:`train`: PPO with PARL
   reward schedules, collecting from the batched engine.
-* :mod:`swarmgym.moe.engines` -- the engine interface the trainer drives and a
-  fallback adapter over ``gymnasium.make_vec`` (for families without batched support).
+* :mod:`swarmgym.moe.engines` -- :func:`make_engine` (the compiled batched kernel, or
+  ``engine="gym"``: a synchronous Gymnasium vector env of the reference env), both
+  :class:`swarmgym.engine_protocol.SwarmEngine`.
 * :mod:`swarmgym.moe.policy` -- :func:`load_policy`: a checkpoint as an orchestrator.
 * :mod:`swarmgym.moe.checkpointing` -- atomic file writes and :class:`GracefulStop`
   (SIGINT/SIGTERM as a stop request a run answers by saving).
