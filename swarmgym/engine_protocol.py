@@ -9,7 +9,8 @@ Shapes (``N = num_envs``, ``n = n_max``, ``A = layout.n``)::
 
     reset(seed=None)      -> obs
     step(actions [N] int) -> (obs, reward [N] (float64 from the kernel, float32 from GymVectorEngine),
-                              done bool [N] (terminated or truncated), info)
+                              terminated bool [N], info)  (GymVectorEngine's third value also
+                              counts truncations; info["done_mask"] is every episode end)
     action_mask           -> bool [N, A], valid actions of the current observations
     obs["nodes"]          -> float32 [N, n, len(NODE_FEATURES)]
     obs["globals"]        -> float32 [N, len(GLOBAL_FEATURES)]
