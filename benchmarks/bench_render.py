@@ -2,14 +2,14 @@
 
 Step time is measured on the reference ``SwarmEnv`` of the same id built from two
 versions of ``swarmgym/env.py``: this checkout's ("after") and an older one given by
-``--before`` (e.g. ``git show a330f87:swarmgym/env.py > /tmp/env_before.py``), loaded
+``--before`` (e.g. ``git show a330f87:swarmgym/env.py > env_before.py``), loaded
 side by side in one process. Both play the same episodes (same seeds, random valid
 actions from pre-drawn uniforms), in interleaved rounds, so that machine noise hits
 both alike; medians over rounds are reported. Also shown: the same env with
 ``render_mode="rgb_array"`` but no ``render()`` calls (the tracer's cost per step), and
 under a :class:`~swarmgym.trace.TraceRecorder`.
 
-Run: ``python benchmarks/bench_render.py --before /tmp/env_before.py [--steps 20000] [--repeats 5]``
+Run: ``python benchmarks/bench_render.py --before env_before.py [--steps 20000] [--repeats 5]``
 """
 
 from __future__ import annotations

@@ -34,7 +34,6 @@ import queue
 import re
 import shlex
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -45,6 +44,7 @@ import numpy as np
 from swarmgym.evaluation import EvalResult, evaluate, resolve_id, suite_ids, table_rows, to_csv, to_markdown
 from swarmgym.metrics import MetricsRecorder
 from swarmgym.orchestrators import load_orchestrator
+from swarmgym.moe.checkpointing import atomic_write_text as write_atomic  # readers see the old file or the whole new one
 
 #: Compared orchestrators when ``--compare`` is not given.
 DEFAULT_COMPARE = "critical_path,sequential_crew"
@@ -55,24 +55,6 @@ EPISODE_SETTINGS = ("model", "temperature", "max_tokens", "history", "extra_body
 def slug(text: str) -> str:
     """A file-name-safe form of an id or a model name."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "_"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def episode_path(out: Path, env_id: str, seed: int) -> Path:

@@ -342,18 +342,9 @@ class PPOTrainer:
         self.model = OrchestratorNet(cfg.model).to(self.device)
         self.warm_start_report = None
         if warm_start and cfg.warm_start:
-            from swarmgym.moe.warm_start import warm_start as clone
+            from swarmgym.moe.warm_start import warm_start_from_config
 
-            self.warm_start_report = clone(
-                self.model,
-                cfg.warm_start,
-                cfg.env_id,
-                env_overrides=cfg.env_overrides,
-                spawn_prob=cfg.warm_start_spawn_prob,
-                epochs=cfg.warm_start_epochs,
-                seed=cfg.seed,
-                engine=cfg.engine,
-            )
+            self.warm_start_report = warm_start_from_config(self.model, cfg)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate, eps=1e-5)
         # ---- PARL schedules
         self.lambda1, self.lambda2 = self._schedules()

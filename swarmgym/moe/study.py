@@ -572,7 +572,8 @@ def _warm_start_cached(trainer, cache_dir: str | None) -> dict:
 
     import torch
 
-    from swarmgym.moe.warm_start import warm_start
+    from swarmgym.moe.checkpointing import atomic_torch_save
+    from swarmgym.moe.warm_start import warm_start_from_config
 
     cfg = trainer.config
     spec = {
@@ -591,21 +592,10 @@ def _warm_start_cached(trainer, cache_dir: str | None) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=False)
         trainer.model.load_state_dict(state["model"])
         return {**state["report"], "cached": True}
-    report = warm_start(
-        trainer.model,
-        cfg.warm_start,
-        cfg.env_id,
-        env_overrides=cfg.env_overrides,
-        spawn_prob=cfg.warm_start_spawn_prob,
-        epochs=cfg.warm_start_epochs,
-        seed=cfg.seed,
-        engine=cfg.engine,
-    ).to_dict()
+    report = warm_start_from_config(trainer.model, cfg).to_dict()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save({"model": trainer.model.state_dict(), "report": report, "spec": spec}, tmp)
-        os.replace(tmp, path)
+        atomic_torch_save({"model": trainer.model.state_dict(), "report": report, "spec": spec}, path)
     return {**report, "cached": False}
 
 

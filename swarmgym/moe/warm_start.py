@@ -246,3 +246,18 @@ def warm_start(
         spawn_logit_offset=offset,
         target_spawn_prob=None if spawn_prob is None else float(spawn_prob),
     )
+
+
+def warm_start_from_config(model: OrchestratorNet, cfg) -> WarmStartReport:
+    """:func:`warm_start` with the settings of a :class:`~swarmgym.moe.ppo.PPOConfig`
+    (``warm_start``, ``warm_start_spawn_prob``, ``warm_start_epochs``, the env, seed and engine)."""
+    return warm_start(
+        model,
+        cfg.warm_start,
+        cfg.env_id,
+        env_overrides=cfg.env_overrides,
+        spawn_prob=cfg.warm_start_spawn_prob,
+        epochs=cfg.warm_start_epochs,
+        seed=cfg.seed,
+        engine=cfg.engine,
+    )
