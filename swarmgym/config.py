@@ -123,6 +123,87 @@ class TokenModel:
         return (input_tokens * self.price_input_per_million + output_tokens * self.price_output_per_million) / 1e6
 
 
+#: Most sub-agent tiers a config may define (the extended action layout has a spawn block per tier).
+MAX_TIERS = 3
+
+
+@dataclass(frozen=True)
+class SubAgentTier:
+    """One kind of sub-agent the orchestrator can spawn (e.g. a small fast model or a large careful one).
+
+    A tier-``t`` attempt on node ``i`` takes ``ceil(work_i * slowdown_percent / 100) + jitter`` ticks
+    (plus the node's coordination work, see :class:`CoordinationTax`), fails with probability
+    ``min(0.95, p_fail_i * error_scale * s_t)`` and otherwise returns a silently wrong result with
+    probability ``min(0.95, p_wrong_i * error_scale * s_t)``, where ``p_fail_i``/``p_wrong_i`` come from
+    :class:`SubAgentReliability` and ``s_t`` is the episode's hidden scale (1 unless
+    ``SwarmConfig.hidden_reliability`` is set).
+
+    :param name: a label (metrics and docs), 1 to 32 characters.
+    :param slowdown_percent: duration in percent of the node's work, in [10, 1000].
+    :param error_scale: multiplies both error probabilities, in [0, 20].
+    :param token_percent: tokens a running sub-agent of this tier reads and writes per tick, in
+        percent of the :class:`TokenModel`'s (rounded down), in [0, 10000].
+    :param price_scale: multiplies the dollar price of this tier's tokens, in [0, 1000].
+    """
+
+    name: str = "standard"
+    slowdown_percent: int = 100
+    error_scale: float = 1.0
+    token_percent: int = 100
+    price_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not 1 <= len(self.name) <= 32:
+            raise ValueError(f"tier name must be a string of 1 to 32 characters, got {self.name!r}")
+        _check_int("slowdown_percent", self.slowdown_percent, 10, 1000)
+        _check_float("error_scale", self.error_scale, 0.0, 20.0)
+        _check_int("token_percent", self.token_percent, 0, 10000)
+        _check_float("price_scale", self.price_scale, 0.0, 1000.0)
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The orchestrator's ``verify(i)``: it re-checks a result a sub-agent returned.
+
+    It takes ``base_ticks + work_i * work_percent // 100 + ticks_per_parent * n_parents_i`` ticks of
+    the orchestrator's own time (one timed turn), and it reads the result again with its context:
+    ``result_tokens + handoff_per_parent * n_parents_i`` input tokens beside the turn's. A wrong
+    result is caught: the node is ready again and everything built on it is invalidated.
+
+    :param base_ticks: in [1, 64].
+    :param work_percent: percent of the node's work, in [0, 400].
+    :param ticks_per_parent: in [0, 16].
+    """
+
+    base_ticks: int = 1
+    work_percent: int = 50
+    ticks_per_parent: int = 0
+
+    def __post_init__(self) -> None:
+        _check_int("base_ticks", self.base_ticks, 1, 64)
+        _check_int("work_percent", self.work_percent, 0, 400)
+        _check_int("ticks_per_parent", self.ticks_per_parent, 0, 16)
+
+
+@dataclass(frozen=True)
+class CoordinationTax:
+    """What reading sub-agents' results costs the orchestrator (Brooks's law).
+
+    :param turn_input_per_result: every timed turn, the orchestrator reads this many more input
+        tokens per sub-agent result returned so far (its context grows), in [0, 100000].
+    :param merge_work_per_subagent_input: a node with at least two parents needs this many more
+        ticks of work per parent whose result came from a sub-agent, fixed when it becomes ready,
+        in [0, 16].
+    """
+
+    turn_input_per_result: int = 0
+    merge_work_per_subagent_input: int = 0
+
+    def __post_init__(self) -> None:
+        _check_int("turn_input_per_result", self.turn_input_per_result, 0, 100000)
+        _check_int("merge_work_per_subagent_input", self.merge_work_per_subagent_input, 0, 16)
+
+
 @dataclass(frozen=True)
 class SwarmConfig:
     """Dynamics of the orchestrator and its sub-agents.
@@ -133,6 +214,19 @@ class SwarmConfig:
     :param spawn_ticks: clock ticks each spawn costs the orchestrator, in [0, 16] (default 0).
     :param reliability: how sub-agents fail (:class:`SubAgentReliability`).
     :param tokens: token accounting and prices (:class:`TokenModel`).
+
+    The mechanics below are off by default; any of them switches the env to the *extended*
+    layout (:class:`swarmgym.layout.ActionLayout` with ``extended=True`` and the extended
+    observation columns), see ``docs/mechanics.md``:
+
+    :param progressive: a node is revealed only when its parents are done (its row, its
+        adjacency and its structural features are zero until then).
+    :param verification: the ``verify(i)`` action (:class:`Verification`), or None.
+    :param tiers: up to :data:`MAX_TIERS` sub-agent tiers (:class:`SubAgentTier`); spawning
+        chooses one. Empty: one tier with the defaults.
+    :param hidden_reliability: ``(lo, hi)`` with ``0 <= lo <= hi <= 20``: each episode draws a
+        hidden error scale per tier, uniform in ``[lo, hi]``; or None.
+    :param coordination: the coordination tax (:class:`CoordinationTax`), or None.
     """
 
     max_subagents: int = 8
@@ -141,6 +235,11 @@ class SwarmConfig:
     spawn_ticks: int = 0
     reliability: SubAgentReliability = field(default_factory=SubAgentReliability)
     tokens: TokenModel = field(default_factory=TokenModel)
+    progressive: bool = False
+    verification: Verification | None = None
+    tiers: tuple[SubAgentTier, ...] = ()
+    hidden_reliability: tuple[float, float] | None = None
+    coordination: CoordinationTax | None = None
 
     def __post_init__(self) -> None:
         _check_int("max_subagents", self.max_subagents, 0, 64)
@@ -157,6 +256,53 @@ class SwarmConfig:
             raise TypeError(f"reliability must be a SubAgentReliability or a dict of its fields, got {type(self.reliability).__name__}")
         if not isinstance(self.tokens, TokenModel):
             raise TypeError(f"tokens must be a TokenModel or a dict of its fields, got {type(self.tokens).__name__}")
+        if not isinstance(self.progressive, (bool, np.bool_)):
+            raise TypeError(f"progressive must be a bool, got {self.progressive!r}")
+        object.__setattr__(self, "progressive", bool(self.progressive))
+        for name, cls in (("verification", Verification), ("coordination", CoordinationTax)):
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                value = _from_fields(cls, value, name)
+                object.__setattr__(self, name, value)
+            if value is not None and not isinstance(value, cls):
+                raise TypeError(f"{name} must be None, a {cls.__name__} or a dict of its fields, got {type(value).__name__}")
+        tiers = self.tiers
+        if isinstance(tiers, (SubAgentTier, Mapping)) or not isinstance(tiers, (tuple, list)):
+            raise TypeError(f"tiers must be a sequence of 0 to {MAX_TIERS} SubAgentTier (or dicts of their fields), got {tiers!r}")
+        if len(tiers) > MAX_TIERS:
+            raise ValueError(f"tiers must have at most {MAX_TIERS} entries, got {len(tiers)}")
+        tiers = tuple(_from_fields(SubAgentTier, t, f"tiers[{k}]") if isinstance(t, Mapping) else t for k, t in enumerate(tiers))
+        for k, t in enumerate(tiers):
+            if not isinstance(t, SubAgentTier):
+                raise TypeError(f"tiers[{k}] must be a SubAgentTier or a dict of its fields, got {type(t).__name__}")
+        object.__setattr__(self, "tiers", tiers)
+        hidden = self.hidden_reliability
+        if hidden is not None:
+            if isinstance(hidden, np.ndarray):
+                hidden = hidden.tolist()
+            if not isinstance(hidden, (tuple, list)) or len(hidden) != 2:
+                raise TypeError(f"hidden_reliability must be None or a pair (lo, hi) with 0 <= lo <= hi <= 20, got {hidden!r}")
+            _check_float("hidden_reliability[0]", hidden[0], 0.0, 20.0)
+            _check_float("hidden_reliability[1]", hidden[1], 0.0, 20.0)
+            if hidden[0] > hidden[1]:
+                raise ValueError(f"hidden_reliability must be a pair (lo, hi) with lo <= hi, got {tuple(hidden)!r}")
+            object.__setattr__(self, "hidden_reliability", (float(hidden[0]), float(hidden[1])))
+
+    @property
+    def extended(self) -> bool:
+        """Whether any of the mechanics (progressive revelation, verification, tiers, hidden
+        reliability, coordination tax) is on: the env then uses the extended layout."""
+        return self.progressive or self.verification is not None or bool(self.tiers) or self.hidden_reliability is not None or self.coordination is not None
+
+    @property
+    def n_tiers(self) -> int:
+        """Sub-agent tiers the orchestrator can choose from (1 when ``tiers`` is empty)."""
+        return max(1, len(self.tiers))
+
+    @property
+    def tier_list(self) -> tuple[SubAgentTier, ...]:
+        """The tiers, with the single default tier when ``tiers`` is empty."""
+        return self.tiers or (SubAgentTier(),)
 
     def to_dict(self) -> dict:
         """Plain-dict form (JSON-serialisable), accepted back by ``SwarmConfig(**d)``."""

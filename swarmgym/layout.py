@@ -28,6 +28,7 @@ from typing import Mapping
 
 import numpy as np
 
+from swarmgym.config import MAX_TIERS
 from swarmgym.graph import KINDS
 
 #: Node status codes, in the order of the observation's one-hot status columns.
@@ -37,6 +38,17 @@ BLOCKED, READY, ACTIVE, RUNNING, DONE = range(len(STATUS_NAMES))
 # ---------------------------------------------------------------------------- actions
 #: Names of the action blocks, in index order; a block of ``per_node`` actions has one per node slot.
 ACTION_BLOCKS: tuple[tuple[str, bool], ...] = (("do", True), ("spawn", True), ("wait", False), ("answer", False))
+#: The extended layout (a config with any mechanic of ``docs/mechanics.md`` on) appends
+#: ``verify(i)`` and a spawn block per further sub-agent tier; ``spawn`` is tier 0. The base
+#: blocks keep their indices, so a policy written for the base layout acts on it unchanged.
+EXTENDED_BLOCKS: tuple[tuple[str, bool], ...] = (("verify", True), *((f"spawn_{t}", True) for t in range(1, MAX_TIERS)))
+
+
+def spawn_block(tier: int) -> str:
+    """The name of the action block that spawns a sub-agent of tier ``tier`` (``"spawn"`` for tier 0)."""
+    if isinstance(tier, bool) or not isinstance(tier, (int, np.integer)) or not 0 <= tier < MAX_TIERS:
+        raise ValueError(f"tier must be an integer in [0, {MAX_TIERS - 1}], got {tier!r}")
+    return "spawn" if tier == 0 else f"spawn_{int(tier)}"
 
 
 @dataclass(frozen=True)
@@ -45,20 +57,45 @@ class ActionLayout:
 
     ``layout.do``, ``layout.spawn`` are the first index of their per-node block;
     ``layout.wait``, ``layout.answer`` are single indices; ``layout.n`` is the action count.
+    With ``extended=True`` the blocks of :data:`EXTENDED_BLOCKS` follow ``answer``
+    (``layout.verify``, ``layout["spawn_1"]``, ...; ``layout.spawn_tier(t)``).
     """
 
     n_max: int
+    extended: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.n_max, bool) or not isinstance(self.n_max, (int, np.integer)) or self.n_max < 1:
             raise ValueError(f"n_max must be a positive integer, got {self.n_max!r}")
+        if not isinstance(self.extended, (bool, np.bool_)):
+            raise TypeError(f"extended must be a bool, got {self.extended!r}")
+        object.__setattr__(self, "extended", bool(self.extended))
         start = 0
         offsets = {}
-        for name, per_node in ACTION_BLOCKS:
+        for name, per_node in self.blocks:
             offsets[name] = start
             start += self.n_max if per_node else 1
         object.__setattr__(self, "_offsets", offsets)
         object.__setattr__(self, "_n", start)
+
+    @property
+    def blocks(self) -> tuple[tuple[str, bool], ...]:
+        """``(name, per_node)`` of every block, in index order."""
+        return ACTION_BLOCKS + EXTENDED_BLOCKS if self.extended else ACTION_BLOCKS
+
+    @property
+    def verify(self) -> int:
+        """First index of the ``verify(i)`` block (extended layout only)."""
+        if not self.extended:
+            raise AttributeError("verify exists only in the extended layout (ActionLayout(n_max, extended=True))")
+        return self._offsets["verify"]
+
+    def spawn_tier(self, tier: int) -> int:
+        """First index of the block that spawns tier ``tier`` (0: ``spawn``; > 0: extended layout only)."""
+        name = spawn_block(tier)
+        if name not in self._offsets:
+            raise ValueError(f"spawning tier {tier} needs the extended layout (ActionLayout(n_max, extended=True))")
+        return self._offsets[name]
 
     @property
     def do(self) -> int:
@@ -82,14 +119,25 @@ class ActionLayout:
         return self._n
 
     @classmethod
-    def for_actions(cls, n_actions: int) -> "ActionLayout":
-        """The layout whose action count is ``n_actions`` (e.g. the size of a mask)."""
+    def for_actions(cls, n_actions: int, n_max: int | None = None) -> "ActionLayout":
+        """The layout whose action count is ``n_actions`` (e.g. the size of a mask).
+
+        Without ``n_max`` only the base layout is recognised; with it (e.g. the node
+        rows of the observation) the extended one too."""
+        singles = sum(1 for _, p in ACTION_BLOCKS if not p)
+        if n_max is not None:
+            for extended in (False, True):
+                lay = cls(int(n_max), extended)
+                if lay.n == int(n_actions):
+                    return lay
+            raise ValueError(
+                f"n_actions must be {cls(int(n_max)).n} (base layout) or {cls(int(n_max), True).n} (extended) for n_max={n_max}, got {n_actions!r}"
+            )
         per_node = sum(1 for _, p in ACTION_BLOCKS if p)
-        singles = len(ACTION_BLOCKS) - per_node
-        n_max, rest = divmod(int(n_actions) - singles, per_node)
-        if rest or n_max < 1:
+        n_max_, rest = divmod(int(n_actions) - singles, per_node)
+        if rest or n_max_ < 1:
             raise ValueError(f"n_actions must be {per_node} * n_max + {singles} for some n_max >= 1, got {n_actions!r}")
-        return cls(n_max)
+        return cls(n_max_)
 
     def __getitem__(self, name: str) -> int:
         """``layout["spawn"]`` is ``layout.spawn`` and ``layout["n"]`` is ``layout.n`` (the dict form of v0.1's ``env.layout``)."""
@@ -98,10 +146,11 @@ class ActionLayout:
         return self._offsets[name]
 
     def encode(self, name: str, node: int | None = None) -> int:
-        """The action index of ``name`` (``"do"``, ``"spawn"``, ``"wait"``, ``"answer"``) on ``node``."""
-        per_node = dict(ACTION_BLOCKS).get(name)
+        """The action index of ``name`` (``"do"``, ``"spawn"``, ``"wait"``, ``"answer"``; extended:
+        ``"verify"``, ``"spawn_1"``, ...) on ``node``."""
+        per_node = dict(self.blocks).get(name)
         if per_node is None:
-            raise ValueError(f"action name must be one of {[b for b, _ in ACTION_BLOCKS]}, got {name!r}")
+            raise ValueError(f"action name must be one of {[b for b, _ in self.blocks]}, got {name!r}")
         if per_node:
             if node is None or isinstance(node, bool) or not isinstance(node, (int, np.integer)) or not 0 <= node < self.n_max:
                 raise ValueError(f"{name}(node): node must be an integer in [0, {self.n_max - 1}], got {node!r}")
@@ -115,21 +164,21 @@ class ActionLayout:
         a = int(action)
         if not 0 <= a < self._n:
             raise ValueError(f"action must be an integer in [0, {self._n - 1}], got {action!r}")
-        for name, per_node in reversed(ACTION_BLOCKS):
+        for name, per_node in reversed(self.blocks):
             start = self._offsets[name]
             if a >= start:
                 return (name, a - start) if per_node else (name, None)
         raise AssertionError("unreachable")
 
     def describe(self, action: int) -> str:
-        """``"do(3)"``, ``"spawn(0)"``, ``"wait"`` or ``"answer"``."""
+        """``"do(3)"``, ``"spawn(0)"``, ``"wait"``, ``"answer"``, ``"verify(2)"``, ``"spawn_1(4)"``."""
         name, node = self.decode(action)
         return name if node is None else f"{name}({node})"
 
     def block(self, mask: np.ndarray, name: str) -> np.ndarray:
         """The ``[..., n_max]`` (or ``[...]`` for single actions) part of a ``[..., n]`` mask or logits array."""
         start = self._offsets[name]
-        return mask[..., start : start + self.n_max] if dict(ACTION_BLOCKS)[name] else mask[..., start]
+        return mask[..., start : start + self.n_max] if dict(self.blocks)[name] else mask[..., start]
 
 
 # ---------------------------------------------------------------------------- observations
@@ -162,9 +211,36 @@ GLOBAL_FEATURES: tuple[str, ...] = (
     "n_nodes",
     "max_subagents",
 )
-#: Column index of each node feature, and of each global feature.
-NODE_COLUMN: Mapping[str, int] = {name: i for i, name in enumerate(NODE_FEATURES)}
-GLOBAL_COLUMN: Mapping[str, int] = {name: i for i, name in enumerate(GLOBAL_FEATURES)}
+#: Columns appended to ``obs["nodes"]`` in the extended observation (``docs/mechanics.md``):
+#: ``by_subagent`` 1 while the node is done by a sub-agent's result; ``verified`` 1 once that result
+#: passed ``verify``; ``attempt_tier`` ``(t + 1) / MAX_TIERS`` for the tier ``t`` of the node's latest
+#: sub-agent attempt, 0 before any.
+EXTENDED_NODE_FEATURES: tuple[str, ...] = ("by_subagent", "verified", "attempt_tier")
+#: Entries appended to ``obs["globals"]`` in the extended observation: ``results_read``
+#: ``r / (r + RESULTS_HALF)`` for the r sub-agent results returned so far; per tier ``t`` (zero for
+#: tiers the config lacks): ``tier{t}_returns`` ``r_t / (r_t + RESULTS_HALF)``, ``tier{t}_fail_rate``
+#: failures seen / returns (0 before any), ``tier{t}_caught_rate`` wrong results caught / verifications
+#: of that tier's results (0 before any). What the orchestrator can know of the hidden reliability.
+EXTENDED_GLOBAL_FEATURES: tuple[str, ...] = (
+    "results_read",
+    *(f"tier{t}_{q}" for t in range(MAX_TIERS) for q in ("returns", "fail_rate", "caught_rate")),
+)
+RESULTS_HALF = 8.0
+
+
+def node_features(extended: bool = False) -> tuple[str, ...]:
+    """Columns of ``obs["nodes"]`` (base, or base + :data:`EXTENDED_NODE_FEATURES`)."""
+    return NODE_FEATURES + EXTENDED_NODE_FEATURES if extended else NODE_FEATURES
+
+
+def global_features(extended: bool = False) -> tuple[str, ...]:
+    """Entries of ``obs["globals"]`` (base, or base + :data:`EXTENDED_GLOBAL_FEATURES`)."""
+    return GLOBAL_FEATURES + EXTENDED_GLOBAL_FEATURES if extended else GLOBAL_FEATURES
+
+
+#: Column index of each node feature, and of each global feature (extended ones after the base ones).
+NODE_COLUMN: Mapping[str, int] = {name: i for i, name in enumerate(NODE_FEATURES + EXTENDED_NODE_FEATURES)}
+GLOBAL_COLUMN: Mapping[str, int] = {name: i for i, name in enumerate(GLOBAL_FEATURES + EXTENDED_GLOBAL_FEATURES)}
 #: First column of the one-hot status block and of the one-hot kind block.
 STATUS_COLUMN0 = NODE_COLUMN["status_blocked"]
 KIND_COLUMN0 = NODE_COLUMN[f"kind_{KINDS[0]}"]
@@ -184,20 +260,30 @@ class FlatLayout:
 
     :param n_max: node slots.
     :param with_adjacency: whether the adjacency matrix is part of the observation.
+    :param extended: the extended observation and action layout (``SwarmConfig.extended``).
     """
 
     n_max: int
     with_adjacency: bool = False
+    extended: bool = False
 
     @property
     def n_actions(self) -> int:
-        return ActionLayout(self.n_max).n
+        return ActionLayout(self.n_max, self.extended).n
+
+    @property
+    def n_node_features(self) -> int:
+        return len(node_features(self.extended))
+
+    @property
+    def n_global_features(self) -> int:
+        return len(global_features(self.extended))
 
     @property
     def slices(self) -> dict[str, slice]:
         """``{"nodes", "globals", ["adjacency",] "action_mask"}`` -> slice of the flat vector."""
         out, start = {}, 0
-        sizes = [("nodes", self.n_max * len(NODE_FEATURES)), ("globals", len(GLOBAL_FEATURES))]
+        sizes = [("nodes", self.n_max * self.n_node_features), ("globals", self.n_global_features)]
         if self.with_adjacency:
             sizes.append(("adjacency", self.n_max * self.n_max))
         sizes.append(("action_mask", self.n_actions))
@@ -227,7 +313,7 @@ class FlatLayout:
         lead = flat.shape[:-1]
         s = self.slices
         obs = {
-            "nodes": flat[..., s["nodes"]].reshape(*lead, self.n_max, len(NODE_FEATURES)),
+            "nodes": flat[..., s["nodes"]].reshape(*lead, self.n_max, self.n_node_features),
             "globals": flat[..., s["globals"]],
         }
         if self.with_adjacency:
@@ -246,7 +332,7 @@ METRICS: Mapping[str, str] = {
     "speedup": "serial_steps / critical_steps (1 for serial play)",
     "ideal_speedup": "serial_steps / lower_bound",
     "serial_collapse_index": "(ideal - speedup) / (ideal - 1), clipped to [0, 1]; 0 when ideal_speedup is 1",
-    "spurious_spawn_rate": "(failed + wrong + isolated + unfinished sub-agents) / spawned; 0 without spawns",
+    "spurious_spawn_rate": "(failed + wrong + isolated + unfinished + cancelled sub-agents) / spawned; 0 without spawns",
     "makespan_ratio": "critical_steps / lower_bound",
     "task_serial_steps": "total work of the task",
     "task_lower_bound": "the task's makespan floor with max_subagents + 1 workers",
@@ -269,6 +355,20 @@ METRICS: Mapping[str, str] = {
     "tokens": "input_tokens + output_tokens",
     "cost_usd": "the tokens' price at the config's per-token rates",
     "invalid_actions": "masked-out actions taken (each a wasted tick)",
+    # the mechanics of docs/mechanics.md (0 when they are off)
+    "n_subagent_cancelled": "sub-agents cancelled because a caught wrong result invalidated their node",
+    "n_verified": "verify actions completed",
+    "n_caught": "wrong results caught by verify",
+    "verification_rate": "n_verified / (n_subagent_ok + n_subagent_wrong); 0 without sub-agent results",
+    "verification_yield": "n_caught / n_verified: wrong results caught per verify; 0 without verifications",
+    "verify_ticks": "ticks the orchestrator spent verifying",
+    "n_invalidated": "nodes reset because a caught wrong result lay upstream of them (the caught node not counted)",
+    "coordination_tokens": "orchestrator input tokens of the coordination tax (earlier results re-read each turn)",
+    **{f"spawned_tier{t}": f"sub-agents of tier {t} spawned" for t in range(MAX_TIERS)},
+    **{
+        f"cost_usd_tier{t}": f"price of tier {t}'s sub-agent tokens (hand-offs read, steps, results written), its price_scale applied"
+        for t in range(MAX_TIERS)
+    },
 }
 #: Metric keys in order.
 METRIC_KEYS: tuple[str, ...] = tuple(METRICS)
