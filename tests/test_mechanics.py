@@ -544,3 +544,32 @@ def test_swarm_configs__mechanics_draws_each_mechanic_on_and_off():
 
     collect()
     assert all(v == {False, True} for k, v in seen.items() if k != "tiers") and seen["tiers"] == {0, 1, 2, 3}
+
+
+def test_docstring__the_mechanics_table_matches_the_extended_columns():
+    block = SwarmEnv.__doc__.split("| Index | Mechanics feature |", 1)[1]
+    rows = []
+    for line in block.splitlines()[2:]:  # after the header's rule
+        if not line.strip().startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    names = [r[1] for r in rows]
+    tiers = [n for n in names if "{t}" in n]
+    expanded = [n for n in names if "{t}" not in n][3:] + [f"tier{t}_{q}" for t in range(MAX_TIERS) for q in ("returns", "fail_rate", "caught_rate")]
+    assert names[:3] == list(node_features(True)[len(NODE_FEATURES) :])
+    assert [r[0] for r in rows[:4]] == [f"nodes {len(NODE_FEATURES) + k}" for k in range(3)] + [f"globals {len(GLOBAL_FEATURES)}"]
+    assert expanded == list(global_features(True)[len(GLOBAL_FEATURES) :]) and len(tiers) == 3
+    assert "Discrete(5 n_max + 2)" in SwarmEnv.__doc__ and ActionLayout(7, True).n == 5 * 7 + 2
+
+
+def test_docs__the_mechanics_example_runs():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "mechanics.md").read_text()
+    scope: dict = {}
+    exec(compile(re.findall(r"```python\n(.*?)```", text, re.S)[0], "docs/mechanics.md example", "exec"), scope)
+    env = scope["env"]
+    assert env.config.extended and env.config.n_tiers == 2 and env.layout == ActionLayout(env.n_max, True)
+    obs, info = env.reset(seed=0)
+    assert obs["nodes"].shape[1] == len(node_features(True)) and info["action_mask"].shape == (ActionLayout(env.n_max, True).n,)
