@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import gymnasium as gym
 import pytest
@@ -88,3 +89,27 @@ def test_main__bad_options_are_one_line_naming_the_option(args, message, capsys)
         fuzz.main(args)
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_fuzz_family__chunks_share_the_time_between_the_parts(monkeypatch):
+    """Chunks are sized from each part's measured rate: a slow part cannot eat the others' time."""
+    sizes: dict[str, list[int]] = {"episodes": [], "batched": []}
+
+    def slow_episodes(setting, n, max_steps):  # 20 ms an episode
+        sizes["episodes"].append(n)
+        time.sleep(0.02 * n)
+        return n, None
+
+    def batched(env_id, n, max_steps, drawn_configs):  # 5 ms an example
+        sizes["batched"].append(n)
+        time.sleep(0.005 * n)
+        return n * fuzz.BATCHED_ENVS * fuzz.BATCHED_EPISODES, None
+
+    monkeypatch.setattr(fuzz, "_episodes_chunk", slow_episodes)
+    monkeypatch.setattr(fuzz, "_batched_chunk", batched)
+    result = fuzz.fuzz_family("WideSearch", 10**6, 2.0, chunk=250, batched_examples=10**6, log=lambda line: None)
+    assert sizes["episodes"][:2] == [fuzz.FIRST_CHUNK] * 2 and sizes["batched"][:2] == [fuzz.FIRST_CHUNK] * 2
+    assert max(sizes["episodes"]) < 60  # a full chunk of 250 would take 5 s
+    assert result["seconds"] < 3.5 and result["complete"] is False
+    assert result["suite_episodes"] > fuzz.FIRST_CHUNK and result["drawn_episodes"] > fuzz.FIRST_CHUNK
+    assert result["batched_examples"] > 2 * fuzz.FIRST_CHUNK

@@ -22,7 +22,9 @@ family's time is up:
   episodes (the first, then the engine's own autoresets); half of the examples at the
   id's dynamics, half with drawn dynamics (``drawn_configs=True``).
 
-A broken invariant is recorded (part, invariant, first line, replay snippet) and
+The parts take turns in chunks, sized from each part's measured rate so that every
+part gets its share of the time left (``--max-seconds`` is overrun by one chunk at
+most). A broken invariant is recorded (part, invariant, first line, replay snippet) and
 the run goes on with the next chunk. Episodes are counted as played: a chunk that
 breaks counts the episodes up to the one that broke (batched: none of that chunk's),
 not the shrinker's replays. The summary gives, per family, the episodes, the breaks
@@ -56,6 +58,8 @@ _SMALL = {
 }
 _DRAWN_N_MAX = 16
 
+#: Examples of a part's first chunk (it measures the part's rate, which sizes the later chunks to the time left).
+FIRST_CHUNK = 8
 #: Envs per batched example.
 BATCHED_ENVS = 4
 #: Episodes per env of a batched example (the first, then the engine's own autoresets).
@@ -190,12 +194,18 @@ def fuzz_family(
         "batched id config": (batched_chunk, lambda n: _batched_chunk(env_id, n, max_steps, drawn_configs=False)),
         "batched drawn config": (batched_chunk, lambda n: _batched_chunk(env_id, n, max_steps, drawn_configs=True)),
     }
+    rate: dict[str, float] = {}  # examples per second of each part, as measured
     while any(counts[k] < goal[k] for k in goal) and time.monotonic() - start < max_seconds:
         for name, (size, run) in parts.items():
-            if counts[name] >= goal[name] or time.monotonic() - start >= max_seconds:
+            left = max_seconds - (time.monotonic() - start)
+            if counts[name] >= goal[name] or left <= 0:
                 continue
-            n = min(size, goal[name] - counts[name])
+            # a first small chunk measures the part's rate; later ones share the time left between the parts still running
+            running = sum(counts[k] < goal[k] for k in goal)
+            n = min(size, goal[name] - counts[name], FIRST_CHUNK if name not in rate else max(1, int(rate[name] * left / running)))
+            chunk_start = time.monotonic()
             done, violation = run(n)
+            rate[name] = n / max(time.monotonic() - chunk_start, 1e-9)
             counts[name] += n
             played[name] += done
             if violation is not None:
