@@ -16,6 +16,10 @@ both (the default), each labelled in its row: ``moe:runs/x (greedy)``, ``moe:run
 worse (a masked action it learned to use as a one-tick pause, repeated until the budget
 ends). Hand-coded orchestrators are deterministic and evaluated once.
 
+``--invalid-action RULE`` (``env_kwargs={"invalid_action": RULE}`` here) evaluates
+under another invalid-action rule than the ids' own (``waste_tick`` for the whole
+suite): a policy trained without masks under ``answer`` is evaluated under ``answer``.
+
 With no arguments it evaluates every reference orchestrator on every Dict id of the
 suite (:data:`DEFAULT_SEEDS` seeds each), prints a compact table (:func:`to_terminal`)
 and writes the full one to ``runs/evaluate/table.{md,csv}``.
@@ -39,6 +43,7 @@ from typing import Any, Callable, Sequence
 import gymnasium as gym
 import numpy as np
 
+from swarmgym.env import INVALID_ACTION_RULES
 from swarmgym.layout import FlatLayout
 from swarmgym.metrics import ALL, RECORDED, MetricsRecorder
 from swarmgym.orchestrators import REFERENCE_NAMES, Orchestrator, load_orchestrator
@@ -439,6 +444,13 @@ def _parser() -> argparse.ArgumentParser:
         help="learned policies (moe:, sb3:) act greedily, by sampling, or both, a row each (default both)",
     )
     p.add_argument("--sample-seed", type=int, default=0, help="seed of the sampled actions of learned policies (default 0)")
+    p.add_argument(
+        "--invalid-action",
+        choices=INVALID_ACTION_RULES,
+        default=None,
+        help="what a masked-out action does in every env (default: each id's own rule, 'waste_tick' for the suite); "
+        "'answer' ends the episode, so a policy without masks cannot stall on a no-op",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads for learned policies (default 1; 0 = torch's choice)")
     p.add_argument("--out", default="runs/evaluate", help="folder for the Markdown and CSV files (default runs/evaluate)")
     p.add_argument("--name", default="table", help="file stem: writes NAME.md and NAME.csv (default table)")
@@ -528,6 +540,7 @@ def cli_main(argv: list[str]) -> int:
         progress=progress,
         policy_mode=args.policy_mode,
         sample_seed=args.sample_seed,
+        env_kwargs=None if args.invalid_action is None else {"invalid_action": args.invalid_action},
         traces=args.traces,
         trace_dir=None if args.no_write else Path(args.out) / "traces",
     )

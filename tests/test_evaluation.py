@@ -210,3 +210,36 @@ def test_evaluate__sb3_policies_sampled_are_seeded():
         np.testing.assert_array_equal(a[key].values("tokens"), b[key].values("tokens"))
     assert not np.array_equal(a["sb3:untrained (greedy)"].values("tokens"), a["sb3:untrained (sampled)"].values("tokens"))
     assert policy.deterministic and policy.name == "sb3:untrained"
+
+
+class _AlwaysWait:
+    """Takes ``wait`` at every step: masked out while no sub-agent runs, so it never spawns one."""
+
+    name = "always_wait"
+
+    def act(self, obs, mask):
+        return np.full(len(mask), np.shape(mask)[1] - 2, dtype=np.int64)
+
+
+def test_run_episodes__invalid_action_answer_ends_the_episode_a_masked_out_action_would_stall():
+    stalled = run_episodes(_AlwaysWait(), "swarmgym/WideSearch-flat-v0", 6)
+    np.testing.assert_array_equal(stalled.values("budget_exhausted"), np.ones(6))  # waste_tick: a no-op per step, to the budget
+    ended = run_episodes(_AlwaysWait(), "swarmgym/WideSearch-flat-v0", 6, env_kwargs={"invalid_action": "answer"})
+    np.testing.assert_array_equal(ended.values("budget_exhausted"), np.zeros(6))
+    np.testing.assert_array_equal(ended.values("critical_steps"), np.zeros(6))  # the first (masked-out) action submitted at t = 0
+
+
+def test_cli__invalid_action_option_reaches_every_env(monkeypatch, capsys):
+    seen = []
+
+    def fake_evaluate(policies, ids, n, **kwargs):
+        seen.append(kwargs["env_kwargs"])
+        return []
+
+    monkeypatch.setattr("swarmgym.evaluation.evaluate", fake_evaluate)
+    assert cli_main(["-o", "random", "--ids", "WideSearch-flat-v0", "-n", "2", "--no-write", "--quiet", "--invalid-action", "answer"]) == 0
+    assert cli_main(["-o", "random", "--ids", "WideSearch-flat-v0", "-n", "2", "--no-write", "--quiet"]) == 0
+    assert seen == [{"invalid_action": "answer"}, None]
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["-o", "random", "--invalid-action", "skip"])
+    assert exc.value.code == 2 and "--invalid-action: invalid choice: 'skip'" in capsys.readouterr().err

@@ -55,6 +55,19 @@ def test_load_config__rejects_bad_values():
         B.load_config(base | {"learning_rate": 1.0})
     with pytest.raises(ValueError, match="seeds"):
         B.load_config(base | {"seeds": []})
+    with pytest.raises(ValueError, match="env_kwargs .* do not build swarmgym/WideSearch-v0: invalid_action must be one of"):
+        B.load_config(base | {"env_kwargs": {"invalid_action": "skip"}})
+
+
+def test_env_kwargs__reach_the_training_envs():
+    cfg = B.load_config(SB3_DIR / "configs" / "ppo_flat_answer.toml", n_envs=2)
+    assert cfg["env_kwargs"] == {"invalid_action": "answer"}
+    venv = B.make_vec_env(cfg, seed=0)
+    assert venv.get_attr("invalid_action") == ["answer", "answer"]
+    venv.close()
+    plain = B.make_vec_env(B.load_config(SB3_DIR / "configs" / "ppo_flat.toml", n_envs=1), seed=0)
+    assert plain.get_attr("invalid_action") == ["waste_tick"]
+    plain.close()
 
 
 def test_maskable_ppo_with_parl__beats_random_on_widesearch(tmp_path):

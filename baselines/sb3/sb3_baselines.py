@@ -12,6 +12,9 @@ described by a TOML config (``configs/*.toml``):
 ``n_envs``                envs in the DummyVecEnv
 ``eval_episodes``         held-out evaluation episodes after training
 ``eval_seed_offset``      first evaluation seed (disjoint from the training seeds)
+``env_kwargs``            optional keyword arguments of ``gymnasium.make`` for training and
+                          evaluation, e.g. ``{invalid_action = "answer"}`` (checked by building
+                          one env when the config is loaded)
 ``[ppo]``                 keyword arguments of the SB3 algorithm (``policy_kwargs`` a sub-table)
 ``[parl]``                ``enabled`` and the keyword arguments of ``ParlReward`` (``lambda1`` /
                           ``lambda2``: a number or a table of ``LambdaSchedule`` arguments;
@@ -39,7 +42,7 @@ from swarmgym.parl import ParlReward
 
 ALGOS = ("MaskablePPO", "PPO")
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-_TOP_KEYS = {"algo", "env_id", "seeds", "total_timesteps", "n_envs", "eval_episodes", "eval_seed_offset", "ppo", "parl"}
+_TOP_KEYS = {"algo", "env_id", "seeds", "total_timesteps", "n_envs", "eval_episodes", "eval_seed_offset", "env_kwargs", "ppo", "parl"}
 
 
 def load_config(source: str | Path | dict, **overrides: Any) -> dict[str, Any]:
@@ -65,6 +68,13 @@ def load_config(source: str | Path | dict, **overrides: Any) -> dict[str, Any]:
     seeds = cfg.setdefault("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise ValueError(f"seeds must be a non-empty list of integers >= 0, got {seeds!r}")
+    env_kwargs = cfg.setdefault("env_kwargs", {})
+    if not isinstance(env_kwargs, dict):
+        raise ValueError(f"env_kwargs must be a table of gymnasium.make keyword arguments, got {env_kwargs!r}")
+    try:
+        gym.make(cfg["env_id"], **env_kwargs).close()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"env_kwargs {env_kwargs!r} do not build {cfg['env_id']}: {exc}") from None
     cfg.setdefault("ppo", {})
     parl = cfg.setdefault("parl", {"enabled": False})
     if not isinstance(parl.get("enabled", False), bool):
@@ -72,11 +82,11 @@ def load_config(source: str | Path | dict, **overrides: Any) -> dict[str, Any]:
     return cfg
 
 
-def make_env(env_id: str, parl: dict | None, total_timesteps: int, seed: int | None = None):
-    """One training env: ``gymnasium.make(env_id)``, the PARL wrapper if enabled, and SB3's Monitor."""
+def make_env(env_id: str, parl: dict | None, total_timesteps: int, seed: int | None = None, env_kwargs: dict | None = None):
+    """One training env: ``gymnasium.make(env_id, **env_kwargs)``, the PARL wrapper if enabled, and SB3's Monitor."""
     from stable_baselines3.common.monitor import Monitor
 
-    env = gym.make(env_id)
+    env = gym.make(env_id, **(env_kwargs or {}))
     if parl and parl.get("enabled"):
         kwargs = {k: v for k, v in parl.items() if k != "enabled"}
         kwargs.setdefault("total_steps", total_timesteps)
@@ -91,7 +101,7 @@ def make_vec_env(cfg: dict[str, Any], seed: int):
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     fns = [
-        (lambda k=k: make_env(cfg["env_id"], cfg["parl"], cfg["total_timesteps"], seed=1000 * seed + k))
+        (lambda k=k: make_env(cfg["env_id"], cfg["parl"], cfg["total_timesteps"], seed=1000 * seed + k, env_kwargs=cfg["env_kwargs"]))
         for k in range(cfg["n_envs"])
     ]
     venv = DummyVecEnv(fns)
@@ -154,6 +164,8 @@ def load_checkpoint(path: str | Path, name: str | None = None) -> SB3Policy:
     return load_sb3(str(path), name or (p.name if p.is_dir() else p.parent.name))
 
 
-def evaluate_policy(policy: Orchestrator, env_id: str, n_episodes: int, seed_offset: int = 100_000) -> MetricsRecorder:
-    """Held-out evaluation with the metrics recorder (seeds ``seed_offset ..``)."""
-    return run_episodes(policy, resolve_id(env_id), n_episodes, seed_offset=seed_offset)
+def evaluate_policy(
+    policy: Orchestrator, env_id: str, n_episodes: int, seed_offset: int = 100_000, env_kwargs: dict | None = None
+) -> MetricsRecorder:
+    """Held-out evaluation with the metrics recorder (seeds ``seed_offset ..``; ``env_kwargs`` as for ``gymnasium.make``)."""
+    return run_episodes(policy, resolve_id(env_id), n_episodes, seed_offset=seed_offset, env_kwargs=env_kwargs)

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         model = B.train(cfg, seed, run_dir, verbose=args.verbose)
         if cfg["eval_episodes"]:
             policy = B.SB3Orchestrator(model, f"{name}/seed{seed}")
-            rec = B.evaluate_policy(policy, cfg["env_id"], cfg["eval_episodes"], cfg["eval_seed_offset"])
+            rec = B.evaluate_policy(policy, cfg["env_id"], cfg["eval_episodes"], cfg["eval_seed_offset"], env_kwargs=cfg["env_kwargs"])
             rows = table_rows([EvalResult(cfg["env_id"], policy.name, rec, 0.0)])
             command = f"python baselines/sb3/train.py {' '.join(argv if argv is not None else sys.argv[1:])}"
             md = to_markdown(rows, title=f"{name} seed {seed}: held-out evaluation", command=command)

@@ -100,22 +100,52 @@ COLUMNS = (
 )
 
 
-def run_one(base: dict, condition: dict, env_overrides: dict, seed: int, run_dir: Path, eval_episodes: int) -> dict:
-    """Train one run and evaluate it greedily; returns its summary (history, evaluation per family)."""
+#: A finished run of part 1 writes its summary here, in its run folder (with the config it ran).
+RESULT_FILE = "result.json"
+# PPOConfig fields a resumed run may change without changing the run
+_RUN_NEUTRAL = ("progress", "tensorboard", "torch_threads", "checkpoint_seconds")
+
+
+def _run_settings(config: dict) -> dict:
+    """A PPOConfig dict as JSON gives it back, without the fields that do not shape the run."""
+    return {k: v for k, v in json.loads(json.dumps(config, default=float)).items() if k not in _RUN_NEUTRAL}
+
+
+def run_one(base: dict, condition: dict, env_overrides: dict, seed: int, run_dir: Path, eval_episodes: int, resume: bool = False) -> dict:
+    """Train one run and evaluate it greedily; returns its summary (history, evaluation per family)
+    and writes it, with the run's config, to ``run_dir/result.json`` (atomically).
+
+    :param resume: a run whose ``result.json`` is there is not redone (its summary is returned),
+        and a run stopped with a ``checkpoint.pt`` continues from it, exactly; either must have
+        been made with the same settings (else ``ValueError`` naming the file).
+    """
     from swarmgym.evaluation import run_episodes
     from swarmgym.moe.engines import resolve_env_kwargs
     from swarmgym.moe.policy import MoEOrchestrator
-    from swarmgym.moe.ppo import PPOConfig, PPOTrainer
+    from swarmgym.moe.ppo import PPOConfig, PPOTrainer, read_checkpoint
     from swarmgym.moe.train import EVAL_SEED_OFFSET
 
     d = _merge(base, condition)
     d["env_overrides"] = _merge(d.get("env_overrides", {}), env_overrides)
     d["seed"] = seed
     cfg = PPOConfig.from_dict(d)
-    start = time.perf_counter()
-    trainer = PPOTrainer(cfg, run_dir=run_dir)
+    settings = _run_settings(cfg.to_dict())
+    result_path, checkpoint = run_dir / RESULT_FILE, run_dir / "checkpoint.pt"
+    if resume and result_path.is_file():
+        saved = json.loads(result_path.read_text())
+        if _run_settings(saved.get("config", {})) != settings:
+            raise ValueError(f"{result_path} holds a run with other settings; choose another --out/--runs-dir")
+        return saved["result"]
+    start, trained_before = time.perf_counter(), 0.0
+    if resume and checkpoint.is_file():
+        if _run_settings(read_checkpoint(checkpoint)["ppo_config"]) != settings:
+            raise ValueError(f"{checkpoint} holds a run with other settings; choose another --out/--runs-dir")
+        trainer = PPOTrainer.resume(checkpoint, run_dir=run_dir, **{k: d[k] for k in _RUN_NEUTRAL if k in d})
+        trained_before = trainer.wall_time
+    else:
+        trainer = PPOTrainer(cfg, run_dir=run_dir)
     trainer.train()
-    train_s = time.perf_counter() - start
+    train_s = trained_before + time.perf_counter() - start
     policy = MoEOrchestrator(trainer.model, name=run_dir.name)
     env_kwargs = resolve_env_kwargs(cfg.env_id, cfg.env_overrides)
     rec = run_episodes(policy, cfg.env_id, eval_episodes, seed_offset=EVAL_SEED_OFFSET, env_kwargs=env_kwargs)
@@ -123,7 +153,7 @@ def run_one(base: dict, condition: dict, env_overrides: dict, seed: int, run_dir
     for fam in ["all", *rec.families]:  # "all" is swarmgym.metrics.ALL
         summary = rec.summary(fam)
         evaluation[fam] = {name: float(summary[name].mean) for name, _, _ in COLUMNS if name in summary}
-    return {
+    result = {
         "seed": seed,
         "train_seconds": train_s,
         "env_steps": trainer.global_step,
@@ -131,6 +161,8 @@ def run_one(base: dict, condition: dict, env_overrides: dict, seed: int, run_dir
         "evaluation": evaluation,
         "parameters": trainer.model.parameter_counts(),
     }
+    write_json_atomic(result_path, {"config": cfg.to_dict(), "result": result})
+    return json.loads(json.dumps(result, default=float))  # as a resumed study reads it back
 
 
 def _agg(values: list[float]) -> tuple[float, float]:
@@ -1064,6 +1096,7 @@ def phase_cli(args: argparse.Namespace, argv: list[str]) -> int:
     """``swarmgym study --phase-diagram``: the grid, run with resume and retries, then the report."""
     import os
 
+    from swarmgym.moe.engines import check_env_kwargs
     from swarmgym.moe.model import ModelConfig
     from swarmgym.moe.ppo import PPOConfig
     from swarmgym.moe.train import apply_settings
@@ -1113,6 +1146,10 @@ def phase_cli(args: argparse.Namespace, argv: list[str]) -> int:
             d = dict(job["config"])
             d["total_steps"] = max(d["total_steps"], d["num_envs"] * d["num_steps"])
             job["config"] = PPOConfig.from_dict(d).to_dict()  # fail fast, before any run starts
+            try:  # values range-checked as gym.make checks them
+                check_env_kwargs(job["config"]["env_id"], job["config"]["env_overrides"])
+            except ValueError as exc:
+                raise ValueError(f"--set env_overrides / --dial: {exc}") from None
             job["warm_cache"] = str((Path(args.runs_dir) if args.runs_dir else Path(args.out) / "runs") / "warm_start")
     except (ValueError, TypeError) as exc:
         return err(exc)
@@ -1222,6 +1259,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="runs trained in parallel (default 1; with --phase-diagram: as many as cores)")
     p.add_argument("--out", default="runs/study", help="report folder (default runs/study)")
     p.add_argument("--runs-dir", default=None, help="folder for the runs' checkpoints and logs (default OUT/runs)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the finished runs under the runs folder, continue stopped ones from their checkpoints, run the rest",
+    )
     p.add_argument("--notes", default=None, help="a Markdown file whose text is added to the report as its discussion")
     p.add_argument("--quick", action="store_true", help="seconds-long smoke run (tiny model, few steps)")
     p.add_argument(
@@ -1254,7 +1296,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model", choices=["default", "small"], default="small", help="model preset (default small: the sweep model)")
     g.add_argument("--backend", choices=["pool", "ray", "serial"], default="pool", help="pool (local processes, default), ray or serial")
     g.add_argument("--ray-address", default=None, help="a Ray cluster's address (default: a local Ray with --workers CPUs)")
-    g.add_argument("--resume", action="store_true", help="keep the finished runs under the runs folder and run the rest")
     g.add_argument("--report-only", action="store_true", help="write the report from the finished runs, run nothing")
     g.add_argument("--check-every", type=int, default=4, help="escape check every this many updates (0: none; default 4)")
     g.add_argument("--check-episodes", type=int, default=48, help="held-out episodes of each escape check (default 48)")
@@ -1263,9 +1304,44 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """The options every mode shares, checked before any work starts.
+
+    :raises swarmgym.cli.UsageError: naming the first bad option.
+    """
+    from swarmgym.cli import UsageError, check_int, check_number, check_output_dir
+    from swarmgym.evaluation import resolve_id
+
+    try:
+        args.env_id = resolve_id(args.env_id)
+    except ValueError as exc:
+        raise UsageError("--env-id", str(exc)) from None
+    for option, value in (("--seeds", args.seeds), ("--total-steps", args.total_steps), ("--scan-steps", args.scan_steps)):
+        check_int(option, value, 1)
+    check_int("--eval-episodes", args.eval_episodes, 1, 10**7)
+    check_int("--threads", args.threads, 0, 1024)
+    if args.workers is not None:
+        check_int("--workers", args.workers, 1, 4096)
+    check_number("--max-seconds", args.max_seconds, 0.001)
+    for knob in args.scan or []:
+        if knob not in KNOBS:
+            raise UsageError("--scan", f"unknown knob {knob!r}; choose from {', '.join(KNOBS)}")
+    if args.notes is not None and not Path(args.notes).is_file():
+        raise UsageError("--notes", f"no such file: {args.notes!r}")
+    check_output_dir("--out", args.out)
+    if args.runs_dir is not None:
+        check_output_dir("--runs-dir", args.runs_dir)
+
+
 def cli_main(argv: list[str]) -> int:
     """Entry point of ``swarmgym study``."""
+    from swarmgym.cli import UsageError, usage_failure
+
     args = build_parser().parse_args(argv)
+    try:
+        check_args(args)
+    except UsageError as exc:
+        return usage_failure("swarmgym study", exc)
     if args.phase_diagram:
         return phase_cli(args, argv)
     if args.paired:
@@ -1287,12 +1363,10 @@ def cli_main(argv: list[str]) -> int:
         return 0
     if args.workers is None:
         args.workers = 1
+    from swarmgym.moe.engines import check_env_kwargs
     from swarmgym.moe.ppo import PPOConfig
     from swarmgym.moe.train import apply_settings, plot_expert_load
 
-    if args.seeds < 1 or args.total_steps < 1 or args.eval_episodes < 1:
-        print("swarmgym study: --seeds, --total-steps and --eval-episodes must be >= 1", file=sys.stderr)
-        return 2
     base = PPOConfig(env_id=args.env_id).to_dict()
     base.update(progress=False, tensorboard=False, torch_threads=args.threads, engine="auto")
     if args.quick:
@@ -1301,12 +1375,18 @@ def cli_main(argv: list[str]) -> int:
         args.total_steps = min(args.total_steps, 256)
         args.scan_steps = min(args.scan_steps, 128)
         args.eval_episodes = min(args.eval_episodes, 8)
+    scan_knobs = [] if args.scan is None else (args.scan or list(KNOBS))
     try:
         base = apply_settings(base, args.set)
         PPOConfig.from_dict({**base, "total_steps": max(args.total_steps, base["num_envs"] * base["num_steps"])})
     except (ValueError, TypeError) as exc:
-        print(f"swarmgym study: {exc}", file=sys.stderr)
-        return 2
+        return usage_failure("swarmgym study", UsageError("--set", str(exc)))
+    for option, knob in [("--knob", args.knob)] + [("--scan", k) for k in scan_knobs]:
+        try:  # every run's env settings, with the values range-checked as gym.make checks them
+            check_env_kwargs(args.env_id, _merge(base.get("env_overrides", {}), KNOBS[knob][0]))
+        except ValueError as exc:
+            where = "--set env_overrides" if base.get("env_overrides") else f"{option} {knob}"
+            return usage_failure("swarmgym study", UsageError(where, str(exc) if args.env_id in str(exc) else f"{args.env_id}: {exc}"))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = "swarmgym study" + (" " + shlex.join(argv) if argv else "")
@@ -1339,17 +1419,20 @@ def cli_main(argv: list[str]) -> int:
         for seed in range(args.seeds):
             cond = _merge(CONDITIONS[name], cfg_over)
             cond["total_steps"] = max(args.total_steps, rollout)
-            jobs.append((("part1", name, seed), (base, cond, env_over, seed, runs_dir / f"{name}-s{seed}", args.eval_episodes)))
-    scan_knobs = [] if args.scan is None else (args.scan or list(KNOBS))
+            jobs.append((("part1", name, seed), (base, cond, env_over, seed, runs_dir / f"{name}-s{seed}", args.eval_episodes, args.resume)))
     for knob in scan_knobs:
-        if knob not in KNOBS:
-            print(f"swarmgym study: unknown knob {knob!r}; choose from {', '.join(KNOBS)}", file=sys.stderr)
-            return 2
         e_over, c_over, _ = KNOBS[knob]
         for cname in ("r_perf", "parl_annealed"):
             cond = _merge(CONDITIONS[cname], c_over)
             cond["total_steps"] = max(args.scan_steps, rollout)
-            jobs.append((("scan", knob, cname), (base, cond, e_over, 0, runs_dir / f"scan-{knob}-{cname}", args.eval_episodes)))
+            jobs.append((("scan", knob, cname), (base, cond, e_over, 0, runs_dir / f"scan-{knob}-{cname}", args.eval_episodes, args.resume)))
+    started = [a[4] for _, a in jobs if (a[4] / RESULT_FILE).is_file() or (a[4] / "checkpoint.pt").is_file()]
+    if started and not args.resume:
+        return usage_failure(
+            "swarmgym study",
+            UsageError("--out", f"{runs_dir} already holds {len(started)} run(s) of a study (e.g. {started[0]}); pass --resume to keep "
+                       "the finished ones, continue the stopped ones and run the rest, or choose another --out/--runs-dir"),
+        )  # fmt: skip
     done: dict[tuple, dict] = {}
 
     def report(key, run):
@@ -1361,19 +1444,28 @@ def cli_main(argv: list[str]) -> int:
             flush=True,
         )
 
-    if args.workers > 1 and len(jobs) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    resume_hint = "resume with: " + command + ("" if args.resume else " --resume")
+    try:
+        if args.workers > 1 and len(jobs) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(run_one, *a): key for key, a in jobs}
-            for fut in futures:
-                done[futures[fut]] = fut.result()
-                report(futures[fut], done[futures[fut]])
-    else:
-        for key, a in jobs:
-            done[key] = run_one(*a)
-            report(key, done[key])
+            with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {pool.submit(run_one, *a): key for key, a in jobs}
+                for fut in futures:
+                    done[futures[fut]] = fut.result()
+                    report(futures[fut], done[futures[fut]])
+        else:
+            for key, a in jobs:
+                done[key] = run_one(*a)
+                report(key, done[key])
+    except KeyboardInterrupt as exc:  # StopRequested (a run saved its checkpoint) or a second Ctrl-C
+        from swarmgym.moe.checkpointing import StopRequested
+
+        code = exc.exit_code if isinstance(exc, StopRequested) else 130
+        print(f"swarmgym study: stopped after {len(done)} of {len(jobs)} runs (finished runs are kept, a stopped run continues "
+              f"from its last checkpoint); {resume_hint}", file=sys.stderr)  # fmt: skip
+        return code
     results: dict[str, list[dict]] = {name: [done[("part1", name, s)] for s in range(args.seeds)] for name in args.conditions}
     scan: dict[str, dict[str, dict]] = {k: {c: done[("scan", k, c)] for c in ("r_perf", "parl_annealed")} for k in scan_knobs}
     wall = time.perf_counter() - t_start
