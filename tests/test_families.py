@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swarmgym import FAMILIES, DependentChains, LayeredDAG, Mixed, SerialReasoning, WideSearch
+from swarmgym import FAMILIES, DeepResearch, DependentChains, LayeredDAG, Mixed, SerialReasoning, VerifiedPipeline, WideSearch
 from swarmgym.config import SubAgentReliability, SwarmConfig, TokenModel
 from swarmgym.graph import TaskGraph
 from swarmgym.testing.invariants import check_graph
@@ -156,6 +156,11 @@ _TRUSTED_CASES = [
     (LayeredDAG, {"n_nodes": (2, 32), "parallelism": 1.0}),
     (LayeredDAG, {"n_nodes": (2, 32), "parallelism": 0.8, "edge_prob": 0.9, "work": (1, 64)}),
     (Mixed, {}),
+    (DeepResearch, {}),
+    (DeepResearch, {"width": (1, 15), "sections": (1, 1), "cross_read_prob": 1.0, "read_work": (1, 64)}),
+    (DeepResearch, {"width": (1, 10), "sections": (1, 10), "cross_read_prob": 0.5}),
+    (VerifiedPipeline, {}),
+    (VerifiedPipeline, {"pipelines": (1, 8), "stages": (1, 4), "link_prob": 1.0}),
 ]
 
 
