@@ -369,13 +369,13 @@ class DeepResearch(TaskGenerator):
     name = "DeepResearch"
     params = (
         Param("width", "int_range", 1, lambda n: (n - 2) // 2, (6, 12), "searches, each read by one reading node"),
-        Param("sections", "int_range", 1, lambda n: (n - 2) // 2, (1, 3), "merge targets (report sections), at most width"),
-        Param("search_work", "int_range", 1, _WORK, (1, 3), "work of each search"),
-        Param("read_work", "int_range", 1, _WORK, (3, 5), "work of each reading"),
-        Param("plan_work", "int", 1, MAX_WORK, 2, "work of the plan node"),
+        Param("sections", "int_range", 1, lambda n: (n - 2) // 2, (2, 4), "merge targets (report sections), at most width"),
+        Param("search_work", "int_range", 1, _WORK, (1, 2), "work of each search"),
+        Param("read_work", "int_range", 1, _WORK, (4, 8), "work of each reading"),
+        Param("plan_work", "int", 1, MAX_WORK, 1, "work of the plan node"),
         Param("merge_work", "int", 1, MAX_WORK, 2, "work of each merge node"),
         Param("cross_read_prob", "float", 0.0, 1.0, 0.3, "probability that a reading also needs the next search"),
-        Param("budget_factor", "float", 0.1, 100.0, 1.5, "budget = ceil(factor x lower bound)"),
+        Param("budget_factor", "float", 0.1, 100.0, 1.3, "budget = ceil(factor x lower bound)"),
     )
 
     def _check(self, values: dict[str, Any]) -> None:
@@ -426,7 +426,7 @@ class VerifiedPipeline(TaskGenerator):
         Param("stages", "int_range", 1, lambda n: n, (4, 6), "steps per chain"),
         Param("link_prob", "float", 0.0, 1.0, 0.2, "probability of a cross-link per step"),
         Param("step_work", "int_range", 1, _WORK, (1, 3), "work of each step"),
-        Param("budget_factor", "float", 0.1, 100.0, 1.5, "budget = ceil(factor x lower bound)"),
+        Param("budget_factor", "float", 0.1, 100.0, 1.6, "budget = ceil(factor x lower bound)"),
     )
 
     def _check(self, values: dict[str, Any]) -> None:

@@ -67,6 +67,7 @@ from swarmgym.layout import (
     FlatLayout,
     global_features,
     node_features,
+    spawn_block,
 )
 
 _STATUS_READY, _STATUS_ACTIVE = NODE_COLUMN["status_ready"], NODE_COLUMN["status_active"]
@@ -75,6 +76,7 @@ _TARGETS_DONE = GLOBAL_COLUMN["targets_done"]
 _PRESENT, _WORK, _IS_TARGET, _N_CHILDREN = NODE_COLUMN["present"], NODE_COLUMN["work"], NODE_COLUMN["is_target"], NODE_COLUMN["n_children"]
 _VERIFIED, _ATTEMPT_TIER = NODE_COLUMN["verified"], NODE_COLUMN["attempt_tier"]
 _TIME_LEFT = GLOBAL_COLUMN["time_left"]
+_WORK_LEFT, _ATTEMPTS = NODE_COLUMN["work_left"], NODE_COLUMN["attempts"]
 
 
 @lru_cache(maxsize=64)
@@ -131,6 +133,12 @@ class Orchestrator:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+def _time_left(glob: np.ndarray) -> float:
+    """Ticks left before the budget, decoded from ``time_left = left / (left + TIME_LEFT_HALF)``."""
+    x = float(glob[_TIME_LEFT])
+    return TIME_LEFT_HALF * x / (1.0 - x) if x < 1.0 else np.inf
 
 
 def _all_targets_done(glob: np.ndarray) -> bool:
@@ -312,45 +320,50 @@ class VerifyingScheduler(CriticalPathScheduler):
     ``risk(i, t)`` is ``pw(i)`` averaged over the posterior: the probability that a result of tier
     ``t`` on node ``i`` is silently wrong.
 
-    **Stake** of node ``i``: the targets a wrong result on it spoils, ``is_target`` plus 1 if it
-    feeds anything (every non-target does; a target does when it has children, or, in a
-    progressive task whose children are hidden, unless it is a merge).
+    **Prices, in ticks.** A wrong result on node ``i`` costs ``stake(i) * target_ticks``, where
+    ``stake(i)`` counts the targets it spoils: ``is_target`` plus 1 if it feeds anything (every
+    non-target does; a target does when it has children, or, in a progressive task whose children
+    are hidden, unless it is a merge). A tier-``t`` attempt takes ``attempt(i, t) = (ceil(work *
+    slowdown_t / 100) + max_jitter / 2) / (1 - pf_t)`` ticks (retries after failures included). A
+    check takes ``ticks(i)`` (the table's verify cost) of the orchestrator's time, priced 1 per tick
+    when it has a node of its own to work on (busy) and ``idle_share`` when it has none.
 
     **Each turn**, in order:
 
     1. every target done: verify the best candidate (below) if it passes the idle test, else answer;
     2. spawn, as critical_path (the highest-priority ready node other than its own, with at most
        ``max_spawn_parents`` parents), to the tier chosen by ``tier``: ``"fast"`` (tier
-       ``fast_tier``), ``"careful"`` (tier ``careful_tier``), or ``"auto"``: the fast tier when
-       ``risk(i, fast) * stake(i) <= fast_risk``, else the careful one (the other when the
-       chosen tier's spawn is masked);
-    3. verify the best candidate if it passes the test for the orchestrator's state: busy (it has
-       a node of its own to work on) or idle;
+       ``fast_tier``), ``"careful"`` (tier ``careful_tier``), or ``"auto"``: the tier with the least
+       expected price, ``attempt(i, t) + min(risk(i, t) * stake(i) * target_ticks, ticks(i) +
+       risk(i, t) * (attempt(i, t) + ticks(i)))`` (accept the result unchecked, or check it and redo
+       it once if caught; only the first under ``verify="never"``, only the second under
+       ``"always"``); another tier when the chosen tier's spawn is masked;
+    3. verify the best candidate if it passes the test for the orchestrator's state (busy or idle);
     4. work on its own node (an active one, else the highest-priority ready one, ties to the
        riskiest in a sub-agent's hands, then the lowest index); with none, wait; with nothing to
        wait for, answer.
 
     **Verify** (``verify``): a candidate is a result ``verify`` may check now (the mask) whose check
-    fits the time left with room to redo the node (``ticks + redo <= time left``, ``redo`` the quicker of
-    a fast-tier attempt and doing it).
-    ``"never"`` verifies nothing; ``"always"`` verifies every candidate as soon as it can, before
-    any other timed action; ``"auto"`` verifies the candidate with the most ``value / ticks``, where
-    ``value = risk(i, attempt_tier) * stake(i) * target_ticks`` (what a wrong result costs, in
-    ticks), when ``value >= ticks`` (busy) or ``value >= idle_share * ticks`` (idle: the check
-    only delays its reaction to returns).
+    fits the time left with room to redo the node (``ticks + redo <= time left``, ``redo`` the
+    quicker of a fast-tier attempt and doing it). ``"never"`` verifies nothing; ``"always"``
+    verifies every candidate as soon as it can, before any other timed action; ``"auto"`` verifies
+    the candidate with the largest ``gain / ticks``, ``gain = risk(i, tier of its result) *
+    (stake(i) * target_ticks - redo)`` (a wrong result caught is redone instead of spoiling its
+    targets), when ``gain >= ticks`` (busy) or ``gain >= idle_share * ticks`` (idle).
 
-    On the base layout (no verify, one tier) it is critical_path, with ties in priority
-    broken by risk; with progressive revelation (bottom levels hidden: all 0) priorities tie and
-    node order decides.
+    On the base layout (no verify, one tier) it is critical_path. With progressive revelation
+    (bottom levels hidden: all 0) priorities tie and node order decides.
 
     :param verify: ``"auto"``, ``"always"`` or ``"never"``.
     :param tier: ``"auto"``, ``"fast"`` or ``"careful"``.
     :param fast_tier: the tier index of the fast tier, in [0, 2].
     :param careful_tier: the tier index of the careful tier, in [0, 2].
-    :param fast_risk: in [0, 1]; see ``tier="auto"``.
     :param target_ticks: ticks one target output is worth, in [0, 1000].
-    :param idle_share: in [0, 1]; the price of a check's ticks when the orchestrator is idle.
-    :param max_spawn_parents: as critical_path's, None or in [0, 8].
+    :param idle_share: in [0, 1]; the price of a check's tick when the orchestrator is idle.
+    :param max_spawn_parents: ``"auto"``, None or in [0, 8]: spawn only nodes with at most this many
+        parents (None: any). ``"auto"``: critical_path's default 2 on the base layout; on the extended
+        one no limit, the price decides (a node whose price exceeds the orchestrator's queue plus its
+        own work is kept for the orchestrator).
     :param public: the public table: a SwarmConfig, or a registered env id whose config is it.
     """
 
@@ -362,13 +375,19 @@ class VerifyingScheduler(CriticalPathScheduler):
         tier: str = "auto",
         fast_tier: int = 0,
         careful_tier: int = 1,
-        fast_risk: float = 0.15,
         target_ticks: float = 8.0,
         idle_share: float = 0.25,
-        max_spawn_parents: int | None = 2,
+        max_spawn_parents: int | None | str = "auto",
         public: str | SwarmConfig = PUBLIC_TABLE_ID,
     ) -> None:
-        super().__init__(max_spawn_parents)
+        if isinstance(max_spawn_parents, str) and max_spawn_parents != "auto" or not (
+            max_spawn_parents is None
+            or isinstance(max_spawn_parents, str)
+            or (not isinstance(max_spawn_parents, bool) and isinstance(max_spawn_parents, int) and 0 <= max_spawn_parents <= 8)
+        ):
+            raise ValueError(f"{self.name}: max_spawn_parents must be 'auto', None or an integer in [0, 8], got {max_spawn_parents!r}")
+        self._parents_by_price = isinstance(max_spawn_parents, str)
+        super().__init__(2 if self._parents_by_price else max_spawn_parents)
         where = self.name
         if not isinstance(verify, str) or verify not in VERIFY_MODES:
             raise ValueError(f"{where}: verify must be one of {VERIFY_MODES}, got {verify!r}")
@@ -377,7 +396,7 @@ class VerifyingScheduler(CriticalPathScheduler):
         for key, value in (("fast_tier", fast_tier), ("careful_tier", careful_tier)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < MAX_TIERS:
                 raise ValueError(f"{where}: {key} must be an integer in [0, {MAX_TIERS - 1}], got {value!r}")
-        for key, value, hi in (("fast_risk", fast_risk, 1.0), ("target_ticks", target_ticks, 1000.0), ("idle_share", idle_share, 1.0)):
+        for key, value, hi in (("target_ticks", target_ticks, 1000.0), ("idle_share", idle_share, 1.0)):
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0.0 <= value <= hi:
                 raise ValueError(f"{where}: {key} must be a number in [0, {hi:g}], got {value!r}")
         if isinstance(public, str):
@@ -394,7 +413,7 @@ class VerifyingScheduler(CriticalPathScheduler):
             raise ValueError(f"{where}: public must be a SwarmConfig or a registered env id, got {public!r}")
         self.verify, self.tier = verify, tier
         self.fast_tier, self.careful_tier = int(fast_tier), int(careful_tier)
-        self.fast_risk, self.target_ticks, self.idle_share = float(fast_risk), float(target_ticks), float(idle_share)
+        self.target_ticks, self.idle_share = float(target_ticks), float(idle_share)
         self.public = public
         self._table(public_config)
 
@@ -405,10 +424,10 @@ class VerifyingScheduler(CriticalPathScheduler):
         self._wrong_base = np.asarray(rel.wrong_base, dtype=np.float64)
         self._wrong_per_parent = float(rel.wrong_per_parent)
         self._jitter = rel.max_jitter / 2.0
-        tiers = config.tier_list
         self._error_scale = np.ones(MAX_TIERS)
         self._slowdown = np.full(MAX_TIERS, 100)
-        for t, tier in enumerate(tiers):
+        self._n_tiers = config.n_tiers
+        for t, tier in enumerate(config.tier_list):
             self._error_scale[t] = tier.error_scale
             self._slowdown[t] = tier.slowdown_percent
         check = config.verification
@@ -459,6 +478,10 @@ class VerifyingScheduler(CriticalPathScheduler):
         scaled = np.minimum(0.95, np.outer(self._node_wrong(nodes), self._grid) * self._error_scale[tier][:, None])
         return (scaled * belief[tier]).sum(axis=1)
 
+    def fail_risk(self, belief: np.ndarray, tier: int) -> float:
+        """The posterior probability that a tier-``tier`` attempt fails."""
+        return float((np.minimum(0.95, self._fail * self._error_scale[tier] * self._grid) * belief[tier]).sum())
+
     @staticmethod
     def stake(nodes: np.ndarray) -> np.ndarray:
         """Per node, the targets a wrong result on it spoils (see the class docstring)."""
@@ -477,91 +500,146 @@ class VerifyingScheduler(CriticalPathScheduler):
         work = np.rint(nodes[:, _WORK] * WORK_SCALE).astype(np.int64)
         return base + work * percent // 100 + per_parent * np.rint(nodes[:, _N_PARENTS] * COUNT_SCALE).astype(np.int64)
 
-    def _redo_ticks(self, nodes: np.ndarray) -> np.ndarray:
+    def attempt_ticks(self, nodes: np.ndarray, tier: int) -> np.ndarray:
+        """Per node, the ticks a tier-``tier`` attempt takes (before retries)."""
         work = np.rint(nodes[:, _WORK] * WORK_SCALE)
-        return np.ceil(work * min(self._slowdown[self.fast_tier], 100) / 100) + self._jitter
+        return np.ceil(work * self._slowdown[tier] / 100) + self._jitter
+
+    def redo_ticks(self, nodes: np.ndarray) -> np.ndarray:
+        """Per node, the ticks to redo it and what depends on it after a caught error: its
+        remaining path to a target (bottom level, in ticks; just its own work when the task hides
+        its structure), at the quicker of the fast tier's pace and the orchestrator's own."""
+        work = np.rint(nodes[:, _WORK] * WORK_SCALE)
+        level = nodes[:, _BOTTOM_LEVEL]
+        sinks = (nodes[:, _PRESENT] > 0.5) & (nodes[:, _N_CHILDREN] == 0) & (level > 0)
+        if sinks.any():  # a sink's bottom level is its own work: that gives the critical path in ticks
+            path = np.maximum(work, level * float(np.max(work[sinks] / level[sinks])))
+        else:
+            path = work
+        return np.ceil(path * min(self._slowdown[self.fast_tier], 100) / 100) + self._jitter
 
     # ------------------------------------------------------------------ decisions
-    def choose_tier(self, i: int, nodes: np.ndarray, belief: np.ndarray, spawn_ok: np.ndarray) -> int:
-        """The tier to hand node ``i`` to (``spawn_ok[t]``: tier t's spawn of i is allowed)."""
-        fast, careful = self.fast_tier, self.careful_tier
-        if self.tier == "fast":
-            order = (fast, careful)
-        elif self.tier == "careful":
-            order = (careful, fast)
-        else:
-            row = nodes[i : i + 1]
-            cheap = self.risk(row, belief, fast)[0] * self.stake(row)[0] <= self.fast_risk + 1e-12
-            order = (fast, careful) if cheap else (careful, fast)
-        for t in (*order, *range(MAX_TIERS)):
-            if spawn_ok[t]:
-                return t
-        return -1
+    def check_load(self, nodes: np.ndarray, glob: np.ndarray, verify_ok: np.ndarray) -> float:
+        """The orchestrator's pending checks: ticks of checking the results it may verify now and
+        the nodes running, per tick left (what one more check tick costs beyond itself)."""
+        running = nodes[:, NODE_COLUMN["status_running"]] > 0.5
+        return float(self.check_ticks(nodes)[verify_ok | running].sum()) / max(_time_left(glob), 1.0)
 
-    def verify_choice(self, nodes: np.ndarray, glob: np.ndarray, verify_ok: np.ndarray, belief: np.ndarray, busy: bool) -> int:
-        """The node to verify now, or -1 (see the class docstring)."""
+    def choose_tier(
+        self, i: int, nodes: np.ndarray, belief: np.ndarray, spawn_ok: np.ndarray, load: float = 0.0, time_left: float = np.inf
+    ) -> tuple[int, float]:
+        """``(tier, price)``: the tier to hand node ``i`` to (``spawn_ok[t]``: tier t's spawn of i is
+        allowed; -1 if none is) and its expected price in ticks (the class docstring; a check tick
+        costs ``1 + load``; a tier whose attempt cannot return within ``time_left`` is priced inf)."""
+        allowed = np.flatnonzero(spawn_ok)
+        if allowed.size == 0:
+            return -1, np.inf
+        row = nodes[i : i + 1]
+        stake, ticks = float(self.stake(row)[0]), float(self.check_ticks(row)[0])
+        prices = {}
+        for t in allowed:
+            once = float(self.attempt_ticks(row, t)[0])
+            attempt = once / (1.0 - self.fail_risk(belief, t))
+            risk = float(self.risk(row, belief, t)[0])
+            unchecked = risk * stake * self.target_ticks
+            checked = ticks * (1.0 + load) + risk * (attempt + ticks)
+            price = attempt + {"never": unchecked, "always": checked}.get(self.verify, min(unchecked, checked))
+            prices[int(t)] = price if once <= time_left + 1e-6 else np.inf
+        if self.tier != "auto":
+            wanted = self.fast_tier if self.tier == "fast" else self.careful_tier
+            t = wanted if wanted in prices else min(prices)
+            return t, prices[t]
+        t = min(prices, key=lambda k: (prices[k], k))
+        return t, prices[t]
+
+    def verify_choice(self, nodes: np.ndarray, glob: np.ndarray, verify_ok: np.ndarray, belief: np.ndarray, backlog: float = 0.0) -> int:
+        """The node to verify now, or -1 (see the class docstring); ``backlog``: ticks of the
+        orchestrator's own work queued (busy when > 0)."""
         if self.verify == "never" or not verify_ok.any():
             return -1
-        x = float(glob[_TIME_LEFT])
-        time_left = TIME_LEFT_HALF * x / (1.0 - x) if x < 1.0 else np.inf
+        time_left = _time_left(glob)
         ticks = self.check_ticks(nodes).astype(np.float64)
-        cand = np.flatnonzero(verify_ok & (ticks + self._redo_ticks(nodes) <= time_left + 1e-6))
+        redo = self.redo_ticks(nodes)
+        cand = np.flatnonzero(verify_ok & (ticks + redo <= time_left + 1e-6) & (ticks + backlog <= time_left + 1e-6))
         if cand.size == 0:
             return -1
         if self.verify == "always":
             return int(cand[0])
         tier_of = np.clip(np.rint(nodes[cand, _ATTEMPT_TIER] * MAX_TIERS).astype(np.int64) - 1, 0, MAX_TIERS - 1)
-        value = self.risk(nodes[cand], belief, tier_of) * self.stake(nodes[cand]) * self.target_ticks
-        ratio = value / ticks[cand]
+        gain = self.risk(nodes[cand], belief, tier_of) * (self.stake(nodes[cand]) * self.target_ticks - redo[cand])
+        ratio = gain / ticks[cand]
         best = int(np.argmax(ratio))  # ties: the lowest index
-        return int(cand[best]) if ratio[best] >= (1.0 if busy else self.idle_share) - 1e-12 else -1
+        return int(cand[best]) if ratio[best] >= (1.0 if backlog > 0 else self.idle_share) - 1e-12 else -1
 
     def act_one(self, nodes, glob, mask, n_max):
         extended = mask.shape[-1] != _layout(n_max).n  # _check_batch accepted it: the extended layout
-        lay = _layout(n_max, extended)
-        belief = self.scale_belief(nodes, glob) if extended else None
-        verify_ok = lay.block(mask, "verify") if extended else np.zeros(n_max, dtype=bool)
+        if not extended:
+            return super().act_one(nodes, glob, mask, n_max)
+        lay = _layout(n_max, True)
+        belief = self.scale_belief(nodes, glob)
+        verify_ok = lay.block(mask, "verify")
         if _all_targets_done(glob):
-            v = self.verify_choice(nodes, glob, verify_ok, belief, busy=False) if extended else -1
+            v = self.verify_choice(nodes, glob, verify_ok, belief)
             return lay.verify + v if v >= 0 else lay.answer
+        time_left = _time_left(glob)
         level = nodes[:, _BOTTOM_LEVEL]
-        n_tiers_spawn = [t for t in range(MAX_TIERS) if t == 0 or extended]
-        spawn_blocks = np.stack([lay.block(mask, "spawn" if t == 0 else f"spawn_{t}") for t in n_tiers_spawn])
-        in_hands = np.zeros(n_max) if belief is None else self.risk(nodes, belief, self.careful_tier if self.tier != "fast" else self.fast_tier)
+        work_left = np.rint(nodes[:, _WORK_LEFT] * WORK_SCALE)
+        spawn_blocks = np.stack([lay.block(mask, spawn_block(t)) for t in range(MAX_TIERS)])  # [MAX_TIERS, n_max]
         do_mask = lay.block(mask, "do")
         active = np.flatnonzero((nodes[:, _STATUS_ACTIVE] > 0.5) & do_mask)
-        doable = np.flatnonzero(do_mask)
-        if active.size:
-            own = int(active[np.lexsort((active, -level[active]))[0]])
-        elif doable.size:
-            own = int(doable[np.lexsort((doable, -in_hands[doable], -level[doable]))[0]])
+        ready = np.flatnonzero((nodes[:, _STATUS_READY] > 0.5) & do_mask)
+        ready = ready[np.lexsort((ready, -level[ready]))]  # priority order: bottom level, then index
+        if self.max_spawn_parents is not None and not self._parents_by_price:
+            handable = nodes[:, _N_PARENTS] * COUNT_SCALE <= self.max_spawn_parents + 1e-6
         else:
-            own = -1
-        spawnable = spawn_blocks.any(axis=0)
-        if own >= 0:
-            spawnable[own] = False
-        if self.max_spawn_parents is not None:
-            spawnable &= nodes[:, _N_PARENTS] * COUNT_SCALE <= self.max_spawn_parents + 1e-6
-        cand = np.flatnonzero(spawnable)
-        if cand.size:
-            best = int(cand[np.lexsort((cand, -level[cand]))[0]])
-            ok = np.zeros(MAX_TIERS, dtype=bool)
-            ok[: len(n_tiers_spawn)] = spawn_blocks[:, best]
-            t = self.choose_tier(best, nodes, belief, ok) if extended else 0
-            return int(lay.spawn_tier(t) + best)
-        if extended:
-            v = self.verify_choice(nodes, glob, verify_ok, belief, busy=own >= 0)
-            if v >= 0:
-                return lay.verify + v
+            handable = np.ones(n_max, dtype=bool)
+        handable &= nodes[:, _ATTEMPTS] < 1.0 - 1e-6  # attempts left
+        # a slot frees when the soonest running sub-agent returns (estimated from the table)
+        slot_free = bool(glob[GLOBAL_COLUMN["can_spawn"]] > 0.5)
+        slot_wait = 0.0 if slot_free else self._slot_wait(nodes)
+        load = self.check_load(nodes, glob, verify_ok)
+        tiers_ok = np.zeros(MAX_TIERS, dtype=bool)
+        tiers_ok[: self._n_tiers] = True
+        backlog = float(work_left[active].sum())  # the orchestrator's own queue, in ticks
+        kept = []
+        for i in ready:
+            self_price = backlog + work_left[i] if backlog + work_left[i] <= time_left + 1e-6 else np.inf
+            if handable[i]:
+                t, price = self.choose_tier(int(i), nodes, belief, tiers_ok, load, time_left - slot_wait)
+                if price < np.inf and (self.tier != "auto" or price + slot_wait <= self_price):
+                    if spawn_blocks[:, i].any():
+                        t, _ = self.choose_tier(int(i), nodes, belief, spawn_blocks[:, i], load, time_left)
+                        return int(lay.spawn_tier(t) + i)
+                    continue  # waits for a slot
+            if self_price < np.inf:
+                kept.append(int(i))  # cheaper done by the orchestrator itself, after its queue
+                backlog += work_left[i]
+        own = int(active[0]) if active.size else (kept[0] if kept else -1)
+        v = self.verify_choice(nodes, glob, verify_ok, belief, backlog)
+        if v >= 0:
+            return lay.verify + v
         if own >= 0:
             return lay.do + own
-        return lay.wait if mask[lay.wait] else lay.answer
+        if mask[lay.wait]:
+            return lay.wait
+        return lay.do + int(ready[0]) if ready.size else lay.answer
+
+    def _slot_wait(self, nodes: np.ndarray) -> float:
+        """Ticks until the soonest running sub-agent returns, estimated from its tier's duration."""
+        running = np.flatnonzero(nodes[:, NODE_COLUMN["status_running"]] > 0.5)
+        if running.size == 0:
+            return 0.0
+        tier = np.clip(np.rint(nodes[running, _ATTEMPT_TIER] * MAX_TIERS).astype(np.int64) - 1, 0, MAX_TIERS - 1)
+        work = np.rint(nodes[running, _WORK] * WORK_SCALE)
+        expected = np.ceil(work * self._slowdown[tier] / 100) + self._jitter
+        elapsed = nodes[running, NODE_COLUMN["subagent_elapsed"]] * work
+        return float(np.maximum(1.0, expected - elapsed).min())
 
     def __repr__(self) -> str:
         return (
             f"VerifyingScheduler(verify={self.verify!r}, tier={self.tier!r}, fast_tier={self.fast_tier}, careful_tier={self.careful_tier}, "
-            f"fast_risk={self.fast_risk}, target_ticks={self.target_ticks}, idle_share={self.idle_share}, "
-            f"max_spawn_parents={self.max_spawn_parents}, public={self.public!r})"
+            f"target_ticks={self.target_ticks}, idle_share={self.idle_share}, "
+            f"max_spawn_parents={'auto' if self._parents_by_price else self.max_spawn_parents}, public={self.public!r})"
         )
 
 

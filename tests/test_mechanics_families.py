@@ -21,7 +21,7 @@ def _kinds(graph) -> list[str]:
 
 # ------------------------------------------------------------------ DeepResearch
 def test_deep_research__structure_plan_searches_readings_merges():
-    gen = DeepResearch(width=(7, 7), sections=(3, 3), cross_read_prob=0.0, search_work=(2, 2), read_work=(4, 4))
+    gen = DeepResearch(width=(7, 7), sections=(3, 3), cross_read_prob=0.0, search_work=(2, 2), read_work=(4, 4), plan_work=2, merge_work=2)
     g = gen(np.random.default_rng(0))
     w = 7
     assert g.n_nodes == 1 + 2 * w + 3
