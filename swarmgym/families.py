@@ -422,10 +422,10 @@ class VerifiedPipeline(TaskGenerator):
 
     name = "VerifiedPipeline"
     params = (
-        Param("pipelines", "int_range", 1, lambda n: n, (3, 5), "number of chains"),
-        Param("stages", "int_range", 1, lambda n: n, (4, 6), "steps per chain"),
+        Param("pipelines", "int_range", 1, lambda n: n, (4, 6), "number of chains"),
+        Param("stages", "int_range", 1, lambda n: n, (4, 5), "steps per chain"),
         Param("link_prob", "float", 0.0, 1.0, 0.2, "probability of a cross-link per step"),
-        Param("step_work", "int_range", 1, _WORK, (1, 3), "work of each step"),
+        Param("step_work", "int_range", 1, _WORK, (2, 4), "work of each step"),
         Param("budget_factor", "float", 0.1, 100.0, 1.6, "budget = ceil(factor x lower bound)"),
     )
 
