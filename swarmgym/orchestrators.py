@@ -323,36 +323,47 @@ class VerifyingScheduler(CriticalPathScheduler):
     **Prices, in ticks.** A wrong result on node ``i`` costs ``stake(i) * target_ticks``, where
     ``stake(i)`` counts the targets it spoils: ``is_target`` plus 1 if it feeds anything (every
     non-target does; a target does when it has children, or, in a progressive task whose children
-    are hidden, unless it is a merge). A tier-``t`` attempt takes ``attempt(i, t) = (ceil(work *
-    slowdown_t / 100) + max_jitter / 2) / (1 - pf_t)`` ticks (retries after failures included). A
-    check takes ``ticks(i)`` (the table's verify cost) of the orchestrator's time, priced 1 per tick
-    when it has a node of its own to work on (busy) and ``idle_share`` when it has none.
+    are hidden, unless it is a merge). A tier-``t`` attempt takes ``once(i, t) = ceil(work *
+    slowdown_t / 100) + max_jitter / 2`` ticks, ``attempt(i, t) = once(i, t) / (1 - pf_t)`` with
+    retries after failures (``pf_t`` the posterior failure probability). A check takes
+    ``ticks(i)`` (the table's verify cost) of the orchestrator's own time. Handing ``i`` to tier
+    ``t`` is priced ``attempt(i, t) + min(unchecked, checked)``: accept the result unchecked,
+    ``risk(i, t) * stake(i) * target_ticks``, or check it and redo it once if caught,
+    ``ticks(i) * (1 + load) + risk(i, t) * (attempt(i, t) + ticks(i))``, where ``load`` is the
+    checks already pending (of the results it may verify now and of the running nodes) per tick
+    left (only ``unchecked`` under ``verify="never"``, only ``checked`` under ``"always"``); a tier
+    whose attempt cannot return before the budget (``once > time left``) is priced infinite.
 
     **Each turn**, in order:
 
     1. every target done: verify the best candidate (below) if it passes the idle test, else answer;
-    2. spawn, as critical_path (the highest-priority ready node other than its own, with at most
-       ``max_spawn_parents`` parents), to the tier chosen by ``tier``: ``"fast"`` (tier
-       ``fast_tier``), ``"careful"`` (tier ``careful_tier``), or ``"auto"``: the tier with the least
-       expected price, ``attempt(i, t) + min(risk(i, t) * stake(i) * target_ticks, ticks(i) +
-       risk(i, t) * (attempt(i, t) + ticks(i)))`` (accept the result unchecked, or check it and redo
-       it once if caught; only the first under ``verify="never"``, only the second under
-       ``"always"``); another tier when the chosen tier's spawn is masked;
-    3. verify the best candidate if it passes the test for the orchestrator's state (busy or idle);
-    4. work on its own node (an active one, else the highest-priority ready one, ties to the
-       riskiest in a sub-agent's hands, then the lowest index); with none, wait; with nothing to
-       wait for, answer.
+    2. the ready nodes, in critical_path's priority order (bottom level, then index), each either
+       handed off or kept: ``tier="auto"`` hands node ``i`` to its cheapest tier when that price
+       plus the wait for a free slot (0 if one is free, else the soonest running sub-agent's
+       expected remaining ticks) is at most what doing it costs the orchestrator, its queue (the
+       work left of its active node and of the nodes kept before ``i``) plus ``i``'s work left;
+       ``"fast"`` and ``"careful"`` hand off every node their tier can return before the budget,
+       to that tier (the lowest allowed tier when its spawn is masked). The first node handed off
+       is spawned now if a slot is free (else it waits for one); a node kept joins the queue if the
+       queue still ends before the budget;
+    3. verify the best candidate if it passes the test (busy: it has a queue; idle: none);
+    4. work on its own node (the active one, else the first kept); with none, wait; with nothing to
+       wait for, work on the first ready node, or answer.
 
     **Verify** (``verify``): a candidate is a result ``verify`` may check now (the mask) whose check
-    fits the time left with room to redo the node (``ticks + redo <= time left``, ``redo`` the
-    quicker of a fast-tier attempt and doing it). ``"never"`` verifies nothing; ``"always"``
-    verifies every candidate as soon as it can, before any other timed action; ``"auto"`` verifies
-    the candidate with the largest ``gain / ticks``, ``gain = risk(i, tier of its result) *
-    (stake(i) * target_ticks - redo)`` (a wrong result caught is redone instead of spoiling its
-    targets), when ``gain >= ticks`` (busy) or ``gain >= idle_share * ticks`` (idle).
+    fits the time left with room to redo it and what depends on it (``ticks + redo <= time left``,
+    ``redo`` its remaining path to a target from the bottom level, or its own work when the task
+    hides its structure, at the quicker of the fast tier's pace and the orchestrator's) and does not
+    push the orchestrator's queue past the budget (``ticks + queue <= time left``). ``"never"``
+    verifies nothing; ``"always"`` verifies the first candidate as soon as there is one, before any
+    other timed action; ``"auto"`` verifies the candidate with the largest ``gain / ticks``,
+    ``gain = risk(i, tier of its result) * (stake(i) * target_ticks - redo)`` (a wrong result caught
+    is redone instead of spoiling its targets), when ``gain >= ticks`` (busy) or
+    ``gain >= idle_share * ticks`` (idle: the check only delays its reaction to returns).
 
-    On the base layout (no verify, one tier) it is critical_path. With progressive revelation
-    (bottom levels hidden: all 0) priorities tie and node order decides.
+    On the base layout (no verify, one tier) it is critical_path (``max_spawn_parents`` 2 unless
+    given). With progressive revelation (bottom levels hidden: all 0) priorities tie and node order
+    decides.
 
     :param verify: ``"auto"``, ``"always"`` or ``"never"``.
     :param tier: ``"auto"``, ``"fast"`` or ``"careful"``.
@@ -360,10 +371,9 @@ class VerifyingScheduler(CriticalPathScheduler):
     :param careful_tier: the tier index of the careful tier, in [0, 2].
     :param target_ticks: ticks one target output is worth, in [0, 1000].
     :param idle_share: in [0, 1]; the price of a check's tick when the orchestrator is idle.
-    :param max_spawn_parents: ``"auto"``, None or in [0, 8]: spawn only nodes with at most this many
-        parents (None: any). ``"auto"``: critical_path's default 2 on the base layout; on the extended
-        one no limit, the price decides (a node whose price exceeds the orchestrator's queue plus its
-        own work is kept for the orchestrator).
+    :param max_spawn_parents: ``"auto"``, None or in [0, 8]: hand off only nodes with at most this
+        many parents (None: any). ``"auto"``: critical_path's default 2 on the base layout; no limit
+        on the extended one, where the prices decide.
     :param public: the public table: a SwarmConfig, or a registered env id whose config is it.
     """
 

@@ -175,6 +175,17 @@ def _same_registration(old: Any, kwargs: dict[str, Any], max_episode_steps: int 
     )
 
 
+def uses_mechanics(env_id: str) -> bool:
+    """Whether a registered id's config turns on any mechanic of ``docs/mechanics.md`` (then its env
+    has the extended action layout and observation; the text interface plays only the others)."""
+    from swarmgym.config import SwarmConfig
+
+    config = gym.spec(env_id).kwargs.get("config")
+    if isinstance(config, Mapping):
+        config = SwarmConfig.from_dict(config)
+    return bool(config is not None and config.extended)
+
+
 def suite_specs() -> list[dict[str, Any]]:
     """The suite's spec files, parsed, in table order."""
     folder = resources.files("swarmgym.envs")
