@@ -11,6 +11,9 @@ Every orchestrator plays the same seeds. Two oracles bound what inferring the hi
   cell of a grid over the scale range (cross-fitted: a choice that knows the scale only, not the
   fates).
 
+It also prints each row's mean score by thirds of the fast tier's hidden scale, and the paired
+difference between ``oracle_rule`` and the best hand-coded row.
+
 Usage (about ten minutes per id on one core)::
 
     python scripts/mechanics_headroom.py --ids DeepResearch-v0 VerifiedPipeline-v0 -n 200
@@ -134,6 +137,13 @@ def main() -> None:
         if fixed_scores and scales is not None:
             picked = oracle_pick(fixed_scores, scales, lo, hi, args.cells)
             print(f"| oracle_pick (best fixed rule per scale cell, cross-fitted) | {mean_ci(picked)} | | | | | | | |")
+        if scales is not None:
+            edges = np.linspace(lo, hi, 4)
+            third = np.searchsorted(edges[1:-1], scales[:, 0])
+            heads = [f"{edges[k]:.2f}-{edges[k + 1]:.2f}" for k in range(3)]
+            print(f"\nMean score by the fast tier's (tier 0) hidden scale: | orchestrator | {' | '.join(heads)} |")
+            for spec, score in all_scores.items():
+                print(f"| {spec} | " + " | ".join(f"{score[third == k].mean():.2f}" for k in range(3)) + " |")
         oracle = all_scores.pop("oracle_rule (knows the hidden scale)")
         best = max(all_scores, key=lambda k: all_scores[k].mean())
         print(f"\noracle_rule - {best} (the best hand-coded here), paired over the same seeds: {mean_ci(oracle - all_scores[best])}")

@@ -390,11 +390,12 @@ class VerifyingScheduler(CriticalPathScheduler):
         max_spawn_parents: int | None | str = "auto",
         public: str | SwarmConfig = PUBLIC_TABLE_ID,
     ) -> None:
-        if isinstance(max_spawn_parents, str) and max_spawn_parents != "auto" or not (
+        allowed = (
             max_spawn_parents is None
-            or isinstance(max_spawn_parents, str)
+            or max_spawn_parents == "auto"
             or (not isinstance(max_spawn_parents, bool) and isinstance(max_spawn_parents, int) and 0 <= max_spawn_parents <= 8)
-        ):
+        )
+        if not allowed:
             raise ValueError(f"{self.name}: max_spawn_parents must be 'auto', None or an integer in [0, 8], got {max_spawn_parents!r}")
         self._parents_by_price = isinstance(max_spawn_parents, str)
         super().__init__(2 if self._parents_by_price else max_spawn_parents)

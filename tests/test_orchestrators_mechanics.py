@@ -269,13 +269,22 @@ def test_public_table__is_the_registered_config_or_one_given():
         ("random:colour=3", r"^random: unknown argument\(s\) \['colour'\]; it takes \['seed'\]$"),
         ("critical_path:max_spawn_parents=9", r"^critical_path: max_spawn_parents must be None or an integer in \[0, 8\], got 9$"),
         ("static_fanout:min_width=1", r"^static_fanout: min_width must be an integer >= 2, got 1$"),
-        ("verifying_scheduler:verify=sometimes", r"^verifying_scheduler: verify must be one of \('auto', 'always', 'never'\), got 'sometimes'$"),
+        (
+            "verifying_scheduler:verify=sometimes",
+            r"^verifying_scheduler: verify must be one of \('auto', 'always', 'never'\), got 'sometimes'$",
+        ),
         ("verifying_scheduler:tier=2", r"^verifying_scheduler: tier must be one of \('auto', 'fast', 'careful'\), got 2$"),
         ("verifying_scheduler:fast_tier=3", r"^verifying_scheduler: fast_tier must be an integer in \[0, 2\], got 3$"),
         ("verifying_scheduler:target_ticks=-1", r"^verifying_scheduler: target_ticks must be a number in \[0, 1000\], got -1$"),
         ("verifying_scheduler:idle_share=1.5", r"^verifying_scheduler: idle_share must be a number in \[0, 1\], got 1.5$"),
-        ("verifying_scheduler:max_spawn_parents=x", r"^verifying_scheduler: max_spawn_parents must be 'auto', None or an integer in \[0, 8\], got 'x'$"),
-        ("verifying_scheduler:public=nowhere", r"^verifying_scheduler: public must be a SwarmConfig or a registered env id, got 'nowhere'$"),
+        (
+            "verifying_scheduler:max_spawn_parents=x",
+            r"^verifying_scheduler: max_spawn_parents must be 'auto', None or an integer in \[0, 8\], got 'x'$",
+        ),
+        (
+            "verifying_scheduler:public=nowhere",
+            r"^verifying_scheduler: public must be a SwarmConfig or a registered env id, got 'nowhere'$",
+        ),
     ],
 )
 def test_load_orchestrator__a_bad_value_is_one_line_naming_the_parameter_and_its_range(spec, message):
