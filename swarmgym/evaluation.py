@@ -98,7 +98,10 @@ def dict_observation(env: gym.Env, obs: Any) -> dict[str, np.ndarray]:
     if isinstance(obs, dict):
         return obs
     base = env.unwrapped
-    out, _ = FlatLayout(base.n_max, with_adjacency=getattr(base, "with_adjacency", False)).unflatten(obs)
+    layout = getattr(base, "flat_layout", None)  # a SwarmEnv's own (extended when its config has the mechanics)
+    if layout is None:
+        layout = FlatLayout(base.n_max, with_adjacency=getattr(base, "with_adjacency", False))
+    out, _ = layout.unflatten(obs)
     return out
 
 

@@ -28,7 +28,16 @@ ENTRY_POINT = "swarmgym.env:SwarmEnv"
 VECTOR_ENTRY_POINT = "swarmgym.batched:SwarmVectorEnv"
 
 #: Spec files of the suite, in the order of the README's table.
-SUITE_FILES = ("wide_search.toml", "serial_reasoning.toml", "dependent_chains.toml", "layered_dag.toml", "mixed.toml", "workflows.toml")
+SUITE_FILES = (
+    "wide_search.toml",
+    "serial_reasoning.toml",
+    "dependent_chains.toml",
+    "layered_dag.toml",
+    "mixed.toml",
+    "workflows.toml",
+    "deep_research.toml",
+    "verified_pipeline.toml",
+)
 
 #: Keys a spec may have at its top level.
 SPEC_KEYS = ("id", "kwargs", "structure", "parallelism", "max_episode_steps")
@@ -164,6 +173,17 @@ def _same_registration(old: Any, kwargs: dict[str, Any], max_episode_steps: int 
         and old.kwargs == kwargs
         and old.max_episode_steps == max_episode_steps
     )
+
+
+def uses_mechanics(env_id: str) -> bool:
+    """Whether a registered id's config turns on any mechanic of ``docs/mechanics.md`` (then its env
+    has the extended action layout and observation; the text interface plays only the others)."""
+    from swarmgym.config import SwarmConfig
+
+    config = gym.spec(env_id).kwargs.get("config")
+    if isinstance(config, Mapping):
+        config = SwarmConfig.from_dict(config)
+    return bool(config is not None and config.extended)
 
 
 def suite_specs() -> list[dict[str, Any]]:

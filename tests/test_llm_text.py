@@ -14,6 +14,7 @@ from swarmgym.layout import ActionLayout
 from swarmgym.llm import SwarmTextEnv, assistant_message, parse_message, tool_schemas
 from swarmgym.llm.roundtrip import RoundTripMismatch, check_roundtrip, cli_main as roundtrip_main
 from swarmgym.llm.text_policy import TextOrchestrator, parse_state
+from swarmgym.registration import uses_mechanics
 
 
 def _calls(*calls):
@@ -241,7 +242,18 @@ def test_text_env__rejects_a_strict_env_and_bad_history():
 CI_EPISODES = 4
 
 
-@pytest.mark.parametrize("env_id", swarmgym.SUITE_IDS)
+TEXT_IDS = [i for i in swarmgym.SUITE_IDS if not uses_mechanics(i)]  # the text interface plays the base layout
+
+
+def test_text_ids__are_the_suite_without_the_mechanics_families_which_are_refused():
+    assert TEXT_IDS and set(swarmgym.SUITE_IDS) - set(TEXT_IDS) == {
+        f"swarmgym/{f}-{form}v0" for f in ("DeepResearch", "VerifiedPipeline") for form in ("", "flat-")
+    }
+    with pytest.raises(ValueError, match="supports the base layout only"):
+        SwarmTextEnv("swarmgym/DeepResearch-v0")
+
+
+@pytest.mark.parametrize("env_id", TEXT_IDS)
 def test_roundtrip__critical_path_through_text_equals_the_array_env_step_for_step(env_id):
     per_call = check_roundtrip(env_id, range(CI_EPISODES), "critical_path", whole_turn=False)
     whole = check_roundtrip(env_id, range(CI_EPISODES, 2 * CI_EPISODES), "critical_path", whole_turn=True)

@@ -91,6 +91,19 @@ def assert_within_declared_ranges(generator: TaskGenerator, graph) -> None:
     elif name == "Workflows":
         plan = int(graph.kind[0] == 0)  # the plan root of a workflow with several entry tasks
         assert work[plan:].max() == k["max_work"] and (not plan or work[0] == k["plan_work"])
+    elif name == "DeepResearch":
+        width = int(np.sum(graph.kind == 1))  # searches
+        within(width, k["width"], "width")
+        within(n - 1 - 2 * width, (min(k["sections"][0], width), k["sections"][1]), "sections")
+        within(work[1 : 1 + width], k["search_work"], "search work")
+        within(work[1 + width : 1 + 2 * width], k["read_work"], "read work")
+        assert work[0] == k["plan_work"] and (work[1 + 2 * width :] == k["merge_work"]).all()
+    elif name == "VerifiedPipeline":
+        chains = int(graph.targets.sum())
+        within(chains, k["pipelines"], "pipelines")
+        assert n % chains == 0
+        within(n // chains, k["stages"], "stages")
+        within(work, k["step_work"], "step work")
     else:  # pragma: no cover - a new family needs its ranges here
         raise AssertionError(f"no declared-range check for family {name}")
     assert graph.budget_factor == k["budget_factor"]

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from swarmgym.evaluation import EvalResult, evaluate, resolve_id, suite_ids, table_rows, to_csv, to_markdown
+from swarmgym.registration import uses_mechanics
 from swarmgym.metrics import MetricsRecorder
 from swarmgym.orchestrators import load_orchestrator
 from swarmgym.moe.checkpointing import atomic_write_text as write_atomic  # readers see the old file or the whole new one
@@ -225,7 +226,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="VAR",
         help="environment variable holding the API key (default OPENAI_API_KEY if set, else none)",
     )
-    p.add_argument("--ids", nargs="+", default=["suite"], metavar="ID", help="env ids; 'suite' = every Dict id of the suite (default)")
+    p.add_argument("--ids", nargs="+", default=["suite"], metavar="ID", help="env ids; 'suite' = every Dict id of the suite without the mechanics (default)")
     p.add_argument("-n", "--episodes", type=int, default=20, help="episodes (seeds) per id (default 20)")
     p.add_argument("--seed-offset", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--concurrency", type=int, default=8, help="episodes in flight at once, 1..256 (default 8)")
@@ -306,7 +307,7 @@ def cli_main(argv: list[str]) -> int:
         )
         ids: list[str] = []
         for name in args.ids:
-            ids += suite_ids() if name == "suite" else [resolve_id(name)]
+            ids += [i for i in suite_ids() if not uses_mechanics(i)] if name == "suite" else [resolve_id(name)]
         compare = [] if args.compare.strip().lower() == "none" else [c.strip() for c in args.compare.split(",") if c.strip()]
         policies = [load_orchestrator(c) for c in compare]
         endpoint = ChatEndpoint(settings)

@@ -152,7 +152,7 @@ def cli_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m swarmgym.llm.roundtrip", description="Check that orchestrators playing through text meet the array env's episodes."
     )
-    p.add_argument("--ids", nargs="+", default=["suite"], help="env ids; 'suite' = every suite id, Dict and flat (default)")
+    p.add_argument("--ids", nargs="+", default=["suite"], help="env ids; 'suite' = every suite id, Dict and flat, without the mechanics (default)")
     p.add_argument("-n", "--episodes", type=int, default=200, help="episodes (seeds 0..n-1) per id (default 200)")
     p.add_argument("-o", "--orchestrators", nargs="+", default=["critical_path"], help="orchestrator specs (default critical_path)")
     p.add_argument(
@@ -164,7 +164,11 @@ def cli_main(argv: list[str] | None = None) -> int:
         return 2
     import swarmgym
 
-    ids = [i for name in args.ids for i in (swarmgym.SUITE_IDS if name == "suite" else [name])]
+    from swarmgym.registration import uses_mechanics
+
+    # 'suite': the ids the text interface plays (the base layout: no mechanics of docs/mechanics.md)
+    suite = [i for i in swarmgym.SUITE_IDS if not uses_mechanics(i)]
+    ids = [i for name in args.ids for i in (suite if name == "suite" else [name])]
     modes = {"call": [False], "turn": [True], "both": [False, True]}[args.mode]
     total = time.perf_counter()
     for env_id in ids:
