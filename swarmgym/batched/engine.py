@@ -38,7 +38,7 @@ from swarmgym.simulator import TaskInstance
 METRIC_KEYS: tuple[str, ...] = ("family_id", *(key for key in LAYOUT_METRIC_KEYS if key != "family"))
 
 #: Version of :meth:`BatchedSwarmEngine.state_dict`'s layout.
-STATE_FORMAT = "swarmgym.batched.state/1"
+STATE_FORMAT = "swarmgym.batched.state/2"
 #: CUDA threads per block of a kernel launch.
 THREADS_PER_BLOCK = 128
 
@@ -157,10 +157,12 @@ class BatchedSwarmEngine:
             return torch.zeros(*shape, dtype=dtype, device=dev)
 
         F, G = len(node_features(cfg.extended)), len(global_features(cfg.extended))
-        #: per-env dynamic state (kernel.State's blocks; named rows and columns in kernel.ENV_FIELDS, NODE_FIELDS)
+        #: per-env dynamic state (kernel.State's blocks; named rows and columns in kernel.ENV_FIELDS, NODE_FIELDS,
+        #: those of the mechanics only for an extended config: kernel.state_widths)
+        env_columns, node_rows = K.state_widths(cfg.extended)
         self.state = {
-            "env": z(N, len(K.ENV_FIELDS), dtype=torch.int64),
-            "node": z(N, len(K.NODE_FIELDS), n, dtype=torch.int32),
+            "env": z(N, env_columns, dtype=torch.int64),
+            "node": z(N, node_rows, n, dtype=torch.int32),
             "concurrency_ticks": z(N, m + 1, dtype=torch.int64),
         }
         #: per-env copy of the instance each env plays (kernel.Instance's blocks)
@@ -235,8 +237,6 @@ class BatchedSwarmEngine:
             orchestrator_turn_output=tok.orchestrator_turn_output,
             handoff_base=tok.handoff_base,
             handoff_per_parent=tok.handoff_per_parent,
-            subagent_step_input=tok.subagent_step_input,
-            subagent_tick_output=tok.subagent_tick_output,
             result_tokens=tok.result_tokens,
             price_input_per_million=float(tok.price_input_per_million),
             price_output_per_million=float(tok.price_output_per_million),

@@ -124,9 +124,11 @@ _MAX_TIERS = MAX_TIERS
 # per kind of quantity, not an array per attribute: a compiled stage then passes a few arrays,
 # which keeps compile time and call overhead low.
 
-#: ``State.env`` columns, int64 ``[N, len(ENV_FIELDS)]``: the simulator's per-episode scalars
-#: (``done`` and ``ended_by_budget`` as 0/1), the env's random-stream counter and the bank row
-#: it plays (``instance_ref``: >= 0, or -1 for an instance loaded from outside the bank).
+#: ``State.env`` columns, int64 ``[N, len(ENV_FIELDS)]`` (``[N, BASE_ENV_COLUMNS]`` for a base
+#: config, see :func:`state_widths`): the simulator's per-episode scalars (``done`` and
+#: ``ended_by_budget`` as 0/1), the env's random-stream counter and the bank row it plays
+#: (``instance_ref``: >= 0, or -1 for an instance loaded from outside the bank), the sub-agent
+#: tiers' accounts and the mechanics' counters.
 ENV_FIELDS: tuple[str, ...] = (
     "t",
     "spawns_this_turn",
@@ -187,12 +189,14 @@ TIER_STRIDE = ENV_FIELDS.index("running_tier1") - RUNNING_TIER0
 N_CANCELLED, N_VERIFIED, N_CAUGHT, VERIFY_TICKS, N_INVALIDATED, COORDINATION_TOKENS = (
     ENV_FIELDS.index(name) for name in ("n_cancelled", "n_verified", "n_caught", "verify_ticks", "n_invalidated", "coordination_tokens")
 )
+#: The columns of ``State.env`` a base (not extended) config has: the one tier's accounts are
+#: kept, the other tiers' and the mechanics' counters are not (they would all be 0).
+BASE_ENV_COLUMNS = RUNNING_TIER0 + TIER_STRIDE
 
-#: ``State.node`` rows, int32 ``[N, len(NODE_FIELDS), n]``: the simulator's per-node arrays
-#: (``status`` a code BLOCKED .. DONE, the flags 0/1). The rows from ``revealed`` on are the
-#: mechanics' (``docs/mechanics.md``; ``attempt_tier`` -1 before any attempt, ``mark`` is
-#: :func:`invalidate`'s scratch row, 0 outside it): kept only when the config is extended
-#: (otherwise they stay 0 and are not read), so a base config's step touches no more memory than before.
+#: ``State.node`` rows, int32 ``[N, len(NODE_FIELDS), n]`` (``[N, BASE_NODE_ROWS, n]`` for a base
+#: config): the simulator's per-node arrays (``status`` a code BLOCKED .. DONE, the flags 0/1).
+#: The rows from ``revealed`` on are the mechanics' (``docs/mechanics.md``; ``attempt_tier`` -1
+#: before any attempt; ``mark`` is :func:`invalidate`'s scratch row, 0 outside it).
 NODE_FIELDS: tuple[str, ...] = (
     "status",
     "work_left",
@@ -231,6 +235,8 @@ NODE_FIELDS: tuple[str, ...] = (
     ATTEMPT_TIER,
     MARK,
 ) = range(len(NODE_FIELDS))
+#: The rows of ``State.node`` a base (not extended) config has: none of the mechanics'.
+BASE_NODE_ROWS = REVEALED
 
 #: ``Instance.node`` rows, int32 ``[N, len(INSTANCE_NODE_FIELDS), n]`` (0 on padding slots;
 #: ``kind`` indexes :data:`swarmgym.graph.KINDS`).
@@ -247,9 +253,18 @@ DURATION, OUTCOME = 0, 1
 INSTANCE_ENV_FIELDS: tuple[str, ...] = ("budget", "n_nodes", "n_targets", "task_serial_steps", "task_lower_bound", "family_id")
 BUDGET, N_NODES, N_TARGETS, TASK_SERIAL_STEPS, TASK_LOWER_BOUND, FAMILY_ID = range(len(INSTANCE_ENV_FIELDS))
 
-#: Per-env dynamic state: ``env`` int64 ``[N, len(ENV_FIELDS)]``, ``node`` int32
-#: ``[N, len(NODE_FIELDS), n]``, ``concurrency_ticks`` int64 ``[N, m + 1]``.
+#: Per-env dynamic state: ``env`` int64 ``[N, C]``, ``node`` int32 ``[N, R, n]`` (``C, R`` =
+#: :func:`state_widths`), ``concurrency_ticks`` int64 ``[N, m + 1]``.
 State = namedtuple("State", ["env", "node", "concurrency_ticks"])
+
+
+def state_widths(extended: bool) -> tuple[int, int]:
+    """``(columns of State.env, rows of State.node)``: all of :data:`ENV_FIELDS` and
+    :data:`NODE_FIELDS` for an extended config; for a base one :data:`BASE_ENV_COLUMNS` and
+    :data:`BASE_NODE_ROWS`, without the mechanics' (the stages touch them only when
+    ``Rules.extended``), so a base config's step moves no more memory than before them."""
+    return (len(ENV_FIELDS), len(NODE_FIELDS)) if extended else (BASE_ENV_COLUMNS, BASE_NODE_ROWS)
+
 #: Per-env copy of the task instance it plays: ``node`` int32 ``[N, 4, n]``, ``bits`` int64
 #: ``[N, 2, n, W]``, ``fates`` int32 ``[N, 2, n, A * T]``, ``env`` int64 ``[N, 6]``.
 Instance = namedtuple("Instance", ["node", "bits", "fates", "env"])
@@ -303,8 +318,6 @@ Rules = namedtuple(
         "orchestrator_turn_output",
         "handoff_base",
         "handoff_per_parent",
-        "subagent_step_input",
-        "subagent_tick_output",
         "result_tokens",
         "price_input_per_million",
         "price_output_per_million",
@@ -518,6 +531,19 @@ def spawn_offset(r, t):
     return r.spawn_offset_2
 
 
+@register_jitable
+def extra_work(s, r, e, i):
+    """Node ``i``'s coordination work (0 unless the config is extended: a base config has no such row)."""
+    return s.node[e, EXTRA_WORK, i] if r.extended else 0
+
+
+@register_jitable
+def mechanics_count(s, r, e, column):
+    """One of the mechanics' counters (``N_CANCELLED`` ... ``COORDINATION_TOKENS``; 0 unless the config
+    is extended: a base config has no such column)."""
+    return s.env[e, column] if r.extended else 0
+
+
 # ------------------------------------------------------------------ queries (SwarmSimulator.can_*)
 @register_jitable
 def can_do(s, k, e, i):
@@ -576,7 +602,7 @@ def complete(s, k, r, e, i, correct):
             right = right and node[e, CORRECT, p] == 1
             longest = max(longest, node[e, PATH_LEN, p])
     node[e, CORRECT, i] = right
-    node[e, PATH_LEN, i] = k.node[e, WORK, i] + (node[e, EXTRA_WORK, i] if r.extended else 0) + longest
+    node[e, PATH_LEN, i] = k.node[e, WORK, i] + extra_work(s, r, e, i) + longest
     for c in range(n):
         if has_bit(k.bits, e, CHILDREN, i, c):
             node[e, UNFINISHED_PARENTS, c] -= 1
@@ -773,10 +799,9 @@ def spawn(s, k, r, e, i, tier):
     s.node[e, STATUS, i] = _RUNNING
     s.node[e, LAST_FAILED, i] = 0
     s.node[e, START_TIME, i] = s.env[e, T]
-    s.node[e, FINISH_TIME, i] = s.env[e, T] + fate(k, r, e, DURATION, i, attempt, tier)
+    s.node[e, FINISH_TIME, i] = s.env[e, T] + fate(k, r, e, DURATION, i, attempt, tier) + extra_work(s, r, e, i)
     s.node[e, OVERLAPPED, i] = 0
     if r.extended:
-        s.node[e, FINISH_TIME, i] += s.node[e, EXTRA_WORK, i]
         s.node[e, ATTEMPT_TIER, i] = tier
     s.env[e, N_RUNNING] += 1
     s.env[e, RUNNING_TIER0 + tier * TIER_STRIDE] += 1
@@ -917,7 +942,7 @@ def metrics(s, k, r, e, out):
     serial = 0
     longest = 0
     for i in range(n):
-        serial += k.node[e, WORK, i] + node[e, EXTRA_WORK, i] - node[e, WORK_LEFT, i]
+        serial += k.node[e, WORK, i] + extra_work(s, r, e, i) - node[e, WORK_LEFT, i]
         if node[e, STATUS, i] == _DONE:
             longest = max(longest, node[e, PATH_LEN, i])
     for i in range(n):
@@ -926,7 +951,7 @@ def metrics(s, k, r, e, out):
             for p in range(n):
                 if has_bit(k.bits, e, PARENTS, i, p):
                     above = max(above, node[e, PATH_LEN, p])
-            longest = max(longest, k.node[e, WORK, i] + node[e, EXTRA_WORK, i] - node[e, WORK_LEFT, i] + above)
+            longest = max(longest, k.node[e, WORK, i] + extra_work(s, r, e, i) - node[e, WORK_LEFT, i] + above)
     lower = max(longest, -(-serial // (m + 1)))
     env = s.env
     t = env[e, T]
@@ -934,7 +959,8 @@ def metrics(s, k, r, e, out):
     ideal = serial / lower if lower > 0 else 1.0
     collapse = min(1.0, max(0.0, (ideal - speedup) / (ideal - 1.0))) if ideal > 1.0 + 1e-12 else 0.0
     unfinished = env[e, N_RUNNING]
-    spurious = env[e, N_FAILED] + env[e, N_WRONG] + env[e, N_ISOLATED] + unfinished + env[e, N_CANCELLED]
+    cancelled = mechanics_count(s, r, e, N_CANCELLED)
+    spurious = env[e, N_FAILED] + env[e, N_WRONG] + env[e, N_ISOLATED] + unfinished + cancelled
     tp, fp, fn = target_counts(s, k, e)
     mi = out.metric_int
     mf = out.metric_float
@@ -959,12 +985,14 @@ def metrics(s, k, r, e, out):
     mi[_M_OUTPUT_TOKENS, e] = env[e, OUTPUT_TOKENS]
     mi[_M_TOKENS, e] = env[e, INPUT_TOKENS] + env[e, OUTPUT_TOKENS]
     mi[_M_INVALID, e] = env[e, INVALID_ACTIONS]
-    mi[_M_N_CANCELLED, e] = env[e, N_CANCELLED]
-    mi[_M_N_VERIFIED, e] = env[e, N_VERIFIED]
-    mi[_M_N_CAUGHT, e] = env[e, N_CAUGHT]
-    mi[_M_VERIFY_TICKS, e] = env[e, VERIFY_TICKS]
-    mi[_M_N_INVALIDATED, e] = env[e, N_INVALIDATED]
-    mi[_M_COORDINATION_TOKENS, e] = env[e, COORDINATION_TOKENS]
+    verified = mechanics_count(s, r, e, N_VERIFIED)
+    caught = mechanics_count(s, r, e, N_CAUGHT)
+    mi[_M_N_CANCELLED, e] = cancelled
+    mi[_M_N_VERIFIED, e] = verified
+    mi[_M_N_CAUGHT, e] = caught
+    mi[_M_VERIFY_TICKS, e] = mechanics_count(s, r, e, VERIFY_TICKS)
+    mi[_M_N_INVALIDATED, e] = mechanics_count(s, r, e, N_INVALIDATED)
+    mi[_M_COORDINATION_TOKENS, e] = mechanics_count(s, r, e, COORDINATION_TOKENS)
     for q in range(_MAX_TIERS):
         mi[_M_SPAWNED_TIER0 + q, e] = env[e, SPAWNED_TIER0 + q * TIER_STRIDE] if q < r.n_tiers else 0
         mf[_M_COST_TIER0 + q, e] = tier_cost(s, r, e, q) if q < r.n_tiers else 0.0
@@ -989,8 +1017,8 @@ def metrics(s, k, r, e, out):
     else:
         mf[_M_COST, e] = (env[e, INPUT_TOKENS] * r.price_input_per_million + env[e, OUTPUT_TOKENS] * r.price_output_per_million) / 1e6
     results = env[e, N_OK] + env[e, N_WRONG]
-    mf[_M_VERIFICATION_RATE, e] = env[e, N_VERIFIED] / results if results else 0.0
-    mf[_M_VERIFICATION_YIELD, e] = env[e, N_CAUGHT] / env[e, N_VERIFIED] if env[e, N_VERIFIED] else 0.0
+    mf[_M_VERIFICATION_RATE, e] = verified / results if results else 0.0
+    mf[_M_VERIFICATION_YIELD, e] = caught / verified if verified else 0.0
     out.flags[BUDGET_EXHAUSTED, e] = env[e, ENDED_BY_BUDGET] == 1
     for q in range(m + 1):
         out.concurrency_profile[e, q] = s.concurrency_ticks[e, q] / t if t > 0 else 0.0
@@ -1140,7 +1168,7 @@ def load_instance(s, k, r, out, bank, e, row):
                 k.fates[e, f, i, a] = bank.fates[row, f, i, a]
     for f in range(k.env.shape[1]):
         k.env[e, f] = bank.env[row, f]
-    for f in range(s.node.shape[1] if r.extended else REVEALED):
+    for f in range(s.node.shape[1]):
         for i in range(n_max):
             s.node[e, f, i] = 0
     for i in range(n_max):
