@@ -42,8 +42,55 @@ STATE_FORMAT = "swarmgym.batched.state/2"
 #: CUDA threads per block of a kernel launch.
 THREADS_PER_BLOCK = 128
 
-#: Engine memory per env and node slot, in bytes (about 8.9 kB per env at n_max = 32).
-BYTES_PER_NODE_SLOT = 280
+def buffer_shapes(num_envs: int, n_max: int, config: SwarmConfig, with_adjacency: bool) -> dict[str, dict[str, tuple]]:
+    """``{"state" | "instance" | "output": {name: (shape, dtype)}}``: the engine's buffers (the blocks
+    of :class:`~swarmgym.batched.kernel.State`, :class:`~swarmgym.batched.kernel.Instance` and
+    :class:`~swarmgym.batched.kernel.Output`) for ``num_envs`` envs."""
+    N, n, cfg = num_envs, n_max, config
+    A, W, m, T = cfg.max_attempts, bit_words(n), cfg.max_subagents, cfg.n_tiers
+    F, G = len(node_features(cfg.extended)), len(global_features(cfg.extended))
+    n_actions = ActionLayout(n, cfg.extended).n
+    env_columns, node_rows = K.state_widths(cfg.extended)
+    adjacency = (N, n, n) if with_adjacency else (1, 1, 1)
+    i32, i64, f32, f64, b = torch.int32, torch.int64, torch.float32, torch.float64, torch.bool
+    return {
+        # per-env dynamic state (named rows and columns in kernel.ENV_FIELDS, NODE_FIELDS; those of the
+        # mechanics only for an extended config: kernel.state_widths)
+        "state": {"env": ((N, env_columns), i64), "node": ((N, node_rows, n), i32), "concurrency_ticks": ((N, m + 1), i64)},
+        # per-env copy of the instance each env plays
+        "instance": {
+            "node": ((N, len(K.INSTANCE_NODE_FIELDS), n), i32),
+            "bits": ((N, 2, n, W), i64),
+            "fates": ((N, 2, n, A * T), i32),
+            "env": ((N, len(K.INSTANCE_ENV_FIELDS)), i64),
+        },
+        "output": {
+            "nodes": ((N, n, F), f32),
+            "globals_": ((N, G), f32),
+            "mask": ((N, n_actions), b),
+            "adjacency": (adjacency, f32),
+            "final_nodes": ((N, n, F), f32),
+            "final_globals": ((N, G), f32),
+            "final_mask": ((N, n_actions), b),
+            "final_adjacency": (adjacency, f32),
+            "reward": ((N,), f64),
+            "flags": ((4, N), b),
+            "metric_int": ((len(K.INT_METRICS), N), i64),
+            "metric_float": ((len(K.FLOAT_METRICS), N), f64),
+            "concurrency_profile": ((N, m + 1), f64),
+        },
+    }
+
+
+def bytes_per_env(n_max: int, config: SwarmConfig, with_adjacency: bool) -> int:
+    """The engine's memory per env, in bytes: its share of :func:`buffer_shapes` (about 9.2 kB at
+    n_max = 32 with the default config; the instance bank comes on top)."""
+
+    def total(num_envs: int) -> int:
+        groups = buffer_shapes(num_envs, n_max, config, with_adjacency).values()
+        return sum(math.prod(shape) * torch.empty((), dtype=dtype).element_size() for group in groups for shape, dtype in group.values())
+
+    return total(2) - total(1)
 
 
 class BatchedSwarmEngine:
@@ -131,8 +178,8 @@ class BatchedSwarmEngine:
         self.generator = self.reference_env.generator
         self.config: SwarmConfig = self.reference_env.config
         self.n_max = n = self.reference_env.n_max
-        # state, observation, final observation and masks per env: 8.9 kB at n_max = 32 (measured), before any allocation
-        check_num_envs(num_envs, BYTES_PER_NODE_SLOT * n + (8 * n * n if with_adjacency else 0))
+        # refused before any allocation
+        check_num_envs(num_envs, bytes_per_env(n, self.config, with_adjacency))
         self.num_envs = N = int(num_envs)
         self.with_adjacency = bool(with_adjacency)
         self.layout = ActionLayout(n, self.config.extended)
@@ -150,43 +197,12 @@ class BatchedSwarmEngine:
         self._pinned: dict[int, TaskInstance] = {}  # env -> the instance it plays, where not a bank row
         self._is_reset = False
         cfg = self.config
-        A, W, m, T = cfg.max_attempts, bit_words(n), cfg.max_subagents, cfg.n_tiers
-        dev = self.device
-
-        def z(*shape, dtype):
-            return torch.zeros(*shape, dtype=dtype, device=dev)
-
-        F, G = len(node_features(cfg.extended)), len(global_features(cfg.extended))
-        #: per-env dynamic state (kernel.State's blocks; named rows and columns in kernel.ENV_FIELDS, NODE_FIELDS,
-        #: those of the mechanics only for an extended config: kernel.state_widths)
-        env_columns, node_rows = K.state_widths(cfg.extended)
-        self.state = {
-            "env": z(N, env_columns, dtype=torch.int64),
-            "node": z(N, node_rows, n, dtype=torch.int32),
-            "concurrency_ticks": z(N, m + 1, dtype=torch.int64),
+        buffers = {
+            group: {name: torch.zeros(shape, dtype=dtype, device=self.device) for name, (shape, dtype) in tensors.items()}
+            for group, tensors in buffer_shapes(N, n, cfg, self.with_adjacency).items()
         }
-        #: per-env copy of the instance each env plays (kernel.Instance's blocks)
-        self.instance = {
-            "node": z(N, len(K.INSTANCE_NODE_FIELDS), n, dtype=torch.int32),
-            "bits": z(N, 2, n, W, dtype=torch.int64),
-            "fates": z(N, 2, n, A * T, dtype=torch.int32),
-            "env": z(N, len(K.INSTANCE_ENV_FIELDS), dtype=torch.int64),
-        }
-        self.output = {
-            "nodes": z(N, n, F, dtype=torch.float32),
-            "globals_": z(N, G, dtype=torch.float32),
-            "mask": z(N, self.n_actions, dtype=torch.bool),
-            "adjacency": z(*((N, n, n) if self.with_adjacency else (1, 1, 1)), dtype=torch.float32),
-            "final_nodes": z(N, n, F, dtype=torch.float32),
-            "final_globals": z(N, G, dtype=torch.float32),
-            "final_mask": z(N, self.n_actions, dtype=torch.bool),
-            "final_adjacency": z(*((N, n, n) if self.with_adjacency else (1, 1, 1)), dtype=torch.float32),
-            "reward": z(N, dtype=torch.float64),
-            "flags": z(4, N, dtype=torch.bool),
-            "metric_int": z(len(K.INT_METRICS), N, dtype=torch.int64),
-            "metric_float": z(len(K.FLOAT_METRICS), N, dtype=torch.float64),
-            "concurrency_profile": z(N, m + 1, dtype=torch.float64),
-        }
+        #: per-env dynamic state (kernel.State's blocks), per-env instance (kernel.Instance's), outputs (kernel.Output's)
+        self.state, self.instance, self.output = buffers["state"], buffers["instance"], buffers["output"]
         out = self.output
         views = {name: out["metric_int"][k] for k, name in enumerate(K.INT_METRICS)}
         views.update({name: out["metric_float"][k] for k, name in enumerate(K.FLOAT_METRICS)})
