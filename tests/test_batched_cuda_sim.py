@@ -17,7 +17,7 @@ SCRIPT = textwrap.dedent(
     from swarmgym.batched import BatchedSwarmEngine
     from swarmgym.testing import check_batched
 
-    kwargs = dict(generator={generator!r}, config={config!r}, num_envs=3, bank_size=5, seed=2, max_episode_steps={max_steps})
+    kwargs = dict(generator={generator!r}, config={config!r}, num_envs=3, bank_size=5, seed=2, max_episode_steps={max_steps}, with_adjacency={adjacency})
     cpu = BatchedSwarmEngine(**kwargs)
     sim = BatchedSwarmEngine(**kwargs, kernel="cuda")
     assert sim.kernel == "cuda" and cpu.kernel == "cpu"
@@ -47,15 +47,27 @@ SCRIPT = textwrap.dedent(
     twin.load_state_dict(state)
     assert torch.equal(twin.observation()["nodes"], sim.observation()["nodes"])
     # the simulated CUDA kernel against the reference, across autoresets
-    factory = lambda n: BatchedSwarmEngine({generator!r}, config={config!r}, num_envs=n, bank_size=max(2, n), kernel="cuda")
-    check_batched("swarmgym/{family}-v0", num_envs=2, max_examples=2, episodes=2, engine_factory=factory, config={config!r})
+    factory = lambda n: BatchedSwarmEngine({generator!r}, config={config!r}, num_envs=n, bank_size=max(2, n), kernel="cuda", with_adjacency={adjacency})
+    check_batched("swarmgym/{family}-v0", num_envs=2, max_examples=2, episodes=2, engine_factory=factory, config={config!r}, with_adjacency={adjacency})
     print("ok", episodes)
     """
 )
 
 
-def _run(generator: str, family: str, config: dict, steps: int, max_steps: int | None) -> str:
-    code = SCRIPT.format(generator=generator, family=family, config=config, steps=steps, max_steps=max_steps)
+#: Every orchestration mechanic of docs/mechanics.md on (the extended layout, observation and stages).
+MECHANICS = {
+    "max_subagents": 4,
+    "progressive": True,
+    "verification": {"base_ticks": 1, "work_percent": 50},
+    "tiers": [{"name": "fast", "slowdown_percent": 50, "error_scale": 2.0}, {"name": "careful", "token_percent": 250, "price_scale": 2.0}],
+    "hidden_reliability": (0.5, 2.0),
+    "coordination": {"turn_input_per_result": 60, "merge_work_per_subagent_input": 1},
+    "reliability": {"fail_base": (0.2,) * 4, "wrong_base": (0.4,) * 4},
+}
+
+
+def _run(generator: str, family: str, config: dict, steps: int, max_steps: int | None, with_adjacency: bool) -> str:
+    code = SCRIPT.format(generator=generator, family=family, config=config, steps=steps, max_steps=max_steps, adjacency=with_adjacency)
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
@@ -63,14 +75,17 @@ def _run(generator: str, family: str, config: dict, steps: int, max_steps: int |
 
 
 @pytest.mark.parametrize(
-    "generator, family, config, max_steps",
+    "generator, family, config, max_steps, with_adjacency",
     [
-        ("WideSearch", "WideSearch", {"max_subagents": 4, "spawn_ticks": 1}, None),
-        ("Mixed", "Mixed", {"max_subagents": 3, "max_attempts": 1, "reliability": {"fail_base": (0.5,) * 4, "wrong_base": (0.3,) * 4}}, 9),
+        ("WideSearch", "WideSearch", {"max_subagents": 4, "spawn_ticks": 1}, None, False),
+        ("Mixed", "Mixed", {"max_subagents": 3, "max_attempts": 1, "reliability": {"fail_base": (0.5,) * 4, "wrong_base": (0.3,) * 4}}, 9, False),
+        # progressive revelation writes the adjacency as it reveals nodes
+        ("LayeredDAG", "LayeredDAG", MECHANICS, None, True),
     ],
+    ids=["WideSearch", "Mixed", "LayeredDAG-mechanics"],
 )
-def test_cuda_kernel__under_the_simulator_equals_cpu_kernel_and_reference(generator, family, config, max_steps):
-    assert _run(generator, family, config, steps=40, max_steps=max_steps).startswith("ok")
+def test_cuda_kernel__under_the_simulator_equals_cpu_kernel_and_reference(generator, family, config, max_steps, with_adjacency):
+    assert _run(generator, family, config, steps=40, max_steps=max_steps, with_adjacency=with_adjacency).startswith("ok")
 
 
 def test_kernel_cuda_on_cpu__needs_the_simulator():

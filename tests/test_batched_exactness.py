@@ -7,7 +7,8 @@ mask-respecting action sequences, masked-out actions included, compares every st
 the engine's autoresets; ``replay_batched`` replays given actions). ``tests/test_suite_properties.py``
 runs it on every suite id with the id's own config; here it runs under configs that take other
 code paths (spawn latency, no sub-agents, perfect or unreliable sub-agents, one spawn per turn,
-other budgets), drawn configs, drawn graphs, TimeLimit truncation, and graphs wider than one
+other budgets), under the orchestration mechanics of docs/mechanics.md (each alone, all
+together, drawn), drawn configs, drawn graphs, TimeLimit truncation, and graphs wider than one
 bit-set word, plus long rollouts that follow the engine's autoresets and bank refreshes.
 """
 
@@ -21,10 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import swarmgym
-from swarmgym import SubAgentReliability, SwarmEnv
+from swarmgym import Fates, Fixed, SubAgentReliability, SwarmEnv, TaskGraph
 from swarmgym.batched import BatchedSwarmEngine
 from swarmgym.batched import kernel as K
-from swarmgym.simulator import TaskInstance, draw_fates
+from swarmgym.layout import NODE_COLUMN, ActionLayout
+from swarmgym.simulator import OK, WRONG, TaskInstance, draw_fates
 from swarmgym.testing import check_batched, replay_batched
 from swarmgym.testing.strategies import swarm_configs, task_graphs
 
@@ -39,6 +41,30 @@ CONFIG_VARIANTS = {
     "unreliable": {"reliability": {"fail_base": (0.5,) * 4, "wrong_base": (0.4,) * 4, "max_jitter": 3}, "spawn_ticks": 1},
 }
 BUDGET_FACTORS = (None, 0.5, 1.0, 3.0)
+
+_UNRELIABLE = {"fail_base": (0.2,) * 4, "wrong_base": (0.4,) * 4, "max_jitter": 2}
+_TIERS = (
+    {"name": "fast", "slowdown_percent": 50, "error_scale": 2.5, "token_percent": 40, "price_scale": 0.3},
+    {"name": "careful", "slowdown_percent": 180, "error_scale": 0.3, "token_percent": 250, "price_scale": 4.0},
+    {"name": "odd", "slowdown_percent": 333, "error_scale": 1.0, "token_percent": 77, "price_scale": 1.5},
+)
+#: The orchestration mechanics of docs/mechanics.md, each alone, then all together (with spawn latency).
+MECHANICS = {
+    "progressive": {"progressive": True},
+    "verification": {"verification": {"base_ticks": 1, "work_percent": 50, "ticks_per_parent": 1}, "reliability": _UNRELIABLE},
+    "tiers": {"tiers": _TIERS[:2], "reliability": _UNRELIABLE},
+    "hidden_reliability": {"hidden_reliability": (0.2, 3.0), "reliability": _UNRELIABLE},
+    "coordination": {"coordination": {"turn_input_per_result": 150, "merge_work_per_subagent_input": 2}},
+    "all": {
+        "progressive": True,
+        "verification": {"base_ticks": 2, "work_percent": 100, "ticks_per_parent": 0},
+        "tiers": _TIERS,
+        "hidden_reliability": (0.5, 2.0),
+        "coordination": {"turn_input_per_result": 40, "merge_work_per_subagent_input": 1},
+        "reliability": _UNRELIABLE,
+        "spawn_ticks": 1,
+    },
+}
 
 
 def _overrides(env_id: str, variant: str | None, budget_factor: float | None = None) -> dict:
@@ -68,18 +94,36 @@ def test_batched_engine__matches_reference_under_other_configs(env_id, variant):
     check_batched(env_id, num_envs=3, max_examples=4, episodes=2, **overrides)
 
 
-@pytest.mark.parametrize("env_id", ["swarmgym/WideSearch-v0", "swarmgym/Mixed-flat-v0"])
+@pytest.mark.parametrize("mechanic", sorted(MECHANICS))
+@pytest.mark.parametrize("env_id", ["swarmgym/WideSearch-v0", "swarmgym/LayeredDAG-flat-v0", "swarmgym/Mixed-v0"])
+def test_batched_engine__matches_reference_under_each_mechanic(env_id, mechanic):
+    """Each mechanic alone and all together (the extended layout and observation), two episodes
+    per env (the second an autoreset); the engine, then the same episodes through make_vec
+    (a flat id: the extended flat encoding)."""
+    config = {**(gym.spec(env_id).kwargs.get("config") or {}), **MECHANICS[mechanic]}
+    check_batched(env_id, num_envs=3, max_examples=4, episodes=2, config=config)
+
+
+@pytest.mark.parametrize("env_id", ["swarmgym/WideSearch-v0", "swarmgym/Mixed-flat-v0", "swarmgym/LayeredDAG-v0"])
 def test_check_batched__drawn_configs_match_reference(env_id):
-    """Drawn dynamics (caps, attempts, spawn latency, reliability), across autoresets."""
-    check_batched(env_id, num_envs=2, max_examples=8, episodes=2, drawn_configs=True)
+    """Drawn dynamics (caps, attempts, spawn latency, reliability, and each mechanic on or off),
+    across autoresets."""
+    check_batched(env_id, num_envs=2, max_examples=10, episodes=2, drawn_configs=True)
 
 
-@settings(max_examples=12, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
-@given(graph=task_graphs(32, nodes=(1, 24)), config=swarm_configs(), seed=st.integers(0, 2**31), steps=st.integers(1, 80))
-def test_batched_engine__drawn_graphs_under_drawn_configs_match_reference(graph, config, seed, steps):
-    """A drawn graph (any shape, shuffled ids, extra targets) under drawn dynamics, played with
-    random masked actions (an invalid one now and then) until it ends, then across autoresets."""
-    kwargs = {"generator": "WideSearch", "config": config.to_dict(), "n_max": 32}
+@settings(max_examples=16, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+@given(
+    graph=task_graphs(32, nodes=(1, 24)),
+    config=swarm_configs(mechanics=True),
+    seed=st.integers(0, 2**31),
+    steps=st.integers(1, 80),
+    with_adjacency=st.booleans(),
+)
+def test_batched_engine__drawn_graphs_under_drawn_configs_match_reference(graph, config, seed, steps, with_adjacency):
+    """A drawn graph (any shape, shuffled ids, extra targets) under drawn dynamics (the mechanics
+    included), played with random masked actions (an invalid one now and then) until it ends,
+    then across autoresets."""
+    kwargs = {"generator": "WideSearch", "config": config.to_dict(), "n_max": 32, "with_adjacency": with_adjacency}
     engine = BatchedSwarmEngine(**kwargs, num_envs=1, bank_size=3, seed=seed % 1000)
     engine.reset()
     instance = TaskInstance(graph, draw_fates(graph, config, np.random.default_rng(seed)))
@@ -237,3 +281,94 @@ def test_random_stream__python_and_compiled_draws_agree():
     assert all(0 <= K.hash32(x) < 2**32 for x in (0, 1, 2**32 - 1))
     rows = [(K.mix32(key, 0, k) * 7) >> 32 for k in range(2000)]
     assert set(rows) == set(range(7))  # every row is drawn
+
+
+# ---------------------------------------------------------------------------------------------
+# The mechanics across many episodes, and the invalidation of a hand-made episode.
+
+#: Per mechanic, episode metrics whose total over a long rollout shows the mechanic was exercised.
+EXERCISED = {
+    "progressive": (),
+    "verification": ("n_verified", "n_caught", "n_invalidated"),
+    "tiers": ("spawned_tier0", "spawned_tier1"),
+    "hidden_reliability": ("n_subagent_wrong",),
+    "coordination": ("coordination_tokens",),
+    "all": ("n_verified", "n_caught", "n_invalidated", "spawned_tier1", "spawned_tier2", "coordination_tokens"),
+}
+
+
+@pytest.mark.parametrize("mechanic", sorted(MECHANICS))
+def test_batched_engine__long_rollouts_with_each_mechanic_match_reference(mechanic):
+    """Long seeded rollouts of the Mixed family with adjacency (progressive: rows and columns
+    appear as nodes are revealed) under each mechanic, a policy that favours spawning any tier
+    and verifying; every episode's metrics are the reference's, and the mechanic was exercised."""
+    kwargs = {"generator": "Mixed", "config": {"max_subagents": 4, **MECHANICS[mechanic]}, "with_adjacency": True}
+    engine = BatchedSwarmEngine(**kwargs, num_envs=4, bank_size=6, seed=3, refresh_every=60)
+    engine.reset(seed=7)
+    refs = [SwarmEnv(**kwargs) for _ in range(4)]
+    layout = engine.layout
+    assert layout.extended and engine.action_mask.shape == (4, ActionLayout(engine.n_max, True).n)
+    rng = np.random.default_rng(1)
+    totals = dict.fromkeys(EXERCISED[mechanic], 0)
+
+    def choose(mask: np.ndarray) -> int:
+        if rng.random() < 0.03:
+            return int(rng.integers(0, mask.size))  # a masked-out action now and then
+        valid = np.flatnonzero(mask)
+        extended = valid[valid > layout.answer]  # verify and the further tiers' spawns
+        if extended.size and rng.random() < 0.5:
+            return int(rng.choice(extended))
+        if len(valid) > 1:
+            valid = valid[valid != layout.answer]
+        return int(rng.choice(valid))
+
+    step = engine.step
+
+    def counting_step(actions, final_obs=False):
+        out = step(actions, final_obs=final_obs)
+        done = out[3]["done_mask"]
+        for key in totals:
+            totals[key] += int(out[3]["metrics"][key][done].sum())
+        return out
+
+    engine.step = counting_step
+    finished = run_across_autoresets(engine, refs, choose, max_steps=150)
+    assert finished >= 4
+    assert all(totals.values()), totals
+    if mechanic == "progressive":
+        hidden = [e for e, inst in enumerate(engine.instances()) if any(inst.graph.parents)]
+        assert hidden  # a first observation hides the nodes that have parents
+        nodes = engine.observation()["nodes"][hidden[0]].numpy()
+        assert nodes[:, NODE_COLUMN["present"]].sum() < engine.instances()[hidden[0]].graph.n_nodes
+
+
+def test_batched_engine__a_caught_wrong_result_cancels_and_resets_its_descendants_as_the_reference():
+    """docs/mechanics.md's verification example, played on the engine beside the reference:
+    verify catches node 1's wrong result, cancels the sub-agent on its child 4 and resets its
+    done grandchild 3; then the episode is redone. Every step's observation, mask and the
+    metrics are the reference's."""
+    graph = TaskGraph(
+        [1, 2, 1, 1, 2], ["plan", "search", "reason", "reason", "search"], [(), (0,), (1,), (2,), (1,)], targets=[3, 4], budget_factor=4.0
+    )
+    duration = np.array([[1, 1, 1], [2, 2, 2], [1, 1, 1], [1, 1, 1], [5, 5, 5]], dtype=np.int64)[:, :, None]
+    outcome = np.array([[OK] * 3, [WRONG, OK, OK], [OK] * 3, [OK] * 3, [OK] * 3], dtype=np.int64)[:, :, None]
+    config = {"max_subagents": 2, "reliability": SubAgentReliability.perfect().__dict__, "verification": {"base_ticks": 1, "ticks_per_parent": 1}}
+    kwargs = {"generator": Fixed(graph), "config": config, "n_max": 8, "with_adjacency": True}
+    engine = BatchedSwarmEngine(**kwargs, num_envs=1, bank_size=1)
+    engine.load_instances([TaskInstance(graph, Fates(duration, outcome, np.ones(1)))])
+    lay = engine.layout
+    script = iter([lay.do, lay.spawn + 1, lay.wait, lay.do + 2, lay.spawn + 4, lay.do + 3, lay.verify + 1])
+    script = iter([*script, lay.spawn + 1, lay.wait, lay.do + 2, lay.do + 3, lay.do + 4, lay.do + 4, lay.answer])
+    seen = {}
+    step = engine.step
+
+    def recording_step(actions, final_obs=False):
+        out = step(actions, final_obs=final_obs)
+        if out[3]["done_mask"][0]:
+            seen.update({key: value[0].item() for key, value in out[3]["metrics"].items() if value.dim() == 1})
+        return out
+
+    engine.step = recording_step
+    assert run_across_autoresets(engine, [SwarmEnv(**kwargs)], lambda mask: next(script), max_steps=14) == 1
+    assert (seen["n_verified"], seen["n_caught"], seen["n_invalidated"], seen["n_subagent_cancelled"]) == (1, 1, 3, 1)
+    assert seen["score"] == 1.0 and seen["critical_steps"] == 14 and seen["input_tokens"] == 13450

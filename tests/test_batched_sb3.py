@@ -62,6 +62,16 @@ def test_adapter__flat_mode_observations_end_with_the_mask():
     np.testing.assert_array_equal(obs[:, -env.action_space.n :], env.action_masks().astype(np.float32))
 
 
+def test_adapter__flat_mode_of_an_extended_config_ends_with_the_extended_mask():
+    config = {"verification": {"base_ticks": 1}, "tiers": [{}, {"name": "careful", "slowdown_percent": 200}]}
+    env = SwarmSB3VecEnv(generator="LayeredDAG", config=config, num_envs=2, bank_size=2, observation_mode="flat")
+    single = SwarmEnv("LayeredDAG", config=config, observation_mode="flat")
+    assert env.observation_space == single.observation_space and env.action_space == single.action_space
+    obs = env.reset()
+    assert env.action_space.n == 5 * env.engine.n_max + 2
+    np.testing.assert_array_equal(obs[:, -env.action_space.n :], env.action_masks().astype(np.float32))
+
+
 def test_adapter__bad_arguments():
     with pytest.raises(ValueError, match="observation_mode"):
         SwarmSB3VecEnv(num_envs=2, observation_mode="graph", bank_size=2)

@@ -56,6 +56,29 @@ def test_state_dict__rebuilt_engine_continues_bit_for_bit(refresh_every):
     _assert_continue_equally(engine, twin, gen, 200)
 
 
+def test_state_dict__an_extended_config_continues_bit_for_bit():
+    """With the mechanics on (hidden rows and adjacency, verify, tiers, the tax), the state of the
+    mechanics is saved too: a rebuilt engine continues bit for bit, observations and adjacency included."""
+    config = {
+        "progressive": True,
+        "verification": {"base_ticks": 1, "work_percent": 100},
+        "tiers": [{"name": "fast", "slowdown_percent": 50, "error_scale": 3.0}, {"name": "careful", "token_percent": 200}],
+        "coordination": {"turn_input_per_result": 30, "merge_work_per_subagent_input": 1},
+        "reliability": {"wrong_base": (0.4,) * 4},
+    }
+    engine = BatchedSwarmEngine("Mixed", config=config, num_envs=8, seed=1, bank_size=16, with_adjacency=True)
+    engine.reset(seed=2)
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(60):
+        engine.step(_draw(engine.action_mask, gen))
+    twin = type(engine)(**engine.spec)
+    twin.load_state_dict(engine.state_dict())
+    for key, value in engine.observation().items():
+        assert torch.equal(value, twin.observation()[key]), key
+    assert torch.equal(engine.action_mask, twin.action_mask)
+    _assert_continue_equally(engine, twin, gen, 120)
+
+
 def test_state_dict__refuses_a_state_of_another_spec():
     a = BatchedSwarmEngine("WideSearch", num_envs=2, bank_size=4)
     b = BatchedSwarmEngine("WideSearch", num_envs=3, bank_size=4)

@@ -13,14 +13,10 @@ from gymnasium.vector.utils import batch_space
 import swarmgym
 from swarmgym import SwarmEnv
 from swarmgym.batched import BatchedSwarmEngine, SwarmVectorEnv, generate_instances
+from swarmgym.layout import METRIC_KEYS as LAYOUT_METRIC_KEYS
+from swarmgym.layout import ActionLayout
 
-METRIC_KEYS = set(
-    "family score critical_steps serial_steps lower_bound speedup ideal_speedup serial_collapse_index "
-    "spurious_spawn_rate makespan_ratio task_serial_steps task_lower_bound budget budget_exhausted n_spawned "
-    "n_subagent_ok n_subagent_failed n_subagent_wrong n_subagent_isolated n_subagent_unfinished mean_concurrency "
-    "peak_concurrency concurrency_profile targets_correct targets_wrong targets_missing input_tokens output_tokens "
-    "tokens cost_usd invalid_actions".split()
-)
+METRIC_KEYS = set(LAYOUT_METRIC_KEYS)
 
 
 def _random_actions(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -118,6 +114,42 @@ def test_flat_mode__matches_the_reference_flat_observation():
         assert obs.shape == (2, single.observation_space.shape[0]) and obs.dtype == np.float32
         # the last entries of a flat observation are the action mask
         np.testing.assert_array_equal(obs[:, -single.action_space.n :], info["action_mask"].astype(np.float32))
+
+
+#: Every orchestration mechanic of docs/mechanics.md on: the extended layout and observation.
+MECHANICS = {
+    "progressive": True,
+    "verification": {"base_ticks": 1},
+    "tiers": [{"name": "fast", "slowdown_percent": 50, "error_scale": 2.0}, {"name": "careful", "token_percent": 300}],
+    "hidden_reliability": (0.5, 2.0),
+    "coordination": {"turn_input_per_result": 50, "merge_work_per_subagent_input": 1},
+}
+
+
+@pytest.mark.parametrize("env_id", ["swarmgym/Mixed-v0", "swarmgym/Mixed-flat-v0"])
+def test_make_vec__an_extended_config_serves_the_extended_spaces_and_observations(env_id):
+    """With the mechanics on, make_vec's spaces are the reference's extended ones (dict, or the
+    longer flat vector ending with the extended mask), and so are its observations."""
+    env = gym.make_vec(env_id, num_envs=2, bank_size=4, config=MECHANICS)
+    single = gym.make(env_id, config=MECHANICS).unwrapped
+    assert env.single_observation_space == single.observation_space and env.single_action_space == single.action_space
+    assert single.action_space.n == ActionLayout(single.n_max, extended=True).n
+    obs, info = env.reset(seed=0)
+    for e, inst in enumerate(env.unwrapped.engine.instances()):
+        ref_obs, ref_info = single.reset(options={"instance": inst})
+        if isinstance(ref_obs, dict):
+            for key in ref_obs:
+                np.testing.assert_array_equal(obs[key][e], ref_obs[key])
+        else:
+            np.testing.assert_array_equal(obs[e], ref_obs)
+        np.testing.assert_array_equal(info["action_mask"][e], ref_info["action_mask"])
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        obs, _, _, _, info = env.step(_random_actions(env.action_masks(), rng))
+        assert env.observation_space.contains(obs)
+        if not isinstance(obs, dict):
+            np.testing.assert_array_equal(obs[:, -single.action_space.n :], info["action_mask"].astype(np.float32))
+    env.close()
 
 
 def test_with_adjacency__is_the_parent_matrix_of_each_instance():
@@ -230,8 +262,9 @@ def test_engine__metrics_are_tensors_with_family_ids():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_engine__on_cuda_matches_cpu():
-    kwargs = dict(generator="Mixed", num_envs=64, bank_size=1, seed=0)
+@pytest.mark.parametrize("config", [None, MECHANICS], ids=["base", "mechanics"])
+def test_engine__on_cuda_matches_cpu(config):
+    kwargs = dict(generator="Mixed", config=config, num_envs=64, bank_size=1, seed=0, with_adjacency=config is not None)
     cpu, gpu = BatchedSwarmEngine(**kwargs), BatchedSwarmEngine(**kwargs, device="cuda")
     assert gpu.kernel == "cuda"
     cpu.reset(seed=0)
@@ -239,11 +272,15 @@ def test_engine__on_cuda_matches_cpu():
     rng = np.random.default_rng(0)
     for _ in range(50):
         actions = torch.from_numpy(_random_actions(cpu.action_mask.numpy(), rng))
-        oc, rc, tc, _ = cpu.step(actions)
-        og, rg, tg, _ = gpu.step(actions.cuda())
+        oc, rc, tc, ic = cpu.step(actions)
+        og, rg, tg, ig = gpu.step(actions.cuda())
         for key in oc:
             assert torch.equal(oc[key], og[key].cpu())
         assert torch.equal(rc, rg.cpu()) and torch.equal(tc, tg.cpu())
+        assert torch.equal(ic["action_mask"], ig["action_mask"].cpu())
+        done = ic["done_mask"]
+        for key, value in ic["metrics"].items():
+            assert torch.equal(value[done], ig["metrics"][key].cpu()[done]), key
 
 
 def test_gymnasium_vector_wrappers__record_episode_statistics_sees_every_episode():

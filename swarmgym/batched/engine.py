@@ -26,54 +26,71 @@ import torch
 
 from swarmgym.batched import kernel as K
 from swarmgym.batched.instance_bank import InstanceBank, bit_words, generate_instances
-from swarmgym.config import MAX_NUM_ENVS, SwarmConfig, check_num_envs
+from swarmgym.config import MAX_NUM_ENVS, MAX_TIERS, CoordinationTax, SwarmConfig, Verification, check_num_envs
 from swarmgym.env import SwarmEnv
-from swarmgym.layout import ActionLayout
+from swarmgym.layout import METRIC_KEYS as LAYOUT_METRIC_KEYS
+from swarmgym.layout import ActionLayout, global_features, node_features
 from swarmgym.simulator import TaskInstance
 
 #: Episode metrics in ``info["metrics"]``: ``family_id`` (index into ``family_names``) and the
-#: simulator's numeric metrics, in the simulator's order (``concurrency_profile`` is ``[N, m + 1]``).
-METRIC_KEYS: tuple[str, ...] = (
-    "family_id",
-    "score",
-    "critical_steps",
-    "serial_steps",
-    "lower_bound",
-    "speedup",
-    "ideal_speedup",
-    "serial_collapse_index",
-    "spurious_spawn_rate",
-    "makespan_ratio",
-    "task_serial_steps",
-    "task_lower_bound",
-    "budget",
-    "budget_exhausted",
-    "n_spawned",
-    "n_subagent_ok",
-    "n_subagent_failed",
-    "n_subagent_wrong",
-    "n_subagent_isolated",
-    "n_subagent_unfinished",
-    "mean_concurrency",
-    "peak_concurrency",
-    "concurrency_profile",
-    "targets_correct",
-    "targets_wrong",
-    "targets_missing",
-    "input_tokens",
-    "output_tokens",
-    "tokens",
-    "cost_usd",
-    "invalid_actions",
-)
+#: simulator's numeric metrics (:data:`swarmgym.layout.METRICS`), in its order
+#: (``concurrency_profile`` is ``[N, m + 1]``).
+METRIC_KEYS: tuple[str, ...] = ("family_id", *(key for key in LAYOUT_METRIC_KEYS if key != "family"))
 
 #: Version of :meth:`BatchedSwarmEngine.state_dict`'s layout.
-STATE_FORMAT = "swarmgym.batched.state/1"
+STATE_FORMAT = "swarmgym.batched.state/2"
 #: CUDA threads per block of a kernel launch.
 THREADS_PER_BLOCK = 128
 
-#: Engine memory per env and node slot, in bytes (about 8.9 kB per env at n_max = 32).
-BYTES_PER_NODE_SLOT = 280
+def buffer_shapes(num_envs: int, n_max: int, config: SwarmConfig, with_adjacency: bool) -> dict[str, dict[str, tuple]]:
+    """``{"state" | "instance" | "output": {name: (shape, dtype)}}``: the engine's buffers (the blocks
+    of :class:`~swarmgym.batched.kernel.State`, :class:`~swarmgym.batched.kernel.Instance` and
+    :class:`~swarmgym.batched.kernel.Output`) for ``num_envs`` envs."""
+    N, n, cfg = num_envs, n_max, config
+    A, W, m, T = cfg.max_attempts, bit_words(n), cfg.max_subagents, cfg.n_tiers
+    F, G = len(node_features(cfg.extended)), len(global_features(cfg.extended))
+    n_actions = ActionLayout(n, cfg.extended).n
+    env_columns, node_rows = K.state_widths(cfg.extended)
+    adjacency = (N, n, n) if with_adjacency else (1, 1, 1)
+    i32, i64, f32, f64, b = torch.int32, torch.int64, torch.float32, torch.float64, torch.bool
+    return {
+        # per-env dynamic state (named rows and columns in kernel.ENV_FIELDS, NODE_FIELDS; those of the
+        # mechanics only for an extended config: kernel.state_widths)
+        "state": {"env": ((N, env_columns), i64), "node": ((N, node_rows, n), i32), "concurrency_ticks": ((N, m + 1), i64)},
+        # per-env copy of the instance each env plays
+        "instance": {
+            "node": ((N, len(K.INSTANCE_NODE_FIELDS), n), i32),
+            "bits": ((N, 2, n, W), i64),
+            "fates": ((N, 2, n, A * T), i32),
+            "env": ((N, len(K.INSTANCE_ENV_FIELDS)), i64),
+        },
+        "output": {
+            "nodes": ((N, n, F), f32),
+            "globals_": ((N, G), f32),
+            "mask": ((N, n_actions), b),
+            "adjacency": (adjacency, f32),
+            "final_nodes": ((N, n, F), f32),
+            "final_globals": ((N, G), f32),
+            "final_mask": ((N, n_actions), b),
+            "final_adjacency": (adjacency, f32),
+            "reward": ((N,), f64),
+            "flags": ((4, N), b),
+            "metric_int": ((len(K.INT_METRICS), N), i64),
+            "metric_float": ((len(K.FLOAT_METRICS), N), f64),
+            "concurrency_profile": ((N, m + 1), f64),
+        },
+    }
+
+
+def bytes_per_env(n_max: int, config: SwarmConfig, with_adjacency: bool) -> int:
+    """The engine's memory per env, in bytes: its share of :func:`buffer_shapes` (about 9.2 kB at
+    n_max = 32 with the default config; the instance bank comes on top)."""
+
+    def total(num_envs: int) -> int:
+        groups = buffer_shapes(num_envs, n_max, config, with_adjacency).values()
+        return sum(math.prod(shape) * torch.empty((), dtype=dtype).element_size() for group in groups for shape, dtype in group.values())
+
+    return total(2) - total(1)
 
 
 class BatchedSwarmEngine:
@@ -161,11 +178,11 @@ class BatchedSwarmEngine:
         self.generator = self.reference_env.generator
         self.config: SwarmConfig = self.reference_env.config
         self.n_max = n = self.reference_env.n_max
-        # state, observation, final observation and masks per env: 8.9 kB at n_max = 32 (measured), before any allocation
-        check_num_envs(num_envs, BYTES_PER_NODE_SLOT * n + (8 * n * n if with_adjacency else 0))
+        # refused before any allocation
+        check_num_envs(num_envs, bytes_per_env(n, self.config, with_adjacency))
         self.num_envs = N = int(num_envs)
         self.with_adjacency = bool(with_adjacency)
-        self.layout = ActionLayout(n)
+        self.layout = ActionLayout(n, self.config.extended)
         self.n_actions = self.layout.n
         self.max_episode_steps = max_episode_steps
         self.refresh_every = refresh_every
@@ -180,42 +197,12 @@ class BatchedSwarmEngine:
         self._pinned: dict[int, TaskInstance] = {}  # env -> the instance it plays, where not a bank row
         self._is_reset = False
         cfg = self.config
-        A, W, m = cfg.max_attempts, bit_words(n), cfg.max_subagents
-        dev = self.device
-
-        def z(*shape, dtype):
-            return torch.zeros(*shape, dtype=dtype, device=dev)
-
-        obs_space = self.reference_env.dict_observation_space
-        F, G = obs_space["nodes"].shape[1], obs_space["globals"].shape[0]
-        #: per-env dynamic state (kernel.State's blocks; named rows and columns in kernel.ENV_FIELDS, NODE_FIELDS)
-        self.state = {
-            "env": z(N, len(K.ENV_FIELDS), dtype=torch.int64),
-            "node": z(N, len(K.NODE_FIELDS), n, dtype=torch.int32),
-            "concurrency_ticks": z(N, m + 1, dtype=torch.int64),
+        buffers = {
+            group: {name: torch.zeros(shape, dtype=dtype, device=self.device) for name, (shape, dtype) in tensors.items()}
+            for group, tensors in buffer_shapes(N, n, cfg, self.with_adjacency).items()
         }
-        #: per-env copy of the instance each env plays (kernel.Instance's blocks)
-        self.instance = {
-            "node": z(N, len(K.INSTANCE_NODE_FIELDS), n, dtype=torch.int32),
-            "bits": z(N, 2, n, W, dtype=torch.int64),
-            "fates": z(N, 2, n, A, dtype=torch.int32),
-            "env": z(N, len(K.INSTANCE_ENV_FIELDS), dtype=torch.int64),
-        }
-        self.output = {
-            "nodes": z(N, n, F, dtype=torch.float32),
-            "globals_": z(N, G, dtype=torch.float32),
-            "mask": z(N, self.n_actions, dtype=torch.bool),
-            "adjacency": z(*((N, n, n) if self.with_adjacency else (1, 1, 1)), dtype=torch.float32),
-            "final_nodes": z(N, n, F, dtype=torch.float32),
-            "final_globals": z(N, G, dtype=torch.float32),
-            "final_mask": z(N, self.n_actions, dtype=torch.bool),
-            "final_adjacency": z(*((N, n, n) if self.with_adjacency else (1, 1, 1)), dtype=torch.float32),
-            "reward": z(N, dtype=torch.float64),
-            "flags": z(4, N, dtype=torch.bool),
-            "metric_int": z(len(K.INT_METRICS), N, dtype=torch.int64),
-            "metric_float": z(len(K.FLOAT_METRICS), N, dtype=torch.float64),
-            "concurrency_profile": z(N, m + 1, dtype=torch.float64),
-        }
+        #: per-env dynamic state (kernel.State's blocks), per-env instance (kernel.Instance's), outputs (kernel.Output's)
+        self.state, self.instance, self.output = buffers["state"], buffers["instance"], buffers["output"]
         out = self.output
         views = {name: out["metric_int"][k] for k, name in enumerate(K.INT_METRICS)}
         views.update({name: out["metric_float"][k] for k, name in enumerate(K.FLOAT_METRICS)})
@@ -243,6 +230,15 @@ class BatchedSwarmEngine:
 
     def _make_rules(self) -> K.Rules:
         cfg, tok, lay = self.config, self.config.tokens, self.layout
+        tiers = cfg.tier_list
+        # per tier (MAX_TIERS scalars each; tiers the config lacks are never spawned)
+        step_input = [tok.subagent_step_input * t.token_percent // 100 for t in tiers] + [0] * (MAX_TIERS - len(tiers))
+        step_output = [tok.subagent_tick_output * t.token_percent // 100 for t in tiers] + [0] * (MAX_TIERS - len(tiers))
+        price_scale = [float(t.price_scale) for t in tiers] + [0.0] * (MAX_TIERS - len(tiers))
+        # the extended blocks' offsets (n_actions where the layout has none: no action reaches them)
+        spawn_offsets = [lay.spawn_tier(t) if lay.extended else lay.n for t in range(MAX_TIERS)]
+        verification = cfg.verification or Verification()
+        coordination = cfg.coordination or CoordinationTax()
         return K.Rules(
             n_max=self.n_max,
             do_offset=lay.do,
@@ -257,14 +253,35 @@ class BatchedSwarmEngine:
             orchestrator_turn_output=tok.orchestrator_turn_output,
             handoff_base=tok.handoff_base,
             handoff_per_parent=tok.handoff_per_parent,
-            subagent_step_input=tok.subagent_step_input,
-            subagent_tick_output=tok.subagent_tick_output,
             result_tokens=tok.result_tokens,
             price_input_per_million=float(tok.price_input_per_million),
             price_output_per_million=float(tok.price_output_per_million),
             max_episode_steps=self.max_episode_steps or 0,
             with_adjacency=self.with_adjacency,
             stream_key=self._stream_key,
+            extended=lay.extended,
+            n_actions=lay.n,
+            verify_offset=lay.verify if lay.extended else lay.n,
+            spawn_offset_1=spawn_offsets[1],
+            spawn_offset_2=spawn_offsets[2],
+            progressive=cfg.progressive,
+            verification=cfg.verification is not None,
+            verify_base_ticks=verification.base_ticks,
+            verify_work_percent=verification.work_percent,
+            verify_ticks_per_parent=verification.ticks_per_parent,
+            n_tiers=cfg.n_tiers,
+            tier_step_input_0=step_input[0],
+            tier_step_input_1=step_input[1],
+            tier_step_input_2=step_input[2],
+            tier_step_output_0=step_output[0],
+            tier_step_output_1=step_output[1],
+            tier_step_output_2=step_output[2],
+            tier_price_scale_0=price_scale[0],
+            tier_price_scale_1=price_scale[1],
+            tier_price_scale_2=price_scale[2],
+            priced_by_tier=bool(cfg.tiers),
+            turn_input_per_result=coordination.turn_input_per_result,
+            merge_work_per_subagent_input=coordination.merge_work_per_subagent_input,
         )
 
     def _launch(self, which: int, count: int, *args) -> None:

@@ -14,12 +14,6 @@ from swarmgym.batched.engine import BatchedSwarmEngine
 from swarmgym.layout import FlatLayout
 from swarmgym.simulator import TaskInstance
 
-#: Metric keys whose values are floats (the rest are integers, ``budget_exhausted`` bool, ``family`` str).
-_FLOAT_METRICS = frozenset(
-    ("score", "speedup", "ideal_speedup", "serial_collapse_index", "spurious_spawn_rate", "makespan_ratio", "mean_concurrency", "cost_usd")
-)
-
-
 class SwarmVectorEnv(VectorEnv):
     """``num_envs`` copies of :class:`swarmgym.SwarmEnv`, stepped together by the batched engine.
 
@@ -35,8 +29,9 @@ class SwarmVectorEnv(VectorEnv):
 
     ``single_observation_space`` and ``single_action_space`` are SwarmEnv's
     (``Dict`` of ``nodes``/``globals`` [/``adjacency``], or one ``Box`` with
-    ``observation_mode="flat"``; ``Discrete(ActionLayout(n_max).n)``); ``observation_space``
-    and ``action_space`` are their ``batch_space``.
+    ``observation_mode="flat"``; ``Discrete(ActionLayout(n_max, config.extended).n)``: the
+    extended layout and observation when the config turns on a mechanic of
+    ``docs/mechanics.md``); ``observation_space`` and ``action_space`` are their ``batch_space``.
 
     ## Autoreset
 
@@ -50,7 +45,7 @@ class SwarmVectorEnv(VectorEnv):
 
     ## Infos (Gymnasium dict-of-arrays form)
 
-    * ``action_mask``: ``bool[num_envs, ActionLayout(n_max).n]``, valid actions of the returned
+    * ``action_mask``: ``bool[num_envs, env.engine.layout.n]``, valid actions of the returned
       observations (also :meth:`action_masks`).
     * ``metrics`` / ``_metrics``: on the step an episode ends (terminated or truncated),
       the episode metrics of :meth:`swarmgym.simulator.SwarmSimulator.metrics`, one array
@@ -140,7 +135,8 @@ class SwarmVectorEnv(VectorEnv):
         if observation_mode == "dict":
             self.single_observation_space = ref.dict_observation_space
         else:
-            self.single_observation_space = gym.spaces.Box(0.0, 1.0, (FlatLayout(ref.n_max, self.engine.with_adjacency).size,), np.float32)
+            flat = FlatLayout(ref.n_max, self.engine.with_adjacency, self.engine.config.extended)
+            self.single_observation_space = gym.spaces.Box(0.0, 1.0, (flat.size,), np.float32)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self._started = False
@@ -195,7 +191,7 @@ class SwarmVectorEnv(VectorEnv):
         return obs, reward.cpu().numpy().copy(), terminated.cpu().numpy().copy(), info_t["truncated"].cpu().numpy().copy(), info
 
     def action_masks(self):
-        """Valid actions now, ``bool[num_envs, ActionLayout(n_max).n]`` (numpy, or a tensor with ``return_tensors``)."""
+        """Valid actions now, ``bool[num_envs, engine.layout.n]`` (numpy, or a tensor with ``return_tensors``)."""
         return self._out(self.engine.action_mask)
 
     def close_extras(self, **kwargs: Any) -> None:

@@ -11,7 +11,8 @@ the instance the engine drew and the comparison goes on, for ``episodes`` episod
 env. Then it replays the same actions through what ``gymnasium.make_vec(env_id)``
 returns (``options={"instances": ...}``), in the id's own observation mode (so flat ids
 check the flat encoding too). With ``drawn_configs=True`` every example also draws the
-dynamics (:func:`~swarmgym.testing.strategies.swarm_configs`). Envs done with their
+dynamics, the orchestration mechanics of ``docs/mechanics.md`` included
+(:func:`~swarmgym.testing.strategies.swarm_configs` with ``mechanics=True``). Envs done with their
 episodes are given the first valid action of the engine's own mask. A difference raises
 :class:`~swarmgym.testing.invariants.InvariantViolation`
 (``batched_matches_reference``) with a :func:`replay_batched` snippet.
@@ -31,6 +32,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from swarmgym.layout import ActionLayout
 from swarmgym.testing.invariants import InvariantViolation, _first_difference, _same
 from swarmgym.testing.strategies import seeds, swarm_configs
 
@@ -308,12 +310,13 @@ def run_batched(
 
 
 class _EpisodesPolicy:
-    """Drawn episodes back to back: a fresh :func:`~swarmgym.testing.check.drawn_policy` per episode."""
+    """Drawn episodes back to back: a fresh :func:`~swarmgym.testing.check.drawn_policy` per episode
+    (``layout``: the env's action layout, base or extended)."""
 
-    def __init__(self, data, max_steps: int) -> None:
+    def __init__(self, data, max_steps: int, layout: ActionLayout) -> None:
         from swarmgym.testing.check import drawn_policy
 
-        self._draw = lambda: drawn_policy(data, max_steps)
+        self._draw = lambda: drawn_policy(data, max_steps, layout=layout)
         self._policy = self._draw()
         self._start = 0
 
@@ -323,6 +326,15 @@ class _EpisodesPolicy:
 
     def __call__(self, mask: np.ndarray, step: int) -> int:
         return self._policy(mask, step - self._start)
+
+
+def _layout(env_id: str, make_kwargs: dict) -> ActionLayout:
+    """The action layout (base or extended) of ``gymnasium.make(env_id, **make_kwargs)``."""
+    env = gym.make(env_id, **make_kwargs)
+    try:
+        return env.unwrapped.layout
+    finally:
+        env.close()
 
 
 def check_batched(
@@ -353,8 +365,9 @@ def check_batched(
     :param max_steps: each episode answers at the latest after this many steps.
     :param episodes: episodes compared per env, >= 1 (the first, then autoresets); default
         the profile's (:data:`EPISODES`: 2 for ``"ci"``, 4 for ``"deep"``).
-    :param drawn_configs: also draw the dynamics per example
-        (:func:`~swarmgym.testing.strategies.swarm_configs`, replacing the id's config).
+    :param drawn_configs: also draw the dynamics per example, the orchestration mechanics
+        included (:func:`~swarmgym.testing.strategies.swarm_configs` with ``mechanics=True``,
+        replacing the id's config).
     :param via: ``"engine"`` (the batched engine), ``"make_vec"`` (the id's vector env, in
         its own observation mode), or None (default): the engine, then ``make_vec`` too
         when the id's vector entry point is swarmgym's and no ``engine_factory`` is given.
@@ -393,10 +406,11 @@ def check_batched(
         __tracebackhide__ = True
         kwargs, factory = dict(make_kwargs), engine_factory
         if drawn_configs:
-            kwargs["config"] = data.draw(swarm_configs(), label="config").to_dict()
+            kwargs["config"] = data.draw(swarm_configs(mechanics=True), label="config").to_dict()
             if engine_factory is not None:
                 factory = lambda n: engine_factory(n, config=kwargs["config"])  # noqa: E731
-        policies = [_EpisodesPolicy(data, steps) for _ in range(num_envs)]
+        layout = _layout(env_id, kwargs)
+        policies = [_EpisodesPolicy(data, steps, layout) for _ in range(num_envs)]
         actions = run_batched(env_id, seed, policies, via=sides[0], engine_factory=factory, episodes=episodes, **kwargs)
         for side in sides[1:]:  # the same episodes again, through the other door
             replay_batched(env_id, seed, actions, via=side, **kwargs)
