@@ -692,15 +692,20 @@ class SB3Policy(Orchestrator):
     :param deterministic: greedy actions (default) or sampled ones.
     :param seed: seed of the sampled actions: :meth:`reset` seeds torch's global generator
         with it (SB3 samples from that generator).
+    :param threads: torch threads while acting (default 1, the fastest for these small
+        models on a few cores; None keeps torch's setting), restored after each call.
     """
 
-    def __init__(self, model: Any, name: str = "sb3", deterministic: bool = True, seed: int = 0) -> None:
+    def __init__(self, model: Any, name: str = "sb3", deterministic: bool = True, seed: int = 0, threads: int | None = 1) -> None:
         import gymnasium as gym
 
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ValueError(f"threads must be None or an integer >= 1, got {threads!r}")
         self.model = model
         self.name = name
         self.deterministic = bool(deterministic)
         self.seed = int(seed)
+        self.threads = threads
         self.flat = not isinstance(model.observation_space, gym.spaces.Dict)
         self.masked = type(model).__name__ == "MaskablePPO"
 
@@ -712,6 +717,19 @@ class SB3Policy(Orchestrator):
             torch.manual_seed(self.seed if seed is None else int(seed))
 
     def act(self, obs, mask):
+        import torch
+
+        before = torch.get_num_threads()
+        switch = self.threads is not None and before != self.threads
+        if switch:
+            torch.set_num_threads(self.threads)
+        try:
+            return self._act(obs, mask)
+        finally:
+            if switch:
+                torch.set_num_threads(before)
+
+    def _act(self, obs, mask):
         mask = np.asarray(mask, dtype=bool)
         if self.flat:
             n_max = np.shape(obs["nodes"])[1]

@@ -243,3 +243,36 @@ def test_cli__invalid_action_option_reaches_every_env(monkeypatch, capsys):
     with pytest.raises(SystemExit) as exc:
         cli_main(["-o", "random", "--invalid-action", "skip"])
     assert exc.value.code == 2 and "--invalid-action: invalid choice: 'skip'" in capsys.readouterr().err
+
+
+def test_sb3_policy__acts_on_one_torch_thread_and_restores_the_setting():
+    pytest.importorskip("sb3_contrib")
+    import gymnasium as gym
+    import torch
+    from sb3_contrib import MaskablePPO
+
+    from swarmgym.orchestrators import SB3Policy
+
+    env = gym.make("swarmgym/WideSearch-v0")
+    model = MaskablePPO("MultiInputPolicy", env, seed=0, device="cpu")
+    seen = []
+    predict = model.predict
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return predict(*args, **kwargs)
+
+    model.predict = spy
+    obs, info = env.reset(seed=0)
+    batch = {k: v[None] for k, v in obs.items()}
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        SB3Policy(model).act(batch, info["action_mask"][None])
+        assert seen == [1] and torch.get_num_threads() == 2
+        SB3Policy(model, threads=None).act(batch, info["action_mask"][None])
+        assert seen == [1, 2]
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ValueError, match="threads must be None or an integer >= 1, got 0"):
+        SB3Policy(model, threads=0)
