@@ -24,7 +24,7 @@ drawn sequence stays valid while the episode evolves::
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from hypothesis import assume
@@ -280,8 +280,9 @@ def generator_params(
 
     Each :class:`~swarmgym.families.Param` is drawn within ``[lo, upper(n_max)]``
     (``int_range`` parameters as an int or an ordered pair). Known cross-checks
-    are respected while drawing (DependentChains: ``chains x length <= n_max`` at
-    the upper ends); any other cross-check of a user's family is respected by
+    are respected while drawing (DependentChains: ``chains x length <= n_max``,
+    VerifiedPipeline: ``pipelines x stages <= n_max``, DeepResearch: ``1 + 2 x width + sections
+    <= n_max``, at the upper ends); any other cross-check of a user's family is respected by
     filtering (the drawn set must construct). ``Mixed`` draws a non-empty subset of
     its families, each with its own drawn parameters, and positive weights.
 
@@ -317,6 +318,15 @@ def _mixed_params(draw, n_max: int, limits: dict) -> dict[str, Any]:
     return {"families": families, "weights": weights}
 
 
+#: The built-in families' cross-checks, respected while drawing: (family, parameter) -> (the
+#: parameter drawn before it, the cap on this one's upper end given n_max and that one's upper end).
+_CROSS_CAPS: dict[tuple[str, str], tuple[str, Callable[[int, int], int]]] = {
+    ("DependentChains", "length"): ("chains", lambda n_max, chains: n_max // chains),
+    ("VerifiedPipeline", "stages"): ("pipelines", lambda n_max, pipelines: n_max // pipelines),
+    ("DeepResearch", "sections"): ("width", lambda n_max, width: n_max - 1 - 2 * width),
+}
+
+
 @st.composite
 def _generator_params(draw, cls: type[TaskGenerator], n_max: int, limits: dict) -> dict[str, Any]:
     """The drawing half of :func:`generator_params` (arguments already validated)."""
@@ -325,9 +335,10 @@ def _generator_params(draw, cls: type[TaskGenerator], n_max: int, limits: dict) 
         lo, hi = float(p.lo), float(p.upper(n_max))
         if p.name in limits:
             lo, hi = max(lo, limits[p.name][0]), min(hi, limits[p.name][1])
-        if p.name == "length" and cls.name == "DependentChains" and "chains" in values:
-            chains_hi = values["chains"] if isinstance(values["chains"], int) else values["chains"][1]
-            hi = min(hi, n_max // chains_hi)
+        cap = _CROSS_CAPS.get((cls.name, p.name))
+        if cap is not None and cap[0] in values:
+            other = values[cap[0]]
+            hi = min(hi, cap[1](n_max, other if isinstance(other, int) else other[1]))
         values[p.name] = draw(_param_strategy(p, lo, hi), label=p.name)
     try:
         cls(n_max=n_max, **values)
