@@ -151,8 +151,9 @@ ENV_FIELDS: tuple[str, ...] = (
     "rng_draws",
     "instance_ref",
     # per sub-agent tier t, a block of TIER_STRIDE columns: ``<QUANTITY>_TIER0 + t * TIER_STRIDE``
-    *(f"{q}_tier{t}" for t in range(MAX_TIERS) for q in ("running", "spawned", "returns", "fails", "verified", "caught", "input", "output")),
-    # the mechanics of docs/mechanics.md (0 while they are off)
+    # (those every clock advance updates first)
+    *(f"{q}_tier{t}" for t in range(MAX_TIERS) for q in ("running", "input", "output", "spawned", "returns", "fails", "verified", "caught")),
+    # the mechanics of docs/mechanics.md (an extended config's only)
     "n_cancelled",
     "n_verified",
     "n_caught",
@@ -336,20 +337,17 @@ Rules = namedtuple(
         "verify_work_percent",
         "verify_ticks_per_parent",
         "n_tiers",
-        "tier_step_input_0",  # tokens a running tier-t sub-agent reads per tick
-        "tier_step_input_1",
-        "tier_step_input_2",
-        "tier_step_output_0",  # and writes
-        "tier_step_output_1",
-        "tier_step_output_2",
-        "tier_price_scale_0",
-        "tier_price_scale_1",
-        "tier_price_scale_2",
+        *(f"tier_step_input_{t}" for t in range(MAX_TIERS)),  # tokens a running tier-t sub-agent reads per tick
+        *(f"tier_step_output_{t}" for t in range(MAX_TIERS)),  # and writes
+        *(f"tier_price_scale_{t}" for t in range(MAX_TIERS)),
         "priced_by_tier",  # config.tiers is not empty: cost_usd is the orchestrator's share plus each tier's
         "turn_input_per_result",
         "merge_work_per_subagent_input",
     ],
 )
+
+if MAX_TIERS != 3:  # tier_step_input(r, t) and the like read one of three scalars
+    raise ImportError(f"swarmgym.batched.kernel reads 3 sub-agent tiers from Rules; swarmgym.config.MAX_TIERS is {MAX_TIERS}")
 
 #: Integer episode metrics, one row each of ``Output.metric_int`` (``family_id`` indexes family_names).
 INT_METRICS: tuple[str, ...] = (
