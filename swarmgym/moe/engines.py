@@ -136,7 +136,7 @@ class GymVectorEngine:
         first = self.vec.envs[0]
         self.n_max = first.n_max
         self.config = first.config
-        self.layout = ActionLayout(self.n_max)
+        self.layout = ActionLayout(self.n_max, self.config.extended)  # extended when any mechanic is on
         self.family_names = family_names_of(first.generator) or ["custom"]
         self._mask = np.zeros((num_envs, self.layout.n), dtype=bool)
 
