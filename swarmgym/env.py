@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from swarmgym.config import SwarmConfig
+from swarmgym.config import MAX_TIERS, SwarmConfig
 from swarmgym.families import DEFAULT_N_MAX, make_generator
 from swarmgym.graph import KINDS, MAX_WORK, TaskGraph
 from swarmgym.layout import (  # noqa: F401  (NODE_FEATURES ... MAX_SUBAGENTS_SCALE: re-exported, defined in swarmgym.layout)
@@ -21,6 +21,7 @@ from swarmgym.layout import (  # noqa: F401  (NODE_FEATURES ... MAX_SUBAGENTS_SC
     NODE_COLUMN,
     NODE_FEATURES,
     READY,
+    RESULTS_HALF,
     RUNNING,
     STATUS_COLUMN0,
     STATUS_NAMES,
@@ -30,6 +31,8 @@ from swarmgym.layout import (  # noqa: F401  (NODE_FEATURES ... MAX_SUBAGENTS_SC
     WORK_SCALE,
     ActionLayout,
     FlatLayout,
+    global_features,
+    node_features,
 )
 from swarmgym.simulator import SwarmSimulator, TaskInstance, draw_fates
 
@@ -40,6 +43,7 @@ _WORK_LEFT, _ATTEMPTS, _UNFINISHED = NODE_COLUMN["work_left"], NODE_COLUMN["atte
 _FAILED, _ELAPSED = NODE_COLUMN["last_attempt_failed"], NODE_COLUMN["subagent_elapsed"]
 _WORK, _BOTTOM, _TARGET = NODE_COLUMN["work"], NODE_COLUMN["bottom_level"], NODE_COLUMN["is_target"]
 _N_PARENTS, _N_CHILDREN = NODE_COLUMN["n_parents"], NODE_COLUMN["n_children"]
+_BY_SUBAGENT, _VERIFIED, _ATTEMPT_TIER = NODE_COLUMN["by_subagent"], NODE_COLUMN["verified"], NODE_COLUMN["attempt_tier"]
 _EYE_STATUS = np.eye(len(STATUS_NAMES), dtype=np.float32)
 # the row of a node of each kind before its other features: present = 1 and the kind one-hot
 _PRESENT_KIND_ROWS = np.zeros((len(KINDS), len(NODE_FEATURES)), dtype=np.float32)
@@ -79,6 +83,18 @@ class SwarmEnv(gym.Env):
     | n_max + i | spawn(i): hand node i to a new sub-agent; the turn goes on | node i is ready, has attempts left, a slot is free, the turn's spawn cap is not reached |
     | 2 n_max | wait: run the clock to the next sub-agent finish; ends the turn | a sub-agent is running |
     | 2 n_max + 1 | answer: submit now; the episode ends | always |
+
+    With any of the mechanics of ``docs/mechanics.md`` on (``config.extended``), the
+    extended layout ``Discrete(ActionLayout(n_max, extended=True).n) = Discrete(5 n_max + 2)``
+    appends, after ``answer``:
+
+    | Num | Action | Valid when |
+    |-----|--------|------------|
+    | 2 n_max + 2 + i | verify(i): the orchestrator re-checks node i's sub-agent result; ends the turn | verification is on, node i is done by a sub-agent and not yet verified |
+    | 3 n_max + 2 + i | spawn_1(i): spawn(i) with a sub-agent of tier 1 | as spawn, and the config has a tier 1 |
+    | 4 n_max + 2 + i | spawn_2(i): spawn(i) with a sub-agent of tier 2 | as spawn, and the config has a tier 2 |
+
+    ``spawn`` spawns tier 0.
 
     Invalid-action rule (``invalid_action``): an action inside the space that the
     mask forbids is handled in one of three ways, and always counted in
@@ -158,6 +174,25 @@ class SwarmEnv(gym.Env):
     | 7 | targets_done | done targets / targets | 0 | 1 |
     | 8 | n_nodes | nodes / n_max | 0 | 1 |
     | 9 | max_subagents | max_subagents / 64 | 0 | 1 |
+
+    Extended observation (``config.extended``): ``nodes`` has 23 columns, ``globals`` 20
+    entries (:func:`swarmgym.layout.node_features` / ``global_features`` with
+    ``extended=True``); the base ones keep their index and meaning, these follow:
+
+    | Index | Mechanics feature | Meaning | Min | Max |
+    |-------|-------------------|---------|-----|-----|
+    | nodes 20 | by_subagent | done, by a sub-agent's result | 0 | 1 |
+    | nodes 21 | verified | that result passed verify | 0 | 1 |
+    | nodes 22 | attempt_tier | (tier of the latest sub-agent attempt + 1) / 3; 0 before any | 0 | 1 |
+    | globals 10 | results_read | r / (r + 8), r = sub-agent results returned so far | 0 | 1 |
+    | globals 11 + 3 t | tier{t}_returns | tier t's results returned, q / (q + 8) | 0 | 1 |
+    | globals 12 + 3 t | tier{t}_fail_rate | tier t's failures / its results (0 before any) | 0 | 1 |
+    | globals 13 + 3 t | tier{t}_caught_rate | wrong tier-t results caught / tier-t results verified (0 before any) | 0 | 1 |
+
+    With ``config.progressive`` a node is hidden until all its parents are done: its row
+    (``present`` included) and its adjacency row and column are zero; a revealed node's
+    ``bottom_level`` and ``n_children`` are 0 (they would tell what is still hidden);
+    ``n_nodes`` and ``nodes_done`` count revealed nodes only.
 
     ## Rewards
 
@@ -264,12 +299,14 @@ class SwarmEnv(gym.Env):
         self.invalid_action = invalid_action
         self.strict = invalid_action == "raise"
         self.render_mode = render_mode
-        self.layout = ActionLayout(self.n_max)
-        self.flat_layout = FlatLayout(self.n_max, self.with_adjacency)
+        self.extended = config.extended
+        self._progressive = config.progressive
+        self.layout = ActionLayout(self.n_max, self.extended)
+        self.flat_layout = FlatLayout(self.n_max, self.with_adjacency, self.extended)
         self._spawn0, self._wait, self._answer = self.layout.spawn, self.layout.wait, self.layout.answer
         self.action_space = spaces.Discrete(self.layout.n)
-        node_space = spaces.Box(0.0, 1.0, (self.n_max, len(NODE_FEATURES)), np.float32)
-        global_space = spaces.Box(0.0, 1.0, (len(GLOBAL_FEATURES),), np.float32)
+        node_space = spaces.Box(0.0, 1.0, (self.n_max, len(node_features(self.extended))), np.float32)
+        global_space = spaces.Box(0.0, 1.0, (len(global_features(self.extended)),), np.float32)
         parts: dict[str, spaces.Space] = {"nodes": node_space, "globals": global_space}
         if self.with_adjacency:
             parts["adjacency"] = spaces.Box(0.0, 1.0, (self.n_max, self.n_max), np.float32)
@@ -329,6 +366,7 @@ class SwarmEnv(gym.Env):
         a = self._parse_action(action)
         invalid = False
         running_before = sim.running.copy()
+        caught_before = sim.n_caught
         node = None  # the node the action works on, when valid
         # 1. apply the action (an invalid one wastes the turn)
         if a < self._spawn0:
@@ -348,8 +386,21 @@ class SwarmEnv(gym.Env):
                 sim.wait()
             else:
                 invalid = True
-        else:
+        elif a == self._answer:
             sim.answer()
+        else:  # the extended blocks: verify(i), spawn_t(i)
+            block, i = divmod(a - self._answer - 1, self.n_max)
+            if block == 0:
+                if sim.can_verify(i):
+                    node = i
+                    sim.verify(i)
+                else:
+                    invalid = True
+            elif sim.can_spawn(i, block):
+                node = i
+                sim.spawn(i, block)
+            else:
+                invalid = True
         if invalid:
             if self.invalid_action == "raise":
                 raise ValueError(
@@ -361,7 +412,10 @@ class SwarmEnv(gym.Env):
             else:
                 sim.waste_tick()
         self._last_invalid = invalid
-        self._encode_changes(node, running_before)
+        if sim.n_caught != caught_before:  # a caught wrong result invalidated a whole subgraph
+            self._encode_all_nodes()
+        else:
+            self._encode_changes(node, running_before)
         # 2. reward: the score, once, when the episode ends
         terminated = sim.done
         reward = sim.score() if terminated else 0.0
@@ -386,10 +440,20 @@ class SwarmEnv(gym.Env):
             return mask
         mask[: self.n_max] = self._doable
         cfg = self.config
-        if len(sim.running) < cfg.max_subagents and sim.spawns_this_turn < cfg.max_spawns_per_turn:
+        slot_free = len(sim.running) < cfg.max_subagents and sim.spawns_this_turn < cfg.max_spawns_per_turn
+        if slot_free:
             mask[self._spawn0 : self._spawn0 + self.n_max] = self._spawnable
         mask[self._wait] = bool(sim.running)
         mask[self._answer] = True
+        if self.extended:
+            layout, n = self.layout, sim.graph.n_nodes
+            if cfg.verification is not None:
+                verify = layout.verify
+                mask[verify : verify + n] = (sim.status == DONE) & sim.done_by_subagent & ~sim.verified
+            if slot_free:
+                for tier in range(1, cfg.n_tiers):
+                    start = layout.spawn_tier(tier)
+                    mask[start : start + self.n_max] = self._spawnable
         return mask
 
     def render(self) -> str | np.ndarray | None:
@@ -406,7 +470,8 @@ class SwarmEnv(gym.Env):
 
     # ------------------------------------------------------------------ helpers
     def describe_action(self, a: int) -> str:
-        """Human-readable name of action index ``a``: ``"do(3)"``, ``"spawn(0)"``, ``"wait"`` or ``"answer"``."""
+        """Human-readable name of action index ``a``: ``"do(3)"``, ``"spawn(0)"``, ``"wait"``, ``"answer"``
+        (extended layout: ``"verify(2)"``, ``"spawn_1(4)"``)."""
         return self.layout.describe(a)
 
     def render_text(self) -> str:
@@ -425,12 +490,16 @@ class SwarmEnv(gym.Env):
         ]
         for i in range(g.n_nodes):
             status = STATUS_NAMES[sim.status[i]]
-            if sim.status[i] == RUNNING:
+            if self._progressive and not sim.revealed[i]:
+                who = "(hidden)"
+            elif sim.status[i] == RUNNING:
                 who = f"sub-agent (attempt {sim.attempts[i]}, returns at t={sim.finish_time[i]})"
             elif sim.status[i] == ACTIVE:
                 who = "orchestrator"
             elif sim.status[i] == DONE:
                 who = "sub-agent" if sim.done_by_subagent[i] else "orchestrator"
+                if sim.verified[i]:
+                    who += " (verified)"
             elif sim.status[i] == READY and sim.last_failed[i]:
                 who = f"(sub-agent failed; attempts {sim.attempts[i]}/{self.config.max_attempts})"
             else:
@@ -439,7 +508,8 @@ class SwarmEnv(gym.Env):
             parents = ",".join(map(str, g.parents[i])) or "-"
             if len(parents) > 13:
                 parents = parents[:12] + "~"
-            done_work = f"{g.work[i] - sim.work_left[i]}/{g.work[i]}"
+            total = g.work[i] + sim.extra_work[i]
+            done_work = f"{total - sim.work_left[i]}/{total}"
             lines.append(f"{i:>3}{target}{KINDS[g.kind[i]]:<7}{status:<9}{done_work:>6}  {parents:<14}{who}")
         lines.append("(* = target)")
         return "\n".join(lines)
@@ -462,37 +532,64 @@ class SwarmEnv(gym.Env):
         ``self._nodes`` holds the current node rows; a step re-encodes only the rows of
         the nodes it changed (:meth:`_encode_changes`) and the observation is a copy.
         ``self._doable`` / ``self._spawnable`` are the per-node halves of the mask
-        (``spawn`` before the slot and per-turn gates).
+        (``spawn`` before the slot and per-turn gates). With ``config.progressive`` the
+        constant part of each row (``self._static_rows``) and of the adjacency
+        (``self._parent_rows``) is written when the node is revealed (``self._shown``).
         """
         g = self.sim.graph
         n = g.n_nodes
-        nodes = np.zeros((self.n_max, len(NODE_FEATURES)), dtype=np.float32)
-        view = nodes[:n]
+        nodes = np.zeros((self.n_max, len(node_features(self.extended))), dtype=np.float32)
+        view = nodes[:n, : len(NODE_FEATURES)]
         view[:] = _PRESENT_KIND_ROWS.take(g.kind, axis=0)  # present and the kind one-hot
         view[:, _WORK] = _WORK_LEFT_TABLE.take(g.work)
-        view[:, _BOTTOM] = g.bottom_level / g.critical_path
         view[:, _TARGET] = g.targets
         view[:, _N_PARENTS] = _COUNT_TABLE.take(np.fromiter(map(len, g.parents), np.intp, n))
-        view[:, _N_CHILDREN] = _COUNT_TABLE.take(np.fromiter(map(len, g.children), np.intp, n))
-        self._nodes = nodes
+        if not self._progressive:  # hidden structure: progressive revelation shows neither
+            view[:, _BOTTOM] = g.bottom_level / g.critical_path
+            view[:, _N_CHILDREN] = _COUNT_TABLE.take(np.fromiter(map(len, g.children), np.intp, n))
         self._inv_work = 1.0 / g.work
         self._n_targets = int(np.count_nonzero(g.targets))
+        adj = None
         if self.with_adjacency:
             adj = np.zeros((self.n_max, self.n_max), dtype=np.float32)
             for i, ps in enumerate(g.parents):
                 adj[i, list(ps)] = 1.0
+        if self._progressive:
+            self._static_rows, self._parent_rows = nodes, adj
+            self._shown = np.zeros(n, dtype=bool)
+            nodes = np.zeros_like(nodes)
+            adj = None if adj is None else np.zeros_like(adj)
+        self._nodes = nodes
+        if self.with_adjacency:
             self._adjacency = adj
         self._doable = np.zeros(self.n_max, dtype=bool)
         self._spawnable = np.zeros(self.n_max, dtype=bool)
         self._encode_all_nodes()
 
+    def _show(self, rows) -> None:
+        """Write the constant part of newly revealed nodes' rows (``rows``: an index or an index
+        array) and their adjacency rows; their state columns are written next by the caller."""
+        self._shown[rows] = True
+        self._nodes[rows] = self._static_rows[rows]
+        if self.with_adjacency:
+            self._adjacency[rows] = self._parent_rows[rows]
+
     def _encode_all_nodes(self) -> None:
-        """Every node's state features and mask bits (at reset; :meth:`_encode_node` for one)."""
+        """Every node's state features and mask bits (at reset, and after an invalidation;
+        :meth:`_encode_node` for one)."""
         sim = self.sim
         n = sim.graph.n_nodes
+        if self._progressive:
+            self._show(np.flatnonzero(sim.revealed & ~self._shown))
         view = self._nodes[:n]
         view[:, STATUS_COLUMN0 : STATUS_COLUMN0 + len(STATUS_NAMES)] = _EYE_STATUS.take(sim.status, axis=0)
-        view[:, _WORK_LEFT] = _WORK_LEFT_TABLE.take(sim.work_left)
+        if self.extended:
+            view[:, _WORK_LEFT] = _WORK_LEFT_TABLE.take(np.minimum(sim.work_left, MAX_WORK))  # extra work may exceed MAX_WORK
+            view[:, _BY_SUBAGENT] = (sim.status == DONE) & sim.done_by_subagent
+            view[:, _VERIFIED] = sim.verified
+            view[:, _ATTEMPT_TIER] = (sim.attempt_tier + 1) / MAX_TIERS
+        else:
+            view[:, _WORK_LEFT] = _WORK_LEFT_TABLE.take(sim.work_left)
         view[:, _ATTEMPTS] = self._attempts_table.take(sim.attempts)
         view[:, _UNFINISHED] = self._unfinished_table.take(sim.unfinished_parents)
         view[:, _FAILED] = sim.last_failed
@@ -501,27 +598,42 @@ class SwarmEnv(gym.Env):
             view[j, _ELAPSED] = min(1.0, (sim.t - sim.start_time[j]) * self._inv_work[j])
         self._doable[:n] = _DOABLE.take(sim.status)
         self._spawnable[:n] = (sim.status == READY) & (sim.attempts < self.config.max_attempts)
+        if self._progressive:
+            view[~sim.revealed] = 0.0
 
     def _encode_node(self, i: int) -> None:
         """Node ``i``'s state features and mask bits (as :meth:`_encode_all_nodes` for one row;
-        ``subagent_elapsed`` of running nodes is written every step by :meth:`_encode_changes`)."""
+        ``subagent_elapsed`` of running nodes is written every step by :meth:`_encode_changes`).
+        A hidden node's row stays zero."""
         sim = self.sim
+        if self._progressive and not self._shown[i]:
+            if not sim.revealed[i]:
+                return
+            self._show(i)
         status = int(sim.status[i])
         row = self._nodes[i]
         row[STATUS_COLUMN0 : STATUS_COLUMN0 + len(STATUS_NAMES)] = _EYE_STATUS[status]
-        row[_WORK_LEFT] = _WORK_LEFT_TABLE[sim.work_left[i]]
         row[_ATTEMPTS] = self._attempts_table[sim.attempts[i]]
         row[_UNFINISHED] = self._unfinished_table[sim.unfinished_parents[i]]
         row[_FAILED] = sim.last_failed[i]
         if status != RUNNING:
             row[_ELAPSED] = 0.0
+        if self.extended:
+            row[_WORK_LEFT] = _WORK_LEFT_TABLE[min(int(sim.work_left[i]), MAX_WORK)]
+            row[_BY_SUBAGENT] = status == DONE and sim.done_by_subagent[i]
+            row[_VERIFIED] = sim.verified[i]
+            row[_ATTEMPT_TIER] = (sim.attempt_tier[i] + 1) / MAX_TIERS
+        else:
+            row[_WORK_LEFT] = _WORK_LEFT_TABLE[sim.work_left[i]]
         self._doable[i] = status == READY or status == ACTIVE
         self._spawnable[i] = status == READY and sim.attempts[i] < self.config.max_attempts
 
     def _encode_changes(self, node: int | None, running_before: list[int]) -> None:
         """Re-encode what one step changed. A node's state changes only when the action
         works on it (``node``), when a sub-agent starts or returns on it (it entered or
-        left ``running``), or when one of its parents completes (a parent among those)."""
+        left ``running``), or when one of its parents completes (a parent among those).
+        (A verify that catches a wrong result changes a whole subgraph: ``step`` then
+        re-encodes every row.)"""
         sim = self.sim
         running = sim.running
         changed = [j for j in running_before if j not in running]
@@ -550,21 +662,22 @@ class SwarmEnv(gym.Env):
         n_run = len(sim.running)
         can_spawn = n_run < cfg.max_subagents and sim.spawns_this_turn < cfg.max_spawns_per_turn and not sim.done
         tokens = sim.input_tokens + sim.output_tokens
-        glob = np.array(
-            [
-                t / sim.budget,
-                left / (left + TIME_LEFT_HALF),
-                n_run / cfg.max_subagents if cfg.max_subagents else 0.0,
-                sim.spawns_this_turn / cfg.max_spawns_per_turn,
-                float(can_spawn),
-                tokens / (tokens + TOKENS_HALF),
-                sim.n_done / n,
-                sim.n_targets_done / self._n_targets,
-                n / self.n_max,
-                cfg.max_subagents / MAX_SUBAGENTS_SCALE,
-            ],
-            dtype=np.float32,
-        )
+        n_seen = sim.n_revealed if self._progressive else n  # the nodes the orchestrator can see
+        glob = [
+            t / sim.budget,
+            left / (left + TIME_LEFT_HALF),
+            n_run / cfg.max_subagents if cfg.max_subagents else 0.0,
+            sim.spawns_this_turn / cfg.max_spawns_per_turn,
+            float(can_spawn),
+            tokens / (tokens + TOKENS_HALF),
+            sim.n_done / n_seen,
+            sim.n_targets_done / self._n_targets,
+            n_seen / self.n_max,
+            cfg.max_subagents / MAX_SUBAGENTS_SCALE,
+        ]
+        if self.extended:
+            glob += self._extended_globals()
+        glob = np.array(glob, dtype=np.float32)
         if self.observation_mode == "dict":
             if self.with_adjacency:
                 return {"nodes": self._nodes.copy(), "globals": glob, "adjacency": self._adjacency.copy()}
@@ -574,6 +687,22 @@ class SwarmEnv(gym.Env):
             parts.append(self._adjacency.ravel())
         parts.append(self.action_masks() if mask is None else mask)
         return np.concatenate(parts, dtype=np.float32)
+
+    def _extended_globals(self) -> list[float]:
+        """``results_read`` and, per tier, ``tier{t}_returns``, ``_fail_rate``, ``_caught_rate``
+        (what the orchestrator can know of the tiers' hidden reliability; 0 for absent tiers)."""
+        sim = self.sim
+        results = sim.n_ok + sim.n_wrong + sim.n_failed
+        out = [results / (results + RESULTS_HALF)]
+        for tier in range(MAX_TIERS):
+            if tier < sim.n_tiers:
+                returns, verified = sim.returns_tier[tier], sim.verified_tier[tier]
+                out.append(returns / (returns + RESULTS_HALF))
+                out.append(sim.fails_tier[tier] / returns if returns else 0.0)
+                out.append(sim.caught_tier[tier] / verified if verified else 0.0)
+            else:
+                out += [0.0, 0.0, 0.0]
+        return out
 
     def _info(self) -> dict:
         sim = self.sim

@@ -25,7 +25,9 @@ orchestration can be compared against them on the same table:
 Interface (shared with learned policies): an orchestrator has a ``name`` and
 ``act(obs, mask) -> int64[B]`` where ``obs`` is the Dict observation batched with a
 leading env dimension (``obs["nodes"]: [B, n_max, 20]``, ``obs["globals"]: [B, 10]``)
-and ``mask`` is ``bool[B, ActionLayout(n_max).n]``. :func:`load_orchestrator` resolves a spec
+and ``mask`` is ``bool[B, ActionLayout(n_max).n]``. The extended observation and mask of a
+config with the mechanics of ``docs/mechanics.md`` on (more columns, ``ActionLayout(n_max,
+extended=True)``) are accepted too; the base blocks keep their offsets. :func:`load_orchestrator` resolves a spec
 string: a built-in name (optionally with keyword arguments, ``"critical_path:max_spawn_parents=8"``)
 ``"moe:PATH"`` (a trained checkpoint, loaded by ``swarmgym.moe.policy.load_policy``) or
 ``"sb3:PATH"`` (a stable-baselines3 ``model.zip``, see :class:`SB3Policy`).
@@ -43,7 +45,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from swarmgym.layout import COUNT_SCALE, GLOBAL_COLUMN, GLOBAL_FEATURES, NODE_COLUMN, NODE_FEATURES, ActionLayout, FlatLayout
+from swarmgym.layout import COUNT_SCALE, GLOBAL_COLUMN, NODE_COLUMN, ActionLayout, FlatLayout, global_features, node_features
 
 _STATUS_READY, _STATUS_ACTIVE = NODE_COLUMN["status_ready"], NODE_COLUMN["status_active"]
 _N_PARENTS, _BOTTOM_LEVEL = NODE_COLUMN["n_parents"], NODE_COLUMN["bottom_level"]
@@ -51,24 +53,32 @@ _TARGETS_DONE = GLOBAL_COLUMN["targets_done"]
 
 
 @lru_cache(maxsize=64)
-def _layout(n_max: int) -> ActionLayout:
-    return ActionLayout(n_max)
+def _layout(n_max: int, extended: bool = False) -> ActionLayout:
+    """The action layout (the base blocks ``do``, ``spawn``, ``wait``, ``answer`` have the same
+    offsets in the extended one)."""
+    return ActionLayout(n_max, extended)
 
 
 def _check_batch(obs: dict[str, np.ndarray], mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Validate a batched observation and mask; returns ``(nodes, globals, mask, n_max)``."""
+    """Validate a batched observation and mask (base, or extended throughout); returns
+    ``(nodes, globals, mask, n_max)``."""
     if not isinstance(obs, dict) or "nodes" not in obs or "globals" not in obs:
         raise TypeError("obs must be a dict with 'nodes' [B, n_max, 20] and 'globals' [B, 10] (the Dict observation, batched)")
     nodes = np.asarray(obs["nodes"])
     glob = np.asarray(obs["globals"])
     mask = np.asarray(mask, dtype=bool)
-    if nodes.ndim != 3 or nodes.shape[2] != len(NODE_FEATURES):
-        raise ValueError(f"obs['nodes'] must have shape [B, n_max, {len(NODE_FEATURES)}], got {nodes.shape}")
+    columns = (len(node_features()), len(node_features(True)))
+    if nodes.ndim != 3 or nodes.shape[2] not in columns:
+        raise ValueError(f"obs['nodes'] must have shape [B, n_max, {columns[0]}] (or {columns[1]} columns, extended), got {nodes.shape}")
     b, n_max = nodes.shape[:2]
-    if glob.shape != (b, len(GLOBAL_FEATURES)):
-        raise ValueError(f"obs['globals'] must have shape [{b}, {len(GLOBAL_FEATURES)}], got {glob.shape}")
-    if mask.shape != (b, _layout(n_max).n):
-        raise ValueError(f"mask must have shape [B, ActionLayout(n_max).n] = [{b}, {_layout(n_max).n}], got {mask.shape}")
+    extended = nodes.shape[2] == columns[1]
+    if glob.shape != (b, len(global_features(extended))):
+        what = "extended node columns" if extended else "base node columns"
+        raise ValueError(f"obs['globals'] must have shape [{b}, {len(global_features(extended))}] with {what}, got {glob.shape}")
+    if mask.shape != (b, _layout(n_max, extended).n):
+        raise ValueError(
+            f"mask must have shape [B, ActionLayout(n_max, extended={extended}).n] = [{b}, {_layout(n_max, extended).n}], got {mask.shape}"
+        )
     return nodes, glob, mask, n_max
 
 
@@ -261,11 +271,11 @@ class RandomOrchestrator(Orchestrator):
         self.rng = np.random.default_rng(self.seed if seed is None else seed)
 
     def act(self, obs, mask):
-        _, _, mask, _ = _check_batch(obs, mask)
+        _, _, mask, n_max = _check_batch(obs, mask)
         out = np.empty(mask.shape[0], dtype=np.int64)
         for b in range(mask.shape[0]):
             valid = np.flatnonzero(mask[b])
-            out[b] = valid[self.rng.integers(valid.size)] if valid.size else mask.shape[1] - 1
+            out[b] = valid[self.rng.integers(valid.size)] if valid.size else _layout(n_max).answer
         return out
 
 
@@ -302,7 +312,8 @@ class SB3Policy(Orchestrator):
         mask = np.asarray(mask, dtype=bool)
         if self.flat:
             n_max = np.shape(obs["nodes"])[1]
-            model_obs: Any = FlatLayout(n_max, with_adjacency="adjacency" in obs).flatten(obs, mask)
+            extended = mask.shape[-1] == ActionLayout(n_max, True).n
+            model_obs: Any = FlatLayout(n_max, with_adjacency="adjacency" in obs, extended=extended).flatten(obs, mask)
         else:
             model_obs = {k: np.asarray(v) for k, v in obs.items()}
         if self.masked:

@@ -21,6 +21,11 @@ type           meaning and extra fields
 ``finish``     the sub-agent on ``node`` returns: ``fate`` is ``ok``, ``fail``
                or ``wrong`` (``attempt``, ``slot``, ``started``)
 ``unfinished`` the episode ended while the sub-agent on ``node`` still ran
+``cancelled``  the sub-agent on ``node`` was cancelled at ``t``: a caught wrong
+               result upstream invalidated its node (``attempt``, ``slot``,
+               ``started``)
+``verify``     the orchestrator verifies ``node`` from ``t`` to ``until``
+               (``caught``: its result was wrong and is invalidated)
 ``do``         the orchestrator works on ``node`` from ``t`` to ``until``
                (``completed``: the node is done after this tick)
 ``wait``       the orchestrator waits from ``t`` to ``until``
@@ -29,6 +34,9 @@ type           meaning and extra fields
 ``budget``     the budget ran out at ``t``; the state is submitted
 ``truncated``  a TimeLimit wrapper truncated the episode at ``t``
 =============  ==============================================================
+
+In an env with the mechanics of ``docs/mechanics.md`` (``config.extended``) the
+``spawn`` and ``start`` events also have ``tier``, the sub-agent tier spawned.
 
 Sub-agent *slots* (the Gantt chart's lanes) are numbered ``0 .. max_subagents - 1``;
 a new sub-agent takes the lowest free slot, after the sub-agents that returned in
@@ -49,7 +57,6 @@ import gymnasium as gym
 import numpy as np
 
 from swarmgym.graph import KINDS
-from swarmgym.layout import ActionLayout
 from swarmgym.simulator import DONE, OUTCOME_NAMES
 
 #: Version tag of the JSON format written by :func:`write_trace`.
@@ -70,7 +77,8 @@ class EpisodeTracer:
         if sim is None:
             raise RuntimeError("EpisodeTracer needs an env that has been reset")
         self.sim = sim
-        self.layout = ActionLayout(env.n_max)
+        self.layout = env.layout
+        self.extended = bool(getattr(env, "extended", False))
         self.max_subagents = int(env.config.max_subagents)
         self.meta = dict(meta or {})
         self.events: list[dict[str, Any]] = []
@@ -87,6 +95,7 @@ class EpisodeTracer:
         self._running = list(sim.running)
         self._attempts = sim.attempts.copy()
         self._invalid = sim.invalid_actions
+        self._caught = getattr(sim, "n_caught", 0)
 
     # ------------------------------------------------------------------ recording
     def observe(self, action: int, *, truncated: bool = False) -> None:
@@ -104,24 +113,32 @@ class EpisodeTracer:
             events.append({"type": "invalid", "t": t0, "until": t1, "action": self.layout.describe(int(action)), "tokens": tokens})
         elif name == "do":
             events.append({"type": "do", "t": t0, "until": t1, "node": node, "completed": bool(sim.status[node] == DONE), "tokens": tokens})
-        elif name == "spawn":
+        elif name == "spawn" or name.startswith("spawn_"):
             started = bool(sim.attempts[node] > self._attempts[node])
             tok = sim.config.tokens
             handoff = tok.handoff_base + tok.handoff_per_parent * len(sim.graph.parents[node])
             spawn = {"type": "spawn", "t": t0, "node": node, "attempt": int(self._attempts[node]) + 1, "slot": None}
+            if self.extended:
+                spawn["tier"] = 0 if name == "spawn" else int(name.split("_")[1])
             spawn.update({"handoff_tokens": int(handoff), "started": started, "tokens": tokens})
             events.append(spawn)
             if started:
                 spawned = spawn
         elif name == "wait":
             events.append({"type": "wait", "t": t0, "until": t1, "tokens": tokens})
-        # 2. sub-agents that returned during the step, in the order the simulator resolved them
+        elif name == "verify":
+            caught = sim.n_caught > self._caught
+            events.append({"type": "verify", "t": t0, "until": t1, "node": node, "caught": caught, "tokens": tokens})
+        # 2. sub-agents that returned during the step, in the order the simulator resolved them;
+        # one that left without reaching its finish tick was cancelled (an invalidation)
         still = set(sim.running)
-        returned = sorted((int(sim.finish_time[j]), j) for j in self._running if j not in still)
+        gone = [j for j in self._running if j not in still]
+        returned = sorted((int(sim.finish_time[j]), j) for j in gone if sim.finish_time[j] <= t1)
+        cancelled = sorted(j for j in gone if sim.finish_time[j] > t1)
         for finish, j in returned:
             slot = self._slot.pop(j)
             attempt = int(sim.attempts[j])
-            fate = OUTCOME_NAMES[int(sim.fates.outcome[j, attempt - 1])]
+            fate = OUTCOME_NAMES[sim.attempt_outcome(j, attempt)]
             events.append(
                 {
                     "type": "finish",
@@ -135,6 +152,12 @@ class EpisodeTracer:
                 }
             )
             self._free.append(slot)
+        for j in cancelled:
+            slot = self._slot.pop(j)
+            events.append(
+                {"type": "cancelled", "t": t1, "node": j, "attempt": int(sim.attempts[j]), "slot": slot, "started": int(sim.start_time[j]), "tokens": tokens}
+            )
+            self._free.append(slot)
         # 3. the new sub-agent takes the lowest free slot
         if spawned is not None:
             self._free.sort()
@@ -142,6 +165,8 @@ class EpisodeTracer:
             self._slot[node] = slot
             spawned["slot"] = slot
             start = {"type": "start", "t": int(sim.start_time[node]), "node": node, "attempt": int(sim.attempts[node]), "slot": slot}
+            if self.extended:
+                start["tier"] = spawned["tier"]
             start.update({"returns_at": int(sim.finish_time[node]), "tokens": tokens})
             events.append(start)
         # 4. the end of the episode

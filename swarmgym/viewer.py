@@ -100,7 +100,7 @@ def _bars(trace: dict[str, Any]) -> tuple[list[tuple], list[tuple], list[tuple],
         kind = ev["type"]
         if kind == "start":
             open_[ev["node"]] = ev
-        elif kind in ("finish", "unfinished"):
+        elif kind in ("finish", "unfinished", "cancelled"):  # a cancelled sub-agent is drawn as an unfinished one
             open_.pop(ev["node"], None)
             sub.append((1 + ev["slot"], ev["started"], ev["t"], ev.get("fate", "unfinished"), ev["node"]))
         elif kind == "spawn" and ev["slot"] is not None:
@@ -113,6 +113,8 @@ def _bars(trace: dict[str, Any]) -> tuple[list[tuple], list[tuple], list[tuple],
                 orch.append((0, ev["t"], ev["until"], "do", ev["node"]))
         elif kind == "wait":
             orch.append((0, ev["t"], ev["until"], "wait", None))
+        elif kind == "verify":  # the orchestrator's own work on the node, drawn as do
+            orch.append((0, ev["t"], ev["until"], "do", ev["node"]))
         elif kind == "invalid":
             invalid.append(ev["t"] + 0.5)
     for ev in open_.values():

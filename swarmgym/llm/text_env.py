@@ -130,6 +130,11 @@ class SwarmTextEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
             raise TypeError(f"env must be a SwarmEnv (possibly wrapped), got {type(base).__name__}")
         if base.strict:
             raise ValueError("the text interface plays invalid calls by the env's no-op rule; make the env with strict=False")
+        if base.config.extended:
+            raise ValueError(
+                "env: the text interface supports the base layout only (do, spawn, wait, answer); this env's config turns on "
+                "mechanics of docs/mechanics.md (progressive, verification, tiers, hidden_reliability, coordination): make it without them"
+            )
         gym.utils.RecordConstructorArgs.__init__(self, history=history)
         gym.Wrapper.__init__(self, inner)
         self.history = history
