@@ -260,3 +260,86 @@ def test_action_kind__is_the_block_index_in_either_layout():
         acts = torch.arange(lay.n)
         expected = torch.tensor([k for k, (_, per_node) in enumerate(lay.blocks) for _ in range(3 if per_node else 1)])
         assert torch.equal(_action_kind(acts, lay), expected)
+
+
+# ------------------------------------------------------------------ end to end on an extended env
+#: WideSearch with every mechanic of issue 11 on (the extended layout)
+MECHANICS = {
+    "config": {
+        "progressive": True,
+        "verification": {"base_ticks": 1},
+        "tiers": [{"name": "fast", "slowdown_percent": 60, "error_scale": 2.0}, {"name": "careful", "slowdown_percent": 150, "error_scale": 0.3}],
+        "hidden_reliability": [0.5, 2.0],
+        "coordination": {"turn_input_per_result": 50, "merge_work_per_subagent_input": 1},
+    }
+}
+
+
+def _extended_config(engine: str, **kw) -> PPOConfig:
+    base = dict(
+        env_id="swarmgym/WideSearch-v0",
+        env_overrides=MECHANICS,
+        engine=engine,
+        num_envs=16,
+        num_steps=32,
+        total_steps=16 * 32 * 6,
+        num_minibatches=4,
+        update_epochs=2,
+        model=ModelConfig.preset("small").to_dict(),
+        progress=False,
+        tensorboard=False,
+        seed=1,
+    )
+    base.update(kw)
+    return PPOConfig(**base)
+
+
+@pytest.mark.parametrize("engine", ["gym"])
+def test_trainer__learns_on_an_extended_env_end_to_end(engine, tmp_path):
+    """A few thousand steps from a warm start: every extended block is sampled and trained, the checkpoint
+    records the layout, the loaded policy plays the env and refuses the base one, and a resumed run is exact."""
+    from swarmgym.collapse import play_paired
+
+    cfg = _extended_config(engine, warm_start="sequential_crew", warm_start_epochs=2, warm_start_spawn_prob=0.2)
+    trainer = PPOTrainer(cfg, run_dir=tmp_path / "run")
+    lay = ActionLayout(trainer.n_max, extended=True)
+    assert trainer.extended and trainer.model.extended and trainer.engine.layout == lay
+    assert trainer.warm_start_report.orchestrator == "sequential_crew"
+    assert trainer.warm_start_report.spawn_prob == pytest.approx(0.2, rel=2e-3)
+    init = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    kinds = torch.zeros(len(lay.blocks), dtype=torch.long)
+    for _ in range(3):
+        buf = trainer.collect()
+        kinds += torch.bincount(_action_kind(buf["actions"].reshape(-1), lay), minlength=len(lay.blocks))
+        losses = trainer.learn(buf)
+        trainer.update += 1
+        assert all(v == v for k, v in losses.items() if k != "losses/explained_variance"), losses  # no NaN
+    blocks = [name for name, _ in lay.blocks]
+    for name in ("do", "spawn", "wait", "verify", "spawn_1"):
+        assert kinds[blocks.index(name)] > 0, (name, kinds.tolist())
+    assert kinds[blocks.index("spawn_2")] == 0  # two tiers: the third tier's block is never valid
+    # the heads of the extended blocks and the embeddings of the extended columns were trained
+    after = trainer.model.state_dict()
+    for k in (trainer.model.node_blocks.index("verify"), trainer.model.node_blocks.index("spawn_1")):
+        assert not torch.equal(after["node_head.weight"][k], init["node_head.weight"][k])
+    n_base = len(node_features(False))
+    assert not torch.equal(after["node_embed.weight"][:, n_base:], init["node_embed.weight"][:, n_base:])
+    g_base = len(global_features(False))
+    assert not torch.equal(after["global_embed.weight"][:, g_base:], init["global_embed.weight"][:, g_base:])
+
+    # exact resumption: 3 more updates in one go == save, resume, 3 more
+    path = trainer.save(tmp_path / "run" / "checkpoint.pt")
+    assert torch.load(path, weights_only=False)["extended"] is True
+    trainer.train(max_updates=3, handle_signals=False)
+    resumed = PPOTrainer.resume(path)
+    resumed.train(max_updates=3, handle_signals=False)
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+    # the saved policy plays held-out episodes of its env and refuses the base layout's
+    policy = load_policy(path)
+    assert policy.model.extended
+    rows = play_paired(policy, "swarmgym/WideSearch-v0", 4, seed_offset=10_000, env_kwargs=MECHANICS)
+    assert len(rows) == 4 and all(0.0 <= r["score"] <= 1.0 for r in rows)
+    with pytest.raises(ValueError, match="trained on the extended layout .* the base layout"):
+        play_paired(policy, "swarmgym/WideSearch-v0", 1, seed_offset=10_000)

@@ -250,8 +250,8 @@ def warm_start(
     if spawn_prob is not None:
         offset = solve_spawn_offset(logits, float(spawn_prob), layout=layout)
         with torch.no_grad():
-            for k, name in enumerate(model.node_blocks):
-                if name in SPAWN_BLOCKS:  # every tier's spawn logits
+            for k, block in enumerate(model.node_blocks):
+                if block in SPAWN_BLOCKS:  # every tier's spawn logits
                     model.node_head.bias[k] += offset
     p_after, h_after = spawn_probability(_logits(model, demo), layout=layout)
     for m in model.moe_layers():
