@@ -7,12 +7,14 @@ from swarmgym.config import SubAgentReliability, SwarmConfig, TokenModel
 from swarmgym.env import SwarmEnv
 from swarmgym.families import (
     FAMILIES,
+    DeepResearch,
     DependentChains,
     Fixed,
     LayeredDAG,
     Mixed,
     SerialReasoning,
     TaskGenerator,
+    VerifiedPipeline,
     WideSearch,
 )
 from swarmgym.graph import KINDS, TaskGraph
@@ -29,6 +31,7 @@ __all__ = [
     "FAMILIES",
     "KINDS",
     "SUITE_IDS",
+    "DeepResearch",
     "DependentChains",
     "Fates",
     "Fixed",
@@ -43,6 +46,7 @@ __all__ = [
     "TaskGraph",
     "TaskInstance",
     "TokenModel",
+    "VerifiedPipeline",
     "WideSearch",
     "Workflows",
     "draw_fates",

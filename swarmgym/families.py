@@ -16,7 +16,15 @@ DependentChains    K chains of length L, cross-links   ~ K, limited by links
 LayeredDAG         random layered DAG; ``parallelism``  the dial
                    trades width for depth
 Mixed              one of the above per episode        the policy must recognise
+DeepResearch       plan -> W searches -> a high-context ~ W (W seen only when the
+                   reading each -> section merges      plan is done)
+VerifiedPipeline   K chains of extract -> reason ->    ~ K; an early wrong step
+                   report steps, cross-links           poisons its chain
 =================  ==================================  ==========================
+
+The last two are built for the mechanics of ``docs/mechanics.md`` (progressive revelation,
+verification, sub-agent tiers, hidden reliability, the coordination tax); their registered
+ids turn those on (``docs/families_mechanics.md``).
 """
 
 from __future__ import annotations
@@ -124,6 +132,11 @@ class TaskGenerator:
 
     def _check(self, values: dict[str, Any]) -> None:
         """Cross-parameter checks (override); raise ValueError naming the parameters."""
+
+    @classmethod
+    def least_n_max(cls) -> int:
+        """The smallest ``n_max`` whose declared ranges are all non-empty (2 with no such limit)."""
+        return next((m for m in range(2, 1025) if all(p.upper(m) >= p.lo for p in cls.params)), 1025)
 
     def generate(self, rng: np.random.Generator) -> TaskGraph:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -341,6 +354,113 @@ class Mixed(TaskGenerator):
         return self.generators[index](rng)
 
 
+class DeepResearch(TaskGenerator):
+    """A progressive wide search (deep research): plan -> ``width`` searches -> a reading of each
+    search's sources -> ``sections`` merges. Reading ``j`` is high-context work: it needs search
+    ``j`` and, with probability ``cross_read_prob``, the next search too (cross-references), so it
+    costs more to hand off and errs more in a sub-agent's hands. The readings are split into
+    ``sections`` contiguous groups (fewer if ``width`` is smaller), one merge each. Targets: every
+    reading (the findings) and every merge (the report's sections). Parallelism available ~ width.
+
+    Designed for the mechanics of ``docs/mechanics.md`` (``envs/deep_research.toml``): with
+    progressive revelation the width is seen only when the plan is done, the readings only when
+    their searches are; see ``docs/families_mechanics.md``."""
+
+    name = "DeepResearch"
+    params = (
+        Param("width", "int_range", 1, lambda n: (n - 2) // 2, (6, 12), "searches, each read by one reading node"),
+        Param("sections", "int_range", 1, lambda n: (n - 2) // 2, (1, 3), "merge targets (report sections), at most width"),
+        Param("search_work", "int_range", 1, _WORK, (1, 3), "work of each search"),
+        Param("read_work", "int_range", 1, _WORK, (3, 5), "work of each reading"),
+        Param("plan_work", "int", 1, MAX_WORK, 2, "work of the plan node"),
+        Param("merge_work", "int", 1, MAX_WORK, 2, "work of each merge node"),
+        Param("cross_read_prob", "float", 0.0, 1.0, 0.3, "probability that a reading also needs the next search"),
+        Param("budget_factor", "float", 0.1, 100.0, 1.5, "budget = ceil(factor x lower bound)"),
+    )
+
+    def _check(self, values: dict[str, Any]) -> None:
+        nodes = 1 + 2 * values["width"][1] + values["sections"][1]
+        if nodes > self.n_max:
+            raise ValueError(
+                f"{self.name}: 1 + 2 x width + sections must be <= n_max={self.n_max} at their upper ends, "
+                f"got 1 + 2 x {values['width'][1]} + {values['sections'][1]} = {nodes}"
+            )
+
+    def generate(self, rng: np.random.Generator) -> TaskGraph:
+        k = self.kwargs
+        width = self.draw(rng, k["width"])
+        sections = min(width, self.draw(rng, k["sections"]))
+        searches = rng.integers(k["search_work"][0], k["search_work"][1] + 1, size=width).tolist()
+        readings = rng.integers(k["read_work"][0], k["read_work"][1] + 1, size=width).tolist()
+        cross = (rng.random(width) < k["cross_read_prob"]).tolist()
+        read0, merge0 = 1 + width, 1 + 2 * width
+        work = [k["plan_work"], *searches, *readings, *([k["merge_work"]] * sections)]
+        kind = [PLAN] + [SEARCH] * width + [REASON] * width + [MERGE] * sections
+        parents: list[tuple[int, ...]] = [()] + [(0,)] * width
+        for j in range(width):
+            if cross[j] and width > 1:
+                parents.append(tuple(sorted((1 + j, 1 + (j + 1) % width))))
+            else:
+                parents.append((1 + j,))
+        for s in range(sections):
+            lo, hi = s * width // sections, (s + 1) * width // sections
+            parents.append(tuple(range(read0 + lo, read0 + hi)))
+        targets = list(range(read0, merge0 + sections))
+        return TaskGraph._trusted(work, kind, parents, targets, family=self.name, budget_factor=k["budget_factor"])
+
+
+class VerifiedPipeline(TaskGenerator):
+    """``pipelines`` chains of ``stages`` dependent steps: an extraction (search), reasoning
+    steps, and a final report (merge) that is the chain's target; each step after the first
+    also needs, with probability ``link_prob``, the previous step of another chain. A wrong
+    result anywhere upstream makes every output built on it wrong, so an early error that is
+    not caught poisons its whole chain (and the chains linked to it); only checking each step
+    soon after it returns stops it cheaply. Parallelism available ~ pipelines.
+
+    Designed for the mechanics of ``docs/mechanics.md`` (``envs/verified_pipeline.toml``):
+    verification, sub-agent tiers, hidden reliability; see ``docs/families_mechanics.md``."""
+
+    name = "VerifiedPipeline"
+    params = (
+        Param("pipelines", "int_range", 1, lambda n: n, (3, 5), "number of chains"),
+        Param("stages", "int_range", 1, lambda n: n, (4, 6), "steps per chain"),
+        Param("link_prob", "float", 0.0, 1.0, 0.2, "probability of a cross-link per step"),
+        Param("step_work", "int_range", 1, _WORK, (1, 3), "work of each step"),
+        Param("budget_factor", "float", 0.1, 100.0, 1.5, "budget = ceil(factor x lower bound)"),
+    )
+
+    def _check(self, values: dict[str, Any]) -> None:
+        if values["pipelines"][1] * values["stages"][1] > self.n_max:
+            raise ValueError(
+                f"{self.name}: pipelines x stages must be <= n_max={self.n_max} at their upper ends, "
+                f"got {values['pipelines'][1]} x {values['stages'][1]}"
+            )
+
+    def generate(self, rng: np.random.Generator) -> TaskGraph:
+        k = self.kwargs
+        n_chains, length = self.draw(rng, k["pipelines"]), self.draw(rng, k["stages"])
+        lo, hi = k["step_work"]
+        work = rng.integers(lo, hi + 1, size=n_chains * length).tolist()
+        links = rng.random(n_chains * length) < k["link_prob"]
+        other = rng.integers(0, max(1, n_chains - 1), size=n_chains * length)
+        parents: list[tuple[int, ...]] = []
+        kind: list[int] = []
+        for c in range(n_chains):
+            for j in range(length):
+                i = c * length + j
+                kind.append(SEARCH if j == 0 else (MERGE if j == length - 1 else REASON))
+                if j == 0:
+                    parents.append(())
+                    continue
+                ps = [i - 1]
+                if n_chains > 1 and links[i]:
+                    c2 = int(other[i]) + (1 if other[i] >= c else 0)  # another chain, uniformly
+                    ps.append(c2 * length + j - 1)
+                parents.append(tuple(sorted(ps)))
+        targets = [c * length + length - 1 for c in range(n_chains)]
+        return TaskGraph._trusted(work, kind, parents, targets, family=self.name, budget_factor=k["budget_factor"])
+
+
 class Fixed:
     """A generator that always returns the same graph (hand-built toy instances)."""
 
@@ -357,7 +477,9 @@ class Fixed:
         return f"Fixed({self.graph!r})"
 
 
-FAMILIES: dict[str, type[TaskGenerator]] = {cls.name: cls for cls in (WideSearch, SerialReasoning, DependentChains, LayeredDAG, Mixed)}
+FAMILIES: dict[str, type[TaskGenerator]] = {
+    cls.name: cls for cls in (WideSearch, SerialReasoning, DependentChains, LayeredDAG, Mixed, DeepResearch, VerifiedPipeline)
+}
 # swarmgym.workflows adds "Workflows" (real workflow graphs from WfCommons recipes) on import swarmgym
 
 

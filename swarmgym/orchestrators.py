@@ -19,6 +19,12 @@ orchestration can be compared against them on the same table:
                             done. On failure-free instances with the context filter off it
                             is a greedy list schedule, so Graham's bound holds:
                             makespan <= (2 - 1/(m+1)) x lower bound.
+``"verifying_scheduler"``   critical_path plus the mechanics of ``docs/mechanics.md``: it
+                            chooses each spawn's sub-agent tier and verifies returned results
+                            from a belief about the episode's hidden reliability, updated by
+                            the fail and caught rates it observes (:class:`VerifyingScheduler`;
+                            ``verify=always|never``, ``tier=fast|careful`` are its fixed-rule
+                            variants). On the base layout it is critical_path.
 ``"random"``                uniform over the valid actions (masked).
 ==========================  ==========================================================
 
@@ -28,7 +34,8 @@ leading env dimension (``obs["nodes"]: [B, n_max, 20]``, ``obs["globals"]: [B, 1
 and ``mask`` is ``bool[B, ActionLayout(n_max).n]``. The extended observation and mask of a
 config with the mechanics of ``docs/mechanics.md`` on (more columns, ``ActionLayout(n_max,
 extended=True)``) are accepted too; the base blocks keep their offsets. :func:`load_orchestrator` resolves a spec
-string: a built-in name (optionally with keyword arguments, ``"critical_path:max_spawn_parents=8"``)
+string: a built-in name (optionally with keyword arguments, ``"critical_path:max_spawn_parents=8"``,
+``"verifying_scheduler:verify=never,tier=fast"``)
 ``"moe:PATH"`` (a trained checkpoint, loaded by ``swarmgym.moe.policy.load_policy``) or
 ``"sb3:PATH"`` (a stable-baselines3 ``model.zip``, see :class:`SB3Policy`).
 
@@ -40,16 +47,34 @@ actions are indices of :class:`swarmgym.layout.ActionLayout`.
 
 from __future__ import annotations
 
+import inspect
 from functools import lru_cache
 from typing import Any, Callable
 
 import numpy as np
 
-from swarmgym.layout import COUNT_SCALE, GLOBAL_COLUMN, NODE_COLUMN, ActionLayout, FlatLayout, global_features, node_features
+from swarmgym.config import MAX_TIERS, SwarmConfig
+from swarmgym.graph import KINDS
+from swarmgym.layout import (
+    COUNT_SCALE,
+    GLOBAL_COLUMN,
+    KIND_COLUMN0,
+    NODE_COLUMN,
+    RESULTS_HALF,
+    TIME_LEFT_HALF,
+    WORK_SCALE,
+    ActionLayout,
+    FlatLayout,
+    global_features,
+    node_features,
+)
 
 _STATUS_READY, _STATUS_ACTIVE = NODE_COLUMN["status_ready"], NODE_COLUMN["status_active"]
 _N_PARENTS, _BOTTOM_LEVEL = NODE_COLUMN["n_parents"], NODE_COLUMN["bottom_level"]
 _TARGETS_DONE = GLOBAL_COLUMN["targets_done"]
+_PRESENT, _WORK, _IS_TARGET, _N_CHILDREN = NODE_COLUMN["present"], NODE_COLUMN["work"], NODE_COLUMN["is_target"], NODE_COLUMN["n_children"]
+_VERIFIED, _ATTEMPT_TIER = NODE_COLUMN["verified"], NODE_COLUMN["attempt_tier"]
+_TIME_LEFT = GLOBAL_COLUMN["time_left"]
 
 
 @lru_cache(maxsize=64)
@@ -175,9 +200,9 @@ class StaticFanout(Orchestrator):
 
     def __init__(self, min_width: int = 2, max_spawn_parents: int = 1) -> None:
         if isinstance(min_width, bool) or not isinstance(min_width, int) or min_width < 2:
-            raise ValueError(f"min_width must be an integer >= 2, got {min_width!r}")
+            raise ValueError(f"static_fanout: min_width must be an integer >= 2, got {min_width!r}")
         if isinstance(max_spawn_parents, bool) or not isinstance(max_spawn_parents, int) or not 0 <= max_spawn_parents <= 8:
-            raise ValueError(f"max_spawn_parents must be an integer in [0, 8], got {max_spawn_parents!r}")
+            raise ValueError(f"static_fanout: max_spawn_parents must be an integer in [0, 8], got {max_spawn_parents!r}")
         self.min_width = min_width
         self.max_spawn_parents = max_spawn_parents
 
@@ -219,7 +244,7 @@ class CriticalPathScheduler(Orchestrator):
         if max_spawn_parents is not None and (
             isinstance(max_spawn_parents, bool) or not isinstance(max_spawn_parents, int) or not 0 <= max_spawn_parents <= 8
         ):
-            raise ValueError(f"max_spawn_parents must be None or an integer in [0, 8], got {max_spawn_parents!r}")
+            raise ValueError(f"{self.name}: max_spawn_parents must be None or an integer in [0, 8], got {max_spawn_parents!r}")
         self.max_spawn_parents = max_spawn_parents
 
     def act_one(self, nodes, glob, mask, n_max):
@@ -255,6 +280,291 @@ class CriticalPathScheduler(Orchestrator):
         return f"CriticalPathScheduler(max_spawn_parents={self.max_spawn_parents})"
 
 
+#: The verify and tier modes of :class:`VerifyingScheduler`.
+VERIFY_MODES: tuple[str, ...] = ("auto", "always", "never")
+TIER_MODES: tuple[str, ...] = ("auto", "fast", "careful")
+#: The env whose config is the public sub-agent table :class:`VerifyingScheduler` is told by default
+#: (DeepResearch-v0 and VerifiedPipeline-v0 share it: ``docs/families_mechanics.md``).
+PUBLIC_TABLE_ID = "swarmgym/DeepResearch-v0"
+_GRID_POINTS = 41
+
+
+class VerifyingScheduler(CriticalPathScheduler):
+    """critical_path's list scheduling plus the mechanics' decisions: which sub-agent tier to
+    hand a node to, and which returned result to verify, from a belief about the hidden
+    reliability updated by what the episode shows.
+
+    **What it is told** (``public``): the public part of the sub-agent table, a
+    :class:`~swarmgym.config.SwarmConfig` (or the registered id whose config it is): per-kind
+    failure and wrong-result probabilities, each tier's error scale and slowdown, the cost of
+    ``verify``, and the range ``[lo, hi]`` of the hidden per-episode scale. It is never told the
+    episode's scale.
+
+    **Belief.** For each tier ``t``, a posterior over the hidden scale ``s_t`` on a grid of
+    ``[lo, hi]`` (uniform prior), from the observation alone: the tier's returns and fail rate
+    (``tier{t}_returns``, ``tier{t}_fail_rate``; a failure has probability
+    ``min(0.95, fail * error_scale_t * s_t)`` with ``fail`` the table's mean per-kind failure
+    probability, exact when failure does not depend on the node, as in the mechanics families), the
+    results of tier ``t`` that passed verification (``verified``, ``attempt_tier``: each was right,
+    probability ``1 - pw(node)``) and the wrong results caught (``tier{t}_caught_rate`` times the
+    verifications it implies, each with the mean ``pw`` of the nodes tier ``t`` worked on), where
+    ``pw(node) = min(0.95, (wrong[kind] + wrong_per_parent * n_parents) * error_scale_t * s_t)``.
+    ``risk(i, t)`` is ``pw(i)`` averaged over the posterior: the probability that a result of tier
+    ``t`` on node ``i`` is silently wrong.
+
+    **Stake** of node ``i``: the targets a wrong result on it spoils, ``is_target`` plus 1 if it
+    feeds anything (every non-target does; a target does when it has children, or, in a
+    progressive task whose children are hidden, unless it is a merge).
+
+    **Each turn**, in order:
+
+    1. every target done: verify the best candidate (below) if it passes the idle test, else answer;
+    2. spawn, as critical_path (the highest-priority ready node other than its own, with at most
+       ``max_spawn_parents`` parents), to the tier chosen by ``tier``: ``"fast"`` (tier
+       ``fast_tier``), ``"careful"`` (tier ``careful_tier``), or ``"auto"``: the fast tier when
+       ``risk(i, fast) * stake(i) <= fast_risk``, else the careful one (the other when the
+       chosen tier's spawn is masked);
+    3. verify the best candidate if it passes the test for the orchestrator's state: busy (it has
+       a node of its own to work on) or idle;
+    4. work on its own node (an active one, else the highest-priority ready one, ties to the
+       riskiest in a sub-agent's hands, then the lowest index); with none, wait; with nothing to
+       wait for, answer.
+
+    **Verify** (``verify``): a candidate is a result ``verify`` may check now (the mask) whose check
+    fits the time left with room to redo the node (``ticks + redo <= time left``, ``redo`` the quicker of
+    a fast-tier attempt and doing it).
+    ``"never"`` verifies nothing; ``"always"`` verifies every candidate as soon as it can, before
+    any other timed action; ``"auto"`` verifies the candidate with the most ``value / ticks``, where
+    ``value = risk(i, attempt_tier) * stake(i) * target_ticks`` (what a wrong result costs, in
+    ticks), when ``value >= ticks`` (busy) or ``value >= idle_share * ticks`` (idle: the check
+    only delays its reaction to returns).
+
+    On the base layout (no verify, one tier) it is critical_path, with ties in priority
+    broken by risk; with progressive revelation (bottom levels hidden: all 0) priorities tie and
+    node order decides.
+
+    :param verify: ``"auto"``, ``"always"`` or ``"never"``.
+    :param tier: ``"auto"``, ``"fast"`` or ``"careful"``.
+    :param fast_tier: the tier index of the fast tier, in [0, 2].
+    :param careful_tier: the tier index of the careful tier, in [0, 2].
+    :param fast_risk: in [0, 1]; see ``tier="auto"``.
+    :param target_ticks: ticks one target output is worth, in [0, 1000].
+    :param idle_share: in [0, 1]; the price of a check's ticks when the orchestrator is idle.
+    :param max_spawn_parents: as critical_path's, None or in [0, 8].
+    :param public: the public table: a SwarmConfig, or a registered env id whose config is it.
+    """
+
+    name = "verifying_scheduler"
+
+    def __init__(
+        self,
+        verify: str = "auto",
+        tier: str = "auto",
+        fast_tier: int = 0,
+        careful_tier: int = 1,
+        fast_risk: float = 0.15,
+        target_ticks: float = 8.0,
+        idle_share: float = 0.25,
+        max_spawn_parents: int | None = 2,
+        public: str | SwarmConfig = PUBLIC_TABLE_ID,
+    ) -> None:
+        super().__init__(max_spawn_parents)
+        where = self.name
+        if not isinstance(verify, str) or verify not in VERIFY_MODES:
+            raise ValueError(f"{where}: verify must be one of {VERIFY_MODES}, got {verify!r}")
+        if not isinstance(tier, str) or tier not in TIER_MODES:
+            raise ValueError(f"{where}: tier must be one of {TIER_MODES}, got {tier!r}")
+        for key, value in (("fast_tier", fast_tier), ("careful_tier", careful_tier)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < MAX_TIERS:
+                raise ValueError(f"{where}: {key} must be an integer in [0, {MAX_TIERS - 1}], got {value!r}")
+        for key, value, hi in (("fast_risk", fast_risk, 1.0), ("target_ticks", target_ticks, 1000.0), ("idle_share", idle_share, 1.0)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0.0 <= value <= hi:
+                raise ValueError(f"{where}: {key} must be a number in [0, {hi:g}], got {value!r}")
+        if isinstance(public, str):
+            import gymnasium as gym
+
+            try:
+                config = gym.spec(public).kwargs.get("config")
+            except gym.error.Error:
+                raise ValueError(f"{where}: public must be a SwarmConfig or a registered env id, got {public!r}") from None
+            public_config = SwarmConfig.from_dict(config) if isinstance(config, dict) else (config or SwarmConfig())
+        elif isinstance(public, SwarmConfig):
+            public_config = public
+        else:
+            raise ValueError(f"{where}: public must be a SwarmConfig or a registered env id, got {public!r}")
+        self.verify, self.tier = verify, tier
+        self.fast_tier, self.careful_tier = int(fast_tier), int(careful_tier)
+        self.fast_risk, self.target_ticks, self.idle_share = float(fast_risk), float(target_ticks), float(idle_share)
+        self.public = public
+        self._table(public_config)
+
+    def _table(self, config: SwarmConfig) -> None:
+        """Read the public table: per-kind probabilities, tiers, verify cost, the prior grid."""
+        rel = config.reliability
+        self._fail = float(np.mean(rel.fail_base))
+        self._wrong_base = np.asarray(rel.wrong_base, dtype=np.float64)
+        self._wrong_per_parent = float(rel.wrong_per_parent)
+        self._jitter = rel.max_jitter / 2.0
+        tiers = config.tier_list
+        self._error_scale = np.ones(MAX_TIERS)
+        self._slowdown = np.full(MAX_TIERS, 100)
+        for t, tier in enumerate(tiers):
+            self._error_scale[t] = tier.error_scale
+            self._slowdown[t] = tier.slowdown_percent
+        check = config.verification
+        self._check = (check.base_ticks, check.work_percent, check.ticks_per_parent) if check is not None else (1, 50, 0)
+        lo, hi = config.hidden_reliability or (1.0, 1.0)
+        self._grid = np.linspace(lo, hi, _GRID_POINTS) if hi > lo else np.array([lo])
+
+    # ------------------------------------------------------------------ belief
+    def scale_belief(self, nodes: np.ndarray, glob: np.ndarray) -> np.ndarray:
+        """``[MAX_TIERS, G]``: per tier, the posterior weights over the hidden scale's grid
+        (``self._grid``) given the observation (see the class docstring)."""
+        grid = self._grid
+        belief = np.empty((MAX_TIERS, grid.size))
+        present = nodes[:, _PRESENT] > 0.5
+        tier_of = np.rint(nodes[:, _ATTEMPT_TIER] * MAX_TIERS).astype(np.int64) - 1
+        base_wrong = self._node_wrong(nodes)
+        for t in range(MAX_TIERS):
+            log_l = np.zeros(grid.size)
+            r = float(glob[GLOBAL_COLUMN[f"tier{t}_returns"]])
+            returns = round(RESULTS_HALF * r / (1.0 - r)) if r < 1.0 else 10**6
+            if returns:
+                fails = round(float(glob[GLOBAL_COLUMN[f"tier{t}_fail_rate"]]) * returns)
+                pf = np.clip(self._fail * self._error_scale[t] * grid, 1e-9, 0.95)
+                log_l += fails * np.log(pf) + (returns - fails) * np.log1p(-pf)
+            worked = present & (tier_of == t)
+            passed = worked & (nodes[:, _VERIFIED] > 0.5)
+            scaled = np.clip(np.outer(base_wrong, self._error_scale[t] * grid), 1e-9, 0.95)  # [n_max, G]
+            log_l += np.log1p(-scaled[passed]).sum(axis=0)
+            caught_rate = float(glob[GLOBAL_COLUMN[f"tier{t}_caught_rate"]])
+            if caught_rate > 0.0 and worked.any():
+                n_passed = int(passed.sum())
+                caught = max(1, round(caught_rate * n_passed / (1.0 - caught_rate))) if caught_rate < 1.0 else max(1, n_passed)
+                log_l += caught * np.log(scaled[worked].mean(axis=0))
+            w = np.exp(log_l - log_l.max())
+            belief[t] = w / w.sum()
+        return belief
+
+    def _node_wrong(self, nodes: np.ndarray) -> np.ndarray:
+        """Per node, the table's wrong-result probability before the tier and hidden scales."""
+        kind = np.argmax(nodes[:, KIND_COLUMN0 : KIND_COLUMN0 + len(KINDS)], axis=1)
+        n_parents = np.rint(nodes[:, _N_PARENTS] * COUNT_SCALE)
+        return self._wrong_base[kind] + self._wrong_per_parent * n_parents
+
+    def risk(self, nodes: np.ndarray, belief: np.ndarray, tier: int | np.ndarray) -> np.ndarray:
+        """Per node, the posterior probability that a result of ``tier`` (one tier, or one per
+        node) on it is silently wrong."""
+        tier = np.broadcast_to(np.asarray(tier), (nodes.shape[0],))
+        scaled = np.minimum(0.95, np.outer(self._node_wrong(nodes), self._grid) * self._error_scale[tier][:, None])
+        return (scaled * belief[tier]).sum(axis=1)
+
+    @staticmethod
+    def stake(nodes: np.ndarray) -> np.ndarray:
+        """Per node, the targets a wrong result on it spoils (see the class docstring)."""
+        present = nodes[:, _PRESENT] > 0.5
+        target = nodes[:, _IS_TARGET] > 0.5
+        progressive = not (nodes[present, _BOTTOM_LEVEL] > 0).any()  # a visible task has bottom level >= work > 0
+        if progressive:
+            feeds = ~target | (nodes[:, KIND_COLUMN0 + KINDS.index("merge")] < 0.5)
+        else:
+            feeds = ~target | (nodes[:, _N_CHILDREN] > 0)
+        return (target.astype(np.float64) + feeds) * present
+
+    def check_ticks(self, nodes: np.ndarray) -> np.ndarray:
+        """Per node, the ticks ``verify`` takes (the public table's cost)."""
+        base, percent, per_parent = self._check
+        work = np.rint(nodes[:, _WORK] * WORK_SCALE).astype(np.int64)
+        return base + work * percent // 100 + per_parent * np.rint(nodes[:, _N_PARENTS] * COUNT_SCALE).astype(np.int64)
+
+    def _redo_ticks(self, nodes: np.ndarray) -> np.ndarray:
+        work = np.rint(nodes[:, _WORK] * WORK_SCALE)
+        return np.ceil(work * min(self._slowdown[self.fast_tier], 100) / 100) + self._jitter
+
+    # ------------------------------------------------------------------ decisions
+    def choose_tier(self, i: int, nodes: np.ndarray, belief: np.ndarray, spawn_ok: np.ndarray) -> int:
+        """The tier to hand node ``i`` to (``spawn_ok[t]``: tier t's spawn of i is allowed)."""
+        fast, careful = self.fast_tier, self.careful_tier
+        if self.tier == "fast":
+            order = (fast, careful)
+        elif self.tier == "careful":
+            order = (careful, fast)
+        else:
+            row = nodes[i : i + 1]
+            cheap = self.risk(row, belief, fast)[0] * self.stake(row)[0] <= self.fast_risk + 1e-12
+            order = (fast, careful) if cheap else (careful, fast)
+        for t in (*order, *range(MAX_TIERS)):
+            if spawn_ok[t]:
+                return t
+        return -1
+
+    def verify_choice(self, nodes: np.ndarray, glob: np.ndarray, verify_ok: np.ndarray, belief: np.ndarray, busy: bool) -> int:
+        """The node to verify now, or -1 (see the class docstring)."""
+        if self.verify == "never" or not verify_ok.any():
+            return -1
+        x = float(glob[_TIME_LEFT])
+        time_left = TIME_LEFT_HALF * x / (1.0 - x) if x < 1.0 else np.inf
+        ticks = self.check_ticks(nodes).astype(np.float64)
+        cand = np.flatnonzero(verify_ok & (ticks + self._redo_ticks(nodes) <= time_left + 1e-6))
+        if cand.size == 0:
+            return -1
+        if self.verify == "always":
+            return int(cand[0])
+        tier_of = np.clip(np.rint(nodes[cand, _ATTEMPT_TIER] * MAX_TIERS).astype(np.int64) - 1, 0, MAX_TIERS - 1)
+        value = self.risk(nodes[cand], belief, tier_of) * self.stake(nodes[cand]) * self.target_ticks
+        ratio = value / ticks[cand]
+        best = int(np.argmax(ratio))  # ties: the lowest index
+        return int(cand[best]) if ratio[best] >= (1.0 if busy else self.idle_share) - 1e-12 else -1
+
+    def act_one(self, nodes, glob, mask, n_max):
+        lay = ActionLayout.for_actions(mask.shape[-1], n_max)
+        extended = lay.extended
+        belief = self.scale_belief(nodes, glob) if extended else None
+        verify_ok = lay.block(mask, "verify") if extended else np.zeros(n_max, dtype=bool)
+        if _all_targets_done(glob):
+            v = self.verify_choice(nodes, glob, verify_ok, belief, busy=False) if extended else -1
+            return lay.verify + v if v >= 0 else lay.answer
+        level = nodes[:, _BOTTOM_LEVEL]
+        n_tiers_spawn = [t for t in range(MAX_TIERS) if t == 0 or extended]
+        spawn_blocks = np.stack([lay.block(mask, "spawn" if t == 0 else f"spawn_{t}") for t in n_tiers_spawn])
+        in_hands = np.zeros(n_max) if belief is None else self.risk(nodes, belief, self.careful_tier if self.tier != "fast" else self.fast_tier)
+        do_mask = lay.block(mask, "do")
+        active = np.flatnonzero((nodes[:, _STATUS_ACTIVE] > 0.5) & do_mask)
+        doable = np.flatnonzero(do_mask)
+        if active.size:
+            own = int(active[np.lexsort((active, -level[active]))[0]])
+        elif doable.size:
+            own = int(doable[np.lexsort((doable, -in_hands[doable], -level[doable]))[0]])
+        else:
+            own = -1
+        spawnable = spawn_blocks.any(axis=0)
+        if own >= 0:
+            spawnable[own] = False
+        if self.max_spawn_parents is not None:
+            spawnable &= nodes[:, _N_PARENTS] * COUNT_SCALE <= self.max_spawn_parents + 1e-6
+        cand = np.flatnonzero(spawnable)
+        if cand.size:
+            best = int(cand[np.lexsort((cand, -level[cand]))[0]])
+            ok = np.zeros(MAX_TIERS, dtype=bool)
+            ok[: len(n_tiers_spawn)] = spawn_blocks[:, best]
+            t = self.choose_tier(best, nodes, belief, ok) if extended else 0
+            return int(lay.spawn_tier(t) + best)
+        if extended:
+            v = self.verify_choice(nodes, glob, verify_ok, belief, busy=own >= 0)
+            if v >= 0:
+                return lay.verify + v
+        if own >= 0:
+            return lay.do + own
+        return lay.wait if mask[lay.wait] else lay.answer
+
+    def __repr__(self) -> str:
+        return (
+            f"VerifyingScheduler(verify={self.verify!r}, tier={self.tier!r}, fast_tier={self.fast_tier}, careful_tier={self.careful_tier}, "
+            f"fast_risk={self.fast_risk}, target_ticks={self.target_ticks}, idle_share={self.idle_share}, "
+            f"max_spawn_parents={self.max_spawn_parents}, public={self.public!r})"
+        )
+
+
 class RandomOrchestrator(Orchestrator):
     """Uniform over the valid actions (masked), from a seeded generator.
 
@@ -264,10 +574,14 @@ class RandomOrchestrator(Orchestrator):
     name = "random"
 
     def __init__(self, seed: int | None = 0) -> None:
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63):
+            raise ValueError(f"random: seed must be None or an integer in [0, 2**63 - 1], got {seed!r}")
         self.seed = seed
         self.rng = np.random.default_rng(seed)
 
     def reset(self, seed: int | None = None) -> None:
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63):
+            raise ValueError(f"random: seed must be None or an integer in [0, 2**63 - 1], got {seed!r}")
         self.rng = np.random.default_rng(self.seed if seed is None else seed)
 
     def act(self, obs, mask):
@@ -358,6 +672,7 @@ BUILTIN: dict[str, Callable[..., Orchestrator]] = {
     "delegating_manager": DelegatingManager,
     "static_fanout": StaticFanout,
     "critical_path": CriticalPathScheduler,
+    "verifying_scheduler": VerifyingScheduler,
     "random": RandomOrchestrator,
 }
 #: The reference orchestrators' names.
@@ -387,7 +702,8 @@ def load_orchestrator(spec: str) -> Orchestrator:
       ``swarmgym.moe.policy.load_policy(PATH)``;
     * ``"sb3:PATH"``: a stable-baselines3 model (:func:`load_sb3`).
 
-    :raises ValueError: for an unknown name or a malformed argument list.
+    :raises ValueError: for an unknown name, a malformed argument list, an unknown argument or a
+        value out of its range (one line naming the parameter and its allowed values).
     """
     if not isinstance(spec, str) or not spec:
         raise TypeError(f"an orchestrator spec must be a non-empty string, got {spec!r}")
@@ -417,10 +733,12 @@ def load_orchestrator(spec: str) -> Orchestrator:
             if not eq or not key:
                 raise ValueError(f"orchestrator arguments must be key=value pairs separated by commas, got {item!r} in {spec!r}")
             kwargs[key.strip()] = _parse_value(value.strip())
-    try:
-        policy = BUILTIN[head](**kwargs)
-    except TypeError as exc:
-        raise ValueError(f"bad arguments for orchestrator {head!r}: {exc}") from None
+
+    known = [p for p in inspect.signature(BUILTIN[head]).parameters]
+    unknown = [k for k in kwargs if k not in known]
+    if unknown:
+        raise ValueError(f"{head}: unknown argument(s) {unknown}; it takes {known}")
+    policy = BUILTIN[head](**kwargs)  # each class validates its values: one line naming the parameter and its range
     if kwargs:
         policy.name = spec
     return policy
@@ -436,6 +754,7 @@ __all__ = [
     "SB3Policy",
     "SequentialCrew",
     "StaticFanout",
+    "VerifyingScheduler",
     "load_orchestrator",
     "load_sb3",
 ]

@@ -28,7 +28,16 @@ ENTRY_POINT = "swarmgym.env:SwarmEnv"
 VECTOR_ENTRY_POINT = "swarmgym.batched:SwarmVectorEnv"
 
 #: Spec files of the suite, in the order of the README's table.
-SUITE_FILES = ("wide_search.toml", "serial_reasoning.toml", "dependent_chains.toml", "layered_dag.toml", "mixed.toml", "workflows.toml")
+SUITE_FILES = (
+    "wide_search.toml",
+    "serial_reasoning.toml",
+    "dependent_chains.toml",
+    "layered_dag.toml",
+    "mixed.toml",
+    "workflows.toml",
+    "deep_research.toml",
+    "verified_pipeline.toml",
+)
 
 #: Keys a spec may have at its top level.
 SPEC_KEYS = ("id", "kwargs", "structure", "parallelism", "max_episode_steps")

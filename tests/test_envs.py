@@ -55,7 +55,7 @@ def _equal(a, b) -> bool:
 
 
 def test_suite__registers_every_family_in_both_forms():
-    families = ["WideSearch", "SerialReasoning", "DependentChains", "LayeredDAG", "Mixed", "Workflows"]
+    families = ["WideSearch", "SerialReasoning", "DependentChains", "LayeredDAG", "Mixed", "Workflows", "DeepResearch", "VerifiedPipeline"]
     expected = [x for f in families for x in (f"swarmgym/{f}-v0", f"swarmgym/{f}-flat-v0")]
     assert SUITE == expected
     for i, family in zip(SUITE, [f for f in families for _ in range(2)]):  # what each id builds, not only that it exists

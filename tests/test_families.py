@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from swarmgym import FAMILIES, DependentChains, LayeredDAG, Mixed, SerialReasoning, WideSearch
+from swarmgym import FAMILIES, DeepResearch, DependentChains, LayeredDAG, Mixed, SerialReasoning, VerifiedPipeline, WideSearch
 from swarmgym.config import SubAgentReliability, SwarmConfig, TokenModel
 from swarmgym.graph import TaskGraph
 from swarmgym.testing.invariants import check_graph
@@ -156,6 +156,11 @@ _TRUSTED_CASES = [
     (LayeredDAG, {"n_nodes": (2, 32), "parallelism": 1.0}),
     (LayeredDAG, {"n_nodes": (2, 32), "parallelism": 0.8, "edge_prob": 0.9, "work": (1, 64)}),
     (Mixed, {}),
+    (DeepResearch, {}),
+    (DeepResearch, {"width": (1, 15), "sections": (1, 1), "cross_read_prob": 1.0, "read_work": (1, 64)}),
+    (DeepResearch, {"width": (1, 10), "sections": (1, 10), "cross_read_prob": 0.5}),
+    (VerifiedPipeline, {}),
+    (VerifiedPipeline, {"pipelines": (1, 8), "stages": (1, 4), "link_prob": 1.0}),
 ]
 
 
@@ -170,8 +175,9 @@ def test_family__trusted_graphs_pass_full_validation_and_equal_the_validated_bui
 
 
 @settings(max_examples=60, deadline=None)
-@given(data=st.data(), name=st.sampled_from(sorted(FAMILIES)), n_max=st.integers(3, 64), seed=st.integers(0, 2**32 - 1))
-def test_family__trusted_graphs_over_drawn_parameters_equal_the_validated_build(data, name, n_max, seed):
+@given(data=st.data(), name=st.sampled_from(sorted(FAMILIES)), seed=st.integers(0, 2**32 - 1))
+def test_family__trusted_graphs_over_drawn_parameters_equal_the_validated_build(data, name, seed):
+    n_max = data.draw(st.integers(max(3, FAMILIES[name].least_n_max()), 64), label="n_max")
     gen = FAMILIES[name](n_max=n_max, **data.draw(generator_params(name, n_max), label="params"))
     rng = np.random.default_rng(seed)
     for _ in range(20):
