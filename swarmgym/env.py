@@ -225,7 +225,7 @@ class SwarmEnv(gym.Env):
     |-----------|------|---------|---------|
     | generator | str or callable | "WideSearch" | family name, "module:attr" path, or callable rng -> TaskGraph |
     | generator_kwargs | dict or None | None | parameters of the family (see :mod:`swarmgym.families`) |
-    | config | SwarmConfig, dict or None | None | dynamics: max_subagents, spawn caps, reliability, tokens |
+    | config | SwarmConfig, dict or None | None | dynamics: max_subagents, spawn caps, reliability, tokens, the mechanics of docs/mechanics.md |
     | n_max | int or None | None | padding size; default the generator's n_max, else 32 |
     | observation_mode | str | "dict" | "dict" or "flat" |
     | with_adjacency | bool | False | add the parent adjacency matrix to the observation |
@@ -235,7 +235,8 @@ class SwarmEnv(gym.Env):
 
     ## Version History
 
-    * v0: initial release.
+    * v0: initial release. The mechanics of ``docs/mechanics.md`` (off by default, so every
+      registered id is unchanged) were added later, with the extended layout.
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}

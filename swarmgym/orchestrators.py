@@ -517,8 +517,8 @@ class VerifyingScheduler(CriticalPathScheduler):
         return int(cand[best]) if ratio[best] >= (1.0 if busy else self.idle_share) - 1e-12 else -1
 
     def act_one(self, nodes, glob, mask, n_max):
-        lay = ActionLayout.for_actions(mask.shape[-1], n_max)
-        extended = lay.extended
+        extended = mask.shape[-1] != _layout(n_max).n  # _check_batch accepted it: the extended layout
+        lay = _layout(n_max, extended)
         belief = self.scale_belief(nodes, glob) if extended else None
         verify_ok = lay.block(mask, "verify") if extended else np.zeros(n_max, dtype=bool)
         if _all_targets_done(glob):

@@ -228,6 +228,53 @@ def make_eager_env():
     return EagerEnv(wide(), n_max=N_MAX)
 
 
+# --- hidden_nodes: progressive revelation that forgets to hide the present flag -------------
+class PresentLeak(SwarmEnv):
+    """Marks every node of the graph present, hidden ones included (a progressive env's leak)."""
+
+    def _observation(self, mask=None):
+        obs = super()._observation(mask)
+        obs["nodes"][: self.sim.graph.n_nodes, NODE_COLUMN["present"]] = 1.0
+        return obs
+
+
+def make_present_leak_env():
+    return PresentLeak(wide(), n_max=N_MAX, config={"progressive": True})
+
+
+# --- verification: a caught node keeps its verified flag ------------------------------------
+class StickyVerifiedSim(SwarmSimulator):
+    def _invalidate(self, i):
+        super()._invalidate(i)
+        self.verified[i] = True  # the bug: set after the reset, as if the check had passed
+
+
+class StickyVerifiedEnv(SimSwapEnv):
+    sim_class = StickyVerifiedSim
+
+
+def make_sticky_verified_env():
+    config = {"max_subagents": 2, "verification": {"base_ticks": 1}, "reliability": {"wrong_base": (0.9,) * 4, "fail_base": (0.0,) * 4}}
+    return StickyVerifiedEnv(wide(), n_max=N_MAX, config=config)
+
+
+# --- tier_accounts: a spawn of tier 1 counted twice -----------------------------------------
+class DoubleCountSim(SwarmSimulator):
+    def spawn(self, i, tier=0):
+        super().spawn(i, tier)
+        if tier:
+            self.spawned_tier[tier] += 1
+
+
+class DoubleCountEnv(SimSwapEnv):
+    sim_class = DoubleCountSim
+
+
+def make_double_count_env():
+    config = {"max_subagents": 2, "tiers": [{"name": "small"}, {"name": "large", "slowdown_percent": 200}]}
+    return DoubleCountEnv(wide(), n_max=N_MAX, config=config)
+
+
 SHRINK_SLACK = 4
 
 BROKEN = [
@@ -245,6 +292,9 @@ BROKEN = [
     (make_bonus_env, "score_range", 1),
     (make_double_speed_env, "bounds", 2),
     (make_eager_env, "serial_play", 4),
+    (make_present_leak_env, "hidden_nodes", 0),
+    (make_sticky_verified_env, "verification", 3),
+    (make_double_count_env, "tier_accounts", 1),
 ]
 
 

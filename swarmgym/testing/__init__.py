@@ -13,7 +13,8 @@ was seen, and a ready-to-paste :func:`replay` call with the shrunk seed and acti
 The parts, for writing properties of your own:
 
 * :mod:`swarmgym.testing.strategies`: hypothesis strategies (:func:`task_graphs`,
-  :func:`generator_params`, :func:`swarm_configs`, :func:`seeds`) and :func:`draw_action` /
+  :func:`generator_params`, :func:`swarm_configs` (with ``mechanics=True`` the
+  orchestration mechanics too), :func:`seeds`) and :func:`draw_action` /
   :func:`draw_actions`, which draw from a live action mask inside ``st.data()``.
 * :mod:`swarmgym.testing.invariants`: :data:`INVARIANTS`, :func:`run_episode`
   (one checked episode under any policy), :func:`check_graph`, :func:`check_metrics`.
@@ -43,7 +44,16 @@ from swarmgym.testing.invariants import (
     check_metrics,
     run_episode,
 )
-from swarmgym.testing.strategies import draw_action, draw_actions, generator_params, seeds, swarm_configs, task_graphs
+from swarmgym.testing.strategies import (
+    draw_action,
+    draw_actions,
+    generator_params,
+    mechanics_fields,
+    seeds,
+    sub_agent_tiers,
+    swarm_configs,
+    task_graphs,
+)
 
 __all__ = [
     "INVARIANTS",
@@ -61,10 +71,12 @@ __all__ = [
     "draw_actions",
     "drawn_policy",
     "generator_params",
+    "mechanics_fields",
     "replay",
     "replay_batched",
     "run_episode",
     "seeds",
+    "sub_agent_tiers",
     "swarm_configs",
     "task_graphs",
 ]

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from swarmgym.layout import ActionLayout
 from swarmgym.testing.invariants import INVARIANTS, EpisodeRecord, run_episode
-from swarmgym.testing.strategies import draw_action, seeds
+from swarmgym.testing.strategies import draw_action, seeds, swarm_configs
 
 __all__ = ["PROFILES", "as_factory", "check_family", "drawn_policy", "replay", "resolve_profile"]
 
@@ -104,7 +104,9 @@ def as_factory(env: str | Callable[[], gym.Env], **make_kwargs: Any) -> tuple[Ca
     raise TypeError(f"env must be an env id (str) or a zero-argument callable returning an env, got {type(env).__name__}")
 
 
-def drawn_policy(data, max_steps: int = 200, *, masked_out: bool = True) -> Callable[[np.ndarray, int], int]:
+def drawn_policy(
+    data, max_steps: int = 200, *, masked_out: bool = True, layout: ActionLayout | None = None
+) -> Callable[[np.ndarray, int], int]:
     """A policy for :func:`~swarmgym.testing.invariants.run_episode` whose choices hypothesis draws.
 
     It first draws the style of play (any valid action, in half the episodes;
@@ -119,19 +121,21 @@ def drawn_policy(data, max_steps: int = 200, *, masked_out: bool = True) -> Call
     :param max_steps: answer at the latest after this many steps.
     :param masked_out: allow masked-out actions (off for ``strict=True`` envs, which
         raise on them by design).
+    :param layout: the env's :class:`~swarmgym.layout.ActionLayout` (``env.unwrapped.layout``;
+        needed for the extended layout), default: the base layout of the mask's size.
     """
     play = data.draw(st.sampled_from(PLAY_STYLES), label="play")
     answer_at = data.draw(st.integers(0, max_steps), label="answer_after_steps")
 
     def policy(mask: np.ndarray, step: int) -> int:
-        answer = ActionLayout.for_actions(mask.size).answer
+        answer = (layout or ActionLayout.for_actions(mask.size)).answer
         if step >= answer_at and mask[answer]:
             return answer
         # drawn in every style, so that a shrink from one style to another keeps the draws aligned
         off_mask = masked_out and not mask.all() and data.draw(st.integers(0, 5), label="masked_out?") == 5
         if off_mask and play != "do only":
             return int(data.draw(st.sampled_from(np.flatnonzero(~mask).tolist()), label="masked_out_action"))
-        return draw_action(data, mask, serial_only=play == "do only", spawn_first=play == "spawn first")
+        return draw_action(data, mask, serial_only=play == "do only", spawn_first=play == "spawn first", layout=layout)
 
     return policy
 
@@ -201,6 +205,7 @@ def check_family(
     max_steps: int | None = None,
     checks: Iterable[str] | None = None,
     batched: bool | None = None,
+    drawn_configs: bool = False,
     **make_kwargs: Any,
 ) -> None:
     """Check an env family's invariants on hypothesis-drawn episodes; pass or raise a shrunk counterexample.
@@ -226,6 +231,9 @@ def check_family(
     :param checks: names of invariants to check (default all).
     :param batched: also hold the batched engine to the reference (default: when the id's
         vector entry point is ``swarmgym.batched`` and importable; a factory has none).
+    :param drawn_configs: also draw the dynamics per example, the orchestration mechanics
+        included (:func:`~swarmgym.testing.strategies.swarm_configs` with ``mechanics=True``),
+        replacing the id's config (ids only; the replay snippet passes the drawn ``config``).
     :param make_kwargs: keyword arguments for ``gymnasium.make`` (ids only).
     :raises InvariantViolation: the minimal failing episode, with a replay snippet.
     :raises ValueError: for an unknown profile or check name.
@@ -240,17 +248,29 @@ def check_family(
             raise ValueError(f"checks must be names from INVARIANTS {sorted(INVARIANTS)}, got unknown {unknown}")
     if batched and not isinstance(env, str):
         raise ValueError("batched=True needs an env id (the batched engine is built from the id's kwargs), not a factory")
+    if not isinstance(drawn_configs, bool):
+        raise TypeError(f"drawn_configs must be a bool, got {drawn_configs!r}")
+    if drawn_configs and not isinstance(env, str):
+        raise ValueError("drawn_configs=True needs an env id (the drawn config is passed to gymnasium.make), not a factory")
     factory, target = as_factory(env, **make_kwargs)
 
     @run_settings
     @given(seed=seeds(), data=st.data())
     def episode(seed: int, data) -> None:
         __tracebackhide__ = True
-        first, twin = factory(), factory()
+        kwargs, make = make_kwargs, factory
+        if drawn_configs:
+            kwargs = {**make_kwargs, "config": data.draw(swarm_configs(mechanics=True), label="config").to_dict()}
+            make = as_factory(env, **kwargs)[0]
+        first, twin = make(), make()
         try:
-            policy = drawn_policy(data, steps, masked_out=getattr(first.unwrapped, "invalid_action", "waste_tick") != "raise")
+            own_layout = getattr(first.unwrapped, "layout", None)
+            policy = drawn_policy(
+                data, steps, masked_out=getattr(first.unwrapped, "invalid_action", "waste_tick") != "raise",
+                layout=own_layout if isinstance(own_layout, ActionLayout) else None,
+            )  # fmt: skip
             probe_step = data.draw(st.integers(0, PROBE_STEPS), label="probe_the_whole_mask_at_step")
-            run_episode(first, seed, policy, twin=twin, checks=checks, target=target, probe_step=probe_step, replay_kwargs=make_kwargs)
+            run_episode(first, seed, policy, twin=twin, checks=checks, target=target, probe_step=probe_step, replay_kwargs=kwargs)
         finally:
             _close(first)
             _close(twin)

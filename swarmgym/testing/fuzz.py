@@ -11,7 +11,8 @@ until ``--episodes`` episodes have been played or the family's time is up:
   with the ``deep`` profile (every invariant, a twin env for determinism, a probe of
   the whole mask at one drawn step);
 * drawn settings where the strategies allow them: family parameters from
-  :func:`generator_params`, dynamics from :func:`swarm_configs`, both observation
+  :func:`generator_params`, dynamics from :func:`swarm_configs` (the orchestration
+  mechanics of docs/mechanics.md included), both observation
   modes, the adjacency input and every invalid-action rule, each episode through
   :func:`run_episode` with a twin;
 * with ``--batched-examples N``, N examples of :func:`check_batched` (the batched
@@ -95,7 +96,7 @@ def _drawn_chunk(family: str, examples: int, max_steps: int) -> int:
     @_chunk_settings(examples)
     @given(
         kwargs=generator_params(family, _DRAWN_N_MAX, limits=_SMALL),
-        config=swarm_configs(),
+        config=swarm_configs(mechanics=True),
         mode=st.sampled_from(["dict", "flat"]),
         adjacency=st.booleans(),
         rule=st.sampled_from(INVALID_ACTION_RULES),
@@ -112,9 +113,10 @@ def _drawn_chunk(family: str, examples: int, max_steps: int) -> int:
             f"<factory>SwarmEnv({family!r}, {kwargs!r}, config={config!r}, n_max={_DRAWN_N_MAX}, "
             f"observation_mode={mode!r}, with_adjacency={adjacency}, invalid_action={rule!r})"
         )
-        policy = drawn_policy(data, max_steps, masked_out=rule != "raise")
+        first = make()
+        policy = drawn_policy(data, max_steps, masked_out=rule != "raise", layout=first.layout)
         played[0] += 1
-        run_episode(make(), seed, policy, twin=make(), target=target)
+        run_episode(first, seed, policy, twin=make(), target=target)
 
     episode()
     return played[0]

@@ -11,7 +11,9 @@ shrinking then minimises the seed and the action sequence.
 
 The simulator-level checks (parents, tokens, bounds) read ``env.unwrapped.sim``
 and ``env.unwrapped.instance``; an env without them gets the observation, mask,
-determinism and info checks only.
+determinism and info checks only. The checks of the orchestration mechanics
+(``hidden_nodes``, ``verification``, ``tier_accounts``; ``docs/mechanics.md``) read the
+simulator's mechanics state and hold trivially when the mechanics are off.
 """
 
 from __future__ import annotations
@@ -26,7 +28,19 @@ import numpy as np
 from gymnasium import spaces
 
 from swarmgym.graph import MAX_WORK, TaskGraph
-from swarmgym.layout import ACTIVE, DONE, GLOBAL_FEATURES, METRIC_KEYS, NODE_FEATURES, READY, RUNNING, STATUS_NAMES, ActionLayout
+from swarmgym.config import MAX_TIERS
+from swarmgym.layout import (
+    ACTIVE,
+    DONE,
+    METRIC_KEYS,
+    READY,
+    RUNNING,
+    STATUS_NAMES,
+    ActionLayout,
+    FlatLayout,
+    global_features,
+    node_features,
+)
 
 __all__ = [
     "INVARIANTS",
@@ -58,6 +72,12 @@ INVARIANTS: dict[str, str] = {
     "score_range": "the score is in [0, 1] and (for an unwrapped reward) the final reward equals it, earlier rewards 0",
     "bounds": "critical_steps >= lower_bound, speedup <= ideal_speedup, and task_lower_bound <= critical_steps when every node is done",
     "serial_play": "an episode of do actions only has speedup 1 and no spawns",
+    "hidden_nodes": "every node with a non-zero observation row (or adjacency entry) is a revealed node of the graph; the mask "
+    "never offers an action on a node not yet revealed (progressive revelation)",
+    "verification": "a verified node is done by a sub-agent; a wrong result caught by verify leaves its node ready and none "
+    "of its descendants done, active or running; 0 <= n_caught <= n_verified",
+    "tier_accounts": "the sub-agents spawned per tier sum to n_spawned and those running per tier to the running ones; the "
+    "tiers' tokens are within the totals (each tier read its hand-offs, wrote its results) and cost_usd prices them",
     "batched_matches_reference": "the batched engine returns the reference env's observations, masks, rewards, "
     "terminations and metrics on the same instances and actions",
 }
@@ -284,8 +304,20 @@ def check_metrics(metrics: dict, graph: TaskGraph | None = None, config: Any = N
         m["tokens"] == m["input_tokens"] + m["output_tokens"],
         f"tokens = {m['tokens']} but input + output = {m['input_tokens']} + {m['output_tokens']}",
     )
-    n_out = m["n_subagent_ok"] + m["n_subagent_failed"] + m["n_subagent_wrong"] + m["n_subagent_unfinished"]
-    need(m["n_spawned"] == n_out, f"n_spawned = {m['n_spawned']} but ok + failed + wrong + unfinished = {n_out}")
+    n_out = m["n_subagent_ok"] + m["n_subagent_failed"] + m["n_subagent_wrong"] + m["n_subagent_unfinished"] + m["n_subagent_cancelled"]
+    need(m["n_spawned"] == n_out, f"n_spawned = {m['n_spawned']} but ok + failed + wrong + unfinished + cancelled = {n_out}")
+    need(0 <= m["n_caught"] <= m["n_verified"], f"n_caught = {m['n_caught']} is not in [0, n_verified = {m['n_verified']}]", "verification")
+    results = m["n_subagent_ok"] + m["n_subagent_wrong"]
+    need(
+        _close(m["verification_rate"], m["n_verified"] / results if results else 0.0),
+        f"verification_rate = {m['verification_rate']!r} but n_verified / (ok + wrong) = {m['n_verified']} / {results}",
+    )
+    need(
+        _close(m["verification_yield"], m["n_caught"] / m["n_verified"] if m["n_verified"] else 0.0),
+        f"verification_yield = {m['verification_yield']!r} but n_caught / n_verified = {m['n_caught']} / {m['n_verified']}",
+    )
+    spawned = sum(m[f"spawned_tier{t}"] for t in range(MAX_TIERS))
+    need(spawned == m["n_spawned"], f"spawned_tier0..{MAX_TIERS - 1} sum to {spawned} but n_spawned = {m['n_spawned']}", "tier_accounts")
     need(
         m["n_subagent_isolated"] <= m["n_subagent_ok"],
         f"n_subagent_isolated = {m['n_subagent_isolated']} > n_subagent_ok = {m['n_subagent_ok']}",
@@ -295,8 +327,15 @@ def check_metrics(metrics: dict, graph: TaskGraph | None = None, config: Any = N
         _close(m["score"], 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0),
         f"score = {m['score']!r} but F1 of (correct, wrong, missing) = ({tp}, {fp}, {fn})",
     )
-    need(serial <= m["task_serial_steps"], f"serial_steps = {serial} > task_serial_steps = {m['task_serial_steps']}")
-    need(lower <= m["task_lower_bound"], f"lower_bound = {lower} > task_lower_bound = {m['task_lower_bound']}")
+    # coordination work (CoordinationTax.merge_work_per_subagent_input) adds to a node's work: the task's
+    # own totals then bound the episode's only from below
+    merge_work = getattr(getattr(config, "coordination", None), "merge_work_per_subagent_input", 0) if config is not None else 0
+    if not merge_work:
+        need(serial <= m["task_serial_steps"], f"serial_steps = {serial} > task_serial_steps = {m['task_serial_steps']}")
+        need(lower <= m["task_lower_bound"], f"lower_bound = {lower} > task_lower_bound = {m['task_lower_bound']}")
+    elif graph is not None:
+        most = m["task_serial_steps"] + merge_work * sum(len(p) for p in graph.parents if len(p) >= 2)
+        need(serial <= most, f"serial_steps = {serial} > the task's work plus the most coordination work it can take = {most}")
     need(t <= m["budget"], f"critical_steps = {t} passed the budget {m['budget']}", "budget")
     need(
         bool(m["budget_exhausted"]) == (t >= m["budget"]),
@@ -321,10 +360,25 @@ def check_metrics(metrics: dict, graph: TaskGraph | None = None, config: Any = N
         cap = config.max_subagents
         need(profile.size == cap + 1, f"concurrency_profile has {profile.size} entries; max_subagents + 1 = {cap + 1}")
         need(m["peak_concurrency"] <= cap, f"peak_concurrency = {m['peak_concurrency']} > max_subagents = {cap}")
-        need(
-            _close(m["cost_usd"], config.tokens.price(m["input_tokens"], m["output_tokens"])),
-            f"cost_usd = {m['cost_usd']!r} does not price the tokens",
-        )
+        tiers = tuple(getattr(config, "tiers", ()))
+        n_tiers = max(1, len(tiers))
+        for tier in range(n_tiers, MAX_TIERS):
+            spawned_key, cost_key = f"spawned_tier{tier}", f"cost_usd_tier{tier}"
+            need(m[spawned_key] == 0, f"{spawned_key} = {m[spawned_key]} but the config has {n_tiers} tier(s)", "tier_accounts")
+            need(m[cost_key] == 0, f"{cost_key} = {m[cost_key]!r} but the config has {n_tiers} tier(s)", "tier_accounts")
+        if not tiers:
+            need(
+                _close(m["cost_usd"], config.tokens.price(m["input_tokens"], m["output_tokens"])),
+                f"cost_usd = {m['cost_usd']!r} does not price the tokens",
+            )
+        else:  # the orchestrator's share (tokens outside the tiers' accounts) is at most all tokens at the base rates
+            own = m["cost_usd"] - sum(m[f"cost_usd_tier{tier}"] for tier in range(n_tiers))
+            need(
+                -_TOL <= own <= config.tokens.price(m["input_tokens"], m["output_tokens"]) + _TOL,
+                f"cost_usd = {m['cost_usd']!r} minus the tiers' costs leaves {own!r} for the orchestrator's tokens, outside "
+                f"[0, {config.tokens.price(m['input_tokens'], m['output_tokens'])!r}]",
+                "tier_accounts",
+            )
         if graph is not None:
             need(
                 m["task_lower_bound"] == graph.lower_bound(cap),
@@ -336,6 +390,7 @@ def check_metrics(metrics: dict, graph: TaskGraph | None = None, config: Any = N
             m["task_serial_steps"] == graph.total_work,
             f"task_serial_steps = {m['task_serial_steps']} but the graph's total work is {graph.total_work}",
         )
+
         n_targets = int(np.asarray(graph.targets).sum())
         need(tp + fp + fn == n_targets, f"targets correct + wrong + missing = {tp + fp + fn} but the graph has {n_targets} targets")
     # the bounds
@@ -343,8 +398,8 @@ def check_metrics(metrics: dict, graph: TaskGraph | None = None, config: Any = N
     need(m["speedup"] <= m["ideal_speedup"] + _TOL, f"speedup = {m['speedup']!r} > ideal_speedup = {m['ideal_speedup']!r}", "bounds")
     if all_done:
         need(
-            serial == m["task_serial_steps"],
-            f"every node is done but serial_steps = {serial} != task_serial_steps = {m['task_serial_steps']}",
+            serial == m["task_serial_steps"] if not merge_work else serial >= m["task_serial_steps"],
+            f"every node is done but serial_steps = {serial} {'!=' if not merge_work else '<'} task_serial_steps = {m['task_serial_steps']}",
         )
         need(
             m["task_lower_bound"] <= t, f"every node is done in critical_steps = {t} < task_lower_bound = {m['task_lower_bound']}", "bounds"
@@ -423,21 +478,38 @@ def _space_problem(space: spaces.Space, obs: Any, path: str = "obs") -> str | No
 
 
 def _feature_name(path: str, index: tuple[int, ...]) -> str:
-    if path.endswith("['nodes']") and len(index) == 2 and index[1] < len(NODE_FEATURES):
-        return f" (node {index[0]}, feature {NODE_FEATURES[index[1]]!r})"
-    if path.endswith("['globals']") and len(index) == 1 and index[0] < len(GLOBAL_FEATURES):
-        return f" (global feature {GLOBAL_FEATURES[index[0]]!r})"
+    columns, entries = node_features(True), global_features(True)  # the base ones first, then the extended ones
+    if path.endswith("['nodes']") and len(index) == 2 and index[1] < len(columns):
+        return f" (node {index[0]}, feature {columns[index[1]]!r})"
+    if path.endswith("['globals']") and len(index) == 1 and index[0] < len(entries):
+        return f" (global feature {entries[index[0]]!r})"
     return ""
 
 
-def _action_layout(n_actions: int | None) -> ActionLayout | None:
-    """The swarm action layout with ``n_actions`` actions (None for another action space)."""
+def _action_layout(n_actions: int | None, env: Any = None) -> ActionLayout | None:
+    """The swarm action layout with ``n_actions`` actions: the env's own ``layout`` when it has one
+    of that size, else the base layout of that size (None for another action space)."""
     if n_actions is None:
         return None
+    own = getattr(env, "layout", None)
+    if isinstance(own, ActionLayout) and own.n == n_actions:
+        return own
     try:
         return ActionLayout.for_actions(n_actions)
     except ValueError:
         return None
+
+
+def _descendants(children: Sequence[Sequence[int]], i: int) -> set[int]:
+    """Every node reachable from ``i`` along child edges (``i`` itself excluded)."""
+    seen: set[int] = set()
+    frontier = list(children[i])
+    while frontier:
+        d = frontier.pop()
+        if d not in seen:
+            seen.add(d)
+            frontier.extend(children[d])
+    return seen
 
 
 def _rewards_plain(env: gym.Env) -> bool:
@@ -506,6 +578,8 @@ class _Run:
         self.graph = getattr(instance, "graph", None) or getattr(self.sim, "graph", None)
         self.config = getattr(u, "config", None)
         self.n_actions = int(self.env.action_space.n) if isinstance(self.env.action_space, spaces.Discrete) else None
+        self.layout = _action_layout(self.n_actions, u)
+        self.caught = getattr(self.sim, "n_caught", 0)
         if self.graph is not None and self.on("graph_valid"):
             try:
                 check_graph(self.graph, getattr(u, "n_max", None))
@@ -545,10 +619,11 @@ class _Run:
                 self.fail("mask_valid", "the flat observation's mask tail differs from info['action_mask']")
             if not mask.any():
                 self.fail("mask_valid", f"the mask allows no action{' on the terminal observation' if done else ''}; it is never empty")
-            if terminated and self.n_actions is not None and np.flatnonzero(mask).tolist() != [self.n_actions - 1]:
+            answer = self.layout.answer if self.layout is not None else (self.n_actions or 0) - 1
+            if terminated and self.n_actions is not None and np.flatnonzero(mask).tolist() != [answer]:
                 self.fail(
                     "mask_valid",
-                    f"the terminal observation's mask allows {np.flatnonzero(mask).tolist()}; it must allow exactly answer ({self.n_actions - 1})",
+                    f"the terminal observation's mask allows {np.flatnonzero(mask).tolist()}; it must allow exactly answer ({answer})",
                 )
         return np.asarray(mask, dtype=bool)
 
@@ -576,6 +651,88 @@ class _Run:
             t = sim.t if sim is not None else info.get("critical_steps")
             if t is not None and t > self.budget:
                 self.fail("budget", f"the clock is at {t}, past the budget {self.budget}")
+
+    def check_mechanics(self, obs: Any, mask: np.ndarray | None) -> None:
+        """``hidden_nodes``, ``verification`` and ``tier_accounts`` on the simulator's state (after a step)."""
+        __tracebackhide__ = True
+        sim = self.sim
+        if sim is None or self.graph is None:
+            return
+        n = self.graph.n_nodes
+        revealed = np.asarray(getattr(sim, "revealed", np.ones(n, dtype=bool)), dtype=bool)
+        if self.on("hidden_nodes"):
+            self._check_hidden(obs, mask, revealed, n)
+        if self.on("verification") and hasattr(sim, "verified"):
+            status, verified = np.asarray(sim.status), np.asarray(sim.verified, dtype=bool)
+            bad = np.flatnonzero(verified & ~((status == DONE) & np.asarray(sim.done_by_subagent, dtype=bool)))
+            if bad.size:
+                i = int(bad[0])
+                self.fail("verification", f"node {i} is verified but is {STATUS_NAMES[status[i]]}, done_by_subagent = {bool(sim.done_by_subagent[i])}")
+            if not 0 <= sim.n_caught <= sim.n_verified:
+                self.fail("verification", f"n_caught = {sim.n_caught} is not in [0, n_verified = {sim.n_verified}]")
+            if sim.n_caught > self.caught and self.actions and self.layout is not None:
+                name, i = self.layout.decode(self.actions[-1])
+                if name == "verify":
+                    if status[i] != READY:
+                        self.fail("verification", f"verify({i}) caught a wrong result, yet node {i} is {STATUS_NAMES[status[i]]}, not ready")
+                    for d in sorted(_descendants(self.graph.children, i)):
+                        if status[d] in (DONE, ACTIVE, RUNNING):
+                            self.fail("verification", f"verify({i}) caught a wrong result, yet its descendant {d} is {STATUS_NAMES[status[d]]}")
+            self.caught = sim.n_caught
+        if self.on("tier_accounts") and hasattr(sim, "spawned_tier"):
+            self._check_tiers(sim)
+
+    def _check_hidden(self, obs: Any, mask: np.ndarray | None, revealed: np.ndarray, n: int) -> None:
+        __tracebackhide__ = True
+        u = self.u
+        if getattr(u, "observation_mode", "dict") == "flat":
+            flat_layout = getattr(u, "flat_layout", None)
+            if not isinstance(flat_layout, FlatLayout):
+                return
+            obs, _ = flat_layout.unflatten(np.asarray(obs))
+        if not isinstance(obs, dict) or "nodes" not in obs:
+            return
+        nodes = np.asarray(obs["nodes"])
+        shown = np.flatnonzero(nodes.any(axis=1))
+        adjacency = obs.get("adjacency")
+        if adjacency is not None:
+            adjacency = np.asarray(adjacency)
+            shown = np.union1d(shown, np.union1d(np.flatnonzero(adjacency.any(axis=1)), np.flatnonzero(adjacency.any(axis=0))))
+        for i in shown.tolist():
+            if i >= n:
+                self.fail("hidden_nodes", f"observation row {i} is not zero, but the graph has only {n} nodes (padding)")
+            if not revealed[i]:
+                self.fail("hidden_nodes", f"node {i} is not revealed, yet its observation row or adjacency is not zero")
+        if mask is not None and self.layout is not None and not revealed.all():
+            hidden = np.flatnonzero(~revealed)
+            for name, per_node in self.layout.blocks:
+                if per_node and self.layout.block(mask, name)[hidden].any():
+                    i = int(hidden[self.layout.block(mask, name)[hidden]][0])
+                    self.fail("hidden_nodes", f"the mask offers {name}({i}) on node {i}, which is not revealed")
+
+    def _check_tiers(self, sim: Any) -> None:
+        __tracebackhide__ = True
+        if sum(sim.spawned_tier) != sim.n_spawned:
+            self.fail("tier_accounts", f"sub-agents spawned per tier {list(sim.spawned_tier)} sum to {sum(sim.spawned_tier)}, not n_spawned = {sim.n_spawned}")
+        per_tier = [sum(1 for j in sim.running if sim.attempt_tier[j] == t) for t in range(len(sim.running_tier))]
+        if list(sim.running_tier) != per_tier:
+            self.fail("tier_accounts", f"running sub-agents per tier {list(sim.running_tier)}, but the running nodes' tiers count {per_tier}")
+        tier_in, tier_out = sum(sim.tier_input_tokens), sum(sim.tier_output_tokens)
+        if not (0 <= tier_in <= sim.input_tokens and 0 <= tier_out <= sim.output_tokens):
+            self.fail(
+                "tier_accounts",
+                f"the tiers' tokens ({tier_in} in, {tier_out} out) are not within the totals ({sim.input_tokens} in, {sim.output_tokens} out)",
+            )
+        tok = sim.config.tokens
+        for t in range(len(sim.spawned_tier)):
+            if sim.tier_output_tokens[t] < tok.result_tokens * sim.returns_tier[t] or sim.tier_input_tokens[t] < tok.handoff_base * sim.spawned_tier[t]:
+                self.fail(
+                    "tier_accounts",
+                    f"tier {t} read {sim.tier_input_tokens[t]} and wrote {sim.tier_output_tokens[t]} tokens: less than its "
+                    f"{sim.spawned_tier[t]} hand-offs and {sim.returns_tier[t]} results",
+                )
+        if not 0 <= sim.coordination_tokens <= sim.input_tokens - tier_in:
+            self.fail("tier_accounts", f"coordination_tokens = {sim.coordination_tokens} exceed the orchestrator's input tokens {sim.input_tokens - tier_in}")
 
     def check_step(self, action: int, mask: np.ndarray, reward: float, terminated: bool, truncated: bool, info: dict) -> None:
         __tracebackhide__ = True
@@ -618,10 +775,18 @@ class _Run:
                 ("metrics_consistent", m["invalid_actions"] == info.get("invalid_actions", m["invalid_actions"]), "invalid_actions differs from info['invalid_actions']"),
                 ("score_range", not self.reward_plain or _close(reward, m["score"]), f"final reward {reward!r} != score {m['score']!r}"),
             ]  # fmt: skip
+            sim = self.sim
+            if sim is not None and hasattr(sim, "tier_input_tokens"):
+                tok = sim.config.tokens
+                for t in range(len(sim.tier_input_tokens)):
+                    price = (sim.tier_input_tokens[t] * tok.price_input_per_million + sim.tier_output_tokens[t] * tok.price_output_per_million) / 1e6
+                    want = sim.config.tier_list[t].price_scale * price
+                    need.append(("tier_accounts", _close(m[f"cost_usd_tier{t}"], want), f"cost_usd_tier{t} = {m[f'cost_usd_tier{t}']!r} but its tokens cost {want!r}"))
+                    need.append(("tier_accounts", m[f"spawned_tier{t}"] == sim.spawned_tier[t], f"spawned_tier{t} = {m[f'spawned_tier{t}']} but the simulator counted {sim.spawned_tier[t]}"))
             for invariant, ok, what in need:
                 if not ok:
                     raise Broken(invariant, what)
-            lay = _action_layout(self.n_actions)
+            lay = self.layout
             body = self.actions[:-1] if lay is not None and self.actions and self.actions[-1] == lay.answer else self.actions
             do_block = range(lay.do, lay.do + lay.n_max) if lay is not None else None
             if self.on("serial_play") and do_block is not None and not self.policy_invalid and all(a in do_block for a in body):
@@ -724,6 +889,7 @@ def run_episode(
         record.infos.append(info)
     run.check_state(info)  # the state first: observations and masks derive from it
     mask = run.check_observation(obs, info, done=False)
+    run.check_mechanics(obs, mask)
     while True:
         if mask is None:
             mask = np.ones(run.n_actions or 1, dtype=bool)
@@ -749,6 +915,7 @@ def run_episode(
         run.check_state(info)
         run.check_step(action, mask, reward, terminated, truncated, info)  # judged against the mask it was chosen from
         mask = run.check_observation(obs, info, done=done, terminated=bool(terminated))
+        run.check_mechanics(obs, mask)
         if terminated:
             record.metrics = run.check_end(reward, info)
         if done:

@@ -30,12 +30,12 @@ import numpy as np
 from hypothesis import assume
 from hypothesis import strategies as st
 
-from swarmgym.config import SubAgentReliability, SwarmConfig
+from swarmgym.config import MAX_TIERS, CoordinationTax, SubAgentReliability, SubAgentTier, SwarmConfig, Verification
 from swarmgym.families import DEFAULT_N_MAX, FAMILIES, Mixed, Param, TaskGenerator
 from swarmgym.graph import KINDS, MAX_WORK, TaskGraph
 from swarmgym.layout import ActionLayout
 
-__all__ = ["draw_action", "draw_actions", "generator_params", "seeds", "swarm_configs", "task_graphs"]
+__all__ = ["draw_action", "draw_actions", "generator_params", "mechanics_fields", "seeds", "sub_agent_tiers", "swarm_configs", "task_graphs"]
 
 
 def seeds() -> st.SearchStrategy[int]:
@@ -167,19 +167,25 @@ def _task_graphs(draw, n_max, n_lo, n_hi, width, depth, edge_density, work, kind
 
 
 @st.composite
-def swarm_configs(draw, *, max_subagents: int = 8, spawn_ticks: int = 2) -> SwarmConfig:
-    """:class:`~swarmgym.config.SwarmConfig` s: caps, attempts, spawn latency and reliability.
+def swarm_configs(draw, *, max_subagents: int = 8, spawn_ticks: int = 2, mechanics: bool = False) -> SwarmConfig:
+    """:class:`~swarmgym.config.SwarmConfig` s: caps, attempts, spawn latency and reliability,
+    and with ``mechanics=True`` the orchestration mechanics of ``docs/mechanics.md``.
 
     Shrinks towards no sub-agents at all, one spawn per turn, one attempt, no spawn
-    latency and perfect sub-agents.
+    latency and perfect sub-agents (and every mechanic off).
 
     :param max_subagents: largest ``max_subagents`` drawn, in [0, 64].
     :param spawn_ticks: largest ``spawn_ticks`` drawn, in [0, 16].
+    :param mechanics: also draw, each on or off, progressive revelation, verification (random
+        :class:`~swarmgym.config.Verification`), 0 to 3 sub-agent tiers with random fields, hidden
+        reliability and the coordination tax (:func:`mechanics_fields`).
     """
     if isinstance(max_subagents, bool) or not isinstance(max_subagents, int) or not 0 <= max_subagents <= 64:
         raise ValueError(f"max_subagents must be an integer in [0, 64], got {max_subagents!r}")
     if isinstance(spawn_ticks, bool) or not isinstance(spawn_ticks, int) or not 0 <= spawn_ticks <= 16:
         raise ValueError(f"spawn_ticks must be an integer in [0, 16], got {spawn_ticks!r}")
+    if not isinstance(mechanics, bool):
+        raise TypeError(f"mechanics must be a bool, got {mechanics!r}")
     probability = st.floats(0.0, 0.95, allow_nan=False)
     reliability = st.one_of(
         st.just(SubAgentReliability.perfect()),
@@ -199,7 +205,45 @@ def swarm_configs(draw, *, max_subagents: int = 8, spawn_ticks: int = 2) -> Swar
         max_attempts=draw(st.integers(1, 4), label="max_attempts"),
         spawn_ticks=draw(st.integers(0, spawn_ticks), label="spawn_ticks"),
         reliability=draw(reliability, label="reliability"),
+        **(draw(mechanics_fields(), label="mechanics") if mechanics else {}),
     )
+
+
+def sub_agent_tiers() -> st.SearchStrategy[SubAgentTier]:
+    """:class:`~swarmgym.config.SubAgentTier` s with random fields (shrink to the default tier)."""
+    return st.builds(
+        SubAgentTier,
+        name=st.sampled_from(("standard", "fast", "careful")),
+        slowdown_percent=st.integers(10, 400),
+        error_scale=st.floats(0.0, 5.0, allow_nan=False),
+        token_percent=st.integers(0, 400),
+        price_scale=st.floats(0.0, 10.0, allow_nan=False),
+    )
+
+
+@st.composite
+def mechanics_fields(draw) -> dict[str, Any]:
+    """The mechanics fields of a :class:`~swarmgym.config.SwarmConfig` (keyword arguments), each
+    drawn on or off: ``progressive``; ``verification`` (random ticks); ``tiers`` (0 to
+    :data:`~swarmgym.config.MAX_TIERS` tiers, :func:`sub_agent_tiers`); ``hidden_reliability``
+    (a random ``(lo, hi)`` in [0, 4]); ``coordination`` (random tax). Shrinks to all off."""
+    out: dict[str, Any] = {"progressive": draw(st.booleans(), label="progressive")}
+    if draw(st.booleans(), label="verification?"):
+        out["verification"] = Verification(
+            base_ticks=draw(st.integers(1, 4), label="verify_base_ticks"),
+            work_percent=draw(st.integers(0, 200), label="verify_work_percent"),
+            ticks_per_parent=draw(st.integers(0, 2), label="verify_ticks_per_parent"),
+        )
+    out["tiers"] = tuple(draw(st.lists(sub_agent_tiers(), max_size=MAX_TIERS), label="tiers"))
+    if draw(st.booleans(), label="hidden_reliability?"):
+        lo, hi = sorted(draw(st.tuples(st.floats(0.0, 4.0, allow_nan=False), st.floats(0.0, 4.0, allow_nan=False)), label="hidden_reliability"))
+        out["hidden_reliability"] = (lo, hi)
+    if draw(st.booleans(), label="coordination?"):
+        out["coordination"] = CoordinationTax(
+            turn_input_per_result=draw(st.integers(0, 500), label="turn_input_per_result"),
+            merge_work_per_subagent_input=draw(st.integers(0, 3), label="merge_work_per_subagent_input"),
+        )
+    return out
 
 
 def _param_strategy(p: Param, lo: float, hi: float) -> st.SearchStrategy:
@@ -293,7 +337,14 @@ def _generator_params(draw, cls: type[TaskGenerator], n_max: int, limits: dict) 
 
 
 def draw_action(
-    data, mask: np.ndarray, *, serial_only: bool = False, spawn_first: bool = False, answer: bool = False, label: str = "action"
+    data,
+    mask: np.ndarray,
+    *,
+    serial_only: bool = False,
+    spawn_first: bool = False,
+    answer: bool = False,
+    label: str = "action",
+    layout: ActionLayout | None = None,
 ) -> int:
     """Draw one valid action from a live action mask (for use with ``st.data()``).
 
@@ -309,14 +360,21 @@ def draw_action(
         (a delegating orchestrator: high concurrency, episodes that finish).
     :param answer: return the answer action (checked to be valid).
     :param label: shown in hypothesis's report of the drawn value.
+    :param layout: the env's :class:`~swarmgym.layout.ActionLayout` (``env.unwrapped.layout``);
+        needed for the extended layout, default: the base layout of the mask's size.
     :returns: the action index.
     :raises ValueError: if the mask allows nothing (the episode should have ended).
     """
     mask = np.asarray(mask, dtype=bool)
-    try:
-        lay = ActionLayout.for_actions(mask.size) if mask.ndim == 1 else None
-    except ValueError:
-        lay = None
+    if layout is not None:
+        if not isinstance(layout, ActionLayout) or mask.shape != (layout.n,):
+            raise ValueError(f"mask must be a 1-D bool array of size layout.n, got shape {mask.shape} for {layout!r}")
+        lay = layout
+    else:
+        try:
+            lay = ActionLayout.for_actions(mask.size) if mask.ndim == 1 else None
+        except ValueError:
+            lay = None
     if lay is None:
         raise ValueError(f"mask must be a 1-D bool array of size ActionLayout(n_max).n = 2 n_max + 2, got shape {mask.shape}")
     answer_action = lay.answer
@@ -328,7 +386,12 @@ def draw_action(
         valid = np.flatnonzero(mask)
         valid = valid[valid != answer_action]
     if spawn_first and not serial_only:
-        spawns = valid[(valid >= lay.spawn) & (valid < lay.spawn + lay.n_max)]
+        is_spawn = np.zeros(valid.shape, dtype=bool)
+        for name, per_node in lay.blocks:  # spawn, and spawn_1, spawn_2 in the extended layout
+            if name.startswith("spawn"):
+                start = lay[name]
+                is_spawn |= (valid >= start) & (valid < start + lay.n_max)
+        spawns = valid[is_spawn]
         valid = spawns if spawns.size else valid
     if valid.size == 0:
         if not mask.any():
@@ -337,7 +400,7 @@ def draw_action(
     return int(data.draw(st.sampled_from(valid.tolist()), label=label))
 
 
-def draw_actions(data, masks: Any, *, serial_only: bool = False, label: str = "actions") -> np.ndarray:
+def draw_actions(data, masks: Any, *, serial_only: bool = False, label: str = "actions", layout: ActionLayout | None = None) -> np.ndarray:
     """Draw one valid action per env from a batched mask ``bool[num_envs, A]``.
 
     Rows with no valid action (an env between episodes) get action 0.
@@ -345,6 +408,7 @@ def draw_actions(data, masks: Any, *, serial_only: bool = False, label: str = "a
     :param data: the ``st.data()`` object of the running test.
     :param masks: a numpy array or torch tensor of shape ``[num_envs, ActionLayout(n_max).n]``.
     :param serial_only: as in :func:`draw_action`.
+    :param layout: as in :func:`draw_action`.
     :returns: ``int64[num_envs]``.
     """
     if hasattr(masks, "detach"):
@@ -355,5 +419,5 @@ def draw_actions(data, masks: Any, *, serial_only: bool = False, label: str = "a
     out = np.zeros(masks.shape[0], dtype=np.int64)
     for e, row in enumerate(masks):
         if row.any():
-            out[e] = draw_action(data, row, serial_only=serial_only, label=f"{label}[{e}]")
+            out[e] = draw_action(data, row, serial_only=serial_only, label=f"{label}[{e}]", layout=layout)
     return out
