@@ -343,3 +343,13 @@ def test_trainer__learns_on_an_extended_env_end_to_end(engine, tmp_path):
     assert len(rows) == 4 and all(0.0 <= r["score"] <= 1.0 for r in rows)
     with pytest.raises(ValueError, match="trained on the extended layout .* the base layout"):
         play_paired(policy, "swarmgym/WideSearch-v0", 1, seed_offset=10_000)
+
+
+def test_train_cli__refuses_eval_ids_of_the_other_layout_before_training(tmp_path, capsys):
+    from swarmgym.moe import train
+
+    argv = ["--env-id", "DeepResearch-v0", "--quick", "--no-plots", "--run-dir", str(tmp_path / "r"), "--eval-ids", "WideSearch-v0"]
+    assert train.cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "swarmgym/WideSearch-v0 is an env of the base layout; a policy trained on swarmgym/DeepResearch-v0 (the extended layout)" in err
+    assert not (tmp_path / "r").exists()  # refused before any work
