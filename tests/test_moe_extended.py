@@ -41,16 +41,42 @@ def _batch(extended: bool, b: int = 3, n_max: int = 6, n_real=(4, 6, 2), seed: i
 BASE_RECORD = {
     "default": dict(
         counts={"total": 49541, "active": 24197},
-        logits0=[-0.0001268613850697875, -0.00585531210526824, 0.005376657471060753, 0.0031572123989462852, -0.008235109969973564,
-                 -0.008235109969973564, -0.009220236912369728, -0.0040754228830337524, -0.0058723255060613155, -0.005378040950745344,
-                 -0.006439009681344032, -0.006439009681344032, 0.011024128645658493, -5.984459400177002],
+        logits0=[
+            -0.0001268613850697875,
+            -0.00585531210526824,
+            0.005376657471060753,
+            0.0031572123989462852,
+            -0.008235109969973564,
+            -0.008235109969973564,
+            -0.009220236912369728,
+            -0.0040754228830337524,
+            -0.0058723255060613155,
+            -0.005378040950745344,
+            -0.006439009681344032,
+            -0.006439009681344032,
+            0.011024128645658493,
+            -5.984459400177002,
+        ],
         value=[-0.24155864119529724, -0.3854964077472687, 0.008677512407302856],
     ),
     "small": dict(
         counts={"total": 4837, "active": 3749},
-        logits0=[-0.01129346713423729, -0.013120956718921661, -0.0036997473798692226, -0.010089908726513386, -0.009497353807091713,
-                 -0.009497353807091713, -0.002670533722266555, 0.006372022442519665, -0.011431139893829823, -0.0072025153785943985,
-                 0.0034833592362701893, 0.0034833592362701893, -0.007203227840363979, -5.989526748657227],
+        logits0=[
+            -0.01129346713423729,
+            -0.013120956718921661,
+            -0.0036997473798692226,
+            -0.010089908726513386,
+            -0.009497353807091713,
+            -0.009497353807091713,
+            -0.002670533722266555,
+            0.006372022442519665,
+            -0.011431139893829823,
+            -0.0072025153785943985,
+            0.0034833592362701893,
+            0.0034833592362701893,
+            -0.007203227840363979,
+            -5.989526748657227,
+        ],
         value=[-0.10773119330406189, -0.653257429599762, -0.29211923480033875],
     ),
 }
@@ -113,7 +139,12 @@ def test_extended_model__widths_and_heads_come_from_the_layout():
     ext_shapes = {k: v.shape for k, v in model.state_dict().items()}
     base_shapes = {k: v.shape for k, v in base.state_dict().items()}
     assert ext_shapes.keys() == base_shapes.keys()
-    assert {k for k in ext_shapes if ext_shapes[k] != base_shapes[k]} == {"node_embed.weight", "global_embed.weight", "node_head.weight", "node_head.bias"}
+    assert {k for k in ext_shapes if ext_shapes[k] != base_shapes[k]} == {
+        "node_embed.weight",
+        "global_embed.weight",
+        "node_head.weight",
+        "node_head.bias",
+    }
 
 
 def test_extended_model__each_block_takes_its_own_head_output_in_layout_order():
@@ -232,7 +263,9 @@ def test_resume__refuses_a_checkpoint_of_the_other_layout(tmp_path):
     assert state["extended"] is False
     state["extended"] = True
     torch.save(state, path)
-    with pytest.raises(CheckpointError, match=r"a policy of the extended layout, but 'swarmgym/WideSearch-v0' now builds an env of the base layout"):
+    with pytest.raises(
+        CheckpointError, match=r"a policy of the extended layout, but 'swarmgym/WideSearch-v0' now builds an env of the base layout"
+    ):
         PPOTrainer.resume(path)
 
 
@@ -268,7 +301,10 @@ MECHANICS = {
     "config": {
         "progressive": True,
         "verification": {"base_ticks": 1},
-        "tiers": [{"name": "fast", "slowdown_percent": 60, "error_scale": 2.0}, {"name": "careful", "slowdown_percent": 150, "error_scale": 0.3}],
+        "tiers": [
+            {"name": "fast", "slowdown_percent": 60, "error_scale": 2.0},
+            {"name": "careful", "slowdown_percent": 150, "error_scale": 0.3},
+        ],
         "hidden_reliability": [0.5, 2.0],
         "coordination": {"turn_input_per_result": 50, "merge_work_per_subagent_input": 1},
     }

@@ -24,7 +24,9 @@ WIDE = "swarmgym/WideSearch-v0"
 def test_paired_report__differences_ratios_and_learned_policy_rows(tmp_path):
     torch.manual_seed(0)
     net = OrchestratorNet(ModelConfig.preset("small"))
-    torch.save({"format": CHECKPOINT_FORMAT, "model_config": net.config.to_dict(), "extended": False, "model": net.state_dict()}, tmp_path / "c.pt")
+    torch.save(
+        {"format": CHECKPOINT_FORMAT, "model_config": net.config.to_dict(), "extended": False, "model": net.state_dict()}, tmp_path / "c.pt"
+    )
     spec = f"moe:{tmp_path / 'c.pt'}"
     text, fig = paired_report([spec, "critical_path", "sequential_crew"], WIDE, 6, reference="critical_path", policy_mode="both")
     pol = fig["policies"]
@@ -46,7 +48,20 @@ def test_paired_report__differences_ratios_and_learned_policy_rows(tmp_path):
 
 def test_study_cli__paired_takes_a_reference(tmp_path):
     out = tmp_path / "paired"
-    code = cli_main(["--paired", "sequential_crew", "--reference", "static_fanout", "--env-id", "WideSearch-v0", "--eval-episodes", "3", "--out", str(out)])
+    code = cli_main(
+        [
+            "--paired",
+            "sequential_crew",
+            "--reference",
+            "static_fanout",
+            "--env-id",
+            "WideSearch-v0",
+            "--eval-episodes",
+            "3",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     assert "score − static_fanout" in (out / "paired.md").read_text()
     assert json.loads((out / "paired.json").read_text())["figures"]["reference"]["spec"] == "static_fanout"

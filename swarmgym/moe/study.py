@@ -1272,7 +1272,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead of the study: these orchestrators (e.g. moe:runs/x/checkpoint.pt) vs --reference on the same "
         "--eval-episodes episodes of --env-id, paired per-episode score differences with 95%% CIs",
     )
-    p.add_argument("--reference", default="critical_path", metavar="ORCH", help="--paired: the reference orchestrator (default critical_path)")
+    p.add_argument(
+        "--reference", default="critical_path", metavar="ORCH", help="--paired: the reference orchestrator (default critical_path)"
+    )
     p.add_argument(
         "--policy-mode",
         choices=["greedy", "sampled", "both"],
@@ -1310,15 +1312,16 @@ def cli_main(argv: list[str]) -> int:
         return phase_cli(args, argv)
     if args.paired:
         try:
-            text, figures = paired_report(args.paired, args.env_id, args.eval_episodes, reference=args.reference, policy_mode=args.policy_mode)
+            text, figures = paired_report(
+                args.paired, args.env_id, args.eval_episodes, reference=args.reference, policy_mode=args.policy_mode
+            )
         except (ValueError, TypeError, FileNotFoundError) as exc:
             print(f"swarmgym study: {exc}", file=sys.stderr)
             return 2
         command = "swarmgym study" + (" " + shlex.join(argv) if argv else "")
         text = (
             f"Made by:\n\n```\n{command}\n```\n\nPaired per-episode score differences on {args.eval_episodes} held-out episodes "
-            "(mean ± 95 % CI half-width); score, critical steps and cost of each over the same episodes:\n\n"
-            + text
+            "(mean ± 95 % CI half-width); score, critical steps and cost of each over the same episodes:\n\n" + text
         )
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
