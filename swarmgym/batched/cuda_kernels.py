@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from numba import cuda
 
-from swarmgym.batched.kernel import encode, random_valid_action, start_env, step_env
+from swarmgym.batched.kernel import encode, encode_adjacency, encode_extended, random_valid_action, start_env, step_env
 
 
 @cuda.jit
@@ -30,10 +30,14 @@ def start_batch(env_ids, rows, s, k, r, out, bank):
 
 @cuda.jit
 def encode_batch(s, k, r, out):
-    """Re-encode env ``e``'s observation and mask from its state."""
+    """Re-encode env ``e``'s observation and mask (and a progressive episode's adjacency) from its state."""
     e = cuda.grid(1)
     if e < s.env.shape[0]:
         encode(s, k, r, e, out.nodes, out.globals_, out.mask)
+        if r.extended:
+            encode_extended(s, k, r, e, out.nodes, out.globals_, out.mask)
+        if r.progressive and r.with_adjacency:
+            encode_adjacency(s, k, e, out.adjacency)
 
 
 @cuda.jit

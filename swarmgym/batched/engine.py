@@ -26,46 +26,16 @@ import torch
 
 from swarmgym.batched import kernel as K
 from swarmgym.batched.instance_bank import InstanceBank, bit_words, generate_instances
-from swarmgym.config import MAX_NUM_ENVS, SwarmConfig, check_num_envs
+from swarmgym.config import MAX_NUM_ENVS, MAX_TIERS, CoordinationTax, SwarmConfig, Verification, check_num_envs
 from swarmgym.env import SwarmEnv
-from swarmgym.layout import ActionLayout
+from swarmgym.layout import METRIC_KEYS as LAYOUT_METRIC_KEYS
+from swarmgym.layout import ActionLayout, global_features, node_features
 from swarmgym.simulator import TaskInstance
 
 #: Episode metrics in ``info["metrics"]``: ``family_id`` (index into ``family_names``) and the
-#: simulator's numeric metrics, in the simulator's order (``concurrency_profile`` is ``[N, m + 1]``).
-METRIC_KEYS: tuple[str, ...] = (
-    "family_id",
-    "score",
-    "critical_steps",
-    "serial_steps",
-    "lower_bound",
-    "speedup",
-    "ideal_speedup",
-    "serial_collapse_index",
-    "spurious_spawn_rate",
-    "makespan_ratio",
-    "task_serial_steps",
-    "task_lower_bound",
-    "budget",
-    "budget_exhausted",
-    "n_spawned",
-    "n_subagent_ok",
-    "n_subagent_failed",
-    "n_subagent_wrong",
-    "n_subagent_isolated",
-    "n_subagent_unfinished",
-    "mean_concurrency",
-    "peak_concurrency",
-    "concurrency_profile",
-    "targets_correct",
-    "targets_wrong",
-    "targets_missing",
-    "input_tokens",
-    "output_tokens",
-    "tokens",
-    "cost_usd",
-    "invalid_actions",
-)
+#: simulator's numeric metrics (:data:`swarmgym.layout.METRICS`), in its order
+#: (``concurrency_profile`` is ``[N, m + 1]``).
+METRIC_KEYS: tuple[str, ...] = ("family_id", *(key for key in LAYOUT_METRIC_KEYS if key != "family"))
 
 #: Version of :meth:`BatchedSwarmEngine.state_dict`'s layout.
 STATE_FORMAT = "swarmgym.batched.state/1"
@@ -165,7 +135,7 @@ class BatchedSwarmEngine:
         check_num_envs(num_envs, BYTES_PER_NODE_SLOT * n + (8 * n * n if with_adjacency else 0))
         self.num_envs = N = int(num_envs)
         self.with_adjacency = bool(with_adjacency)
-        self.layout = ActionLayout(n)
+        self.layout = ActionLayout(n, self.config.extended)
         self.n_actions = self.layout.n
         self.max_episode_steps = max_episode_steps
         self.refresh_every = refresh_every
@@ -180,14 +150,13 @@ class BatchedSwarmEngine:
         self._pinned: dict[int, TaskInstance] = {}  # env -> the instance it plays, where not a bank row
         self._is_reset = False
         cfg = self.config
-        A, W, m = cfg.max_attempts, bit_words(n), cfg.max_subagents
+        A, W, m, T = cfg.max_attempts, bit_words(n), cfg.max_subagents, cfg.n_tiers
         dev = self.device
 
         def z(*shape, dtype):
             return torch.zeros(*shape, dtype=dtype, device=dev)
 
-        obs_space = self.reference_env.dict_observation_space
-        F, G = obs_space["nodes"].shape[1], obs_space["globals"].shape[0]
+        F, G = len(node_features(cfg.extended)), len(global_features(cfg.extended))
         #: per-env dynamic state (kernel.State's blocks; named rows and columns in kernel.ENV_FIELDS, NODE_FIELDS)
         self.state = {
             "env": z(N, len(K.ENV_FIELDS), dtype=torch.int64),
@@ -198,7 +167,7 @@ class BatchedSwarmEngine:
         self.instance = {
             "node": z(N, len(K.INSTANCE_NODE_FIELDS), n, dtype=torch.int32),
             "bits": z(N, 2, n, W, dtype=torch.int64),
-            "fates": z(N, 2, n, A, dtype=torch.int32),
+            "fates": z(N, 2, n, A * T, dtype=torch.int32),
             "env": z(N, len(K.INSTANCE_ENV_FIELDS), dtype=torch.int64),
         }
         self.output = {
@@ -243,6 +212,15 @@ class BatchedSwarmEngine:
 
     def _make_rules(self) -> K.Rules:
         cfg, tok, lay = self.config, self.config.tokens, self.layout
+        tiers = cfg.tier_list
+        # per tier (MAX_TIERS scalars each; tiers the config lacks are never spawned)
+        step_input = [tok.subagent_step_input * t.token_percent // 100 for t in tiers] + [0] * (MAX_TIERS - len(tiers))
+        step_output = [tok.subagent_tick_output * t.token_percent // 100 for t in tiers] + [0] * (MAX_TIERS - len(tiers))
+        price_scale = [float(t.price_scale) for t in tiers] + [0.0] * (MAX_TIERS - len(tiers))
+        # the extended blocks' offsets (n_actions where the layout has none: no action reaches them)
+        spawn_offsets = [lay.spawn_tier(t) if lay.extended else lay.n for t in range(MAX_TIERS)]
+        verification = cfg.verification or Verification()
+        coordination = cfg.coordination or CoordinationTax()
         return K.Rules(
             n_max=self.n_max,
             do_offset=lay.do,
@@ -265,6 +243,29 @@ class BatchedSwarmEngine:
             max_episode_steps=self.max_episode_steps or 0,
             with_adjacency=self.with_adjacency,
             stream_key=self._stream_key,
+            extended=lay.extended,
+            n_actions=lay.n,
+            verify_offset=lay.verify if lay.extended else lay.n,
+            spawn_offset_1=spawn_offsets[1],
+            spawn_offset_2=spawn_offsets[2],
+            progressive=cfg.progressive,
+            verification=cfg.verification is not None,
+            verify_base_ticks=verification.base_ticks,
+            verify_work_percent=verification.work_percent,
+            verify_ticks_per_parent=verification.ticks_per_parent,
+            n_tiers=cfg.n_tiers,
+            tier_step_input_0=step_input[0],
+            tier_step_input_1=step_input[1],
+            tier_step_input_2=step_input[2],
+            tier_step_output_0=step_output[0],
+            tier_step_output_1=step_output[1],
+            tier_step_output_2=step_output[2],
+            tier_price_scale_0=price_scale[0],
+            tier_price_scale_1=price_scale[1],
+            tier_price_scale_2=price_scale[2],
+            priced_by_tier=bool(cfg.tiers),
+            turn_input_per_result=coordination.turn_input_per_result,
+            merge_work_per_subagent_input=coordination.merge_work_per_subagent_input,
         )
 
     def _launch(self, which: int, count: int, *args) -> None:

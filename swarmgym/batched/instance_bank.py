@@ -8,23 +8,26 @@ draws a bank row in the kernel and copies it into the finished env's
 :class:`~swarmgym.batched.kernel.Instance` row.
 
 Shapes (``B`` bank rows, ``n`` = ``n_max`` node slots, ``A`` = ``config.max_attempts``,
-``W = ceil(n / BITS)`` words of a node bit set; the named rows and columns are
+``T`` = ``config.n_tiers``, ``W = ceil(n / BITS)`` words of a node bit set, ``F`` / ``G`` the
+node / global features of ``swarmgym.layout.node_features(config.extended)`` /
+``global_features(config.extended)``; the named rows and columns are
 :mod:`swarmgym.batched.kernel`'s). Padding node slots are absent: ``work`` 0, no parents,
 no children, no fates.
 
 =============  ==================  ==========================================================
 field          shape, dtype        meaning
 =============  ==================  ==========================================================
-``node``       [B, 3, n] int32     rows ``WORK``, ``N_PARENTS``, ``TARGET`` (0/1)
+``node``       [B, 4, n] int32     rows ``WORK``, ``N_PARENTS``, ``TARGET`` (0/1), ``KIND``
 ``bits``       [B, 2, n, W] int64  rows ``PARENTS``, ``CHILDREN``: bit ``p % BITS`` of word
                                    ``p // BITS`` of node i: p is a parent / child of i
-``fates``      [B, 2, n, A] int32  rows ``DURATION`` (ticks of each sub-agent attempt) and
-                                   ``OUTCOME`` (OK, FAIL or WRONG)
+``fates``      [B, 2, n, A * T]    rows ``DURATION`` (ticks of attempt a by a sub-agent of tier
+               int32               t, in column ``a * T + t``) and ``OUTCOME`` (OK, FAIL or WRONG)
 ``env``        [B, 6] int64        budget, n_nodes, n_targets, task_serial_steps,
                                    task_lower_bound, family_id
-``nodes0``     [B, n, 20] f32      first observation's node features (the static
-                                   columns stay valid all episode)
-``globals0``   [B, 10] f32         first observation's global features
+``nodes0``     [B, n, F] f32       first observation's node features (the static
+                                   columns stay valid all episode; a progressive
+                                   episode writes those of nodes it reveals)
+``globals0``   [B, G] f32          first observation's global features
 ``mask0``      [B, n_actions] bool first action mask
 ``adjacency0`` [B, n, n] f32       parent adjacency (``[1, 1, 1]`` without ``with_adjacency``)
 =============  ==================  ==========================================================
@@ -85,13 +88,13 @@ class InstanceBank:
     ) -> None:
         if len(instances) == 0:
             raise ValueError("an instance bank needs at least one instance")
-        B, n, A = len(instances), n_max, config.max_attempts
+        B, n, A, T = len(instances), n_max, config.max_attempts, config.n_tiers
         W = bit_words(n)
         m = config.max_subagents
         obs_space = reference_env.dict_observation_space
         node = np.zeros((B, len(K.INSTANCE_NODE_FIELDS), n), np.int32)
         bits = np.zeros((B, 2, n, W), np.int64)
-        fates = np.zeros((B, 2, n, A), np.int32)
+        fates = np.zeros((B, 2, n, A * T), np.int32)
         env = np.zeros((B, len(K.INSTANCE_ENV_FIELDS)), np.int64)
         nodes0 = np.zeros((B, *obs_space["nodes"].shape), np.float32)
         globals0 = np.zeros((B, *obs_space["globals"].shape), np.float32)
@@ -104,17 +107,20 @@ class InstanceBank:
             k = g.n_nodes
             if k > n:
                 raise ValueError(f"instances[{b}] has {k} nodes; n_max is {n}")
-            if f.duration.shape != (k, A):
-                raise ValueError(f"instances[{b}]: fates have shape {f.duration.shape}; expected (n_nodes, max_attempts) = ({k}, {A})")
+            want = (k, A, T) if config.extended else (k, A)
+            if f.duration.shape != want:
+                expected = "(n_nodes, max_attempts, n_tiers)" if config.extended else "(n_nodes, max_attempts)"
+                raise ValueError(f"instances[{b}]: fates have shape {f.duration.shape}; expected {expected} = {want}")
             node[b, K.WORK, :k] = g.work
             node[b, K.TARGET, :k] = g.targets
+            node[b, K.KIND, :k] = g.kind
             for i, ps in enumerate(g.parents):
                 node[b, K.N_PARENTS, i] = len(ps)
                 for p in ps:
                     bits[b, K.PARENTS, i, p // K.BITS] |= 1 << (p % K.BITS)
                     bits[b, K.CHILDREN, p, i // K.BITS] |= 1 << (i % K.BITS)
-            fates[b, K.DURATION, :k] = f.duration
-            fates[b, K.OUTCOME, :k] = f.outcome
+            fates[b, K.DURATION, :k] = f.duration.reshape(k, A * T)  # column a * T + t (not extended: T = 1)
+            fates[b, K.OUTCOME, :k] = f.outcome.reshape(k, A * T)
             obs, info = reference_env.reset(options={"instance": inst})
             nodes0[b] = obs["nodes"]
             globals0[b] = obs["globals"]

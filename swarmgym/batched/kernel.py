@@ -3,8 +3,9 @@
 This module is the only implementation of the batched dynamics. Each stage is a plain
 Python function of one env ``e`` over named state arrays, named after the
 :class:`swarmgym.simulator.SwarmSimulator` method it mirrors (``advance`` is ``_advance``,
-``return_result`` is ``_return``, ``complete`` is ``_complete``, then ``spawn``, ``do``,
-``wait``, ``waste_tick``, ``answer``, ``check_budget``, ``score``, ``metrics``), so a rule
+``return_result`` is ``_return``, ``complete`` is ``_complete``, ``invalidate`` is ``_invalidate``,
+then ``spawn``, ``do``, ``wait``, ``verify``, ``waste_tick``, ``answer``, ``check_budget``,
+``score``, ``metrics``), so a rule
 changed in the simulator is changed here line for line. The stages are
 ``numba.extending.register_jitable``: the same source is compiled into
 
@@ -15,7 +16,7 @@ changed in the simulator is changed here line for line. The stages are
   arrays, which is how the CUDA path is tested without a GPU).
 
 The arrays the stages read are grouped in four named tuples of a few arrays each (shapes with ``N`` envs,
-``n`` = ``n_max`` node slots, ``A`` = ``max_attempts``, ``W`` = words of a node bit set,
+``n`` = ``n_max`` node slots, ``A`` = ``max_attempts``, ``T`` = ``n_tiers``, ``W`` = words of a node bit set,
 ``m`` = ``max_subagents``, ``B`` bank rows):
 
 * :class:`State` -- per-env dynamic state, the simulator's attributes;
@@ -24,7 +25,8 @@ The arrays the stages read are grouped in four named tuples of a few arrays each
 * :class:`Output` -- observation, mask, reward, flags and episode metrics written by a step.
 
 Rules (the config's constants and the action layout's offsets) are a tuple of scalars,
-:class:`Rules`. Sets of nodes (parents, children) are bit sets of ``BITS`` nodes per
+:class:`Rules` (a per-tier quantity is :data:`~swarmgym.config.MAX_TIERS` scalars, read by
+``tier_step_input(r, t)`` and the like). Sets of nodes (parents, children) are bit sets of ``BITS`` nodes per
 int64 word (``W = ceil(n / BITS)`` words), kept below 2**32 so every shift is exact.
 
 Random numbers (the bank row an autoreset draws) come from a counter-based 32-bit hash
@@ -48,14 +50,18 @@ except ImportError as exc:  # pragma: no cover - numba is a dependency
 
 from numba.extending import register_jitable
 
+from swarmgym.config import MAX_TIERS
 from swarmgym.layout import (
     ACTIVE,
     BLOCKED,
+    COUNT_SCALE,
     DONE,
     GLOBAL_COLUMN,
+    KIND_COLUMN0,
     MAX_SUBAGENTS_SCALE,
     NODE_COLUMN,
     READY,
+    RESULTS_HALF,
     RUNNING,
     STATUS_COLUMN0,
     TIME_LEFT_HALF,
@@ -95,6 +101,23 @@ _G_N_NODES = GLOBAL_COLUMN["n_nodes"]
 _G_MAX_SUBAGENTS = GLOBAL_COLUMN["max_subagents"]
 _INV_WORK_SCALE = 1.0 / WORK_SCALE
 _INV_UNFINISHED_SCALE = 1.0 / UNFINISHED_SCALE
+_INV_COUNT_SCALE = 1.0 / COUNT_SCALE
+# the columns a progressive episode writes when it reveals a node (the others stay 0: bottom_level, n_children)
+_C_PRESENT = NODE_COLUMN["present"]
+_C_KIND0 = KIND_COLUMN0
+_C_WORK = NODE_COLUMN["work"]
+_C_TARGET = NODE_COLUMN["is_target"]
+_C_N_PARENTS = NODE_COLUMN["n_parents"]
+# the extended observation's columns
+_C_BY_SUBAGENT = NODE_COLUMN["by_subagent"]
+_C_VERIFIED = NODE_COLUMN["verified"]
+_C_ATTEMPT_TIER = NODE_COLUMN["attempt_tier"]
+_G_RESULTS_READ = GLOBAL_COLUMN["results_read"]
+_G_TIER0_RETURNS = GLOBAL_COLUMN["tier0_returns"]
+_G_TIER0_FAIL_RATE = GLOBAL_COLUMN["tier0_fail_rate"]
+_G_TIER0_CAUGHT_RATE = GLOBAL_COLUMN["tier0_caught_rate"]
+_G_TIER_STRIDE = GLOBAL_COLUMN["tier1_returns"] - GLOBAL_COLUMN["tier0_returns"]
+_MAX_TIERS = MAX_TIERS
 
 # ------------------------------------------------------------------ named arrays
 # Each block is one array; its named rows (or columns) are the simulator's attributes. A block
@@ -125,6 +148,15 @@ ENV_FIELDS: tuple[str, ...] = (
     "ended_by_budget",
     "rng_draws",
     "instance_ref",
+    # per sub-agent tier t, a block of TIER_STRIDE columns: ``<QUANTITY>_TIER0 + t * TIER_STRIDE``
+    *(f"{q}_tier{t}" for t in range(MAX_TIERS) for q in ("running", "spawned", "returns", "fails", "verified", "caught", "input", "output")),
+    # the mechanics of docs/mechanics.md (0 while they are off)
+    "n_cancelled",
+    "n_verified",
+    "n_caught",
+    "verify_ticks",
+    "n_invalidated",
+    "coordination_tokens",
 )
 (
     T,
@@ -147,10 +179,20 @@ ENV_FIELDS: tuple[str, ...] = (
     ENDED_BY_BUDGET,
     RNG_DRAWS,
     INSTANCE_REF,
-) = range(len(ENV_FIELDS))
+) = range(ENV_FIELDS.index("running_tier0"))
+RUNNING_TIER0, SPAWNED_TIER0, RETURNS_TIER0, FAILS_TIER0, VERIFIED_TIER0, CAUGHT_TIER0, INPUT_TIER0, OUTPUT_TIER0 = (
+    ENV_FIELDS.index(f"{q}_tier0") for q in ("running", "spawned", "returns", "fails", "verified", "caught", "input", "output")
+)
+TIER_STRIDE = ENV_FIELDS.index("running_tier1") - RUNNING_TIER0
+N_CANCELLED, N_VERIFIED, N_CAUGHT, VERIFY_TICKS, N_INVALIDATED, COORDINATION_TOKENS = (
+    ENV_FIELDS.index(name) for name in ("n_cancelled", "n_verified", "n_caught", "verify_ticks", "n_invalidated", "coordination_tokens")
+)
 
 #: ``State.node`` rows, int32 ``[N, len(NODE_FIELDS), n]``: the simulator's per-node arrays
-#: (``status`` a code BLOCKED .. DONE, the flags 0/1).
+#: (``status`` a code BLOCKED .. DONE, the flags 0/1). The rows from ``revealed`` on are the
+#: mechanics' (``docs/mechanics.md``; ``attempt_tier`` -1 before any attempt, ``mark`` is
+#: :func:`invalidate`'s scratch row, 0 outside it): kept only when the config is extended
+#: (otherwise they stay 0 and are not read), so a base config's step touches no more memory than before.
 NODE_FIELDS: tuple[str, ...] = (
     "status",
     "work_left",
@@ -162,18 +204,44 @@ NODE_FIELDS: tuple[str, ...] = (
     "last_failed",
     "correct",
     "overlapped",
+    "revealed",
+    "extra_work",
+    "by_subagent",
+    "result_wrong",
+    "verified",
+    "attempt_tier",
+    "mark",
 )
-STATUS, WORK_LEFT, ATTEMPTS, UNFINISHED_PARENTS, PATH_LEN, START_TIME, FINISH_TIME, LAST_FAILED, CORRECT, OVERLAPPED = range(
-    len(NODE_FIELDS)
-)
+(
+    STATUS,
+    WORK_LEFT,
+    ATTEMPTS,
+    UNFINISHED_PARENTS,
+    PATH_LEN,
+    START_TIME,
+    FINISH_TIME,
+    LAST_FAILED,
+    CORRECT,
+    OVERLAPPED,
+    REVEALED,
+    EXTRA_WORK,
+    BY_SUBAGENT,
+    RESULT_WRONG,
+    VERIFIED,
+    ATTEMPT_TIER,
+    MARK,
+) = range(len(NODE_FIELDS))
 
-#: ``Instance.node`` rows, int32 ``[N, len(INSTANCE_NODE_FIELDS), n]`` (0 on padding slots).
-INSTANCE_NODE_FIELDS: tuple[str, ...] = ("work", "n_parents", "target")
-WORK, N_PARENTS, TARGET = range(len(INSTANCE_NODE_FIELDS))
+#: ``Instance.node`` rows, int32 ``[N, len(INSTANCE_NODE_FIELDS), n]`` (0 on padding slots;
+#: ``kind`` indexes :data:`swarmgym.graph.KINDS`).
+INSTANCE_NODE_FIELDS: tuple[str, ...] = ("work", "n_parents", "target", "kind")
+WORK, N_PARENTS, TARGET, KIND = range(len(INSTANCE_NODE_FIELDS))
 #: ``Instance.bits`` rows, int64 ``[N, 2, n, W]``: bit ``p % BITS`` of word ``p // BITS`` of node i's
 #: row: p is a parent (``PARENTS``) / a child (``CHILDREN``) of i.
 PARENTS, CHILDREN = 0, 1
-#: ``Instance.fates`` rows, int32 ``[N, 2, n, A]``: ticks of each sub-agent attempt and its outcome (OK, FAIL, WRONG).
+#: ``Instance.fates`` rows, int32 ``[N, 2, n, A * T]`` (``T`` = ``config.n_tiers``): column ``a * T + t``
+#: holds the ticks of attempt ``a`` on node i by a sub-agent of tier t (``DURATION``) and its outcome
+#: (``OUTCOME``: OK, FAIL, WRONG); see :func:`fate`.
 DURATION, OUTCOME = 0, 1
 #: ``Instance.env`` columns, int64 ``[N, len(INSTANCE_ENV_FIELDS)]``.
 INSTANCE_ENV_FIELDS: tuple[str, ...] = ("budget", "n_nodes", "n_targets", "task_serial_steps", "task_lower_bound", "family_id")
@@ -182,16 +250,17 @@ BUDGET, N_NODES, N_TARGETS, TASK_SERIAL_STEPS, TASK_LOWER_BOUND, FAMILY_ID = ran
 #: Per-env dynamic state: ``env`` int64 ``[N, len(ENV_FIELDS)]``, ``node`` int32
 #: ``[N, len(NODE_FIELDS), n]``, ``concurrency_ticks`` int64 ``[N, m + 1]``.
 State = namedtuple("State", ["env", "node", "concurrency_ticks"])
-#: Per-env copy of the task instance it plays: ``node`` int32 ``[N, 3, n]``, ``bits`` int64
-#: ``[N, 2, n, W]``, ``fates`` int32 ``[N, 2, n, A]``, ``env`` int64 ``[N, 6]``.
+#: Per-env copy of the task instance it plays: ``node`` int32 ``[N, 4, n]``, ``bits`` int64
+#: ``[N, 2, n, W]``, ``fates`` int32 ``[N, 2, n, A * T]``, ``env`` int64 ``[N, 6]``.
 Instance = namedtuple("Instance", ["node", "bits", "fates", "env"])
 #: The instance bank: :class:`Instance`'s blocks with ``B`` rows, plus each instance's first
-#: observation (from the reference env): ``nodes0`` float32 ``[B, n, len(NODE_FEATURES)]``,
-#: ``globals0`` float32 ``[B, len(GLOBAL_FEATURES)]``, ``mask0`` bool ``[B, n_actions]``,
+#: observation (from the reference env): ``nodes0`` float32 ``[B, n, F]``, ``globals0`` float32
+#: ``[B, G]`` (``F``, ``G``: the columns of ``swarmgym.layout.node_features(extended)`` and
+#: ``global_features(extended)``), ``mask0`` bool ``[B, n_actions]``,
 #: ``adjacency0`` float32 ``[B, n, n]`` (``[1, 1, 1]`` without adjacency).
 Bank = namedtuple("Bank", [*Instance._fields, "nodes0", "globals0", "mask0", "adjacency0"])
-#: What a step writes: ``nodes``/``final_nodes`` float32 ``[N, n, len(NODE_FEATURES)]``,
-#: ``globals_``/``final_globals`` float32 ``[N, len(GLOBAL_FEATURES)]``, ``mask``/``final_mask``
+#: What a step writes: ``nodes``/``final_nodes`` float32 ``[N, n, F]``,
+#: ``globals_``/``final_globals`` float32 ``[N, G]``, ``mask``/``final_mask``
 #: bool ``[N, n_actions]``, ``adjacency``/``final_adjacency`` float32 ``[N, n, n]`` (``[1, 1, 1]``
 #: without adjacency), ``reward`` float64 ``[N]``, ``flags`` bool ``[4, N]`` (rows
 #: ``TERMINATED``, ``TRUNCATED``, ``DONE_MASK``, ``BUDGET_EXHAUSTED``), ``metric_int`` int64
@@ -242,6 +311,30 @@ Rules = namedtuple(
         "max_episode_steps",  # 0: never truncate
         "with_adjacency",
         "stream_key",  # the random stream's key (see mix32)
+        # the mechanics of docs/mechanics.md
+        "extended",  # the extended layout: the verify and spawn_t blocks, the extended columns
+        "n_actions",
+        "verify_offset",
+        "spawn_offset_1",  # the spawn block of tier 1 (n_actions when the layout has none)
+        "spawn_offset_2",
+        "progressive",
+        "verification",
+        "verify_base_ticks",
+        "verify_work_percent",
+        "verify_ticks_per_parent",
+        "n_tiers",
+        "tier_step_input_0",  # tokens a running tier-t sub-agent reads per tick
+        "tier_step_input_1",
+        "tier_step_input_2",
+        "tier_step_output_0",  # and writes
+        "tier_step_output_1",
+        "tier_step_output_2",
+        "tier_price_scale_0",
+        "tier_price_scale_1",
+        "tier_price_scale_2",
+        "priced_by_tier",  # config.tiers is not empty: cost_usd is the orchestrator's share plus each tier's
+        "turn_input_per_result",
+        "merge_work_per_subagent_input",
     ],
 )
 
@@ -268,6 +361,13 @@ INT_METRICS: tuple[str, ...] = (
     "output_tokens",
     "tokens",
     "invalid_actions",
+    "n_subagent_cancelled",
+    "n_verified",
+    "n_caught",
+    "verify_ticks",
+    "n_invalidated",
+    "coordination_tokens",
+    *(f"spawned_tier{t}" for t in range(MAX_TIERS)),
 )
 #: Float episode metrics, one row each of ``Output.metric_float``.
 FLOAT_METRICS: tuple[str, ...] = (
@@ -279,6 +379,9 @@ FLOAT_METRICS: tuple[str, ...] = (
     "makespan_ratio",
     "mean_concurrency",
     "cost_usd",
+    "verification_rate",
+    "verification_yield",
+    *(f"cost_usd_tier{t}" for t in range(MAX_TIERS)),
 )
 (
     _M_FAMILY_ID,
@@ -302,7 +405,14 @@ FLOAT_METRICS: tuple[str, ...] = (
     _M_OUTPUT_TOKENS,
     _M_TOKENS,
     _M_INVALID,
-) = range(len(INT_METRICS))
+    _M_N_CANCELLED,
+    _M_N_VERIFIED,
+    _M_N_CAUGHT,
+    _M_VERIFY_TICKS,
+    _M_N_INVALIDATED,
+    _M_COORDINATION_TOKENS,
+) = range(INT_METRICS.index("spawned_tier0"))
+_M_SPAWNED_TIER0 = INT_METRICS.index("spawned_tier0")
 (
     _M_SCORE,
     _M_SPEEDUP,
@@ -312,7 +422,10 @@ FLOAT_METRICS: tuple[str, ...] = (
     _M_MAKESPAN,
     _M_MEAN_CONCURRENCY,
     _M_COST,
-) = range(len(FLOAT_METRICS))
+    _M_VERIFICATION_RATE,
+    _M_VERIFICATION_YIELD,
+) = range(FLOAT_METRICS.index("cost_usd_tier0"))
+_M_COST_TIER0 = FLOAT_METRICS.index("cost_usd_tier0")
 
 
 # ------------------------------------------------------------------ random stream
@@ -358,6 +471,53 @@ def has_bit(bits, e, which, i, j):
     return ((bits[e, which, i, j // BITS] >> (j % BITS)) & 1) == 1
 
 
+# ------------------------------------------------------------------ sub-agent tiers (Rules holds MAX_TIERS scalars per quantity)
+@register_jitable
+def fate(k, r, e, which, i, attempt, tier):
+    """The ``DURATION`` or ``OUTCOME`` of attempt ``attempt`` on node ``i`` by a sub-agent of tier ``tier``."""
+    return k.fates[e, which, i, attempt * r.n_tiers + tier]
+
+
+@register_jitable
+def tier_step_input(r, t):
+    """Tokens a running sub-agent of tier ``t`` reads per tick."""
+    if t == 0:
+        return r.tier_step_input_0
+    if t == 1:
+        return r.tier_step_input_1
+    return r.tier_step_input_2
+
+
+@register_jitable
+def tier_step_output(r, t):
+    """Tokens a running sub-agent of tier ``t`` writes per tick."""
+    if t == 0:
+        return r.tier_step_output_0
+    if t == 1:
+        return r.tier_step_output_1
+    return r.tier_step_output_2
+
+
+@register_jitable
+def tier_price_scale(r, t):
+    """What tier ``t``'s tokens cost, relative to the TokenModel's prices."""
+    if t == 0:
+        return r.tier_price_scale_0
+    if t == 1:
+        return r.tier_price_scale_1
+    return r.tier_price_scale_2
+
+
+@register_jitable
+def spawn_offset(r, t):
+    """First action of the block that spawns a sub-agent of tier ``t`` (``n_actions`` when the layout has none)."""
+    if t == 0:
+        return r.spawn_offset
+    if t == 1:
+        return r.spawn_offset_1
+    return r.spawn_offset_2
+
+
 # ------------------------------------------------------------------ queries (SwarmSimulator.can_*)
 @register_jitable
 def can_do(s, k, e, i):
@@ -368,10 +528,11 @@ def can_do(s, k, e, i):
 
 
 @register_jitable
-def can_spawn(s, k, r, e, i):
+def can_spawn(s, k, r, e, i, tier):
     return (
         s.env[e, IS_DONE] == 0
         and 0 <= i < k.env[e, N_NODES]
+        and 0 <= tier < r.n_tiers
         and s.node[e, STATUS, i] == _READY
         and s.node[e, ATTEMPTS, i] < r.max_attempts
         and s.env[e, N_RUNNING] < r.max_subagents
@@ -384,10 +545,24 @@ def can_wait(s, e):
     return s.env[e, IS_DONE] == 0 and s.env[e, N_RUNNING] > 0
 
 
+@register_jitable
+def can_verify(s, k, r, e, i):
+    return (
+        r.verification
+        and s.env[e, IS_DONE] == 0
+        and 0 <= i < k.env[e, N_NODES]
+        and s.node[e, STATUS, i] == _DONE
+        and s.node[e, BY_SUBAGENT, i] == 1
+        and s.node[e, VERIFIED, i] == 0
+    )
+
+
 # ------------------------------------------------------------------ internals (SwarmSimulator._*)
 @register_jitable
-def complete(s, k, e, i, correct):
-    """Node ``i`` is done; its output is right iff it and all its parents' outputs are."""
+def complete(s, k, r, e, i, correct):
+    """Node ``i`` is done; its output is right iff it and all its parents' outputs are. A child whose
+    last parent this was is ready (and revealed), its work fixed: its own plus the coordination work
+    of merging its sub-agents' inputs."""
     node = s.node
     node[e, STATUS, i] = _DONE
     node[e, WORK_LEFT, i] = 0
@@ -401,23 +576,37 @@ def complete(s, k, e, i, correct):
             right = right and node[e, CORRECT, p] == 1
             longest = max(longest, node[e, PATH_LEN, p])
     node[e, CORRECT, i] = right
-    node[e, PATH_LEN, i] = k.node[e, WORK, i] + longest
+    node[e, PATH_LEN, i] = k.node[e, WORK, i] + (node[e, EXTRA_WORK, i] if r.extended else 0) + longest
     for c in range(n):
         if has_bit(k.bits, e, CHILDREN, i, c):
             node[e, UNFINISHED_PARENTS, c] -= 1
             if node[e, UNFINISHED_PARENTS, c] == 0:
                 node[e, STATUS, c] = _READY
+                if r.extended:
+                    extra = 0
+                    if r.merge_work_per_subagent_input > 0 and k.node[e, N_PARENTS, c] >= 2:
+                        for p in range(n):
+                            if has_bit(k.bits, e, PARENTS, c, p) and node[e, BY_SUBAGENT, p] == 1:
+                                extra += r.merge_work_per_subagent_input
+                    node[e, EXTRA_WORK, c] = extra
+                    node[e, WORK_LEFT, c] = k.node[e, WORK, c] + extra
+                    node[e, REVEALED, c] = 1
 
 
 @register_jitable
 def return_result(s, k, r, e, j):
     """The sub-agent on node ``j`` returns its result."""
+    tier = s.node[e, ATTEMPT_TIER, j] if r.extended else 0
     s.env[e, N_RUNNING] -= 1
+    s.env[e, RUNNING_TIER0 + tier * TIER_STRIDE] -= 1
+    s.env[e, RETURNS_TIER0 + tier * TIER_STRIDE] += 1
     s.env[e, OUTPUT_TOKENS] += r.result_tokens  # the sub-agent writes its result
     s.env[e, INPUT_TOKENS] += r.result_tokens  # the orchestrator reads it
-    outcome = k.fates[e, OUTCOME, j, s.node[e, ATTEMPTS, j] - 1]
+    s.env[e, OUTPUT_TIER0 + tier * TIER_STRIDE] += r.result_tokens
+    outcome = fate(k, r, e, OUTCOME, j, s.node[e, ATTEMPTS, j] - 1, tier)
     if outcome == _FAIL:
         s.env[e, N_FAILED] += 1
+        s.env[e, FAILS_TIER0 + tier * TIER_STRIDE] += 1
         s.node[e, STATUS, j] = _READY
         s.node[e, LAST_FAILED, j] = 1
         return
@@ -427,7 +616,11 @@ def return_result(s, k, r, e, j):
         s.env[e, N_OK] += 1
         if s.node[e, OVERLAPPED, j] == 0:
             s.env[e, N_ISOLATED] += 1
-    complete(s, k, e, j, outcome == _OK)
+    if r.extended:
+        s.node[e, RESULT_WRONG, j] = outcome == _WRONG
+        s.node[e, BY_SUBAGENT, j] = 1
+        s.node[e, VERIFIED, j] = 0
+    complete(s, k, r, e, j, outcome == _OK)
 
 
 @register_jitable
@@ -437,11 +630,23 @@ def advance(s, k, r, e, dt, turn, orchestrator_worked):
     if turn:
         env[e, INPUT_TOKENS] += r.orchestrator_turn_input
         env[e, OUTPUT_TOKENS] += r.orchestrator_turn_output
+        if r.turn_input_per_result:
+            # the coordination tax: the orchestrator re-reads every result returned so far
+            tax = r.turn_input_per_result * (env[e, N_OK] + env[e, N_WRONG] + env[e, N_FAILED])
+            env[e, INPUT_TOKENS] += tax
+            env[e, COORDINATION_TOKENS] += tax
     n_run = env[e, N_RUNNING]
     n = k.env[e, N_NODES]
     if dt > 0:
-        env[e, INPUT_TOKENS] += n_run * dt * r.subagent_step_input
-        env[e, OUTPUT_TOKENS] += n_run * dt * r.subagent_tick_output
+        if n_run:
+            for t in range(r.n_tiers):  # each tier's sub-agents read and write at its own rate
+                running = env[e, RUNNING_TIER0 + t * TIER_STRIDE]
+                step_in = running * dt * tier_step_input(r, t)
+                step_out = running * dt * tier_step_output(r, t)
+                env[e, INPUT_TOKENS] += step_in
+                env[e, OUTPUT_TOKENS] += step_out
+                env[e, INPUT_TIER0 + t * TIER_STRIDE] += step_in
+                env[e, OUTPUT_TIER0 + t * TIER_STRIDE] += step_out
         s.concurrency_ticks[e, n_run] += dt
         env[e, RUNNING_TICKS] += n_run * dt
         if n_run > env[e, PEAK_CONCURRENCY]:
@@ -457,6 +662,68 @@ def advance(s, k, r, e, dt, turn, orchestrator_worked):
         for j in range(n):
             if s.node[e, STATUS, j] == _RUNNING and s.node[e, FINISH_TIME, j] <= t:
                 return_result(s, k, r, e, j)
+
+
+@register_jitable
+def invalidate(s, k, r, e, i):
+    """Node ``i``'s result was caught wrong: every node built on it (its transitive descendants) is
+    reset to blocked, the sub-agents on them cancelled; ``i`` is ready again, seen as a failure."""
+    node = s.node
+    env = s.env
+    n = k.env[e, N_NODES]
+    # the descendants: MARK 1 = found, children not yet followed; 2 = followed
+    node[e, MARK, i] = 1
+    more = True
+    while more:
+        more = False
+        for x in range(n):
+            if node[e, MARK, x] == 1:
+                node[e, MARK, x] = 2
+                more = True
+                for c in range(n):
+                    if node[e, MARK, c] == 0 and has_bit(k.bits, e, CHILDREN, x, c):
+                        node[e, MARK, c] = 1
+    for d in range(n):
+        if d == i or node[e, MARK, d] == 0 or node[e, STATUS, d] == _BLOCKED:
+            continue
+        st = node[e, STATUS, d]
+        if st == _RUNNING:
+            env[e, RUNNING_TIER0 + node[e, ATTEMPT_TIER, d] * TIER_STRIDE] -= 1
+            env[e, N_CANCELLED] += 1
+            env[e, N_RUNNING] -= 1
+        elif st == _DONE:
+            env[e, N_DONE] -= 1
+            env[e, N_TARGETS_DONE] -= k.node[e, TARGET, d]
+        env[e, N_INVALIDATED] += 1
+        node[e, STATUS, d] = _BLOCKED
+        node[e, WORK_LEFT, d] = k.node[e, WORK, d]
+        node[e, EXTRA_WORK, d] = 0
+        node[e, CORRECT, d] = 0
+        node[e, PATH_LEN, d] = 0
+        node[e, BY_SUBAGENT, d] = 0
+        node[e, RESULT_WRONG, d] = 0
+        node[e, VERIFIED, d] = 0
+        node[e, LAST_FAILED, d] = 0
+        node[e, OVERLAPPED, d] = 0
+    node[e, STATUS, i] = _READY
+    node[e, WORK_LEFT, i] = k.node[e, WORK, i] + node[e, EXTRA_WORK, i]
+    node[e, CORRECT, i] = 0
+    node[e, PATH_LEN, i] = 0
+    node[e, BY_SUBAGENT, i] = 0
+    node[e, RESULT_WRONG, i] = 0
+    node[e, VERIFIED, i] = 0
+    node[e, LAST_FAILED, i] = 1
+    env[e, N_DONE] -= 1
+    env[e, N_TARGETS_DONE] -= k.node[e, TARGET, i]
+    for d in range(n):
+        if d != i and node[e, MARK, d] != 0:
+            unfinished = 0
+            for p in range(n):
+                if has_bit(k.bits, e, PARENTS, d, p) and node[e, STATUS, p] != _DONE:
+                    unfinished += 1
+            node[e, UNFINISHED_PARENTS, d] = unfinished
+    for d in range(n):
+        node[e, MARK, d] = 0
 
 
 @register_jitable
@@ -480,16 +747,20 @@ def do(s, k, r, e, i):
     s.node[e, WORK_LEFT, i] -= 1
     advance(s, k, r, e, 1, True, True)
     if s.node[e, WORK_LEFT, i] == 0:
-        complete(s, k, e, i, True)
+        if r.extended:
+            s.node[e, BY_SUBAGENT, i] = 0
+            s.node[e, RESULT_WRONG, i] = 0
+        complete(s, k, r, e, i, True)
     end_turn(s, k, e)
 
 
 @register_jitable
-def spawn(s, k, r, e, i):
-    """Hand ready node ``i`` to a new sub-agent; the turn goes on."""
+def spawn(s, k, r, e, i, tier):
+    """Hand ready node ``i`` to a new sub-agent of tier ``tier``; the turn goes on."""
     handoff = r.handoff_base + r.handoff_per_parent * k.node[e, N_PARENTS, i]
     s.env[e, OUTPUT_TOKENS] += handoff  # the orchestrator writes the hand-off
     s.env[e, INPUT_TOKENS] += handoff  # the sub-agent reads it
+    s.env[e, INPUT_TIER0 + tier * TIER_STRIDE] += handoff
     s.env[e, SPAWNS_THIS_TURN] += 1
     if r.spawn_ticks:
         advance(s, k, r, e, min(r.spawn_ticks, k.env[e, BUDGET] - s.env[e, T]), False, False)
@@ -502,9 +773,14 @@ def spawn(s, k, r, e, i):
     s.node[e, STATUS, i] = _RUNNING
     s.node[e, LAST_FAILED, i] = 0
     s.node[e, START_TIME, i] = s.env[e, T]
-    s.node[e, FINISH_TIME, i] = s.env[e, T] + k.fates[e, DURATION, i, attempt]
+    s.node[e, FINISH_TIME, i] = s.env[e, T] + fate(k, r, e, DURATION, i, attempt, tier)
     s.node[e, OVERLAPPED, i] = 0
+    if r.extended:
+        s.node[e, FINISH_TIME, i] += s.node[e, EXTRA_WORK, i]
+        s.node[e, ATTEMPT_TIER, i] = tier
     s.env[e, N_RUNNING] += 1
+    s.env[e, RUNNING_TIER0 + tier * TIER_STRIDE] += 1
+    s.env[e, SPAWNED_TIER0 + tier * TIER_STRIDE] += 1
 
 
 @register_jitable
@@ -515,6 +791,29 @@ def wait(s, k, r, e):
         if s.node[e, STATUS, j] == _RUNNING and (next_finish < 0 or s.node[e, FINISH_TIME, j] < next_finish):
             next_finish = s.node[e, FINISH_TIME, j]
     advance(s, k, r, e, min(next_finish, k.env[e, BUDGET]) - s.env[e, T], True, False)
+    end_turn(s, k, e)
+
+
+@register_jitable
+def verify(s, k, r, e, i):
+    """The orchestrator re-checks the result a sub-agent returned on node ``i`` (one timed turn of
+    its own work); a wrong result it catches is invalidated with everything built on it."""
+    n_parents = k.node[e, N_PARENTS, i]
+    ticks = r.verify_base_ticks + k.node[e, WORK, i] * r.verify_work_percent // 100 + r.verify_ticks_per_parent * n_parents
+    dt = min(ticks, k.env[e, BUDGET] - s.env[e, T])
+    s.env[e, INPUT_TOKENS] += r.result_tokens + r.handoff_per_parent * n_parents  # it re-reads the result with its context
+    advance(s, k, r, e, dt, True, True)
+    s.env[e, VERIFY_TICKS] += dt
+    if dt == ticks and s.node[e, STATUS, i] == _DONE and s.node[e, BY_SUBAGENT, i] == 1:
+        tier = s.node[e, ATTEMPT_TIER, i]
+        s.env[e, N_VERIFIED] += 1
+        s.env[e, VERIFIED_TIER0 + tier * TIER_STRIDE] += 1
+        if s.node[e, RESULT_WRONG, i]:
+            s.env[e, N_CAUGHT] += 1
+            s.env[e, CAUGHT_TIER0 + tier * TIER_STRIDE] += 1
+            invalidate(s, k, r, e, i)
+        else:
+            s.node[e, VERIFIED, i] = 1
     end_turn(s, k, e)
 
 
@@ -544,8 +843,8 @@ def apply_action(s, k, r, e, a):
             invalid = True
     elif r.spawn_offset <= a < r.wait_action:
         i = a - r.spawn_offset
-        if can_spawn(s, k, r, e, i):
-            spawn(s, k, r, e, i)
+        if can_spawn(s, k, r, e, i, 0):
+            spawn(s, k, r, e, i, 0)
         else:
             invalid = True
     elif a == r.wait_action:
@@ -555,6 +854,21 @@ def apply_action(s, k, r, e, a):
             invalid = True
     elif a == r.answer_action:
         answer(s, e)
+    elif r.extended and r.verify_offset <= a < r.verify_offset + r.n_max:
+        i = a - r.verify_offset
+        if can_verify(s, k, r, e, i):
+            verify(s, k, r, e, i)
+        else:
+            invalid = True
+    elif r.extended and a < r.n_actions:  # the spawn block of a further tier
+        tier = 1
+        while not spawn_offset(r, tier) <= a < spawn_offset(r, tier) + r.n_max:
+            tier += 1
+        i = a - spawn_offset(r, tier)
+        if can_spawn(s, k, r, e, i, tier):
+            spawn(s, k, r, e, i, tier)
+        else:
+            invalid = True
     else:  # outside the action space (the host rejects it on CPU; on CUDA it is a wasted turn)
         invalid = True
     if invalid:
@@ -588,6 +902,13 @@ def score(s, k, e):
 
 
 @register_jitable
+def tier_cost(s, r, e, t):
+    """The price of tier ``t``'s sub-agent tokens, its price scale applied."""
+    usd = (s.env[e, INPUT_TIER0 + t * TIER_STRIDE] * r.price_input_per_million + s.env[e, OUTPUT_TIER0 + t * TIER_STRIDE] * r.price_output_per_million) / 1e6
+    return tier_price_scale(r, t) * usd
+
+
+@register_jitable
 def metrics(s, k, r, e, out):
     """Episode metrics of env ``e`` into ``out``'s metric rows (the simulator's ``metrics()``)."""
     m = r.max_subagents
@@ -596,7 +917,7 @@ def metrics(s, k, r, e, out):
     serial = 0
     longest = 0
     for i in range(n):
-        serial += k.node[e, WORK, i] - node[e, WORK_LEFT, i]
+        serial += k.node[e, WORK, i] + node[e, EXTRA_WORK, i] - node[e, WORK_LEFT, i]
         if node[e, STATUS, i] == _DONE:
             longest = max(longest, node[e, PATH_LEN, i])
     for i in range(n):
@@ -605,7 +926,7 @@ def metrics(s, k, r, e, out):
             for p in range(n):
                 if has_bit(k.bits, e, PARENTS, i, p):
                     above = max(above, node[e, PATH_LEN, p])
-            longest = max(longest, k.node[e, WORK, i] - node[e, WORK_LEFT, i] + above)
+            longest = max(longest, k.node[e, WORK, i] + node[e, EXTRA_WORK, i] - node[e, WORK_LEFT, i] + above)
     lower = max(longest, -(-serial // (m + 1)))
     env = s.env
     t = env[e, T]
@@ -613,7 +934,7 @@ def metrics(s, k, r, e, out):
     ideal = serial / lower if lower > 0 else 1.0
     collapse = min(1.0, max(0.0, (ideal - speedup) / (ideal - 1.0))) if ideal > 1.0 + 1e-12 else 0.0
     unfinished = env[e, N_RUNNING]
-    spurious = env[e, N_FAILED] + env[e, N_WRONG] + env[e, N_ISOLATED] + unfinished
+    spurious = env[e, N_FAILED] + env[e, N_WRONG] + env[e, N_ISOLATED] + unfinished + env[e, N_CANCELLED]
     tp, fp, fn = target_counts(s, k, e)
     mi = out.metric_int
     mf = out.metric_float
@@ -638,6 +959,15 @@ def metrics(s, k, r, e, out):
     mi[_M_OUTPUT_TOKENS, e] = env[e, OUTPUT_TOKENS]
     mi[_M_TOKENS, e] = env[e, INPUT_TOKENS] + env[e, OUTPUT_TOKENS]
     mi[_M_INVALID, e] = env[e, INVALID_ACTIONS]
+    mi[_M_N_CANCELLED, e] = env[e, N_CANCELLED]
+    mi[_M_N_VERIFIED, e] = env[e, N_VERIFIED]
+    mi[_M_N_CAUGHT, e] = env[e, N_CAUGHT]
+    mi[_M_VERIFY_TICKS, e] = env[e, VERIFY_TICKS]
+    mi[_M_N_INVALIDATED, e] = env[e, N_INVALIDATED]
+    mi[_M_COORDINATION_TOKENS, e] = env[e, COORDINATION_TOKENS]
+    for q in range(_MAX_TIERS):
+        mi[_M_SPAWNED_TIER0 + q, e] = env[e, SPAWNED_TIER0 + q * TIER_STRIDE] if q < r.n_tiers else 0
+        mf[_M_COST_TIER0 + q, e] = tier_cost(s, r, e, q) if q < r.n_tiers else 0.0
     mf[_M_SCORE, e] = 2.0 * tp / (2 * tp + fp + fn)
     mf[_M_SPEEDUP, e] = speedup
     mf[_M_IDEAL, e] = ideal
@@ -645,7 +975,22 @@ def metrics(s, k, r, e, out):
     mf[_M_SPURIOUS, e] = spurious / env[e, N_SPAWNED] if env[e, N_SPAWNED] else 0.0
     mf[_M_MAKESPAN, e] = t / max(lower, 1)
     mf[_M_MEAN_CONCURRENCY, e] = env[e, RUNNING_TICKS] / t if t > 0 else 0.0
-    mf[_M_COST, e] = (env[e, INPUT_TOKENS] * r.price_input_per_million + env[e, OUTPUT_TOKENS] * r.price_output_per_million) / 1e6
+    if r.priced_by_tier:
+        # the orchestrator's tokens at the TokenModel's prices, then each tier's at its own
+        tier_in = 0
+        tier_out = 0
+        for q in range(r.n_tiers):
+            tier_in += env[e, INPUT_TIER0 + q * TIER_STRIDE]
+            tier_out += env[e, OUTPUT_TIER0 + q * TIER_STRIDE]
+        cost = ((env[e, INPUT_TOKENS] - tier_in) * r.price_input_per_million + (env[e, OUTPUT_TOKENS] - tier_out) * r.price_output_per_million) / 1e6
+        for q in range(r.n_tiers):
+            cost += tier_cost(s, r, e, q)
+        mf[_M_COST, e] = cost
+    else:
+        mf[_M_COST, e] = (env[e, INPUT_TOKENS] * r.price_input_per_million + env[e, OUTPUT_TOKENS] * r.price_output_per_million) / 1e6
+    results = env[e, N_OK] + env[e, N_WRONG]
+    mf[_M_VERIFICATION_RATE, e] = env[e, N_VERIFIED] / results if results else 0.0
+    mf[_M_VERIFICATION_YIELD, e] = env[e, N_CAUGHT] / env[e, N_VERIFIED] if env[e, N_VERIFIED] else 0.0
     out.flags[BUDGET_EXHAUSTED, e] = env[e, ENDED_BY_BUDGET] == 1
     for q in range(m + 1):
         out.concurrency_profile[e, q] = s.concurrency_ticks[e, q] / t if t > 0 else 0.0
@@ -656,7 +1001,8 @@ def metrics(s, k, r, e, out):
 def encode(s, k, r, e, nodes, globals_, mask):
     """Write env ``e``'s dynamic node columns, globals and action mask into ``nodes[e]``,
     ``globals_[e]``, ``mask[e]`` (the static node columns are written when the episode starts).
-    A finished episode's mask allows exactly ``answer`` (ignored; the episode is over)."""
+    A finished episode's mask allows exactly ``answer`` (ignored; the episode is over).
+    An extended config's parts are written after it by :func:`encode_extended`."""
     n = k.env[e, N_NODES]
     env = s.env
     node = s.node
@@ -697,6 +1043,67 @@ def encode(s, k, r, e, nodes, globals_, mask):
 
 
 @register_jitable
+def encode_extended(s, k, r, e, nodes, globals_, mask):
+    """The extended layout's part of :func:`encode`: the verify and further spawn blocks of the mask,
+    the extended node columns and globals and, in a progressive episode, what is hidden: a hidden
+    node's row all zero, a revealed node's static columns (``bottom_level`` and ``n_children`` 0),
+    ``n_nodes`` and ``nodes_done`` over the revealed nodes."""
+    n = k.env[e, N_NODES]
+    env = s.env
+    node = s.node
+    done = env[e, IS_DONE] == 1
+    spawn_open = (not done) and env[e, N_RUNNING] < r.max_subagents and env[e, SPAWNS_THIS_TURN] < r.max_spawns_per_turn
+    n_revealed = 0
+    for i in range(n):
+        st = node[e, STATUS, i]
+        spawnable = spawn_open and st == _READY and node[e, ATTEMPTS, i] < r.max_attempts
+        for q in range(1, _MAX_TIERS):
+            mask[e, spawn_offset(r, q) + i] = spawnable and q < r.n_tiers
+        mask[e, r.verify_offset + i] = (
+            r.verification and (not done) and st == _DONE and node[e, BY_SUBAGENT, i] == 1 and node[e, VERIFIED, i] == 0
+        )
+        if r.progressive and node[e, REVEALED, i] == 0:
+            for c in range(nodes.shape[2]):
+                nodes[e, i, c] = 0.0
+            continue
+        n_revealed += 1
+        if r.progressive:
+            nodes[e, i, _C_PRESENT] = 1.0
+            kind = k.node[e, KIND, i]
+            for q in range(4):
+                nodes[e, i, _C_KIND0 + q] = 1.0 if kind == q else 0.0
+            nodes[e, i, _C_WORK] = min(k.node[e, WORK, i] * _INV_WORK_SCALE, 1.0)
+            nodes[e, i, _C_TARGET] = k.node[e, TARGET, i]
+            nodes[e, i, _C_N_PARENTS] = min(k.node[e, N_PARENTS, i] * _INV_COUNT_SCALE, 1.0)
+        nodes[e, i, _C_BY_SUBAGENT] = 1.0 if st == _DONE and node[e, BY_SUBAGENT, i] == 1 else 0.0
+        nodes[e, i, _C_VERIFIED] = node[e, VERIFIED, i]
+        nodes[e, i, _C_ATTEMPT_TIER] = (node[e, ATTEMPT_TIER, i] + 1) / _MAX_TIERS
+    if r.progressive:  # what is known of the graph: its revealed nodes
+        globals_[e, _G_NODES_DONE] = env[e, N_DONE] / n_revealed
+        globals_[e, _G_N_NODES] = n_revealed / r.n_max
+    results = env[e, N_OK] + env[e, N_WRONG] + env[e, N_FAILED]
+    globals_[e, _G_RESULTS_READ] = results / (results + RESULTS_HALF)
+    for q in range(_MAX_TIERS):
+        col = q * _G_TIER_STRIDE
+        returns = env[e, RETURNS_TIER0 + q * TIER_STRIDE] if q < r.n_tiers else 0
+        verified = env[e, VERIFIED_TIER0 + q * TIER_STRIDE] if q < r.n_tiers else 0
+        globals_[e, _G_TIER0_RETURNS + col] = returns / (returns + RESULTS_HALF)
+        globals_[e, _G_TIER0_FAIL_RATE + col] = env[e, FAILS_TIER0 + q * TIER_STRIDE] / returns if returns else 0.0
+        globals_[e, _G_TIER0_CAUGHT_RATE + col] = env[e, CAUGHT_TIER0 + q * TIER_STRIDE] / verified if verified else 0.0
+
+
+@register_jitable
+def encode_adjacency(s, k, e, adjacency):
+    """A progressive episode's adjacency: the parent rows of its revealed nodes (hidden rows and
+    columns stay zero: a hidden node's children are hidden too)."""
+    n = k.env[e, N_NODES]
+    for i in range(n):
+        if s.node[e, REVEALED, i] == 1:
+            for p in range(n):
+                adjacency[e, i, p] = 1.0 if has_bit(k.bits, e, PARENTS, i, p) else 0.0
+
+
+@register_jitable
 def copy_observation(src_nodes, src_globals, src_mask, src_row, dst_nodes, dst_globals, dst_mask, dst_row):
     """Row ``src_row`` of one set of observation buffers into row ``dst_row`` of another."""
     for i in range(src_nodes.shape[1]):
@@ -733,16 +1140,21 @@ def load_instance(s, k, r, out, bank, e, row):
                 k.fates[e, f, i, a] = bank.fates[row, f, i, a]
     for f in range(k.env.shape[1]):
         k.env[e, f] = bank.env[row, f]
-    for f in range(s.node.shape[1]):
+    for f in range(s.node.shape[1] if r.extended else REVEALED):
         for i in range(n_max):
             s.node[e, f, i] = 0
     for i in range(n_max):
         s.node[e, STATUS, i] = _READY if bank.node[row, N_PARENTS, i] == 0 else _BLOCKED
         s.node[e, WORK_LEFT, i] = bank.node[row, WORK, i]
         s.node[e, UNFINISHED_PARENTS, i] = bank.node[row, N_PARENTS, i]
-    for f in range(s.env.shape[1]):
-        if f != RNG_DRAWS and f != INSTANCE_REF:
-            s.env[e, f] = 0
+    if r.extended:
+        for i in range(n_max):
+            s.node[e, REVEALED, i] = 1 if (not r.progressive) or bank.node[row, N_PARENTS, i] == 0 else 0
+            s.node[e, ATTEMPT_TIER, i] = -1
+    for f in range(RNG_DRAWS):
+        s.env[e, f] = 0
+    for f in range(INSTANCE_REF + 1, s.env.shape[1]):
+        s.env[e, f] = 0
     for q in range(s.concurrency_ticks.shape[1]):
         s.concurrency_ticks[e, q] = 0
     copy_observation(bank.nodes0, bank.globals0, bank.mask0, row, out.nodes, out.globals_, out.mask, e)
@@ -769,13 +1181,21 @@ def step_env(s, k, r, out, bank, e, a, write_final):
             # the static columns (and padding) from the episode's observation, then its final state
             copy_observation(out.nodes, out.globals_, out.mask, e, out.final_nodes, out.final_globals, out.final_mask, e)
             encode(s, k, r, e, out.final_nodes, out.final_globals, out.final_mask)
+            if r.extended:
+                encode_extended(s, k, r, e, out.final_nodes, out.final_globals, out.final_mask)
             if r.with_adjacency:
                 copy_matrix(out.adjacency, e, out.final_adjacency, e)
+                if r.progressive:
+                    encode_adjacency(s, k, e, out.final_adjacency)
         row = draw_bank_row(s, r, e, bank.env.shape[0])
         s.env[e, INSTANCE_REF] = row
         load_instance(s, k, r, out, bank, e, row)
     else:
         encode(s, k, r, e, out.nodes, out.globals_, out.mask)
+        if r.extended:
+            encode_extended(s, k, r, e, out.nodes, out.globals_, out.mask)
+        if r.progressive and r.with_adjacency:
+            encode_adjacency(s, k, e, out.adjacency)
 
 
 @register_jitable
@@ -834,9 +1254,14 @@ def cpu_start_batch(env_ids, rows, s, k, r, out, bank):
 
 @numba.njit(parallel=True, cache=True)
 def cpu_encode_batch(s, k, r, out):
-    """Re-encode every env's observation and mask from its state."""
+    """Re-encode every env's observation and mask (and a progressive episode's adjacency) from its state."""
     for j in numba.prange(s.env.shape[0]):
-        encode(s, k, r, np.int64(j), out.nodes, out.globals_, out.mask)
+        e = np.int64(j)
+        encode(s, k, r, e, out.nodes, out.globals_, out.mask)
+        if r.extended:
+            encode_extended(s, k, r, e, out.nodes, out.globals_, out.mask)
+        if r.progressive and r.with_adjacency:
+            encode_adjacency(s, k, e, out.adjacency)
 
 
 def cpu_kernels():
