@@ -330,7 +330,7 @@ def _extended_config(engine: str, **kw) -> PPOConfig:
     return PPOConfig(**base)
 
 
-@pytest.mark.parametrize("engine", ["gym"])
+@pytest.mark.parametrize("engine", ["gym", "batched"])
 def test_trainer__learns_on_an_extended_env_end_to_end(engine, tmp_path):
     """A few thousand steps from a warm start: every extended block is sampled and trained, the checkpoint
     records the layout, the loaded policy plays the env and refuses the base one, and a resumed run is exact."""
