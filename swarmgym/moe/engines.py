@@ -86,6 +86,15 @@ def check_env_kwargs(env_id: str, overrides: dict | None = None) -> dict[str, An
     return kwargs
 
 
+def kwargs_extended(kwargs: dict[str, Any]) -> bool:
+    """Whether SwarmEnv keyword arguments (:func:`resolve_env_kwargs`) make an env of the extended
+    layout (``SwarmConfig.extended``: any mechanic of ``docs/mechanics.md`` on)."""
+    config = kwargs.get("config")
+    if isinstance(config, dict):
+        config = SwarmConfig.from_dict(config)
+    return bool(config.extended) if isinstance(config, SwarmConfig) else False
+
+
 def family_names_of(generator: Any) -> list[str]:
     """Family names a generator can produce, in a fixed order (Mixed: its members)."""
     members = getattr(generator, "generators", None)
@@ -136,7 +145,7 @@ class GymVectorEngine:
         first = self.vec.envs[0]
         self.n_max = first.n_max
         self.config = first.config
-        self.layout = ActionLayout(self.n_max)
+        self.layout = ActionLayout(self.n_max, self.config.extended)  # extended when any mechanic is on
         self.family_names = family_names_of(first.generator) or ["custom"]
         self._mask = np.zeros((num_envs, self.layout.n), dtype=bool)
 

@@ -2,10 +2,12 @@
 
 Layout (the Kimi K2 / DeepSeek-V3 MoE layout, scaled down to a few ten thousand parameters):
 
-* **Tokens.** One token per node slot (the 20 features of ``obs["nodes"]``, see
-  :data:`swarmgym.layout.NODE_FEATURES`) plus one global token (the 10 features of
-  ``obs["globals"]``, :data:`swarmgym.layout.GLOBAL_FEATURES`), each embedded by its own linear map. Padding slots
-  (``present == 0``) are masked out of attention as keys and skipped by the experts.
+* **Tokens.** One token per node slot (the columns of ``obs["nodes"]``: the 20 of
+  :data:`swarmgym.layout.NODE_FEATURES`, 23 with the extended observation,
+  :func:`swarmgym.layout.node_features`) plus one global token (the entries of ``obs["globals"]``:
+  the 10 of :data:`swarmgym.layout.GLOBAL_FEATURES`, 20 extended, :func:`swarmgym.layout.global_features`),
+  each embedded by its own linear map. Padding slots (``present == 0``) are masked out of attention
+  as keys and skipped by the experts.
 * **Blocks.** ``n_layers`` pre-norm transformer blocks: multi-head self-attention,
   then a feed-forward block that is either
 
@@ -19,11 +21,13 @@ Layout (the Kimi K2 / DeepSeek-V3 MoE layout, scaled down to a few ten thousand 
     parameter count equals the MoE block's *active* parameter count (shared +
     ``top_k`` routed experts + router), the fair control.
 
-* **Heads.** Per-node logits for ``do(i)`` and ``spawn(i)`` from each node token;
-  logits for ``wait`` and ``answer`` and the value from the global token, concatenated
-  in the blocks of :class:`swarmgym.layout.ActionLayout` (``do``, ``spawn``, ``wait``,
-  ``answer``). Invalid actions are masked to a large negative logit
-  before sampling.
+* **Heads.** One logit per node token for every per-node block of
+  :class:`swarmgym.layout.ActionLayout` (``do(i)``, ``spawn(i)``; extended: also ``verify(i)``,
+  ``spawn_1(i)``, ``spawn_2(i)``) from one linear head; one logit per single action (``wait``,
+  ``answer``) and the value from the global token; concatenated in the layout's block order.
+  Invalid actions are masked to a large negative logit before sampling. ``extended`` (the env's
+  ``SwarmConfig.extended``) is a constructor argument, not part of :class:`ModelConfig`: the
+  architecture is the same, only the input widths and head sizes follow the layout.
 
 Dispatch is vectorised: tokens are gathered per expert with index operations (a
 Python loop runs over the handful of experts, never over tokens). On CUDA the
@@ -32,7 +36,8 @@ forward pass runs under bf16 autocast; logits and values come out in float32.
 Parameter counts (:meth:`OrchestratorNet.parameter_counts`), defaults ``d_model=32,
 n_layers=2, n_heads=4, n_experts=8, top_k=2, n_shared=1, expert_hidden=32``: MoE 49,541
 total / 24,197 active per token; dense control 24,207 (hidden width 97; +0.04 %). At
-``d_model=expert_hidden=64``: MoE 191,237 total / 91,397 active; dense 91,407.
+``d_model=expert_hidden=64``: MoE 191,237 total / 91,397 active; dense 91,407. The extended
+layout adds 3 node columns, 10 global entries and 3 per-node heads: 50,056 total at the defaults.
 """
 
 from __future__ import annotations
@@ -40,17 +45,14 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from swarmgym.layout import ACTION_BLOCKS, GLOBAL_FEATURES, NODE_COLUMN, NODE_FEATURES
+from swarmgym.layout import NODE_COLUMN, ActionLayout, global_features, node_features
 
-N_NODE_FEATURES = len(NODE_FEATURES)
-N_GLOBAL_FEATURES = len(GLOBAL_FEATURES)
 _PRESENT = NODE_COLUMN["present"]
-# the logits are concatenated in layout order: one per node for each per-node block, then one each
-assert [name for name, _ in ACTION_BLOCKS] == ["do", "spawn", "wait", "answer"], "OrchestratorNet's heads follow this block order"
 _NEG = -1e9  # logit of a masked-out action (finite: no NaN when a row is all masked)
 
 
@@ -274,14 +276,24 @@ class Block(nn.Module):
         return x + self.ffn(self.norm2(x), valid, family)
 
 
+def layout_name(extended: bool) -> str:
+    """``"extended"`` or ``"base"``: how messages name a layout."""
+    return "extended" if extended else "base"
+
+
 class OrchestratorNet(nn.Module):
     """Policy and value network of the orchestrator (see the module docstring).
 
     :param config: a :class:`ModelConfig` (or a dict of its fields).
+    :param extended: act on the extended action layout and observation (``SwarmConfig.extended``
+        of the env: ``ActionLayout(n_max, extended=True)``, ``node_features(True)``,
+        ``global_features(True)``); False (default) is the base layout.
     """
 
-    def __init__(self, config: ModelConfig | dict | None = None) -> None:
+    def __init__(self, config: ModelConfig | dict | None = None, extended: bool = False) -> None:
         super().__init__()
+        if not isinstance(extended, (bool, np.bool_)):
+            raise TypeError(f"extended must be a bool (the env's SwarmConfig.extended), got {extended!r}")
         if config is None:
             config = ModelConfig()
         elif isinstance(config, dict):
@@ -289,19 +301,31 @@ class OrchestratorNet(nn.Module):
         elif not isinstance(config, ModelConfig):
             raise TypeError(f"config must be a ModelConfig, a dict of its fields or None, got {type(config).__name__}")
         self.config = config
+        self.extended = bool(extended)
+        self.n_node_features = len(node_features(self.extended))
+        self.n_global_features = len(global_features(self.extended))
+        blocks = ActionLayout(1, self.extended).blocks
+        #: names of the per-node blocks (the outputs of ``node_head``) and of the single actions
+        #: (the outputs of ``global_head``), each in layout order
+        self.node_blocks: tuple[str, ...] = tuple(name for name, per_node in blocks if per_node)
+        self.single_actions: tuple[str, ...] = tuple(name for name, per_node in blocks if not per_node)
+        # where each block's logits come from, in layout order: (per_node, output index of its head)
+        self._block_sources = tuple(
+            (per_node, (self.node_blocks if per_node else self.single_actions).index(name)) for name, per_node in blocks
+        )
         d = config.d_model
-        self.node_embed = nn.Linear(N_NODE_FEATURES, d)
-        self.global_embed = nn.Linear(N_GLOBAL_FEATURES, d)
+        self.node_embed = nn.Linear(self.n_node_features, d)
+        self.global_embed = nn.Linear(self.n_global_features, d)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.norm = nn.LayerNorm(d)
-        self.node_head = nn.Linear(d, 2)  # do(i), spawn(i)
-        self.global_head = nn.Linear(d, 2)  # wait, answer
+        self.node_head = nn.Linear(d, len(self.node_blocks))  # do(i), spawn(i)[, verify(i), spawn_1(i), spawn_2(i)]
+        self.global_head = nn.Linear(d, len(self.single_actions))  # wait, answer
         self.value_head = nn.Sequential(nn.Linear(d, d), nn.Tanh(), nn.Linear(d, 1))
         for head in (self.node_head, self.global_head):
             nn.init.orthogonal_(head.weight, gain=0.01)
             nn.init.zeros_(head.bias)
         with torch.no_grad():
-            self.global_head.bias[1] = config.answer_logit_init
+            self.global_head.bias[self.single_actions.index("answer")] = config.answer_logit_init
         nn.init.orthogonal_(self.value_head[2].weight, gain=1.0)
         nn.init.zeros_(self.value_head[2].bias)
 
@@ -315,16 +339,17 @@ class OrchestratorNet(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Action logits and value.
 
-        :param nodes: ``[B, n_max, 20]`` float node features.
-        :param globals_: ``[B, 10]`` float global features.
-        :param mask: optional ``[B, ActionLayout(n_max).n]`` bool, True = valid; invalid logits are set to -1e9.
+        :param nodes: ``[B, n_max, len(node_features(extended))]`` float node features (20 base, 23 extended).
+        :param globals_: ``[B, len(global_features(extended))]`` float global features (10 base, 20 extended).
+        :param mask: optional ``[B, ActionLayout(n_max, extended).n]`` bool, True = valid; invalid logits are set to -1e9.
         :param family: optional ``[B]`` int family ids (routing statistics per family).
-        :returns: ``(logits [B, ActionLayout(n_max).n] float32, value [B] float32)``.
+        :returns: ``(logits [B, ActionLayout(n_max, extended).n] float32, value [B] float32)``.
         """
-        if nodes.dim() != 3 or nodes.shape[-1] != N_NODE_FEATURES:
-            raise ValueError(f"nodes must be [B, n_max, {N_NODE_FEATURES}], got {tuple(nodes.shape)}")
-        if globals_.shape != (nodes.shape[0], N_GLOBAL_FEATURES):
-            raise ValueError(f"globals must be [B, {N_GLOBAL_FEATURES}], got {tuple(globals_.shape)}")
+        which = f"the {layout_name(self.extended)} layout's"
+        if nodes.dim() != 3 or nodes.shape[-1] != self.n_node_features:
+            raise ValueError(f"nodes must be [B, n_max, {self.n_node_features}] ({which} node features), got {tuple(nodes.shape)}")
+        if globals_.shape != (nodes.shape[0], self.n_global_features):
+            raise ValueError(f"globals must be [B, {self.n_global_features}] ({which} global features), got {tuple(globals_.shape)}")
         use_bf16 = nodes.is_cuda
         b, n_max, _ = nodes.shape
         # trailing slots that are padding in every row of the batch are cut off (real nodes come
@@ -339,17 +364,20 @@ class OrchestratorNet(nn.Module):
             for block in self.blocks:
                 x = block(x, valid, family)
             x = self.norm(x)
-            node_logits = self.node_head(x[:, 1:]).float()  # [B, n_max, 2]
+            node_logits = self.node_head(x[:, 1:]).float()  # [B, n_max, len(node_blocks)]
             glob = x[:, 0]
-            global_logits = self.global_head(glob).float()  # [B, 2]
+            global_logits = self.global_head(glob).float()  # [B, len(single_actions)]
             value = self.value_head(glob).float().squeeze(-1)
         if n_used < n_max:
             node_logits = F.pad(node_logits, (0, 0, 0, n_max - n_used), value=_NEG)
-        # do block, spawn block, wait, answer (the ActionLayout order)
-        logits = torch.cat([node_logits[..., 0], node_logits[..., 1], global_logits], dim=1)
+        # the blocks in ActionLayout order (base: do, spawn, wait, answer; extended: then verify, spawn_1, spawn_2)
+        parts = [node_logits[..., k] if per_node else global_logits[:, k : k + 1] for per_node, k in self._block_sources]
+        logits = torch.cat(parts, dim=1)
         if mask is not None:
             if mask.shape != logits.shape:
-                raise ValueError(f"mask must be [B, ActionLayout(n_max).n] = {tuple(logits.shape)}, got {tuple(mask.shape)}")
+                raise ValueError(
+                    f"mask must be [B, ActionLayout(n_max{', extended=True' if self.extended else ''}).n] = {tuple(logits.shape)}, got {tuple(mask.shape)}"
+                )
             logits = logits.masked_fill(~mask, _NEG)
         return logits, value
 

@@ -2,10 +2,13 @@
 
 The orchestrator interface (as :class:`swarmgym.orchestrators.Orchestrator`): an object
 with a ``name`` and ``act(obs, mask) -> int64[B]`` where ``obs`` is a dict of numpy arrays
-with a leading env dimension (``nodes [B, n_max, 20]``, ``globals [B, 10]``) and ``mask``
-is ``bool[B, ActionLayout(n_max).n]`` (True = valid).
+with a leading env dimension (``nodes [B, n_max, 20]``, ``globals [B, 10]``; with the
+extended layout ``[B, n_max, 23]`` and ``[B, 20]``) and ``mask`` is
+``bool[B, ActionLayout(n_max, extended).n]`` (True = valid).
 
-The network's logits are per node, so a checkpoint acts on any ``n_max``. A policy
+The network's logits are per node, so a checkpoint acts on any ``n_max``, but only on envs of
+the layout it was trained on (the checkpoint records ``extended``; an env of the other layout
+is refused with one line naming both). A policy
 trained by PPO acts by sampling; :func:`swarmgym.evaluation.evaluate` reports it greedy
 and sampled (``deterministic`` switches between the two).
 """
@@ -18,7 +21,7 @@ import numpy as np
 import torch
 
 from swarmgym.layout import ActionLayout
-from swarmgym.moe.model import OrchestratorNet
+from swarmgym.moe.model import OrchestratorNet, layout_name
 from swarmgym.moe.ppo import POLICY_FORMATS, checkpoint_path, read_checkpoint
 
 
@@ -74,16 +77,33 @@ class MoEOrchestrator:
             if switch:
                 torch.set_num_threads(before)
 
+    def check_observation(self, n_node_columns: int) -> None:
+        """Refuse, in one line, an env whose observation has another layout than the policy's."""
+        if n_node_columns == self.model.n_node_features:
+            return
+        from swarmgym.layout import node_features
+
+        other = [ext for ext in (False, True) if len(node_features(ext)) == n_node_columns]
+        env = f"the {layout_name(other[0])} layout (SwarmConfig.extended={other[0]})" if other else "no swarmgym layout"
+        raise ValueError(
+            f"{self.name} was trained on the {layout_name(self.model.extended)} layout (SwarmConfig.extended={self.model.extended}, "
+            f"{self.model.n_node_features} node columns) but this env's observation has {n_node_columns} node columns, {env}: "
+            f"use it on envs of its own layout"
+        )
+
     @torch.no_grad()
     def _act(self, obs: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
         nodes = torch.as_tensor(np.asarray(obs["nodes"], dtype=np.float32), device=self.device)
         glob = torch.as_tensor(np.asarray(obs["globals"], dtype=np.float32), device=self.device)
         if nodes.dim() == 2:  # a single, unbatched observation
             nodes, glob = nodes.unsqueeze(0), glob.unsqueeze(0)
+        self.check_observation(nodes.shape[-1])
         m = torch.as_tensor(np.asarray(mask, dtype=bool), device=self.device).reshape(nodes.shape[0], -1)
-        n_actions = ActionLayout(nodes.shape[1]).n
+        n_actions = ActionLayout(nodes.shape[1], self.model.extended).n
         if m.shape[1] != n_actions:
-            raise ValueError(f"mask must be bool[B, ActionLayout(n_max).n] = [{nodes.shape[0]}, {n_actions}], got {tuple(m.shape)}")
+            raise ValueError(
+                f"mask must be bool[B, ActionLayout(n_max{', extended=True' if self.model.extended else ''}).n] = [{nodes.shape[0]}, {n_actions}], got {tuple(m.shape)}"
+            )
         logits, _ = self.model(nodes, glob, m)
         if self.deterministic:
             action = logits.argmax(-1)
@@ -117,7 +137,7 @@ def load_policy(
     """
     p = checkpoint_path(path)
     state = read_checkpoint(path, formats=POLICY_FORMATS)
-    model = OrchestratorNet(state["model_config"])
+    model = OrchestratorNet(state["model_config"], extended=bool(state.get("extended", False)))  # absent before extended layouts
     model.load_state_dict(state["model"])
     label = name or f"moe:{p.parent.name or p.stem}"
     return MoEOrchestrator(model, name=label, deterministic=deterministic, device=device, seed=seed, threads=threads)

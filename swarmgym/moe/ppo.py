@@ -45,7 +45,8 @@ import torch.nn.functional as F
 from swarmgym.config import _check_int
 from swarmgym.moe.checkpointing import GracefulStop, atomic_torch_save, atomic_write_text
 from swarmgym.moe.engines import make_engine
-from swarmgym.moe.model import ModelConfig, OrchestratorNet
+from swarmgym.layout import ActionLayout
+from swarmgym.moe.model import ModelConfig, OrchestratorNet, layout_name
 
 #: Format tag of the checkpoints this version writes (and resumes from).
 CHECKPOINT_FORMAT = "swarmgym-moe-ppo-2"
@@ -339,7 +340,14 @@ class PPOTrainer:
         )
         self.max_subagents = int(self.engine.config.max_subagents)  # the resolved dynamics, as the engine runs them
         self.n_max = int(self.engine.n_max)
-        self.model = OrchestratorNet(cfg.model).to(self.device)
+        #: the env's layout (SwarmConfig.extended): the network's input widths and action heads follow it
+        self.extended = bool(self.engine.config.extended)
+        if self.engine.layout != ActionLayout(self.n_max, self.extended):
+            raise ValueError(
+                f"the {type(self.engine).__name__} of {cfg.env_id!r} has the action layout {self.engine.layout}, but its config's "
+                f"extended={self.extended} asks for {ActionLayout(self.n_max, self.extended)}"
+            )
+        self.model = OrchestratorNet(cfg.model, extended=self.extended).to(self.device)
         self.warm_start_report = None
         if warm_start and cfg.warm_start:
             from swarmgym.moe.warm_start import warm_start_from_config
@@ -727,6 +735,7 @@ class PPOTrainer:
             "format": CHECKPOINT_FORMAT,
             "ppo_config": self.config.to_dict(),
             "model_config": self.config.model.to_dict(),
+            "extended": self.extended,
             "n_max": self.n_max,
             "family_names": self.family_names,
             "env_id": self.config.env_id,
@@ -770,6 +779,12 @@ class PPOTrainer:
         cfg_dict = copy.deepcopy(state["ppo_config"])
         cfg_dict.update(overrides)
         trainer = cls(PPOConfig.from_dict(cfg_dict), run_dir=run_dir, warm_start=False)
+        saved_extended = bool(state.get("extended", False))  # absent in checkpoints written before the extended layout
+        if saved_extended != trainer.extended:
+            raise CheckpointError(
+                f"{str(path)!r} holds a policy of the {layout_name(saved_extended)} layout, but {trainer.config.env_id!r} now builds an env "
+                f"of the {layout_name(trainer.extended)} layout (SwarmConfig.extended={trainer.extended}; its registration changed)"
+            )
         saved = state["engine"]
         if saved["type"] != type(trainer.engine).__name__:
             raise CheckpointError(

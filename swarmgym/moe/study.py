@@ -1204,13 +1204,25 @@ def phase_cli(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def paired_report(
-    policies: list[str], env_id: str, n: int, reference: str = "critical_path", env_kwargs: dict | None = None
+    policies: list[str],
+    env_id: str,
+    n: int,
+    reference: str = "critical_path",
+    env_kwargs: dict | None = None,
+    policy_mode: str = "greedy",
+    sample_seed: int = 0,
 ) -> tuple[str, dict]:
     """Each policy (an orchestrator spec, e.g. ``moe:runs/x/checkpoint.pt``) and ``reference`` play the same
     ``n`` held-out episodes; per family, the paired per-episode score difference (policy − reference) with its
-    95 % CI. Returns the Markdown table and the figures."""
+    95 % CI; over all episodes, each policy's mean score, critical steps and cost (each ± its 95 % CI) and its
+    mean critical steps as a multiple of the reference's. Returns the Markdown table and the figures.
+
+    :param policy_mode: learned policies (``moe:``, ``sb3:``) play ``"greedy"``, ``"sampled"`` or ``"both"``
+        (a row each; :func:`swarmgym.evaluation.policy_variants`), sampling from ``sample_seed``.
+    """
     from swarmgym.collapse import paired_difference, play_paired
-    from swarmgym.evaluation import resolve_id
+    from swarmgym.evaluation import is_learned, policy_variants, resolve_id
+    from swarmgym.metrics import Stat
     from swarmgym.moe.train import EVAL_SEED_OFFSET
     from swarmgym.orchestrators import load_orchestrator
 
@@ -1218,18 +1230,39 @@ def paired_report(
     ref_rows = play_paired(load_orchestrator(reference), env_id, n, seed_offset=EVAL_SEED_OFFSET, env_kwargs=env_kwargs)
     fams = sorted({r["family"] for r in ref_rows})
     keys = [*fams, "all"] if len(fams) > 1 else fams
+
+    def summary(rows: list[dict]) -> dict[str, Stat]:
+        return {k: Stat.of(r[k] for r in rows) for k in ("score", "critical_steps", "cost_usd")}
+
+    ref = summary(ref_rows)
     lines = [
-        f"| policy | {' | '.join(f'{f}: score − {reference}' for f in keys)} | above {reference} (all) |",
-        "|---|" + "---:|" * len(keys) + "---|",
+        f"| policy | {' | '.join(f'{f}: score − {reference}' for f in keys)} | above {reference} (all) | score | critical steps (× {reference}) | cost USD |",
+        "|---|" + "---:|" * len(keys) + "---|---:|---:|---:|",
+        f"| {reference} (reference) | " + " | ".join("0" for _ in keys) + f" | - | {ref['score'].format(4)} | "
+        f"{ref['critical_steps'].format(2)} (1.00) | {ref['cost_usd'].format(4)} |",
     ]
-    figures: dict = {}
+    figures: dict = {"reference": {"spec": reference, **{k: vars(st) for k, st in ref.items()}}, "policies": {}}
     for spec in policies:
-        rows = play_paired(load_orchestrator(spec), env_id, n, seed_offset=EVAL_SEED_OFFSET, env_kwargs=env_kwargs)
-        stats = {f: paired_difference(rows, ref_rows, "score", family=None if f == "all" else f) for f in keys}
-        figures[spec] = {f: {"mean": st.mean, "half_width": st.half_width, "n": st.n} for f, st in stats.items()}
-        last = stats[keys[-1]]
-        verdict = "yes" if last.low > 0 else ("no" if last.high < 0 else "tied (CI spans 0)")
-        lines.append(f"| {spec} | " + " | ".join(f"{st.mean:+.4f} ± {st.half_width:.4f}" for st in stats.values()) + f" | {verdict} |")
+        for policy in policy_variants(load_orchestrator(spec), policy_mode, sample_seed):
+            if hasattr(policy, "reset"):
+                policy.reset()  # a sampled copy starts its sampler from sample_seed
+            label = f"{spec} ({'greedy' if policy.deterministic else 'sampled'})" if is_learned(policy) else spec
+            rows = play_paired(policy, env_id, n, seed_offset=EVAL_SEED_OFFSET, env_kwargs=env_kwargs)
+            stats = {f: paired_difference(rows, ref_rows, "score", family=None if f == "all" else f) for f in keys}
+            own = summary(rows)
+            ratio = own["critical_steps"].mean / ref["critical_steps"].mean
+            figures["policies"][label] = {
+                "score_minus_reference": {f: {"mean": st.mean, "half_width": st.half_width, "n": st.n} for f, st in stats.items()},
+                **{k: vars(st) for k, st in own.items()},
+                "critical_steps_ratio": ratio,
+            }
+            last = stats[keys[-1]]
+            verdict = "yes" if last.low > 0 else ("no" if last.high < 0 else "tied (CI spans 0)")
+            lines.append(
+                f"| {label} | "
+                + " | ".join(f"{st.mean:+.4f} ± {st.half_width:.4f}" for st in stats.values())
+                + f" | {verdict} | {own['score'].format(4)} | {own['critical_steps'].format(2)} ({ratio:.2f}) | {own['cost_usd'].format(4)} |"
+            )
     return "\n".join(lines) + "\n", figures
 
 
@@ -1278,8 +1311,17 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=None,
         metavar="ORCH",
-        help="instead of the study: these orchestrators (e.g. moe:runs/x/checkpoint.pt) vs critical_path on the same "
+        help="instead of the study: these orchestrators (e.g. moe:runs/x/checkpoint.pt) vs --reference on the same "
         "--eval-episodes episodes of --env-id, paired per-episode score differences with 95%% CIs",
+    )
+    p.add_argument(
+        "--reference", default="critical_path", metavar="ORCH", help="--paired: the reference orchestrator (default critical_path)"
+    )
+    p.add_argument(
+        "--policy-mode",
+        choices=["greedy", "sampled", "both"],
+        default="greedy",
+        help="--paired: learned policies act greedily, by sampling, or both, a row each (default greedy)",
     )
     g = p.add_argument_group("phase diagram (--phase-diagram): dials x reward conditions x seeds from a serial warm start")
     g.add_argument("--phase-diagram", action="store_true", help="run the phase-diagram grid instead of the condition study")
@@ -1346,14 +1388,16 @@ def cli_main(argv: list[str]) -> int:
         return phase_cli(args, argv)
     if args.paired:
         try:
-            text, figures = paired_report(args.paired, args.env_id, args.eval_episodes)
+            text, figures = paired_report(
+                args.paired, args.env_id, args.eval_episodes, reference=args.reference, policy_mode=args.policy_mode
+            )
         except (ValueError, TypeError, FileNotFoundError) as exc:
             print(f"swarmgym study: {exc}", file=sys.stderr)
             return 2
         command = "swarmgym study" + (" " + shlex.join(argv) if argv else "")
         text = (
-            f"Made by:\n\n```\n{command}\n```\n\nPaired per-episode score differences on {args.eval_episodes} held-out episodes (mean ± 95 % CI half-width):\n\n"
-            + text
+            f"Made by:\n\n```\n{command}\n```\n\nPaired per-episode score differences on {args.eval_episodes} held-out episodes "
+            "(mean ± 95 % CI half-width); score, critical steps and cost of each over the same episodes:\n\n" + text
         )
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -327,11 +327,12 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
             raise UsageError(
                 "--run-dir", f"{str(run_dir)!r} already holds a run: continue it with --resume {run_dir}, or choose another folder"
             )
-    from swarmgym.moe.engines import check_env_kwargs
+    from swarmgym.moe.engines import check_env_kwargs, kwargs_extended
+    from swarmgym.moe.model import layout_name
 
     overridden = bool(config.env_overrides)
     try:
-        check_env_kwargs(config.env_id, config.env_overrides)
+        extended = kwargs_extended(check_env_kwargs(config.env_id, config.env_overrides))
     except ValueError as exc:
         raise UsageError("--set env_overrides" if overridden else "--env-id", str(exc)) from None
     eval_ids = [config.env_id]
@@ -340,9 +341,15 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         for name in args.eval_ids:
             try:
                 env_id = resolve_id(name)
-                check_env_kwargs(env_id, config.env_overrides)
+                eval_extended = kwargs_extended(check_env_kwargs(env_id, config.env_overrides))
             except ValueError as exc:
                 raise UsageError("--eval-ids", str(exc)) from None
+            if eval_extended != extended:
+                raise UsageError(
+                    "--eval-ids",
+                    f"{env_id} is an env of the {layout_name(eval_extended)} layout; a policy trained on {config.env_id} "
+                    f"(the {layout_name(extended)} layout) acts only on envs of its own layout",
+                )
             eval_ids.append(env_id)
     eval_seeds = args.eval_seeds if args.eval_seeds is not None else (16 if args.quick else DEFAULT_EVAL_SEEDS)
     check_output_dir("--run-dir", run_dir)

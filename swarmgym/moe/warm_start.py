@@ -10,10 +10,11 @@ then learns by PPO. :func:`warm_start` does three things, in a few seconds on CP
 2. **Behaviour cloning.** ``epochs`` passes of minibatch cross-entropy between the
    network's masked action distribution and the demonstrated actions (Adam).
 3. **Spawn habit.** With ``spawn_prob`` set, one constant ``c`` is added to the bias
-   of the spawn logit (``node_head.bias[1]``), which shifts every ``spawn(i)`` logit
+   of the spawn logit (``node_head.bias[1]``; in the extended layout also the biases of
+   ``spawn_1`` and ``spawn_2``, every tier alike), which shifts every spawn logit
    by exactly ``c`` and nothing else. ``c`` is found by bisection so that the mean
-   per-step probability of choosing *any* spawn, over the demonstration states, equals
-   ``spawn_prob`` (to 1e-3 relative), then it is measured again by a forward pass.
+   per-step probability of choosing *any* spawn (of any tier), over the demonstration
+   states, equals ``spawn_prob`` (to 1e-3 relative), then it is measured again by a forward pass.
 
 The returned :class:`WarmStartReport` holds what was measured: imitation accuracy,
 the spawn probability and the policy entropy before and after the offset, and ``c``.
@@ -29,9 +30,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from swarmgym.layout import ActionLayout
-from swarmgym.moe.model import OrchestratorNet
+from swarmgym.config import MAX_TIERS
+from swarmgym.layout import ActionLayout, spawn_block
+from swarmgym.moe.model import OrchestratorNet, layout_name
 
+#: The action blocks that spawn a sub-agent, one per tier (``spawn``, ``spawn_1``, ``spawn_2``).
+SPAWN_BLOCKS = frozenset(spawn_block(t) for t in range(MAX_TIERS))
 #: Seed offset of the demonstration engine (disjoint from a trainer's engine seeded ``seed``).
 DEMO_SEED_OFFSET = 7_919
 
@@ -50,9 +54,10 @@ class WarmStartReport:
     Below 1 for the sequential crew even when learned well: it picks among equivalent ready nodes by
     slot index, which a permutation-equivariant network cannot see."""
     kind_accuracy: float
-    """The same for the kind of action (do, spawn, wait or answer), whichever node."""
+    """The same for the kind of action (its block: do, spawn, wait, answer; extended: also verify,
+    spawn_1, spawn_2), whichever node."""
     spawn_prob_cloned: float
-    """Per-step probability of choosing any spawn, right after cloning."""
+    """Per-step probability of choosing any spawn (of any tier), right after cloning."""
     spawn_prob: float
     """The same after the spawn-logit offset (measured by a forward pass)."""
     entropy_cloned: float
@@ -93,14 +98,19 @@ def collect_demonstrations(
     return {"nodes": torch.cat(nodes), "globals": torch.cat(glob), "mask": torch.cat(masks), "actions": torch.cat(actions)}
 
 
-def _action_kind(actions: torch.Tensor, n_max: int) -> torch.Tensor:
-    """0 do, 1 spawn, 2 wait, 3 answer."""
-    lay = ActionLayout(n_max)
-    kind = torch.full_like(actions, 3)
-    kind[actions == lay.wait] = 2
-    kind[(actions >= lay.spawn) & (actions < lay.spawn + n_max)] = 1
-    kind[(actions >= lay.do) & (actions < lay.do + n_max)] = 0
+def _action_kind(actions: torch.Tensor, layout: ActionLayout) -> torch.Tensor:
+    """The index of each action's block in ``layout.blocks`` (0 do, 1 spawn, 2 wait, 3 answer; extended:
+    4 verify, 5 spawn_1, 6 spawn_2)."""
+    kind = torch.zeros_like(actions)
+    for k, (name, _) in enumerate(layout.blocks[1:], start=1):
+        kind[actions >= layout[name]] = k  # blocks lie in index order
     return kind
+
+
+def _spawn_columns(layout: ActionLayout) -> torch.Tensor:
+    """Indices of every spawn action of ``layout`` (tier 0's block and, extended, the others)."""
+    starts = [layout[name] for name, _ in layout.blocks if name in SPAWN_BLOCKS]
+    return torch.cat([torch.arange(s, s + layout.n_max) for s in starts])
 
 
 @torch.no_grad()
@@ -113,26 +123,33 @@ def _logits(model: OrchestratorNet, demo: dict[str, torch.Tensor], batch: int = 
     return torch.cat(out)
 
 
-def spawn_probability(logits: torch.Tensor, offset: float = 0.0) -> tuple[float, float]:
+def spawn_probability(logits: torch.Tensor, offset: float = 0.0, layout: ActionLayout | None = None) -> tuple[float, float]:
     """``(mean per-step probability of any spawn, mean entropy)`` of masked ``logits`` with ``offset``
-    added to every spawn logit (masked spawn logits stay masked)."""
-    n_max = (logits.shape[1] - 2) // 2
-    lay = ActionLayout(n_max)
+    added to every spawn logit, of every tier (masked spawn logits stay masked).
+
+    :param layout: the action layout of ``logits``; default: the base layout of their width."""
+    lay = layout if layout is not None else ActionLayout.for_actions(logits.shape[1])
+    if logits.shape[1] != lay.n:
+        raise ValueError(f"logits must have {lay.n} columns for {lay}, got {logits.shape[1]}")
+    cols = _spawn_columns(lay).to(logits.device)
     shifted = logits.clone()
-    spawn = shifted[:, lay.spawn : lay.spawn + n_max]
+    spawn = shifted[:, cols]
     valid = spawn > -1e8
-    shifted[:, lay.spawn : lay.spawn + n_max] = torch.where(valid, spawn + offset, spawn)
+    shifted[:, cols] = torch.where(valid, spawn + offset, spawn)
     logp = F.log_softmax(shifted.double(), dim=-1)
     p = logp.exp()
-    p_spawn = p[:, lay.spawn : lay.spawn + n_max].sum(-1)
+    p_spawn = p[:, cols].sum(-1)
     entropy = -(p * logp).sum(-1)
     return float(p_spawn.mean()), float(entropy.mean())
 
 
-def solve_spawn_offset(logits: torch.Tensor, target: float, lo: float = -60.0, hi: float = 60.0) -> float:
-    """The offset ``c`` with ``spawn_probability(logits, c)[0] == target`` (bisection on log c-space;
+def solve_spawn_offset(
+    logits: torch.Tensor, target: float, lo: float = -60.0, hi: float = 60.0, layout: ActionLayout | None = None
+) -> float:
+    """The offset ``c`` with ``spawn_probability(logits, c, layout)[0] == target`` (bisection on log c-space;
     the mean spawn probability is increasing in ``c``)."""
-    p_lo, p_hi = spawn_probability(logits, lo)[0], spawn_probability(logits, hi)[0]
+    spawn_probability_at = lambda c: spawn_probability(logits, c, layout)  # noqa: E731
+    p_lo, p_hi = spawn_probability_at(lo)[0], spawn_probability_at(hi)[0]
     if not p_lo <= target <= p_hi:
         raise ValueError(
             f"warm_start_spawn_prob={target:g} is out of reach on these states: spawn probability ranges over "
@@ -140,7 +157,7 @@ def solve_spawn_offset(logits: torch.Tensor, target: float, lo: float = -60.0, h
         )
     for _ in range(200):
         mid = 0.5 * (lo + hi)
-        p = spawn_probability(logits, mid)[0]
+        p = spawn_probability_at(mid)[0]
         if abs(p - target) <= 1e-3 * target:
             return mid
         lo, hi = (mid, hi) if p < target else (lo, mid)
@@ -199,7 +216,13 @@ def warm_start(
     )
     dev = next(model.parameters()).device
     n = demo["actions"].shape[0]
-    n_max = demo["nodes"].shape[1]
+    layout = ActionLayout(demo["nodes"].shape[1], model.extended)
+    if demo["mask"].shape[1] != layout.n:
+        demo_extended = not model.extended
+        raise ValueError(
+            f"the model acts on the {layout_name(model.extended)} layout but {env_id!r} (with these env_overrides) is an env of the "
+            f"{layout_name(demo_extended)} layout: build OrchestratorNet(..., extended={demo_extended}) (SwarmConfig.extended of the env)"
+        )
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
     use_bias = model.config.ffn == "moe" and model.config.balance in ("bias", "both")
@@ -221,14 +244,16 @@ def warm_start(
     logits = _logits(model, demo)
     pred = logits.argmax(-1)
     accuracy = float((pred == demo["actions"]).float().mean())
-    kind_accuracy = float((_action_kind(pred, n_max) == _action_kind(demo["actions"], n_max)).float().mean())
-    p_cloned, h_cloned = spawn_probability(logits)
+    kind_accuracy = float((_action_kind(pred, layout) == _action_kind(demo["actions"], layout)).float().mean())
+    p_cloned, h_cloned = spawn_probability(logits, layout=layout)
     offset = 0.0
     if spawn_prob is not None:
-        offset = solve_spawn_offset(logits, float(spawn_prob))
+        offset = solve_spawn_offset(logits, float(spawn_prob), layout=layout)
         with torch.no_grad():
-            model.node_head.bias[1] += offset
-    p_after, h_after = spawn_probability(_logits(model, demo))
+            for k, block in enumerate(model.node_blocks):
+                if block in SPAWN_BLOCKS:  # every tier's spawn logits
+                    model.node_head.bias[k] += offset
+    p_after, h_after = spawn_probability(_logits(model, demo), layout=layout)
     for m in model.moe_layers():
         m.load_since_update.zero_()  # the measuring passes are not part of the first balance update
     return WarmStartReport(
