@@ -93,7 +93,10 @@ def usage_failure(prog: str, exc: BaseException) -> int:
 COMMANDS = {
     "evaluate": ("swarmgym.evaluation", "evaluate orchestrators on env ids over seeds; writes Markdown and CSV tables"),
     "train": ("swarmgym.moe.train", "train the MoE orchestrator with annealed PARL, then evaluate it beside the hand-coded ones"),
-    "study": ("swarmgym.moe.study", "run the PARL study over seeds, or the phase diagram of serial collapse (--phase-diagram) on a process pool or Ray"),
+    "study": (
+        "swarmgym.moe.study",
+        "run the PARL study over seeds, or the phase diagram of serial collapse (--phase-diagram) on a process pool or Ray",
+    ),
     "llm-eval": ("swarmgym.llm.eval", "evaluate a language model (any OpenAI-compatible endpoint) as the orchestrator; cached, resumable"),
     "replay": ("swarmgym.replay", "play one episode with one orchestrator; write its event trace (JSON) and Gantt chart (PNG)"),
 }

@@ -292,7 +292,13 @@ class SwarmConfig:
     def extended(self) -> bool:
         """Whether any of the mechanics (progressive revelation, verification, tiers, hidden
         reliability, coordination tax) is on: the env then uses the extended layout."""
-        return self.progressive or self.verification is not None or bool(self.tiers) or self.hidden_reliability is not None or self.coordination is not None
+        return (
+            self.progressive
+            or self.verification is not None
+            or bool(self.tiers)
+            or self.hidden_reliability is not None
+            or self.coordination is not None
+        )
 
     @property
     def n_tiers(self) -> int:

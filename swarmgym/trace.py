@@ -155,7 +155,15 @@ class EpisodeTracer:
         for j in cancelled:
             slot = self._slot.pop(j)
             events.append(
-                {"type": "cancelled", "t": t1, "node": j, "attempt": int(sim.attempts[j]), "slot": slot, "started": int(sim.start_time[j]), "tokens": tokens}
+                {
+                    "type": "cancelled",
+                    "t": t1,
+                    "node": j,
+                    "attempt": int(sim.attempts[j]),
+                    "slot": slot,
+                    "started": int(sim.start_time[j]),
+                    "tokens": tokens,
+                }
             )
             self._free.append(slot)
         # 3. the new sub-agent takes the lowest free slot

@@ -33,7 +33,6 @@ from swarmgym.layout import (
     NODE_FEATURES,
     READY,
     RESULTS_HALF,
-    RUNNING,
     ActionLayout,
     FlatLayout,
     global_features,
@@ -96,7 +95,9 @@ def test_verify__catching_a_wrong_result_cancels_a_running_descendant_and_resets
     # node 1: attempt 1 wrong (2 ticks), attempt 2 right (2 ticks); node 4: 5 ticks
     duration = [[1, 1, 1], [2, 2, 2], [1, 1, 1], [1, 1, 1], [5, 5, 5]]
     outcome = [[OK] * 3, [WRONG, OK, OK], [OK] * 3, [OK] * 3, [OK] * 3]
-    env, inst = make_env(graph, duration, outcome, max_subagents=2, verification=Verification(base_ticks=1, work_percent=50, ticks_per_parent=1))
+    env, inst = make_env(
+        graph, duration, outcome, max_subagents=2, verification=Verification(base_ticks=1, work_percent=50, ticks_per_parent=1)
+    )
     obs, info = env.reset(seed=0, options={"instance": inst})
     sim = env.sim
     assert sim.budget == 20  # ceil(4 * lower bound 5)
@@ -110,7 +111,16 @@ def test_verify__catching_a_wrong_result_cancels_a_running_descendant_and_resets
     step(env, SPAWN + 4)  # returns at t=9
     obs, _, _, info = step(env, DO + 3)  # t=5: node 3 (a grandchild of 1) done
     mask = info["action_mask"]
-    assert LAYOUT.block(mask, "verify").tolist() == [False, True, False, False, False, False, False, False]  # only node 1 came from a sub-agent
+    assert LAYOUT.block(mask, "verify").tolist() == [
+        False,
+        True,
+        False,
+        False,
+        False,
+        False,
+        False,
+        False,
+    ]  # only node 1 came from a sub-agent
     assert sim.n_done == 4 and sim.n_targets_done == 1
     # verify(1): 1 + 2 * 50 // 100 + 1 * 1 parent = 3 ticks, t=5 -> 8; the running sub-agent on node 4 (due at 9) is cancelled
     obs, _, _, info = step(env, VERIFY + 1)
@@ -154,7 +164,9 @@ def test_verify__catching_a_wrong_result_cancels_a_running_descendant_and_resets
 
 def test_verify__a_right_result_is_marked_verified_and_not_offered_again():
     graph = TaskGraph([2, 1], ["search", "merge"], [(), (0,)], budget_factor=3.0)
-    env, inst = make_env(graph, [[2], [1]], [[OK], [OK]], max_subagents=1, max_attempts=1, verification=Verification(base_ticks=2, work_percent=100))
+    env, inst = make_env(
+        graph, [[2], [1]], [[OK], [OK]], max_subagents=1, max_attempts=1, verification=Verification(base_ticks=2, work_percent=100)
+    )
     env.reset(seed=0, options={"instance": inst})
     sim = env.sim
     step(env, SPAWN + 0)
@@ -174,7 +186,9 @@ def test_verify__a_right_result_is_marked_verified_and_not_offered_again():
 
 def test_verify__cut_short_by_the_budget_counts_no_verification():
     graph = TaskGraph([4], ["search"], [()], budget_factor=1.0)  # budget 4
-    env, inst = make_env(graph, [[1]], [[WRONG]], max_subagents=1, max_attempts=1, verification=Verification(base_ticks=1, work_percent=100))
+    env, inst = make_env(
+        graph, [[1]], [[WRONG]], max_subagents=1, max_attempts=1, verification=Verification(base_ticks=1, work_percent=100)
+    )
     env.reset(seed=0, options={"instance": inst})
     sim = env.sim
     step(env, SPAWN + 0)
@@ -209,7 +223,11 @@ def test_progressive__hides_nodes_until_their_parents_are_done():
     assert sim.revealed.tolist() == [True, True, True, False]
     assert [row(obs, i, "present") for i in range(4)] == [1.0, 1.0, 1.0, 0.0] and obs["nodes"][3].sum() == 0
     assert obs["adjacency"][1, 0] == obs["adjacency"][2, 0] == 1.0 and obs["adjacency"].sum() == 2
-    assert row(obs, 2, "work") == pytest.approx(2 / 16) and row(obs, 2, "n_parents") == pytest.approx(1 / 8) and row(obs, 2, "status_ready") == 1.0
+    assert (
+        row(obs, 2, "work") == pytest.approx(2 / 16)
+        and row(obs, 2, "n_parents") == pytest.approx(1 / 8)
+        and row(obs, 2, "status_ready") == 1.0
+    )
     assert row(obs, 1, "bottom_level") == row(obs, 1, "n_children") == 0.0
     assert glob(obs, "n_nodes") == pytest.approx(3 / 8) and glob(obs, "nodes_done") == pytest.approx(1 / 3)
     assert glob(obs, "targets_done") == 0.0  # the true target count (node 3)
@@ -217,9 +235,17 @@ def test_progressive__hides_nodes_until_their_parents_are_done():
     step(env, DO + 2)
     obs, *_ = step(env, DO + 2)  # t=4: node 3 revealed
     assert sim.revealed.all() and obs["adjacency"][3].tolist()[:4] == [0.0, 1.0, 1.0, 0.0] and obs["adjacency"].sum() == 4
-    assert row(obs, 3, "status_ready") == 1.0 and glob(obs, "n_nodes") == pytest.approx(4 / 8) and glob(obs, "nodes_done") == pytest.approx(3 / 4)
+    assert (
+        row(obs, 3, "status_ready") == 1.0
+        and glob(obs, "n_nodes") == pytest.approx(4 / 8)
+        and glob(obs, "nodes_done") == pytest.approx(3 / 4)
+    )
     # the same rows as without progressive revelation, but for the two structural columns
-    plain = SwarmEnv(generator=Fixed(graph), config=SwarmConfig(max_subagents=2, max_attempts=1, reliability=PERFECT, verification=Verification()), n_max=N_MAX)
+    plain = SwarmEnv(
+        generator=Fixed(graph),
+        config=SwarmConfig(max_subagents=2, max_attempts=1, reliability=PERFECT, verification=Verification()),
+        n_max=N_MAX,
+    )
     plain.reset(seed=0, options={"instance": inst})
     for a in (DO + 0, DO + 1, DO + 2, DO + 2):
         plain_obs, *_ = plain.step(a)
@@ -446,7 +472,9 @@ def test_draw_fates__accepts_a_dict_config():
     as_dict = {"max_attempts": 2, "verification": {"base_ticks": 2}, "tiers": [{"name": "a"}, {"name": "b", "slowdown_percent": 300}]}
     fates = draw_fates(graph, as_dict, np.random.default_rng(0))
     same = draw_fates(graph, SwarmConfig.from_dict(as_dict), np.random.default_rng(0))
-    assert fates.duration.shape == (4, 2, 2) and np.array_equal(fates.duration, same.duration) and np.array_equal(fates.outcome, same.outcome)
+    assert (
+        fates.duration.shape == (4, 2, 2) and np.array_equal(fates.duration, same.duration) and np.array_equal(fates.outcome, same.outcome)
+    )
     base = draw_fates(graph, {"max_attempts": 2}, np.random.default_rng(0))
     assert base.duration.shape == (4, 2) and np.array_equal(base.duration, fates.duration[:, :, 0])  # tier 0 at 100%: the same draws
     with pytest.raises(TypeError, match="unknown field"):
@@ -509,13 +537,18 @@ def test_check_family__a_user_family_with_every_mechanic():
 
     def tiny_family(rng: np.random.Generator) -> TaskGraph:
         width = int(rng.integers(2, 5))
-        return TaskGraph(work=[1] * width + [2], kind=["search"] * width + ["merge"], parents=[()] * width + [tuple(range(width))], family="Tiny")
+        return TaskGraph(
+            work=[1] * width + [2], kind=["search"] * width + ["merge"], parents=[()] * width + [tuple(range(width))], family="Tiny"
+        )
 
     config = {
         "max_subagents": 2,
         "progressive": True,
         "verification": {"base_ticks": 1},
-        "tiers": [{"name": "fast", "slowdown_percent": 50, "error_scale": 3.0}, {"name": "careful", "slowdown_percent": 200, "error_scale": 0.2}],
+        "tiers": [
+            {"name": "fast", "slowdown_percent": 50, "error_scale": 3.0},
+            {"name": "careful", "slowdown_percent": 200, "error_scale": 0.2},
+        ],
         "hidden_reliability": (0.5, 2.0),
         "coordination": {"turn_input_per_result": 50, "merge_work_per_subagent_input": 1},
         "reliability": {"wrong_base": (0.3,) * 4},
@@ -557,7 +590,9 @@ def test_docstring__the_mechanics_table_matches_the_extended_columns():
         rows.append([c.strip() for c in line.strip().strip("|").split("|")])
     names = [r[1] for r in rows]
     tiers = [n for n in names if "{t}" in n]
-    expanded = [n for n in names if "{t}" not in n][3:] + [f"tier{t}_{q}" for t in range(MAX_TIERS) for q in ("returns", "fail_rate", "caught_rate")]
+    expanded = [n for n in names if "{t}" not in n][3:] + [
+        f"tier{t}_{q}" for t in range(MAX_TIERS) for q in ("returns", "fail_rate", "caught_rate")
+    ]
     assert names[:3] == list(node_features(True)[len(NODE_FEATURES) :])
     assert [r[0] for r in rows[:4]] == [f"nodes {len(NODE_FEATURES) + k}" for k in range(3)] + [f"globals {len(GLOBAL_FEATURES)}"]
     assert expanded == list(global_features(True)[len(GLOBAL_FEATURES) :]) and len(tiers) == 3

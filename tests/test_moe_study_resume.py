@@ -86,7 +86,10 @@ def test_run_one__a_result_of_other_settings_is_refused_by_name(tmp_path):
         (["--env-id", "Nope-v0"], "swarmgym study: --env-id: unknown env id 'Nope-v0'"),
         (["--scan", "nope"], "swarmgym study: --scan: unknown knob 'nope'"),
         (["--set", "env_overrides.bogus=1"], "swarmgym study: --set env_overrides: swarmgym/Mixed-v0: unknown key bogus"),
-        (["--set", "env_overrides.config.max_subagents=999"], "swarmgym study: --set env_overrides: swarmgym/Mixed-v0: max_subagents must be in [0, 64]"),
+        (
+            ["--set", "env_overrides.config.max_subagents=999"],
+            "swarmgym study: --set env_overrides: swarmgym/Mixed-v0: max_subagents must be in [0, 64]",
+        ),
         (["--env-id", "WideSearch-v0", "--knob", "serial_trap"], "swarmgym study: --knob serial_trap: swarmgym/WideSearch-v0"),
         (["--phase-diagram", "--dial", "spawn_ticks=0", "--set", "env_overrides.bogus=1"], "swarmgym study: --set env_overrides / --dial:"),
     ],

@@ -226,7 +226,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="VAR",
         help="environment variable holding the API key (default OPENAI_API_KEY if set, else none)",
     )
-    p.add_argument("--ids", nargs="+", default=["suite"], metavar="ID", help="env ids; 'suite' = every Dict id of the suite without the mechanics (default)")
+    p.add_argument(
+        "--ids",
+        nargs="+",
+        default=["suite"],
+        metavar="ID",
+        help="env ids; 'suite' = every Dict id of the suite without the mechanics (default)",
+    )
     p.add_argument("-n", "--episodes", type=int, default=20, help="episodes (seeds) per id (default 20)")
     p.add_argument("--seed-offset", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--concurrency", type=int, default=8, help="episodes in flight at once, 1..256 (default 8)")

@@ -152,7 +152,9 @@ def cli_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m swarmgym.llm.roundtrip", description="Check that orchestrators playing through text meet the array env's episodes."
     )
-    p.add_argument("--ids", nargs="+", default=["suite"], help="env ids; 'suite' = every suite id, Dict and flat, without the mechanics (default)")
+    p.add_argument(
+        "--ids", nargs="+", default=["suite"], help="env ids; 'suite' = every suite id, Dict and flat, without the mechanics (default)"
+    )
     p.add_argument("-n", "--episodes", type=int, default=200, help="episodes (seeds 0..n-1) per id (default 200)")
     p.add_argument("-o", "--orchestrators", nargs="+", default=["critical_path"], help="orchestrator specs (default critical_path)")
     p.add_argument(

@@ -1463,13 +1463,17 @@ def cli_main(argv: list[str]) -> int:
         for seed in range(args.seeds):
             cond = _merge(CONDITIONS[name], cfg_over)
             cond["total_steps"] = max(args.total_steps, rollout)
-            jobs.append((("part1", name, seed), (base, cond, env_over, seed, runs_dir / f"{name}-s{seed}", args.eval_episodes, args.resume)))
+            jobs.append(
+                (("part1", name, seed), (base, cond, env_over, seed, runs_dir / f"{name}-s{seed}", args.eval_episodes, args.resume))
+            )
     for knob in scan_knobs:
         e_over, c_over, _ = KNOBS[knob]
         for cname in ("r_perf", "parl_annealed"):
             cond = _merge(CONDITIONS[cname], c_over)
             cond["total_steps"] = max(args.scan_steps, rollout)
-            jobs.append((("scan", knob, cname), (base, cond, e_over, 0, runs_dir / f"scan-{knob}-{cname}", args.eval_episodes, args.resume)))
+            jobs.append(
+                (("scan", knob, cname), (base, cond, e_over, 0, runs_dir / f"scan-{knob}-{cname}", args.eval_episodes, args.resume))
+            )
     started = [a[4] for _, a in jobs if (a[4] / RESULT_FILE).is_file() or (a[4] / "checkpoint.pt").is_file()]
     if started and not args.resume:
         return usage_failure(

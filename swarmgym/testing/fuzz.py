@@ -143,7 +143,9 @@ def _drawn_setting(draw, family: str) -> _Setting:
     rule = draw(st.sampled_from(INVALID_ACTION_RULES), label="invalid_action")
 
     def make():
-        return SwarmEnv(family, kwargs, config=config, n_max=_DRAWN_N_MAX, observation_mode=mode, with_adjacency=adjacency, invalid_action=rule)
+        return SwarmEnv(
+            family, kwargs, config=config, n_max=_DRAWN_N_MAX, observation_mode=mode, with_adjacency=adjacency, invalid_action=rule
+        )
 
     target = (
         f"<factory>SwarmEnv({family!r}, {kwargs!r}, config={config!r}, n_max={_DRAWN_N_MAX}, "
@@ -158,7 +160,12 @@ def _batched_chunk(env_id: str, examples: int, max_steps: int, drawn_configs: bo
 
     try:
         check_batched(
-            env_id, _chunk_settings(examples), max_steps=max_steps, num_envs=BATCHED_ENVS, episodes=BATCHED_EPISODES, drawn_configs=drawn_configs
+            env_id,
+            _chunk_settings(examples),
+            max_steps=max_steps,
+            num_envs=BATCHED_ENVS,
+            episodes=BATCHED_EPISODES,
+            drawn_configs=drawn_configs,
         )
     except InvariantViolation as v:
         return 0, v
@@ -187,7 +194,12 @@ def fuzz_family(
     played = dict(counts)  # episodes played (batched: compared)
     breaks: list[dict[str, str]] = []
     half = batched_examples // 2
-    goal = {"suite": episodes - episodes // 2, "drawn": episodes // 2, "batched id config": batched_examples - half, "batched drawn config": half}
+    goal = {
+        "suite": episodes - episodes // 2,
+        "drawn": episodes // 2,
+        "batched id config": batched_examples - half,
+        "batched drawn config": half,
+    }
     batched_chunk = max(1, chunk // (BATCHED_ENVS * BATCHED_EPISODES))
     parts: dict[str, tuple[int, Callable[[int], tuple[int, InvariantViolation | None]]]] = {
         "suite": (chunk, lambda n: _episodes_chunk(_suite_setting(env_id), n, max_steps)),
@@ -210,7 +222,9 @@ def fuzz_family(
             counts[name] += n
             played[name] += done
             if violation is not None:
-                breaks.append({"part": name, "invariant": violation.invariant, "detail": violation.detail, "replay": violation.replay_code()})
+                breaks.append(
+                    {"part": name, "invariant": violation.invariant, "detail": violation.detail, "replay": violation.replay_code()}
+                )
                 log(f"  {family} [{name}] BROKE {violation.invariant}: {violation.detail}")
     seconds = time.monotonic() - start
     batched = counts["batched id config"] + counts["batched drawn config"]
@@ -256,7 +270,10 @@ def main(argv: list[str] | None = None) -> int:
 
     results = []
     for family in args.families:
-        print(f"{family}: fuzzing up to {args.episodes} episodes and {args.batched_examples} batched examples ({args.max_seconds:.0f} s at most)", flush=True)
+        print(
+            f"{family}: fuzzing up to {args.episodes} episodes and {args.batched_examples} batched examples ({args.max_seconds:.0f} s at most)",
+            flush=True,
+        )
         result = fuzz_family(
             family, args.episodes, args.max_seconds, chunk=args.chunk, max_steps=args.max_steps, batched_examples=args.batched_examples,
             log=lambda line: print(line, flush=True),
@@ -269,7 +286,9 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     total = sum(r["episodes"] for r in results), sum(r["batched_episodes"] for r in results), sum(len(r["breaks"]) for r in results)
-    print(f"all: {total[0]} episodes, {total[1]} batched episodes, {total[2]} breaks, {sum(r['seconds'] for r in results):.0f} s", flush=True)
+    print(
+        f"all: {total[0]} episodes, {total[1]} batched episodes, {total[2]} breaks, {sum(r['seconds'] for r in results):.0f} s", flush=True
+    )
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=2)

@@ -667,17 +667,24 @@ class _Run:
             bad = np.flatnonzero(verified & ~((status == DONE) & np.asarray(sim.done_by_subagent, dtype=bool)))
             if bad.size:
                 i = int(bad[0])
-                self.fail("verification", f"node {i} is verified but is {STATUS_NAMES[status[i]]}, done_by_subagent = {bool(sim.done_by_subagent[i])}")
+                self.fail(
+                    "verification",
+                    f"node {i} is verified but is {STATUS_NAMES[status[i]]}, done_by_subagent = {bool(sim.done_by_subagent[i])}",
+                )
             if not 0 <= sim.n_caught <= sim.n_verified:
                 self.fail("verification", f"n_caught = {sim.n_caught} is not in [0, n_verified = {sim.n_verified}]")
             if sim.n_caught > self.caught and self.actions and self.layout is not None:
                 name, i = self.layout.decode(self.actions[-1])
                 if name == "verify":
                     if status[i] != READY:
-                        self.fail("verification", f"verify({i}) caught a wrong result, yet node {i} is {STATUS_NAMES[status[i]]}, not ready")
+                        self.fail(
+                            "verification", f"verify({i}) caught a wrong result, yet node {i} is {STATUS_NAMES[status[i]]}, not ready"
+                        )
                     for d in sorted(_descendants(self.graph.children, i)):
                         if status[d] in (DONE, ACTIVE, RUNNING):
-                            self.fail("verification", f"verify({i}) caught a wrong result, yet its descendant {d} is {STATUS_NAMES[status[d]]}")
+                            self.fail(
+                                "verification", f"verify({i}) caught a wrong result, yet its descendant {d} is {STATUS_NAMES[status[d]]}"
+                            )
             self.caught = sim.n_caught
         if self.on("tier_accounts") and hasattr(sim, "spawned_tier"):
             self._check_tiers(sim)
@@ -713,10 +720,15 @@ class _Run:
     def _check_tiers(self, sim: Any) -> None:
         __tracebackhide__ = True
         if sum(sim.spawned_tier) != sim.n_spawned:
-            self.fail("tier_accounts", f"sub-agents spawned per tier {list(sim.spawned_tier)} sum to {sum(sim.spawned_tier)}, not n_spawned = {sim.n_spawned}")
+            self.fail(
+                "tier_accounts",
+                f"sub-agents spawned per tier {list(sim.spawned_tier)} sum to {sum(sim.spawned_tier)}, not n_spawned = {sim.n_spawned}",
+            )
         per_tier = [sum(1 for j in sim.running if sim.attempt_tier[j] == t) for t in range(len(sim.running_tier))]
         if list(sim.running_tier) != per_tier:
-            self.fail("tier_accounts", f"running sub-agents per tier {list(sim.running_tier)}, but the running nodes' tiers count {per_tier}")
+            self.fail(
+                "tier_accounts", f"running sub-agents per tier {list(sim.running_tier)}, but the running nodes' tiers count {per_tier}"
+            )
         tier_in, tier_out = sum(sim.tier_input_tokens), sum(sim.tier_output_tokens)
         if not (0 <= tier_in <= sim.input_tokens and 0 <= tier_out <= sim.output_tokens):
             self.fail(
@@ -725,14 +737,20 @@ class _Run:
             )
         tok = sim.config.tokens
         for t in range(len(sim.spawned_tier)):
-            if sim.tier_output_tokens[t] < tok.result_tokens * sim.returns_tier[t] or sim.tier_input_tokens[t] < tok.handoff_base * sim.spawned_tier[t]:
+            if (
+                sim.tier_output_tokens[t] < tok.result_tokens * sim.returns_tier[t]
+                or sim.tier_input_tokens[t] < tok.handoff_base * sim.spawned_tier[t]
+            ):
                 self.fail(
                     "tier_accounts",
                     f"tier {t} read {sim.tier_input_tokens[t]} and wrote {sim.tier_output_tokens[t]} tokens: less than its "
                     f"{sim.spawned_tier[t]} hand-offs and {sim.returns_tier[t]} results",
                 )
         if not 0 <= sim.coordination_tokens <= sim.input_tokens - tier_in:
-            self.fail("tier_accounts", f"coordination_tokens = {sim.coordination_tokens} exceed the orchestrator's input tokens {sim.input_tokens - tier_in}")
+            self.fail(
+                "tier_accounts",
+                f"coordination_tokens = {sim.coordination_tokens} exceed the orchestrator's input tokens {sim.input_tokens - tier_in}",
+            )
 
     def check_step(self, action: int, mask: np.ndarray, reward: float, terminated: bool, truncated: bool, info: dict) -> None:
         __tracebackhide__ = True
@@ -779,10 +797,24 @@ class _Run:
             if sim is not None and hasattr(sim, "tier_input_tokens"):
                 tok = sim.config.tokens
                 for t in range(len(sim.tier_input_tokens)):
-                    price = (sim.tier_input_tokens[t] * tok.price_input_per_million + sim.tier_output_tokens[t] * tok.price_output_per_million) / 1e6
+                    price = (
+                        sim.tier_input_tokens[t] * tok.price_input_per_million + sim.tier_output_tokens[t] * tok.price_output_per_million
+                    ) / 1e6
                     want = sim.config.tier_list[t].price_scale * price
-                    need.append(("tier_accounts", _close(m[f"cost_usd_tier{t}"], want), f"cost_usd_tier{t} = {m[f'cost_usd_tier{t}']!r} but its tokens cost {want!r}"))
-                    need.append(("tier_accounts", m[f"spawned_tier{t}"] == sim.spawned_tier[t], f"spawned_tier{t} = {m[f'spawned_tier{t}']} but the simulator counted {sim.spawned_tier[t]}"))
+                    need.append(
+                        (
+                            "tier_accounts",
+                            _close(m[f"cost_usd_tier{t}"], want),
+                            f"cost_usd_tier{t} = {m[f'cost_usd_tier{t}']!r} but its tokens cost {want!r}",
+                        )
+                    )
+                    need.append(
+                        (
+                            "tier_accounts",
+                            m[f"spawned_tier{t}"] == sim.spawned_tier[t],
+                            f"spawned_tier{t} = {m[f'spawned_tier{t}']} but the simulator counted {sim.spawned_tier[t]}",
+                        )
+                    )
             for invariant, ok, what in need:
                 if not ok:
                     raise Broken(invariant, what)

@@ -35,7 +35,16 @@ from swarmgym.families import DEFAULT_N_MAX, FAMILIES, Mixed, Param, TaskGenerat
 from swarmgym.graph import KINDS, MAX_WORK, TaskGraph
 from swarmgym.layout import ActionLayout
 
-__all__ = ["draw_action", "draw_actions", "generator_params", "mechanics_fields", "seeds", "sub_agent_tiers", "swarm_configs", "task_graphs"]
+__all__ = [
+    "draw_action",
+    "draw_actions",
+    "generator_params",
+    "mechanics_fields",
+    "seeds",
+    "sub_agent_tiers",
+    "swarm_configs",
+    "task_graphs",
+]
 
 
 def seeds() -> st.SearchStrategy[int]:
@@ -236,7 +245,9 @@ def mechanics_fields(draw) -> dict[str, Any]:
         )
     out["tiers"] = tuple(draw(st.lists(sub_agent_tiers(), max_size=MAX_TIERS), label="tiers"))
     if draw(st.booleans(), label="hidden_reliability?"):
-        lo, hi = sorted(draw(st.tuples(st.floats(0.0, 4.0, allow_nan=False), st.floats(0.0, 4.0, allow_nan=False)), label="hidden_reliability"))
+        lo, hi = sorted(
+            draw(st.tuples(st.floats(0.0, 4.0, allow_nan=False), st.floats(0.0, 4.0, allow_nan=False)), label="hidden_reliability")
+        )
         out["hidden_reliability"] = (lo, hi)
     if draw(st.booleans(), label="coordination?"):
         out["coordination"] = CoordinationTax(
@@ -398,7 +409,7 @@ def draw_action(
         valid = valid[valid != answer_action]
     if spawn_first and not serial_only:
         is_spawn = np.zeros(valid.shape, dtype=bool)
-        for name, per_node in lay.blocks:  # spawn, and spawn_1, spawn_2 in the extended layout
+        for name, _per_node in lay.blocks:  # spawn, and spawn_1, spawn_2 in the extended layout
             if name.startswith("spawn"):
                 start = lay[name]
                 is_spawn |= (valid >= start) & (valid < start + lay.n_max)
