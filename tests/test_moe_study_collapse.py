@@ -135,5 +135,6 @@ def test_study_paired__cli_writes_paired_differences_against_critical_path(tmp_p
     assert "| critical_path | +0.0000 ± 0.0000 | tied (CI spans 0) |" in text  # a policy against itself: exactly 0
     import json
 
-    crew = json.loads((tmp_path / "paired.json").read_text())["figures"]["policies"]["sequential_crew"]["score_minus_reference"]["WideSearch"]
+    figures = json.loads((tmp_path / "paired.json").read_text())["figures"]
+    crew = figures["policies"]["sequential_crew"]["score_minus_reference"]["WideSearch"]
     assert crew["n"] == 12 and crew["mean"] + crew["half_width"] < 0  # the crew is below critical_path with a CI clear of 0
