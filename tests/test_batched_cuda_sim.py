@@ -78,7 +78,13 @@ def _run(generator: str, family: str, config: dict, steps: int, max_steps: int |
     "generator, family, config, max_steps, with_adjacency",
     [
         ("WideSearch", "WideSearch", {"max_subagents": 4, "spawn_ticks": 1}, None, False),
-        ("Mixed", "Mixed", {"max_subagents": 3, "max_attempts": 1, "reliability": {"fail_base": (0.5,) * 4, "wrong_base": (0.3,) * 4}}, 9, False),
+        (
+            "Mixed",
+            "Mixed",
+            {"max_subagents": 3, "max_attempts": 1, "reliability": {"fail_base": (0.5,) * 4, "wrong_base": (0.3,) * 4}},
+            9,
+            False,
+        ),
         # progressive revelation writes the adjacency as it reveals nodes
         ("LayeredDAG", "LayeredDAG", MECHANICS, None, True),
     ],

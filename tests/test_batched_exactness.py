@@ -352,7 +352,11 @@ def test_batched_engine__a_caught_wrong_result_cancels_and_resets_its_descendant
     )
     duration = np.array([[1, 1, 1], [2, 2, 2], [1, 1, 1], [1, 1, 1], [5, 5, 5]], dtype=np.int64)[:, :, None]
     outcome = np.array([[OK] * 3, [WRONG, OK, OK], [OK] * 3, [OK] * 3, [OK] * 3], dtype=np.int64)[:, :, None]
-    config = {"max_subagents": 2, "reliability": SubAgentReliability.perfect().__dict__, "verification": {"base_ticks": 1, "ticks_per_parent": 1}}
+    config = {
+        "max_subagents": 2,
+        "reliability": SubAgentReliability.perfect().__dict__,
+        "verification": {"base_ticks": 1, "ticks_per_parent": 1},
+    }
     kwargs = {"generator": Fixed(graph), "config": config, "n_max": 8, "with_adjacency": True}
     engine = BatchedSwarmEngine(**kwargs, num_envs=1, bank_size=1)
     engine.load_instances([TaskInstance(graph, Fates(duration, outcome, np.ones(1)))])

@@ -42,6 +42,7 @@ STATE_FORMAT = "swarmgym.batched.state/2"
 #: CUDA threads per block of a kernel launch.
 THREADS_PER_BLOCK = 128
 
+
 def buffer_shapes(num_envs: int, n_max: int, config: SwarmConfig, with_adjacency: bool) -> dict[str, dict[str, tuple]]:
     """``{"state" | "instance" | "output": {name: (shape, dtype)}}``: the engine's buffers (the blocks
     of :class:`~swarmgym.batched.kernel.State`, :class:`~swarmgym.batched.kernel.Instance` and

@@ -152,7 +152,11 @@ ENV_FIELDS: tuple[str, ...] = (
     "instance_ref",
     # per sub-agent tier t, a block of TIER_STRIDE columns: ``<QUANTITY>_TIER0 + t * TIER_STRIDE``
     # (those every clock advance updates first)
-    *(f"{q}_tier{t}" for t in range(MAX_TIERS) for q in ("running", "input", "output", "spawned", "returns", "fails", "verified", "caught")),
+    *(
+        f"{q}_tier{t}"
+        for t in range(MAX_TIERS)
+        for q in ("running", "input", "output", "spawned", "returns", "fails", "verified", "caught")
+    ),
     # the mechanics of docs/mechanics.md (an extended config's only)
     "n_cancelled",
     "n_verified",
@@ -265,6 +269,7 @@ def state_widths(extended: bool) -> tuple[int, int]:
     :data:`BASE_NODE_ROWS`, without the mechanics' (the stages touch them only when
     ``Rules.extended``), so a base config's step moves no more memory than before them."""
     return (len(ENV_FIELDS), len(NODE_FIELDS)) if extended else (BASE_ENV_COLUMNS, BASE_NODE_ROWS)
+
 
 #: Per-env copy of the task instance it plays: ``node`` int32 ``[N, 4, n]``, ``bits`` int64
 #: ``[N, 2, n, W]``, ``fates`` int32 ``[N, 2, n, A * T]``, ``env`` int64 ``[N, 6]``.
@@ -920,7 +925,10 @@ def score(s, k, e):
 @register_jitable
 def tier_cost(s, r, e, t):
     """The price of tier ``t``'s sub-agent tokens, its price scale applied."""
-    usd = (s.env[e, INPUT_TIER0 + t * TIER_STRIDE] * r.price_input_per_million + s.env[e, OUTPUT_TIER0 + t * TIER_STRIDE] * r.price_output_per_million) / 1e6
+    usd = (
+        s.env[e, INPUT_TIER0 + t * TIER_STRIDE] * r.price_input_per_million
+        + s.env[e, OUTPUT_TIER0 + t * TIER_STRIDE] * r.price_output_per_million
+    ) / 1e6
     return tier_price_scale(r, t) * usd
 
 
@@ -1006,7 +1014,9 @@ def metrics(s, k, r, e, out):
         for q in range(r.n_tiers):
             tier_in += env[e, INPUT_TIER0 + q * TIER_STRIDE]
             tier_out += env[e, OUTPUT_TIER0 + q * TIER_STRIDE]
-        cost = ((env[e, INPUT_TOKENS] - tier_in) * r.price_input_per_million + (env[e, OUTPUT_TOKENS] - tier_out) * r.price_output_per_million) / 1e6
+        cost = (
+            (env[e, INPUT_TOKENS] - tier_in) * r.price_input_per_million + (env[e, OUTPUT_TOKENS] - tier_out) * r.price_output_per_million
+        ) / 1e6
         for q in range(r.n_tiers):
             cost += tier_cost(s, r, e, q)
         mf[_M_COST, e] = cost

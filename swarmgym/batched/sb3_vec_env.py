@@ -55,7 +55,9 @@ class SwarmSB3VecEnv(VecEnv):
         if observation_mode == "dict":
             obs_space = ref.dict_observation_space
         else:
-            obs_space = gym.spaces.Box(0.0, 1.0, (FlatLayout(engine.n_max, engine.with_adjacency, engine.config.extended).size,), np.float32)
+            obs_space = gym.spaces.Box(
+                0.0, 1.0, (FlatLayout(engine.n_max, engine.with_adjacency, engine.config.extended).size,), np.float32
+            )
         super().__init__(engine.num_envs, obs_space, ref.action_space)
         self._actions: torch.Tensor | None = None
         self._episode_return = np.zeros(self.num_envs, np.float64)

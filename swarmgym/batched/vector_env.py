@@ -14,6 +14,7 @@ from swarmgym.batched.engine import BatchedSwarmEngine
 from swarmgym.layout import FlatLayout
 from swarmgym.simulator import TaskInstance
 
+
 class SwarmVectorEnv(VectorEnv):
     """``num_envs`` copies of :class:`swarmgym.SwarmEnv`, stepped together by the batched engine.
 
