@@ -540,13 +540,6 @@ def extra_work(s, r, e, i):
     return s.node[e, EXTRA_WORK, i] if r.extended else 0
 
 
-@register_jitable
-def mechanics_count(s, r, e, column):
-    """One of the mechanics' counters (``N_CANCELLED`` ... ``COORDINATION_TOKENS``; 0 unless the config
-    is extended: a base config has no such column)."""
-    return s.env[e, column] if r.extended else 0
-
-
 # ------------------------------------------------------------------ queries (SwarmSimulator.can_*)
 @register_jitable
 def can_do(s, k, e, i):
@@ -965,7 +958,7 @@ def metrics(s, k, r, e, out):
     ideal = serial / lower if lower > 0 else 1.0
     collapse = min(1.0, max(0.0, (ideal - speedup) / (ideal - 1.0))) if ideal > 1.0 + 1e-12 else 0.0
     unfinished = env[e, N_RUNNING]
-    cancelled = mechanics_count(s, r, e, N_CANCELLED)
+    cancelled = env[e, N_CANCELLED] if r.extended else 0  # a base config has no such column
     spurious = env[e, N_FAILED] + env[e, N_WRONG] + env[e, N_ISOLATED] + unfinished + cancelled
     tp, fp, fn = target_counts(s, k, e)
     mi = out.metric_int
@@ -991,17 +984,22 @@ def metrics(s, k, r, e, out):
     mi[_M_OUTPUT_TOKENS, e] = env[e, OUTPUT_TOKENS]
     mi[_M_TOKENS, e] = env[e, INPUT_TOKENS] + env[e, OUTPUT_TOKENS]
     mi[_M_INVALID, e] = env[e, INVALID_ACTIONS]
-    verified = mechanics_count(s, r, e, N_VERIFIED)
-    caught = mechanics_count(s, r, e, N_CAUGHT)
-    mi[_M_N_CANCELLED, e] = cancelled
-    mi[_M_N_VERIFIED, e] = verified
-    mi[_M_N_CAUGHT, e] = caught
-    mi[_M_VERIFY_TICKS, e] = mechanics_count(s, r, e, VERIFY_TICKS)
-    mi[_M_N_INVALIDATED, e] = mechanics_count(s, r, e, N_INVALIDATED)
-    mi[_M_COORDINATION_TOKENS, e] = mechanics_count(s, r, e, COORDINATION_TOKENS)
-    for q in range(_MAX_TIERS):
-        mi[_M_SPAWNED_TIER0 + q, e] = env[e, SPAWNED_TIER0 + q * TIER_STRIDE] if q < r.n_tiers else 0
-        mf[_M_COST_TIER0 + q, e] = tier_cost(s, r, e, q) if q < r.n_tiers else 0.0
+    mi[_M_SPAWNED_TIER0, e] = env[e, SPAWNED_TIER0]
+    mf[_M_COST_TIER0, e] = tier_cost(s, r, e, 0)
+    if r.extended:  # the mechanics' metrics; a base config only has 0 for them: their rows are left as allocated
+        mi[_M_N_CANCELLED, e] = cancelled
+        mi[_M_N_VERIFIED, e] = env[e, N_VERIFIED]
+        mi[_M_N_CAUGHT, e] = env[e, N_CAUGHT]
+        mi[_M_VERIFY_TICKS, e] = env[e, VERIFY_TICKS]
+        mi[_M_N_INVALIDATED, e] = env[e, N_INVALIDATED]
+        mi[_M_COORDINATION_TOKENS, e] = env[e, COORDINATION_TOKENS]
+        for q in range(1, _MAX_TIERS):
+            mi[_M_SPAWNED_TIER0 + q, e] = env[e, SPAWNED_TIER0 + q * TIER_STRIDE] if q < r.n_tiers else 0
+            mf[_M_COST_TIER0 + q, e] = tier_cost(s, r, e, q) if q < r.n_tiers else 0.0
+        results = env[e, N_OK] + env[e, N_WRONG]
+        verified = env[e, N_VERIFIED]
+        mf[_M_VERIFICATION_RATE, e] = verified / results if results else 0.0
+        mf[_M_VERIFICATION_YIELD, e] = env[e, N_CAUGHT] / verified if verified else 0.0
     mf[_M_SCORE, e] = 2.0 * tp / (2 * tp + fp + fn)
     mf[_M_SPEEDUP, e] = speedup
     mf[_M_IDEAL, e] = ideal
@@ -1024,9 +1022,6 @@ def metrics(s, k, r, e, out):
         mf[_M_COST, e] = cost
     else:
         mf[_M_COST, e] = (env[e, INPUT_TOKENS] * r.price_input_per_million + env[e, OUTPUT_TOKENS] * r.price_output_per_million) / 1e6
-    results = env[e, N_OK] + env[e, N_WRONG]
-    mf[_M_VERIFICATION_RATE, e] = verified / results if results else 0.0
-    mf[_M_VERIFICATION_YIELD, e] = caught / verified if verified else 0.0
     out.flags[BUDGET_EXHAUSTED, e] = env[e, ENDED_BY_BUDGET] == 1
     for q in range(m + 1):
         out.concurrency_profile[e, q] = s.concurrency_ticks[e, q] / t if t > 0 else 0.0
