@@ -525,6 +525,26 @@ def _rewards_plain(env: gym.Env) -> bool:
 Policy = Callable[[np.ndarray, int], "int | None"]
 
 
+_READ_ONLY_ATTRIBUTES = ("generator", "spec", "observation_space", "action_space", "dict_observation_space")
+
+
+def _read_only_parts(env: gym.Env) -> dict[int, Any]:
+    """A deepcopy memo that shares what a step never changes (the generator, spaces, spec) between an env and its copies.
+
+    A probe copies the env once per allowed action; the generator of a recipe family
+    holds its whole graph library, so copying it dominated the probe's time.
+    """
+    memo: dict[int, Any] = {}
+    layer: Any = env
+    while layer is not None:
+        for name in _READ_ONLY_ATTRIBUTES:
+            value = vars(layer).get(name, vars(layer).get("_" + name))
+            if value is not None:
+                memo[id(value)] = value
+        layer = vars(layer).get("env")
+    return memo
+
+
 class _Run:
     """The state of one checked episode (internal to :func:`run_episode`)."""
 
@@ -548,8 +568,9 @@ class _Run:
         """Every action the mask allows, each tried on a deep copy of the env: none may be rejected."""
         __tracebackhide__ = True
         self.replay_kwargs["probe_step"] = len(self.actions)  # a replay of a probe's finding probes there too
+        shared = _read_only_parts(self.env)
         for a in np.flatnonzero(mask).tolist():
-            trial = copy.deepcopy(self.env)
+            trial = copy.deepcopy(self.env, dict(shared))
             try:
                 info = trial.step(a)[4]
             except Exception as exc:  # noqa: BLE001 - a rejected (strict) or crashing action
