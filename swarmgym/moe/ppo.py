@@ -663,7 +663,7 @@ class PPOTrainer:
         def on_signal(signum: int) -> None:
             where = "write a checkpoint and stop" if self.run_dir is not None else "stop (no run folder: nothing is saved)"
             print(
-                f"\nswarmgym train: finishing update {self.update + 1}, then I {where}; interrupt again to stop at once",
+                f"\nswarmgym: finishing training update {self.update + 1}, then I {where}; interrupt again to stop at once",
                 file=sys.stderr,
                 flush=True,
             )
