@@ -111,6 +111,31 @@ def test_check_batched__drawn_configs_match_reference(env_id):
     check_batched(env_id, num_envs=2, max_examples=10, episodes=2, drawn_configs=True)
 
 
+@pytest.mark.parametrize("env_id", ["swarmgym/WideSearch-flat-v0", "swarmgym/DeepResearch-v0"])
+def test_check_batched__the_answer_rule_matches_reference(env_id):
+    """invalid_action="answer" (a masked-out action is counted, then answers): the drawn play takes
+    masked-out actions, the engine and make_vec end those episodes as the reference does."""
+    check_batched(env_id, num_envs=3, max_examples=8, episodes=2, invalid_action="answer")
+
+
+def test_batched_engine__a_masked_out_action_under_the_answer_rule_ends_the_episode_as_the_reference():
+    """At reset no node is running, so wait is masked out. Taking it ends the episode at tick 0
+    with one invalid action and the score of an empty answer, in the engine as in SwarmEnv; the
+    other env of the batch, doing a node, plays on."""
+    ref = SwarmEnv("WideSearch", invalid_action="answer")
+    ref.reset(seed=0)
+    engine = BatchedSwarmEngine("WideSearch", num_envs=2, seed=0, bank_size=2, invalid_action="answer")
+    engine.load_instances([ref.instance, ref.instance])
+    wait, do_first = engine.layout.wait, engine.layout.do
+    assert not bool(engine.action_mask[0, wait]) and bool(engine.action_mask[1, do_first])
+    _, reward, terminated, info = engine.step(torch.tensor([wait, do_first]), final_obs=True)
+    _, ref_reward, ref_terminated, _, ref_info = ref.step(wait)
+    assert ref_terminated and ref_info["metrics"]["invalid_actions"] == 1 and ref_info["metrics"]["critical_steps"] == 0
+    assert terminated.tolist() == [True, False]
+    assert int(info["metrics"]["invalid_actions"][0]) == 1 and int(info["metrics"]["critical_steps"][0]) == 0
+    assert float(reward[0]) == ref_reward
+
+
 @settings(max_examples=16, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 @given(
     graph=task_graphs(32, nodes=(1, 24)),

@@ -86,6 +86,18 @@ def test_state_dict__refuses_a_state_of_another_spec():
         b.load_state_dict(a.state_dict())
     with pytest.raises(ValueError, match="state_dict"):
         b.load_state_dict({"format": "something else"})
+    answers = BatchedSwarmEngine("WideSearch", num_envs=2, bank_size=4, invalid_action="answer")
+    with pytest.raises(ValueError, match=r"differs in \['invalid_action'\]"):
+        answers.load_state_dict(a.state_dict())
+
+
+def test_state_dict__a_state_saved_before_the_rule_was_a_spec_key_loads_as_waste_tick():
+    a = BatchedSwarmEngine("WideSearch", num_envs=2, bank_size=4)
+    state = a.state_dict()
+    del state["spec"]["invalid_action"]
+    BatchedSwarmEngine("WideSearch", num_envs=2, bank_size=4).load_state_dict(state)
+    with pytest.raises(ValueError, match="invalid_action"):
+        BatchedSwarmEngine("WideSearch", num_envs=2, bank_size=4, invalid_action="answer").load_state_dict(state)
 
 
 @pytest.mark.parametrize("clone", [lambda e: pickle.loads(pickle.dumps(e)), copy.deepcopy], ids=["pickle", "deepcopy"])

@@ -229,6 +229,12 @@ def test_bad_input__raises_naming_the_parameter():
         SwarmVectorEnv(num_envs=2, bank_size=0)
     with pytest.raises(ValueError, match="strict"):
         SwarmVectorEnv(num_envs=2, strict=True)
+    with pytest.raises(
+        ValueError, match=r"invalid_action must be one of \('waste_tick', 'answer'\) in batch, got 'raise'; 'raise' needs one env"
+    ):
+        SwarmVectorEnv(num_envs=2, invalid_action="raise")
+    with pytest.raises(ValueError, match="invalid_action must be one of"):
+        SwarmVectorEnv(num_envs=2, invalid_action="noop")
     with pytest.raises(ValueError, match="render_mode"):
         SwarmVectorEnv(num_envs=2, render_mode="ansi")
     with pytest.raises(ValueError, match="max_episode_steps"):

@@ -39,6 +39,8 @@ METRIC_KEYS: tuple[str, ...] = ("family_id", *(key for key in LAYOUT_METRIC_KEYS
 
 #: Version of :meth:`BatchedSwarmEngine.state_dict`'s layout.
 STATE_FORMAT = "swarmgym.batched.state/2"
+#: What a masked-out action does in batch (SwarmEnv's ``invalid_action`` rules but ``"raise"``).
+BATCHED_INVALID_ACTION_RULES = ("waste_tick", "answer")
 #: CUDA threads per block of a kernel launch.
 THREADS_PER_BLOCK = 128
 
@@ -114,6 +116,10 @@ class BatchedSwarmEngine:
     :param kernel: ``"cpu"`` or ``"cuda"``; default: the device's. ``kernel="cuda"`` on
         ``device="cpu"`` runs the CUDA kernel on host arrays under numba's CUDA simulator
         (``NUMBA_ENABLE_CUDASIM=1`` before numba is imported; for tests, slow).
+    :param invalid_action: what a masked-out action does, as SwarmEnv's rule of that name:
+        ``"waste_tick"`` (the turn is spent, one tick passes) or ``"answer"`` (counted as
+        invalid, then the episode ends as if the agent answered). ``"raise"`` exists only
+        for a single env.
     """
 
     def __init__(
@@ -130,7 +136,17 @@ class BatchedSwarmEngine:
         max_episode_steps: int | None = None,
         with_adjacency: bool = False,
         kernel: str | None = None,
+        invalid_action: str = "waste_tick",
     ) -> None:
+        if invalid_action not in BATCHED_INVALID_ACTION_RULES:
+            raise ValueError(
+                f"invalid_action must be one of {BATCHED_INVALID_ACTION_RULES} in batch, got {invalid_action!r}"
+                + (
+                    "; 'raise' needs one env per process: use gymnasium.vector.SyncVectorEnv over SwarmEnv"
+                    if invalid_action == "raise"
+                    else ""
+                )
+            )
         for name, value, lo, hi in (("num_envs", num_envs, 1, MAX_NUM_ENVS), ("bank_size", bank_size, 1, 1 << 22)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
                 raise TypeError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
@@ -173,6 +189,7 @@ class BatchedSwarmEngine:
             "max_episode_steps": max_episode_steps,
             "with_adjacency": bool(with_adjacency),
             "kernel": kernel,
+            "invalid_action": invalid_action,
         }
         # the reference env validates generator, config, n_max and adjacency, and encodes first observations
         self.reference_env = SwarmEnv(generator, generator_kwargs, config, n_max, "dict", with_adjacency)
@@ -186,6 +203,7 @@ class BatchedSwarmEngine:
         self.layout = ActionLayout(n, self.config.extended)
         self.n_actions = self.layout.n
         self.max_episode_steps = max_episode_steps
+        self.invalid_action = invalid_action
         self.refresh_every = refresh_every
         self.bank_size = int(bank_size)
         self.seed = int(seed)
@@ -241,6 +259,7 @@ class BatchedSwarmEngine:
         verification = cfg.verification or Verification()
         coordination = cfg.coordination or CoordinationTax()
         return K.Rules(
+            invalid_answers=self.invalid_action == "answer",
             n_max=self.n_max,
             do_offset=lay.do,
             spawn_offset=lay.spawn,
@@ -451,7 +470,7 @@ class BatchedSwarmEngine:
         """Continue from :meth:`state_dict` of an engine built with the same ``spec``."""
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise ValueError(f"state must be a dict from BatchedSwarmEngine.state_dict() (format {STATE_FORMAT!r})")
-        mine, theirs = self.spec, state["spec"]
+        mine, theirs = self.spec, {"invalid_action": "waste_tick", **state["spec"]}  # states before the rule was a spec key
         differ = sorted(k for k in set(mine) | set(theirs) if k not in ("device", "kernel") and mine.get(k) != theirs.get(k))
         if differ:
             raise ValueError(

@@ -348,6 +348,7 @@ Rules = namedtuple(
         "priced_by_tier",  # config.tiers is not empty: cost_usd is the orchestrator's share plus each tier's
         "turn_input_per_result",
         "merge_work_per_subagent_input",
+        "invalid_answers",  # the invalid-action rule: False, a masked-out action wastes a tick; True, it answers
     ],
 )
 
@@ -854,7 +855,7 @@ def answer(s, e):
 
 @register_jitable
 def apply_action(s, k, r, e, a):
-    """One env step's action, as SwarmEnv.step applies it (an invalid action wastes the turn)."""
+    """One env step's action, as SwarmEnv.step applies it (an invalid action wastes the turn, or answers: ``r.invalid_answers``)."""
     invalid = False
     if r.do_offset <= a < r.spawn_offset:
         i = a - r.do_offset
@@ -893,7 +894,11 @@ def apply_action(s, k, r, e, a):
     else:  # outside the action space (the host rejects it on CPU; on CUDA it is a wasted turn)
         invalid = True
     if invalid:
-        waste_tick(s, k, r, e)
+        if r.invalid_answers:  # SwarmEnv's invalid_action="answer"
+            s.env[e, INVALID_ACTIONS] += 1
+            answer(s, e)
+        else:  # invalid_action="waste_tick"
+            waste_tick(s, k, r, e)
 
 
 # ------------------------------------------------------------------ scoring (SwarmSimulator.score / metrics)

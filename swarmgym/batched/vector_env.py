@@ -69,8 +69,8 @@ class SwarmVectorEnv(VectorEnv):
     | seed | int | 0 | seeds the instance bank; ``reset(seed=...)`` reseeds the bank draws |
     | bank_size, refresh_every | int, int or None | 4096, None | the instance bank (see :class:`BatchedSwarmEngine`) |
     | render_mode | None | None | rendering is not supported in batch |
-    | strict | bool | False | must be False: a masked-out action is a wasted tick (SwarmEnv's no-op rule) |
-    | invalid_action | str | "waste_tick" | must be "waste_tick" (SwarmEnv's default rule; the kernel implements no other) |
+    | strict | bool | False | must be False (a batch cannot raise for one env) |
+    | invalid_action | str | "waste_tick" | what a masked-out action does: "waste_tick" or "answer" (SwarmEnv's rules; "raise" is single-env only) |
 
     ## Version History
 
@@ -104,11 +104,9 @@ class SwarmVectorEnv(VectorEnv):
         if render_mode is not None:
             raise ValueError(f"render_mode must be None (the batched engine does not render), got {render_mode!r}")
         if strict:
-            raise ValueError("strict=True is not supported in batch: a masked-out action is a wasted tick (the no-op rule)")
-        if invalid_action != "waste_tick":
             raise ValueError(
-                f"invalid_action must be 'waste_tick' in batch (the kernel's rule), got {invalid_action!r}; "
-                "for 'answer' or 'raise' use gymnasium.vector.SyncVectorEnv over SwarmEnv"
+                "strict=True is not supported in batch (one env cannot raise for the batch); "
+                "pass invalid_action='waste_tick' or 'answer', or use gymnasium.vector.SyncVectorEnv over SwarmEnv"
             )
         for name, flag in (("return_tensors", return_tensors), ("copy", copy)):
             if not isinstance(flag, (bool, np.bool_)):
@@ -125,6 +123,7 @@ class SwarmVectorEnv(VectorEnv):
             refresh_every=refresh_every,
             max_episode_steps=max_episode_steps,
             with_adjacency=with_adjacency,
+            invalid_action=invalid_action,
         )
         ref = self.engine.reference_env
         self.num_envs = self.engine.num_envs
