@@ -310,6 +310,13 @@ class SwarmConfig:
         """The tiers, with the single default tier when ``tiers`` is empty."""
         return self.tiers or (SubAgentTier(),)
 
+    @property
+    def fastest_percent(self) -> int:
+        """The fastest agent's time on a node, in percent of its work: 100 (the orchestrator's
+        speed) unless a tier is faster (``slowdown_percent < 100``). The makespan floors
+        (``lower_bound``, ``task_lower_bound``) scale by it, so they stay floors."""
+        return min(100, *(tier.slowdown_percent for tier in self.tier_list))
+
     def to_dict(self) -> dict:
         """Plain-dict form (JSON-serialisable), accepted back by ``SwarmConfig(**d)``."""
         return asdict(self)

@@ -226,16 +226,22 @@ class TaskGraph:
     def n_edges(self) -> int:
         return sum(len(p) for p in self.parents)
 
-    def lower_bound(self, max_subagents: int) -> int:
-        """Makespan floor on ``max_subagents + 1`` agents: max(critical path, ceil(work / agents))."""
-        return max(self.critical_path, -(-self.total_work // (max_subagents + 1)))
+    def lower_bound(self, max_subagents: int, fastest_percent: int = 100) -> int:
+        """Makespan floor on ``max_subagents + 1`` agents: max(critical path, ceil(work / agents)).
+
+        :param fastest_percent: the fastest agent's time per unit of work, in percent
+            (:attr:`SwarmConfig.fastest_percent`; below 100 when a sub-agent tier is faster
+            than the orchestrator): both terms scale by it, rounded up.
+        """
+        p = fastest_percent
+        return max(-(-self.critical_path * p // 100), -(-self.total_work * p // (100 * (max_subagents + 1))))
 
     def ideal_speedup(self, max_subagents: int) -> float:
         """Serial time over the makespan floor: the most parallelism this task admits."""
         return self.total_work / self.lower_bound(max_subagents)
 
     def budget(self, max_subagents: int) -> int:
-        """Critical-step budget: ``ceil(budget_factor * lower_bound)``, at least 1."""
+        """Critical-step budget: ``ceil(budget_factor * lower_bound)``, at least 1 (the floor at the orchestrator's speed, whatever the tiers)."""
         return max(1, math.ceil(self.budget_factor * self.lower_bound(max_subagents) - 1e-9))
 
     def depth(self) -> int:

@@ -549,7 +549,8 @@ class SwarmSimulator:
         for i in np.flatnonzero(self.status == ACTIVE):
             progress = int(g.work[i] + self.extra_work[i] - self.work_left[i])
             longest = max(longest, progress + max((int(self.path_len[p]) for p in g.parents[i]), default=0))
-        lower = max(longest, -(-serial // (m + 1)))
+        p = self.config.fastest_percent  # a tier faster than the orchestrator lowers the floor
+        lower = max(-(-longest * p // 100), -(-serial * p // (100 * (m + 1))))
         t = self.t
         speedup = serial / t if t > 0 else 1.0
         ideal = serial / lower if lower > 0 else 1.0
@@ -571,7 +572,7 @@ class SwarmSimulator:
             "spurious_spawn_rate": spurious / self.n_spawned if self.n_spawned else 0.0,
             "makespan_ratio": t / max(lower, 1),
             "task_serial_steps": g.total_work,
-            "task_lower_bound": g.lower_bound(m),
+            "task_lower_bound": g.lower_bound(m, p),
             "budget": self.budget,
             "budget_exhausted": self.ended_by_budget,
             "n_spawned": self.n_spawned,

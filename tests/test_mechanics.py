@@ -358,6 +358,23 @@ def test_tiers__durations_token_rates_and_prices_by_hand():
     assert (m["spawned_tier0"], m["spawned_tier1"], m["spawned_tier2"], m["cost_usd_tier2"]) == (1, 1, 0, 0.0)
 
 
+def test_tiers__a_tier_faster_than_the_orchestrator_lowers_the_makespan_floors():
+    """A fast tier (slowdown 50%) does a 4-work node in 2 ticks: lower_bound and task_lower_bound
+    scale by the fastest agent's percent (ceil(4 * 50 / 100) = 2), so they stay floors; the
+    budget keeps the work floor (ceil(3.0 * 4) = 12)."""
+    graph = TaskGraph([4], ["search"], [()], budget_factor=3.0)
+    env, inst = make_env(graph, [[[2, 8]]], [[[OK, OK]]], max_subagents=2, max_attempts=1, tiers=TIERS)
+    env.reset(seed=0, options={"instance": inst})
+    assert env.sim.config.fastest_percent == 50 and SwarmConfig().fastest_percent == 100
+    step(env, SPAWN + 0)  # tier 0, the fast one
+    step(env, WAIT)  # t=2: back
+    m = step(env, ANSWER)[3]["metrics"]
+    assert m["critical_steps"] == 2 and m["serial_steps"] == 4
+    assert m["lower_bound"] == m["task_lower_bound"] == 2 and m["budget"] == 12
+    assert m["speedup"] == m["ideal_speedup"] == 2.0 and m["serial_collapse_index"] == 0.0
+    assert graph.lower_bound(2) == 4 and graph.lower_bound(2, 50) == 2 and graph.lower_bound(0, 50) == 2
+
+
 def test_tiers__draw_fates_scales_errors_and_durations_per_tier():
     graph = TaskGraph([4, 3, 5], ["search", "reason", "merge"], [(), (), (0, 1)])
     config = SwarmConfig(max_attempts=2, tiers=TIERS, reliability=SubAgentReliability(max_jitter=2))

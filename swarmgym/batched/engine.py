@@ -260,6 +260,7 @@ class BatchedSwarmEngine:
         coordination = cfg.coordination or CoordinationTax()
         return K.Rules(
             invalid_answers=self.invalid_action == "answer",
+            fastest_percent=cfg.fastest_percent,
             n_max=self.n_max,
             do_offset=lay.do,
             spawn_offset=lay.spawn,

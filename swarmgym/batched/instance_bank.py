@@ -90,7 +90,7 @@ class InstanceBank:
             raise ValueError("an instance bank needs at least one instance")
         B, n, A, T = len(instances), n_max, config.max_attempts, config.n_tiers
         W = bit_words(n)
-        m = config.max_subagents
+        m, fastest = config.max_subagents, config.fastest_percent
         obs_space = reference_env.dict_observation_space
         node = np.zeros((B, len(K.INSTANCE_NODE_FIELDS), n), np.int32)
         bits = np.zeros((B, 2, n, W), np.int64)
@@ -134,7 +134,7 @@ class InstanceBank:
             env[b, K.N_NODES] = k
             env[b, K.N_TARGETS] = int(g.targets.sum())
             env[b, K.TASK_SERIAL_STEPS] = g.total_work
-            env[b, K.TASK_LOWER_BOUND] = g.lower_bound(m)
+            env[b, K.TASK_LOWER_BOUND] = g.lower_bound(m, fastest)
         arrays = {
             "node": node,
             "bits": bits,

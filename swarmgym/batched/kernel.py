@@ -348,6 +348,7 @@ Rules = namedtuple(
         "priced_by_tier",  # config.tiers is not empty: cost_usd is the orchestrator's share plus each tier's
         "turn_input_per_result",
         "merge_work_per_subagent_input",
+        "fastest_percent",  # SwarmConfig.fastest_percent: the makespan floor's time per unit of work, in percent
         "invalid_answers",  # the invalid-action rule: False, a masked-out action wastes a tick; True, it answers
     ],
 )
@@ -956,7 +957,8 @@ def metrics(s, k, r, e, out):
                 if has_bit(k.bits, e, PARENTS, i, p):
                     above = max(above, node[e, PATH_LEN, p])
             longest = max(longest, k.node[e, WORK, i] + extra_work(s, r, e, i) - node[e, WORK_LEFT, i] + above)
-    lower = max(longest, -(-serial // (m + 1)))
+    p = r.fastest_percent  # a tier faster than the orchestrator lowers the floor
+    lower = max(-(-longest * p // 100), -(-serial * p // (100 * (m + 1))))
     env = s.env
     t = env[e, T]
     speedup = serial / t if t > 0 else 1.0

@@ -381,8 +381,8 @@ def check_metrics(metrics: dict, graph: TaskGraph | None = None, config: Any = N
             )
         if graph is not None:
             need(
-                m["task_lower_bound"] == graph.lower_bound(cap),
-                f"task_lower_bound = {m['task_lower_bound']} but the graph's is {graph.lower_bound(cap)}",
+                m["task_lower_bound"] == graph.lower_bound(cap, config.fastest_percent),
+                f"task_lower_bound = {m['task_lower_bound']} but the graph's is {graph.lower_bound(cap, config.fastest_percent)}",
             )
             need(m["budget"] == graph.budget(cap), f"budget = {m['budget']} but the graph's is {graph.budget(cap)}")
     if graph is not None:
