@@ -426,12 +426,13 @@ class SwarmEnv(gym.Env):
             self._encode_all_nodes()
         else:
             self._encode_changes(node, running_before)
-        # 2. reward: the score, once, when the episode ends
+        # 2. reward: the score (sim.score(), counted once with the metrics), once, when the episode ends
         terminated = sim.done
-        reward = sim.score() if terminated else 0.0
         info = self._info()
+        reward = 0.0
         if terminated:
             info["metrics"] = sim.metrics()
+            reward = info["metrics"]["score"]
         if self._tracer is not None:
             self._tracer.observe(a)
         return self._observation(info["action_mask"]), reward, terminated, False, info

@@ -73,7 +73,7 @@ def subagent_probabilities(graph: TaskGraph, config: SwarmConfig) -> tuple[np.nd
     rel = config.reliability
     n_parents = np.fromiter(map(len, graph.parents), np.float64, graph.n_nodes)
     # both at once: row 0 is p_fail, row 1 p_wrong
-    base = np.array((rel.fail_base, rel.wrong_base))[:, graph.kind]
+    base = np.array((rel.fail_base, rel.wrong_base)).take(graph.kind, axis=1)
     per_parent = np.array(((rel.fail_per_parent,), (rel.wrong_per_parent,)))
     p_fail, p_wrong = np.minimum(0.95, base + per_parent * n_parents)
     return p_fail, p_wrong
@@ -558,11 +558,12 @@ class SwarmSimulator:
         """Episode metrics (:data:`swarmgym.layout.METRICS` defines each); meaningful once ``done``."""
         g, m = self.graph, self.config.max_subagents
         done = self.status == DONE
-        serial = int((g.work + self.extra_work - self.work_left).sum())
+        progress = g.work + self.extra_work - self.work_left  # ticks of work done on each node
+        serial = int(progress.sum())
         longest = int(self.path_len[done].max()) if done.any() else 0
-        for i in np.flatnonzero(self.status == ACTIVE):
-            progress = int(g.work[i] + self.extra_work[i] - self.work_left[i])
-            longest = max(longest, progress + max((int(self.path_len[p]) for p in g.parents[i]), default=0))
+        path_len = self.path_len.tolist()
+        for i in np.flatnonzero(self.status == ACTIVE).tolist():
+            longest = max(longest, progress.item(i) + max((path_len[p] for p in g.parents[i]), default=0))
         lower = max(longest, -(-serial // (m + 1)))
         t = self.t
         speedup = serial / t if t > 0 else 1.0
