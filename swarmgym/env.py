@@ -443,17 +443,18 @@ class SwarmEnv(gym.Env):
         Once the episode is over the mask allows exactly ``answer`` (ignored: step
         raises until ``reset``); before the first ``reset`` it allows nothing."""
         sim = self.sim
-        mask = np.zeros(self.layout.n, dtype=bool)
+        mask = np.zeros(self._n_actions, dtype=bool)
         if sim is None:
             return mask
         if sim.done:  # the episode is over: exactly answer, ignored
             mask[self._answer] = True
             return mask
-        mask[: self.n_max] = self._doable
         cfg = self.config
         slot_free = len(sim.running) < cfg.max_subagents and sim.spawns_this_turn < cfg.max_spawns_per_turn
         if slot_free:
-            mask[self._spawn0 : self._spawn0 + self.n_max] = self._spawnable
+            mask[: self._wait] = self._node_bits  # the do and spawn blocks
+        else:
+            mask[: self.n_max] = self._doable
         mask[self._wait] = bool(sim.running)
         mask[self._answer] = True
         if self.extended:
@@ -545,7 +546,8 @@ class SwarmEnv(gym.Env):
         ``self._nodes`` holds the current node rows; a step re-encodes only the rows of
         the nodes it changed (:meth:`_encode_changes`) and the observation is a copy.
         ``self._doable`` / ``self._spawnable`` are the per-node halves of the mask
-        (``spawn`` before the slot and per-turn gates). With ``config.progressive`` the
+        (``spawn`` before the slot and per-turn gates), views of ``self._node_bits``, laid
+        out as the mask's ``do`` and ``spawn`` blocks. With ``config.progressive`` the
         constant part of each row (``self._static_rows``) and of the adjacency
         (``self._parent_rows``) is written when the node is revealed (``self._shown``).
         """
@@ -575,8 +577,9 @@ class SwarmEnv(gym.Env):
         self._nodes = nodes
         if self.with_adjacency:
             self._adjacency = adj
-        self._doable = np.zeros(self.n_max, dtype=bool)
-        self._spawnable = np.zeros(self.n_max, dtype=bool)
+        # the mask's do and spawn blocks (actions [0, wait)) before the gates of action_masks: one buffer, two halves
+        self._node_bits = np.zeros(self._wait, dtype=bool)
+        self._doable, self._spawnable = self._node_bits[: self._spawn0], self._node_bits[self._spawn0 :]
         self._encode_all_nodes()
 
     def _show(self, rows) -> None:
@@ -653,16 +656,15 @@ class SwarmEnv(gym.Env):
         cheaper than that many single rows.)"""
         sim = self.sim
         running = sim.running
-        changed = [j for j in running_before if j not in running]
-        changed += [j for j in running if j not in running_before]
+        changed = set(running_before).symmetric_difference(running)  # sub-agents that started or returned
         if node is not None:
-            changed.append(node)
+            changed.add(node)
         if changed:
             status = sim.status
             children = sim.graph.children
             rows = set(changed)
             for j in changed:
-                if status[j] == DONE:
+                if status.item(j) == DONE:
                     rows.update(children[j])
             if len(rows) > _ROWS_PER_STEP:
                 self._encode_all_nodes()
