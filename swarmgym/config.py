@@ -161,6 +161,10 @@ class SubAgentTier:
         _check_float("price_scale", self.price_scale, 0.0, 1000.0)
 
 
+#: The one tier of a config without ``tiers`` (``SwarmConfig.tier_list``).
+_DEFAULT_TIERS = (SubAgentTier(),)
+
+
 @dataclass(frozen=True)
 class Verification:
     """The orchestrator's ``verify(i)``: it re-checks a result a sub-agent returned.
@@ -308,7 +312,7 @@ class SwarmConfig:
     @property
     def tier_list(self) -> tuple[SubAgentTier, ...]:
         """The tiers, with the single default tier when ``tiers`` is empty."""
-        return self.tiers or (SubAgentTier(),)
+        return self.tiers or _DEFAULT_TIERS
 
     @property
     def fastest_percent(self) -> int:

@@ -53,6 +53,13 @@ _PRESENT_KIND_ROWS[np.arange(len(KINDS)), KIND_COLUMN0 + np.arange(len(KINDS))] 
 _WORK_LEFT_TABLE = np.minimum(np.arange(MAX_WORK + 1) * (1.0 / WORK_SCALE), 1.0).astype(np.float32)
 _COUNT_TABLE = np.minimum(np.arange(1025) * (1.0 / COUNT_SCALE), 1.0).astype(np.float32)  # n_max <= 1024
 _DOABLE = np.array([s in ("ready", "active") for s in STATUS_NAMES])
+# one node's row, written a value at a time: the status one-hot block and a row of it per status
+# (separate arrays, not views of one), the work table as Python floats (the same float32 values)
+_STATUS_COLUMNS = slice(STATUS_COLUMN0, STATUS_COLUMN0 + len(STATUS_NAMES))
+_STATUS_ROWS = tuple(row.copy() for row in _EYE_STATUS)
+_WORK_LEFT_LIST = _WORK_LEFT_TABLE.tolist()
+# a step that changed more rows than this re-encodes every row at once (see SwarmEnv._encode_changes)
+_ROWS_PER_STEP = 8
 
 
 #: What a masked-out action does (see SwarmEnv's invalid-action rule); the first is the default.
@@ -305,6 +312,7 @@ class SwarmEnv(gym.Env):
         self.layout = ActionLayout(self.n_max, self.extended)
         self.flat_layout = FlatLayout(self.n_max, self.with_adjacency, self.extended)
         self._spawn0, self._wait, self._answer = self.layout.spawn, self.layout.wait, self.layout.answer
+        self._n_actions = self.layout.n
         self.action_space = spaces.Discrete(self.layout.n)
         node_space = spaces.Box(0.0, 1.0, (self.n_max, len(node_features(self.extended))), np.float32)
         global_space = spaces.Box(0.0, 1.0, (len(global_features(self.extended)),), np.float32)
@@ -321,6 +329,7 @@ class SwarmEnv(gym.Env):
         # lookup tables of the integer-valued features that depend on the config or n_max
         self._attempts_table = (np.arange(config.max_attempts + 1) * (1.0 / config.max_attempts)).astype(np.float32)
         self._unfinished_table = np.minimum(np.arange(self.n_max + 1) * (1.0 / UNFINISHED_SCALE), 1.0).astype(np.float32)
+        self._attempts_list, self._unfinished_list = self._attempts_table.tolist(), self._unfinished_table.tolist()
         self._tracer = self._viewer = None  # the episode's trace and its Gantt chart, with render_mode="rgb_array" only
 
     # ------------------------------------------------------------------ gymnasium API
@@ -417,12 +426,13 @@ class SwarmEnv(gym.Env):
             self._encode_all_nodes()
         else:
             self._encode_changes(node, running_before)
-        # 2. reward: the score, once, when the episode ends
+        # 2. reward: the score (sim.score(), counted once with the metrics), once, when the episode ends
         terminated = sim.done
-        reward = sim.score() if terminated else 0.0
         info = self._info()
+        reward = 0.0
         if terminated:
             info["metrics"] = sim.metrics()
+            reward = info["metrics"]["score"]
         if self._tracer is not None:
             self._tracer.observe(a)
         return self._observation(info["action_mask"]), reward, terminated, False, info
@@ -433,17 +443,18 @@ class SwarmEnv(gym.Env):
         Once the episode is over the mask allows exactly ``answer`` (ignored: step
         raises until ``reset``); before the first ``reset`` it allows nothing."""
         sim = self.sim
-        mask = np.zeros(self.layout.n, dtype=bool)
+        mask = np.zeros(self._n_actions, dtype=bool)
         if sim is None:
             return mask
         if sim.done:  # the episode is over: exactly answer, ignored
             mask[self._answer] = True
             return mask
-        mask[: self.n_max] = self._doable
         cfg = self.config
         slot_free = len(sim.running) < cfg.max_subagents and sim.spawns_this_turn < cfg.max_spawns_per_turn
         if slot_free:
-            mask[self._spawn0 : self._spawn0 + self.n_max] = self._spawnable
+            mask[: self._wait] = self._node_bits  # the do and spawn blocks
+        else:
+            mask[: self.n_max] = self._doable
         mask[self._wait] = bool(sim.running)
         mask[self._answer] = True
         if self.extended:
@@ -517,6 +528,8 @@ class SwarmEnv(gym.Env):
 
     def _parse_action(self, action) -> int:
         """The action as an int; a float, bool or string is rejected, never rounded."""
+        if type(action) is int and 0 <= action < self._n_actions:  # the common case, checked first
+            return action
         value = action
         if isinstance(value, np.ndarray) and value.size == 1 and value.ndim <= 1:
             value = value.reshape(())[()]  # a 0-d or one-element integer array, as some vector wrappers pass
@@ -533,7 +546,8 @@ class SwarmEnv(gym.Env):
         ``self._nodes`` holds the current node rows; a step re-encodes only the rows of
         the nodes it changed (:meth:`_encode_changes`) and the observation is a copy.
         ``self._doable`` / ``self._spawnable`` are the per-node halves of the mask
-        (``spawn`` before the slot and per-turn gates). With ``config.progressive`` the
+        (``spawn`` before the slot and per-turn gates), views of ``self._node_bits``, laid
+        out as the mask's ``do`` and ``spawn`` blocks. With ``config.progressive`` the
         constant part of each row (``self._static_rows``) and of the adjacency
         (``self._parent_rows``) is written when the node is revealed (``self._shown``).
         """
@@ -548,7 +562,7 @@ class SwarmEnv(gym.Env):
         if not self._progressive:  # hidden structure: progressive revelation shows neither
             view[:, _BOTTOM] = g.bottom_level / g.critical_path
             view[:, _N_CHILDREN] = _COUNT_TABLE.take(np.fromiter(map(len, g.children), np.intp, n))
-        self._inv_work = 1.0 / g.work
+        self._inv_work = (1.0 / g.work).tolist()
         self._n_targets = int(np.count_nonzero(g.targets))
         adj = None
         if self.with_adjacency:
@@ -563,8 +577,9 @@ class SwarmEnv(gym.Env):
         self._nodes = nodes
         if self.with_adjacency:
             self._adjacency = adj
-        self._doable = np.zeros(self.n_max, dtype=bool)
-        self._spawnable = np.zeros(self.n_max, dtype=bool)
+        # the mask's do and spawn blocks (actions [0, wait)) before the gates of action_masks: one buffer, two halves
+        self._node_bits = np.zeros(self._wait, dtype=bool)
+        self._doable, self._spawnable = self._node_bits[: self._spawn0], self._node_bits[self._spawn0 :]
         self._encode_all_nodes()
 
     def _show(self, rows) -> None:
@@ -596,7 +611,7 @@ class SwarmEnv(gym.Env):
         view[:, _FAILED] = sim.last_failed
         view[:, _ELAPSED] = 0.0
         for j in sim.running:
-            view[j, _ELAPSED] = min(1.0, (sim.t - sim.start_time[j]) * self._inv_work[j])
+            view[j, _ELAPSED] = min(1.0, (sim.t - sim.start_time.item(j)) * self._inv_work[j])
         self._doable[:n] = _DOABLE.take(sim.status)
         self._spawnable[:n] = (sim.status == READY) & (sim.attempts < self.config.max_attempts)
         if self._progressive:
@@ -605,54 +620,60 @@ class SwarmEnv(gym.Env):
     def _encode_node(self, i: int) -> None:
         """Node ``i``'s state features and mask bits (as :meth:`_encode_all_nodes` for one row;
         ``subagent_elapsed`` of running nodes is written every step by :meth:`_encode_changes`).
-        A hidden node's row stays zero."""
+        A hidden node's row stays zero. The simulator's values are read as Python scalars
+        (``item``) and the tables are lists: a row costs a few Python operations, not numpy calls."""
         sim = self.sim
         if self._progressive and not self._shown[i]:
             if not sim.revealed[i]:
                 return
             self._show(i)
-        status = int(sim.status[i])
+        status = sim.status.item(i)
+        attempts = sim.attempts.item(i)
         row = self._nodes[i]
-        row[STATUS_COLUMN0 : STATUS_COLUMN0 + len(STATUS_NAMES)] = _EYE_STATUS[status]
-        row[_ATTEMPTS] = self._attempts_table[sim.attempts[i]]
-        row[_UNFINISHED] = self._unfinished_table[sim.unfinished_parents[i]]
-        row[_FAILED] = sim.last_failed[i]
+        row[_STATUS_COLUMNS] = _STATUS_ROWS[status]
+        row[_ATTEMPTS] = self._attempts_list[attempts]
+        row[_UNFINISHED] = self._unfinished_list[sim.unfinished_parents.item(i)]
+        row[_FAILED] = sim.last_failed.item(i)
         if status != RUNNING:
             row[_ELAPSED] = 0.0
         if self.extended:
-            row[_WORK_LEFT] = _WORK_LEFT_TABLE[min(int(sim.work_left[i]), MAX_WORK)]
-            row[_BY_SUBAGENT] = status == DONE and sim.done_by_subagent[i]
-            row[_VERIFIED] = sim.verified[i]
-            row[_ATTEMPT_TIER] = (sim.attempt_tier[i] + 1) / MAX_TIERS
+            row[_WORK_LEFT] = _WORK_LEFT_LIST[min(sim.work_left.item(i), MAX_WORK)]
+            row[_BY_SUBAGENT] = status == DONE and sim.done_by_subagent.item(i)
+            row[_VERIFIED] = sim.verified.item(i)
+            row[_ATTEMPT_TIER] = (sim.attempt_tier.item(i) + 1) / MAX_TIERS
         else:
-            row[_WORK_LEFT] = _WORK_LEFT_TABLE[sim.work_left[i]]
+            row[_WORK_LEFT] = _WORK_LEFT_LIST[sim.work_left.item(i)]
         self._doable[i] = status == READY or status == ACTIVE
-        self._spawnable[i] = status == READY and sim.attempts[i] < self.config.max_attempts
+        self._spawnable[i] = status == READY and attempts < self.config.max_attempts
 
     def _encode_changes(self, node: int | None, running_before: list[int]) -> None:
         """Re-encode what one step changed. A node's state changes only when the action
         works on it (``node``), when a sub-agent starts or returns on it (it entered or
         left ``running``), or when one of its parents completes (a parent among those).
         (A verify that catches a wrong result changes a whole subgraph: ``step`` then
-        re-encodes every row.)"""
+        re-encodes every row; so does a step that changed more than ``_ROWS_PER_STEP``
+        rows, e.g. a plan node that released every search, since one vectorised pass is
+        cheaper than that many single rows.)"""
         sim = self.sim
         running = sim.running
-        changed = [j for j in running_before if j not in running]
-        changed += [j for j in running if j not in running_before]
+        changed = set(running_before).symmetric_difference(running)  # sub-agents that started or returned
         if node is not None:
-            changed.append(node)
+            changed.add(node)
         if changed:
             status = sim.status
             children = sim.graph.children
             rows = set(changed)
             for j in changed:
-                if status[j] == DONE:
+                if status.item(j) == DONE:
                     rows.update(children[j])
-            for i in rows:
-                self._encode_node(i)
-        t, nodes = sim.t, self._nodes
-        for j in sim.running:
-            nodes[j, _ELAPSED] = min(1.0, (t - sim.start_time[j]) * self._inv_work[j])
+            if len(rows) > _ROWS_PER_STEP:
+                self._encode_all_nodes()
+            else:
+                for i in rows:
+                    self._encode_node(i)
+        t, nodes, start_time, inv_work = sim.t, self._nodes, sim.start_time, self._inv_work
+        for j in running:
+            nodes[j, _ELAPSED] = min(1.0, (t - start_time.item(j)) * inv_work[j])
 
     def _observation(self, mask: np.ndarray | None = None):
         sim = self.sim

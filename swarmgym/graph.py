@@ -204,19 +204,20 @@ class TaskGraph:
         return self
 
     def _set_fields(self, work, kind, parents, children, targets, order, bottom, family, budget_factor) -> None:
-        """Store the fields from their (already checked) Python lists."""
-        set_ = object.__setattr__
-        set_(self, "work", np.array(work, dtype=np.int64))
-        set_(self, "kind", np.array(kind, dtype=np.int64))
-        set_(self, "parents", parents)
-        set_(self, "targets", np.array(targets, dtype=bool))
-        set_(self, "family", str(family))
-        set_(self, "budget_factor", float(budget_factor))
-        set_(self, "children", tuple(map(tuple, children)))
-        set_(self, "topo_order", np.array(order, dtype=np.int64))
-        set_(self, "bottom_level", np.array(bottom, dtype=np.int64))
-        set_(self, "critical_path", int(max(bottom)))
-        set_(self, "total_work", int(sum(work)))
+        """Store the fields from their (already checked) Python lists (all at once: the dataclass is frozen)."""
+        vars(self).update(
+            work=np.array(work, dtype=np.int64),
+            kind=np.array(kind, dtype=np.int64),
+            parents=parents,
+            targets=np.array(targets, dtype=bool),
+            family=str(family),
+            budget_factor=float(budget_factor),
+            children=tuple(map(tuple, children)),
+            topo_order=np.array(order, dtype=np.int64),
+            bottom_level=np.array(bottom, dtype=np.int64),
+            critical_path=int(max(bottom)),
+            total_work=int(sum(work)),
+        )
 
     @property
     def n_nodes(self) -> int:

@@ -72,18 +72,20 @@ def subagent_probabilities(graph: TaskGraph, config: SwarmConfig) -> tuple[np.nd
     """Per-node probabilities ``(p_fail, p_wrong)`` of one sub-agent attempt."""
     rel = config.reliability
     n_parents = np.fromiter(map(len, graph.parents), np.float64, graph.n_nodes)
-    p_fail = np.minimum(0.95, np.asarray(rel.fail_base)[graph.kind] + rel.fail_per_parent * n_parents)
-    p_wrong = np.minimum(0.95, np.asarray(rel.wrong_base)[graph.kind] + rel.wrong_per_parent * n_parents)
+    # both at once: row 0 is p_fail, row 1 p_wrong
+    base = np.array((rel.fail_base, rel.wrong_base)).take(graph.kind, axis=1)
+    per_parent = np.array(((rel.fail_per_parent,), (rel.wrong_per_parent,)))
+    p_fail, p_wrong = np.minimum(0.95, base + per_parent * n_parents)
     return p_fail, p_wrong
 
 
 def _as_config(config) -> SwarmConfig:
     """A SwarmConfig, or a dict of its fields made into one."""
+    if isinstance(config, SwarmConfig):
+        return config
     if isinstance(config, Mapping):
         return SwarmConfig.from_dict(config)
-    if not isinstance(config, SwarmConfig):
-        raise TypeError(f"config must be a SwarmConfig or a dict of its fields, got {type(config).__name__}")
-    return config
+    raise TypeError(f"config must be a SwarmConfig or a dict of its fields, got {type(config).__name__}")
 
 
 def draw_fates(graph: TaskGraph, config: SwarmConfig | Mapping, rng: np.random.Generator) -> Fates:
@@ -107,12 +109,10 @@ def draw_fates(graph: TaskGraph, config: SwarmConfig | Mapping, rng: np.random.G
         # drawn flat and reshaped: the same numbers as drawing the (n, attempts) shape, without its size bookkeeping
         u = rng.random(n * attempts).reshape(n, attempts)
         jitter = rng.integers(0, config.reliability.max_jitter + 1, size=n * attempts).reshape(n, attempts)
-        outcome = np.full((n, attempts), OK, dtype=np.int64)
         p_wrong_total = p_fail + (1.0 - p_fail) * p_wrong
-        outcome[u < p_wrong_total[:, None]] = WRONG
-        outcome[u < p_fail[:, None]] = FAIL
+        outcome = np.where(u < p_fail[:, None], FAIL, np.where(u < p_wrong_total[:, None], WRONG, OK))
         duration = graph.work[:, None] + jitter
-        return Fates(duration=duration.astype(np.int64), outcome=outcome)
+        return Fates(duration=duration.astype(np.int64, copy=False), outcome=outcome.astype(np.int64, copy=False))
     tiers = config.tier_list
     n_tiers = len(tiers)
     if config.hidden_reliability is not None:
@@ -166,9 +166,11 @@ class SwarmSimulator:
         self.budget = graph.budget(config.max_subagents)
         self._parents = graph.parents
         self._children = graph.children
-        self._work = graph.work
         self._tok = config.tokens
-        self._n_parents = np.fromiter(map(len, graph.parents), np.int64, n)
+        # the graph's per-node constants as Python lists (read one node at a time)
+        self._work = graph.work.tolist()
+        self._n_parents = list(map(len, graph.parents))
+        self._is_target = graph.targets.tolist()
         # the fates with a tier axis in both cases (one tier when not extended)
         self._duration = fates.duration if extended else fates.duration[:, :, None]
         self._outcome = fates.outcome if extended else fates.outcome[:, :, None]
@@ -185,25 +187,36 @@ class SwarmSimulator:
         self._merge_work = coordination.merge_work_per_subagent_input if coordination is not None else 0
 
         self.t = 0
-        self.status = np.full(n, BLOCKED, dtype=np.int64)
-        self.work_left = graph.work.copy()
-        self.attempts = np.zeros(n, dtype=np.int64)
-        self.last_failed = np.zeros(n, dtype=bool)
-        self.correct = np.zeros(n, dtype=bool)
-        self.path_len = np.zeros(n, dtype=np.int64)
-        self.unfinished_parents = self._n_parents.copy()
-        self.start_time = np.zeros(n, dtype=np.int64)
-        self.finish_time = np.zeros(n, dtype=np.int64)
-        self.overlapped = np.zeros(n, dtype=bool)
-        self.done_by_subagent = np.zeros(n, dtype=bool)  # done, and by a sub-agent's result
-        self.running: list[int] = []
+        # the per-node state: one array per quantity, allocated as the rows of one integer
+        # and one boolean block; the last three of each are the mechanics' state
+        # (docs/mechanics.md), inert when they are off
+        (
+            self.status,
+            self.work_left,
+            self.attempts,
+            self.path_len,
+            self.unfinished_parents,
+            self.start_time,
+            self.finish_time,
+            self.extra_work,  # coordination work, fixed when the node became ready
+            self.attempt_tier,  # tier of the latest sub-agent attempt (-1: none yet)
+        ) = np.zeros((9, n), dtype=np.int64)
+        (
+            self.last_failed,
+            self.correct,
+            self.overlapped,
+            self.done_by_subagent,  # done, and by a sub-agent's result
+            self.revealed,  # seen by the orchestrator (every node unless config.progressive)
+            self.result_wrong,  # its current done result is a wrong sub-agent result
+            self.verified,
+        ) = np.zeros((7, n), dtype=bool)
+        self.work_left[:] = self._work
+        self.unfinished_parents[:] = self._n_parents
+        self.attempt_tier.fill(-1)
+        self.status.fill(BLOCKED)
         self.status[self.unfinished_parents == 0] = READY
-        # the mechanics' state (docs/mechanics.md); inert when they are off
-        self.revealed = (self.unfinished_parents == 0) if config.progressive else np.ones(n, dtype=bool)
-        self.extra_work = np.zeros(n, dtype=np.int64)  # coordination work, fixed when the node became ready
-        self.result_wrong = np.zeros(n, dtype=bool)  # its current done result is a wrong sub-agent result
-        self.verified = np.zeros(n, dtype=bool)
-        self.attempt_tier = np.full(n, -1, dtype=np.int64)  # tier of the latest sub-agent attempt
+        self.revealed[:] = (self.unfinished_parents == 0) if config.progressive else True
+        self.running: list[int] = []
         self.spawns_this_turn = 0
         self.done = False
         self.ended_by_budget = False
@@ -286,7 +299,7 @@ class SwarmSimulator:
     def verify_ticks_of(self, i: int) -> int:
         """Ticks ``verify(i)`` takes (before the budget cuts it short)."""
         v = self.config.verification
-        return v.base_ticks + int(self._work[i]) * v.work_percent // 100 + v.ticks_per_parent * int(self._n_parents[i])
+        return v.base_ticks + self._work[i] * v.work_percent // 100 + v.ticks_per_parent * self._n_parents[i]
 
     # ------------------------------------------------------------------ actions
     def do(self, i: int) -> None:
@@ -305,7 +318,7 @@ class SwarmSimulator:
         """Hand ready node ``i`` to a new sub-agent of tier ``tier``; the turn goes on."""
         assert self.can_spawn(i, tier), f"spawn({i}, tier={tier}) is not valid now"
         tok = self._tok
-        handoff = tok.handoff_base + tok.handoff_per_parent * int(self._n_parents[i])
+        handoff = tok.handoff_base + tok.handoff_per_parent * self._n_parents[i]
         self.output_tokens += handoff  # the orchestrator writes the hand-off
         self.input_tokens += handoff  # the sub-agent reads it
         self.tier_input_tokens[tier] += handoff
@@ -315,13 +328,13 @@ class SwarmSimulator:
             self._check_budget()
             if self.done:
                 return
-        attempt = int(self.attempts[i])
-        self.attempts[i] += 1
+        attempt = self.attempts.item(i)
+        self.attempts[i] = attempt + 1
         self.n_spawned += 1
         self.status[i] = RUNNING
         self.last_failed[i] = False
         self.start_time[i] = self.t
-        self.finish_time[i] = self.t + int(self._duration[i, attempt, tier]) + int(self.extra_work[i])
+        self.finish_time[i] = self.t + self._duration.item(i, attempt, tier) + self.extra_work.item(i)
         self.overlapped[i] = False
         self.attempt_tier[i] = tier
         self.running_tier[tier] += 1
@@ -331,7 +344,7 @@ class SwarmSimulator:
     def wait(self) -> None:
         """Run the clock to the next sub-agent finish (or the budget); ends the turn."""
         assert self.can_wait(), "wait is only valid while a sub-agent runs"
-        next_finish = min(int(self.finish_time[j]) for j in self.running)
+        next_finish = min(self.finish_time.item(j) for j in self.running)
         self._advance(min(next_finish, self.budget) - self.t, turn=True, orchestrator_worked=False)
         self._end_turn()
 
@@ -342,7 +355,7 @@ class SwarmSimulator:
         ticks = self.verify_ticks_of(i)
         dt = min(ticks, self.budget - self.t)
         tok = self._tok
-        self.input_tokens += tok.result_tokens + tok.handoff_per_parent * int(self._n_parents[i])  # it re-reads the result
+        self.input_tokens += tok.result_tokens + tok.handoff_per_parent * self._n_parents[i]  # it re-reads the result
         self._advance(dt, turn=True, orchestrator_worked=True)
         self.verify_ticks += dt
         if dt == ticks and self.status[i] == DONE and self.done_by_subagent[i]:
@@ -398,20 +411,21 @@ class SwarmSimulator:
                     self.overlapped[j] = True
         self.t += dt
         if n_run:
-            finished = sorted(j for j in self.running if self.finish_time[j] <= self.t)
+            t = self.t
+            finished = sorted([j for j in self.running if self.finish_time[j] <= t])
             for j in finished:
                 self._return(j)
 
     def _return(self, j: int) -> None:
         """A sub-agent on node ``j`` returns its result."""
         self.running.remove(j)
-        tier = int(self.attempt_tier[j])
+        tier = self.attempt_tier.item(j)
         self.running_tier[tier] -= 1
         self.returns_tier[tier] += 1
         self.output_tokens += self._tok.result_tokens  # the sub-agent writes its result
         self.input_tokens += self._tok.result_tokens  # the orchestrator reads it
         self.tier_output_tokens[tier] += self._tok.result_tokens
-        outcome = self._outcome[j, self.attempts[j] - 1, tier]
+        outcome = self._outcome.item(j, self.attempts.item(j) - 1, tier)
         if outcome == FAIL:
             self.n_failed += 1
             self.fails_tier[tier] += 1
@@ -435,7 +449,7 @@ class SwarmSimulator:
         self.status[i] = DONE
         self.work_left[i] = 0
         self.n_done += 1
-        self.n_targets_done += int(self.graph.targets[i])
+        self.n_targets_done += int(self._is_target[i])
         parents = self._parents[i]
         self.correct[i] = correct and all(self.correct[p] for p in parents)
         self.path_len[i] = self._work[i] + self.extra_work[i] + max((int(self.path_len[p]) for p in parents), default=0)
@@ -461,7 +475,7 @@ class SwarmSimulator:
             if d not in descendants:
                 descendants.add(d)
                 frontier.extend(self._children[d])
-        targets = self.graph.targets
+        targets = self._is_target
         for d in descendants:
             status = self.status[d]
             if status == BLOCKED:
@@ -544,13 +558,14 @@ class SwarmSimulator:
         """Episode metrics (:data:`swarmgym.layout.METRICS` defines each); meaningful once ``done``."""
         g, m = self.graph, self.config.max_subagents
         done = self.status == DONE
-        serial = int((g.work + self.extra_work - self.work_left).sum())
+        progress = g.work + self.extra_work - self.work_left  # ticks of work done on each node
+        serial = int(progress.sum())
         longest = int(self.path_len[done].max()) if done.any() else 0
-        for i in np.flatnonzero(self.status == ACTIVE):
-            progress = int(g.work[i] + self.extra_work[i] - self.work_left[i])
-            longest = max(longest, progress + max((int(self.path_len[p]) for p in g.parents[i]), default=0))
-        p = self.config.fastest_percent  # a tier faster than the orchestrator lowers the floor
-        lower = max(-(-longest * p // 100), -(-serial * p // (100 * (m + 1))))
+        path_len = self.path_len.tolist()
+        for i in np.flatnonzero(self.status == ACTIVE).tolist():
+            longest = max(longest, progress.item(i) + max((path_len[p] for p in g.parents[i]), default=0))
+        fastest = self.config.fastest_percent  # a tier faster than the orchestrator lowers the floor
+        lower = max(-(-longest * fastest // 100), -(-serial * fastest // (100 * (m + 1))))
         t = self.t
         speedup = serial / t if t > 0 else 1.0
         ideal = serial / lower if lower > 0 else 1.0
@@ -572,7 +587,7 @@ class SwarmSimulator:
             "spurious_spawn_rate": spurious / self.n_spawned if self.n_spawned else 0.0,
             "makespan_ratio": t / max(lower, 1),
             "task_serial_steps": g.total_work,
-            "task_lower_bound": g.lower_bound(m, p),
+            "task_lower_bound": g.lower_bound(m, fastest),
             "budget": self.budget,
             "budget_exhausted": self.ended_by_budget,
             "n_spawned": self.n_spawned,
