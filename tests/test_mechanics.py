@@ -581,6 +581,18 @@ def test_check_family__drawn_mechanics_configs_on_a_suite_id():
     swarmgym.testing.check_family("swarmgym/DependentChains-v0", drawn_configs=True, batched=False, max_examples=25)
 
 
+def test_check_family__passes_drawn_configs_and_the_answer_rule_to_its_batched_check(monkeypatch):
+    import swarmgym.testing.batched as batched
+
+    seen = []
+    monkeypatch.setattr(batched, "check_batched", lambda env_id, *args, **kwargs: seen.append((env_id, kwargs)))
+    swarmgym.testing.check_family("swarmgym/WideSearch-v0", drawn_configs=True, batched=True, max_examples=2, invalid_action="answer")
+    swarmgym.testing.check_family("swarmgym/WideSearch-v0", batched=True, max_examples=2, invalid_action="raise")
+    assert [env_id for env_id, _ in seen] == ["swarmgym/WideSearch-v0"] * 2
+    assert seen[0][1]["drawn_configs"] is True and seen[0][1]["invalid_action"] == "answer"
+    assert seen[1][1]["drawn_configs"] is False and "invalid_action" not in seen[1][1]
+
+
 def test_swarm_configs__mechanics_draws_each_mechanic_on_and_off():
     seen = {"progressive": set(), "verification": set(), "tiers": set(), "hidden": set(), "coordination": set()}
 

@@ -280,9 +280,11 @@ def check_family(
         if checks is None or "batched_matches_reference" in checks:
             from swarmgym.testing.batched import check_batched
 
-            # single-env options: the batched comparison runs both sides with the default invalid-action rule
-            batch_kwargs = {k: v for k, v in make_kwargs.items() if k not in ("strict", "render_mode", "invalid_action")}
-            check_batched(env, run_settings, max_steps=steps, **batch_kwargs)
+            # single-env options stay out; "raise" (single-env only) is compared under the default rule
+            batch_kwargs = {k: v for k, v in make_kwargs.items() if k not in ("strict", "render_mode")}
+            if batch_kwargs.get("invalid_action") == "raise":
+                del batch_kwargs["invalid_action"]
+            check_batched(env, run_settings, max_steps=steps, drawn_configs=drawn_configs, **batch_kwargs)
 
 
 def replay(
