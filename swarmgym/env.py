@@ -582,6 +582,14 @@ class SwarmEnv(gym.Env):
         self._doable, self._spawnable = self._node_bits[: self._spawn0], self._node_bits[self._spawn0 :]
         self._encode_all_nodes()
 
+    def __setstate__(self, state: dict) -> None:
+        """Unpickled or deep-copied: the mask's halves become views of the copied buffer again
+        (pickle and deepcopy copy each array on its own, which would detach them)."""
+        self.__dict__.update(state)
+        bits = state.get("_node_bits")
+        if bits is not None:
+            self._doable, self._spawnable = bits[: self._spawn0], bits[self._spawn0 :]
+
     def _show(self, rows) -> None:
         """Write the constant part of newly revealed nodes' rows (``rows``: an index or an index
         array) and their adjacency rows; their state columns are written next by the caller."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pickle
 import warnings
 
@@ -101,8 +103,10 @@ def test_env__different_seeds_differ(env_id):
     assert not _equal(a, b)
 
 
+@pytest.mark.parametrize("clone_of", [lambda e: pickle.loads(pickle.dumps(e)), copy.deepcopy], ids=["pickle", "deepcopy"])
 @pytest.mark.parametrize("env_id", SUITE, ids=SUITE)
-def test_env__pickles_mid_episode_and_continues_identically(env_id):
+def test_env__pickles_mid_episode_and_continues_identically(env_id, clone_of):
+    """A pickled or deep-copied env continues as the original: observations, rewards, flags and masks."""
     env = gym.make(env_id)
     obs, info = env.reset(seed=5)
     rng = np.random.default_rng(0)
@@ -111,12 +115,13 @@ def test_env__pickles_mid_episode_and_continues_identically(env_id):
         obs, _, terminated, _, info = env.step(int(rng.choice(valid)) if len(valid) else env.action_space.n - 1)
         if terminated:
             obs, info = env.reset()
-    clone = pickle.loads(pickle.dumps(env))
+    clone = clone_of(env)
     for _ in range(10):
         valid = np.flatnonzero(info["action_mask"][:-1])
         action = int(rng.choice(valid)) if len(valid) else env.action_space.n - 1
         out_a, out_b = env.step(action), clone.step(action)
         assert _equal(out_a[:4], out_b[:4])
+        np.testing.assert_array_equal(out_a[4]["action_mask"], out_b[4]["action_mask"])
         info = out_a[4]
         if out_a[2]:
             assert _equal(env.reset(seed=9), clone.reset(seed=9))

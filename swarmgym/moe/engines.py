@@ -167,7 +167,11 @@ class GymVectorEngine:
         if state["spec"]["env_kwargs"] != self.spec["env_kwargs"] or state["spec"]["num_envs"] != self.num_envs:
             raise ValueError("state was saved by a GymVectorEngine with other env_kwargs or num_envs")
         for env, saved in zip(self.vec.envs, pickle.loads(state["envs"])):
-            env.unwrapped.__dict__.update(saved)
+            u = env.unwrapped
+            if hasattr(u, "__setstate__"):  # SwarmEnv's re-links the arrays that are views of one another
+                u.__setstate__(saved)
+            else:
+                u.__dict__.update(saved)
         self._mask = state["mask"].copy()
         self.family_names[:] = state["family_names"]
         self.vec._autoreset_envs = state["autoreset"].copy()
