@@ -114,7 +114,7 @@ def _cli(tmp_path, *extra):
     return [
         "--phase-diagram", "--quick", "--env-id", "swarmgym/WideSearch-v0", "--dial", "spawn_ticks=0,1", "--seeds", "1",
         "--phase-conditions", "r_perf", "parallel_only", "--warm-start", "none", "--check-every", "0", "--workers", "1",
-        "--out", str(tmp_path / "out"), *extra,
+        "--set", "lambda1=0.7", "--out", str(tmp_path / "out"), *extra,
     ]  # fmt: skip
 
 
@@ -128,6 +128,7 @@ def test_phase_cli__writes_report_and_resume_never_redoes_finished_runs(tmp_path
     stamps = {p.name: p.stat().st_mtime_ns for p in runs}
     report = (out / "report.md").read_text()
     assert "swarmgym study --phase-diagram" in report and "| 0 | r_perf |" in report and "| 1 | parallel_only |" in report
+    assert "λ1 = 0.7, λ2 = 0.1" in report  # the coefficients the runs trained with, not the trainer's defaults
     # a second invocation without --resume refuses; with --resume it runs nothing and keeps every file
     assert study.cli_main(_cli(tmp_path)) == 2
     assert "--resume" in capsys.readouterr().err

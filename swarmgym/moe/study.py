@@ -421,11 +421,11 @@ PHASE_CONDITIONS: dict[str, tuple[dict[str, Any], str]] = {
     "r_perf": ({"parl": False}, "r_perf only"),
     "parl_annealed": (
         {"parl": True, "lambda_schedule": "linear", "parallel_form": "instantiation", "finish_form": "finish_rate"},
-        "PARL, published forms (instantiation / finish_rate), λ1 = λ2 annealed linearly to 0",
+        "PARL, published forms (instantiation / finish_rate), λ1 and λ2 annealed linearly to 0",
     ),
     "parl_constant": (
         {"parl": True, "lambda_schedule": "constant", "parallel_form": "instantiation", "finish_form": "finish_rate"},
-        "PARL, published forms, λ1 = λ2 held constant",
+        "PARL, published forms, λ1 and λ2 held constant",
     ),
     "parallel_only": (
         {"parl": True, "lambda_schedule": "constant", "lambda2": 0.0, "parallel_form": "instantiation"},
@@ -1050,7 +1050,13 @@ def phase_report(results: list[dict], meta: dict, out: Path) -> str:
         + "; ".join(f"`{n}` ∈ {{{', '.join(f'{v:g}' for v in vals)}}} ({DIALS[n][0]})" for n, vals in meta.get("dials", {}).items())
         + ". Conditions: "
         + "; ".join(f"`{c}`: {PHASE_CONDITIONS[c][1]}" for c in conditions)
-        + ".",
+        + "."
+        + (
+            f" PARL coefficients: λ1 = {parl['lambda1']:g}, λ2 = {parl['lambda2']:g} (λ2 = 0 in `parallel_only`), annealed ones reaching 0 "
+            f"at {parl['anneal_fraction']:g} of the run; `r_parallel` cap {parl['cap']} spawns."
+            if (parl := meta.get("parl"))
+            else ""
+        ),
         "",
         f"Runs: {len(results)} ({len(failed)} failed after one retry); {meta.get('seeds')} seed(s) per cell and condition; "
         f"warm start `{meta.get('warm_start')}`; model `{meta.get('model')}`; wall-clock of the invocation that ran them {meta.get('wall_seconds', 0) / 60:.1f} min"
@@ -1190,6 +1196,12 @@ def phase_cli(args: argparse.Namespace, argv: list[str]) -> int:
         "conditions": args.phase_conditions,
         "seeds": args.seeds,
         "warm_start": base["warm_start"],
+        "parl": {
+            "lambda1": base["lambda1"],
+            "lambda2": base["lambda2"],
+            "anneal_fraction": base["anneal_fraction"],
+            "cap": base["parallel_cap"],
+        },
         "model": args.model if not args.quick else "small (quick)",
         "wall_seconds": prior.get("wall_seconds", time.perf_counter() - t0),
         "load": prior.get("load", load),
