@@ -866,6 +866,7 @@ def aggregate(results: list[dict]) -> dict[tuple, dict[str, dict]]:
             steps = [r["steps_to_escape"] for r in ok if r.get("steps_to_escape") is not None]
             fams = sorted({f for r in ok for f in r["final"] if f != "all"})
             coll = [r for r in ok if "WideSearch" in r["collapse"]]
+            wide = [r for r in ok if "WideSearch" in r["final"] and "WideSearch" in r.get("critical_path", {})]
             above = [
                 r for r in ok if (p := r["paired_score_vs_critical_path"].get("all")) and p["n"] > 1 and p["mean"] - p["half_width"] > 0
             ]
@@ -876,11 +877,25 @@ def aggregate(results: list[dict]) -> dict[tuple, dict[str, dict]]:
                 "median_steps_to_escape": float(np.median(steps)) if steps else float("nan"),
                 "escaped_during": len(steps),
                 "collapse_prob": float(np.mean([bool(r["collapse"]["WideSearch"]["collapsed"]) for r in coll])) if coll else float("nan"),
+                "speedup_wide": float(np.mean([r["final"]["WideSearch"]["speedup"] for r in wide])) if wide else float("nan"),
+                "cp_speedup_wide": float(np.mean([r["critical_path"]["WideSearch"]["speedup"] for r in wide])) if wide else float("nan"),
+                "cp_score_wide": float(np.mean([r["critical_path"]["WideSearch"]["score"] for r in wide])) if wide else float("nan"),
                 "score": {f: float(np.mean([r["final"][f]["score"] for r in ok if f in r["final"]])) for f in [*fams, "all"]} if ok else {},
                 "serial_spurious": float(
                     np.mean([r["final"]["SerialReasoning"]["spurious_spawn_rate"] for r in ok if "SerialReasoning" in r["final"]])
                 )
                 if any("SerialReasoning" in r["final"] for r in ok)
+                else float("nan"),
+                "serial_spurious_sampled": float(
+                    np.mean(
+                        [
+                            r["final_sampled"]["SerialReasoning"]["spurious_spawn_rate"]
+                            for r in ok
+                            if "SerialReasoning" in r.get("final_sampled", {})
+                        ]
+                    )
+                )
+                if any("SerialReasoning" in r.get("final_sampled", {}) for r in ok)
                 else float("nan"),
                 "tokens": float(np.mean([r["final"]["all"]["tokens"] for r in ok])) if ok else float("nan"),
                 "paired_all": float(np.mean([r["paired_score_vs_critical_path"]["all"]["mean"] for r in ok])) if ok else float("nan"),
@@ -904,9 +919,10 @@ def phase_table(agg: dict[tuple, dict[str, dict]], conditions: list[str]) -> str
     dials = [k for k, _ in next(iter(agg))]
     fams = sorted({f for by in agg.values() for fig in by.values() for f in fig["score"] if f != "all"})
     head = [*dials, "condition", "runs (failed)", "escape prob", "median steps to escape", "collapse prob (WideSearch)"]
+    head += ["speedup WideSearch (critical_path)", "critical_path score WideSearch"]
     head += [f"score {f}" for f in fams] + [
         "score all",
-        "SerialReasoning spurious",
+        "SerialReasoning spurious, greedy / sampled",
         "tokens (k)",
         "score − critical_path (paired)",
         "above cp",
@@ -924,10 +940,12 @@ def phase_table(agg: dict[tuple, dict[str, dict]], conditions: list[str]) -> str
                 _num(fig["escape_prob"]),
                 _num(fig["median_steps_to_escape"], 0),
                 _num(fig["collapse_prob"]),
+                f"{_num(fig['speedup_wide'])} ({_num(fig['cp_speedup_wide'])})",
+                _num(fig["cp_score_wide"], 3),
             ]
             cells += [_num(fig["score"].get(f, float("nan")), 3) for f in fams] + [_num(fig["score"].get("all", float("nan")), 3)]
             cells += [
-                _num(fig["serial_spurious"]),
+                f"{_num(fig['serial_spurious'])} / {_num(fig['serial_spurious_sampled'])}",
                 _num(fig["tokens"] / 1e3, 1),
                 f"{fig['paired_all']:+.3f}" if fig["paired_all"] == fig["paired_all"] else "-",
             ]
