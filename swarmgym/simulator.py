@@ -265,15 +265,15 @@ class SwarmSimulator:
         return int(np.count_nonzero(self.revealed))
 
     def can_do(self, i: int) -> bool:
-        return not self.done and 0 <= i < len(self.status) and self.status[i] in (READY, ACTIVE)
+        return not self.done and 0 <= i < len(self.status) and self.status.item(i) in (READY, ACTIVE)
 
     def can_spawn(self, i: int, tier: int = 0) -> bool:
         return (
             not self.done
             and 0 <= i < len(self.status)
             and 0 <= tier < self.n_tiers
-            and self.status[i] == READY
-            and self.attempts[i] < self.config.max_attempts
+            and self.status.item(i) == READY
+            and self.attempts.item(i) < self.config.max_attempts
             and len(self.running) < self.config.max_subagents
             and self.spawns_this_turn < self.config.max_spawns_per_turn
         )
@@ -306,9 +306,9 @@ class SwarmSimulator:
         """The orchestrator works one tick on ready node ``i``; ends the turn."""
         assert self.can_do(i), f"do({i}) is not valid now (status {self.status[i] if 0 <= i < len(self.status) else 'n/a'})"
         self.status[i] = ACTIVE
-        self.work_left[i] -= 1
+        self.work_left[i] = self.work_left.item(i) - 1
         self._advance(1, turn=True, orchestrator_worked=True)
-        if self.work_left[i] == 0:
+        if self.work_left.item(i) == 0:
             self.done_by_subagent[i] = False
             self.result_wrong[i] = False
             self._complete(i, correct=True)
@@ -412,7 +412,7 @@ class SwarmSimulator:
         self.t += dt
         if n_run:
             t = self.t
-            finished = sorted([j for j in self.running if self.finish_time[j] <= t])
+            finished = sorted([j for j in self.running if self.finish_time.item(j) <= t])
             for j in finished:
                 self._return(j)
 
@@ -436,7 +436,7 @@ class SwarmSimulator:
             self.n_wrong += 1
         else:
             self.n_ok += 1
-            if not self.overlapped[j]:
+            if not self.overlapped.item(j):
                 self.n_isolated += 1
         self.done_by_subagent[j] = True
         self.result_wrong[j] = outcome == WRONG
@@ -451,18 +451,20 @@ class SwarmSimulator:
         self.n_done += 1
         self.n_targets_done += int(self._is_target[i])
         parents = self._parents[i]
-        self.correct[i] = correct and all(self.correct[p] for p in parents)
-        self.path_len[i] = self._work[i] + self.extra_work[i] + max((int(self.path_len[p]) for p in parents), default=0)
+        self.correct[i] = correct and all(self.correct.item(p) for p in parents)
+        self.path_len[i] = self._work[i] + self.extra_work.item(i) + max((self.path_len.item(p) for p in parents), default=0)
         for c in self._children[i]:
-            self.unfinished_parents[c] -= 1
-            if self.unfinished_parents[c] == 0:
+            unfinished = self.unfinished_parents.item(c) - 1
+            self.unfinished_parents[c] = unfinished
+            if unfinished == 0:
                 self.status[c] = READY
                 c_parents = self._parents[c]
                 if self._merge_work and len(c_parents) >= 2:
-                    self.extra_work[c] = self._merge_work * sum(int(self.done_by_subagent[p]) for p in c_parents)
+                    extra = self._merge_work * sum(self.done_by_subagent.item(p) for p in c_parents)
                 else:
-                    self.extra_work[c] = 0
-                self.work_left[c] = self._work[c] + self.extra_work[c]
+                    extra = 0
+                self.extra_work[c] = extra
+                self.work_left[c] = self._work[c] + extra
                 self.revealed[c] = True
 
     def _invalidate(self, i: int) -> None:
@@ -523,11 +525,17 @@ class SwarmSimulator:
     # ------------------------------------------------------------------ scoring
     def target_outputs(self) -> tuple[int, int, int]:
         """``(right, wrong, missing)``: targets done and right, done and wrong, not done."""
-        targets = self.graph.targets
-        targets_done = targets & (self.status == DONE)
-        n_done = int(np.count_nonzero(targets_done))
-        right = int(np.count_nonzero(targets_done & self.correct))
-        return right, n_done - right, int(np.count_nonzero(targets)) - n_done
+        right = wrong = missing = 0
+        for is_target, status, correct in zip(self._is_target, self.status.tolist(), self.correct.tolist()):
+            if not is_target:
+                continue
+            if status != DONE:
+                missing += 1
+            elif correct:
+                right += 1
+            else:
+                wrong += 1
+        return right, wrong, missing
 
     def score(self) -> float:
         """F1 over targets: a right output is a true positive, a wrong one a false
@@ -557,13 +565,14 @@ class SwarmSimulator:
     def metrics(self) -> dict:
         """Episode metrics (:data:`swarmgym.layout.METRICS` defines each); meaningful once ``done``."""
         g, m = self.graph, self.config.max_subagents
-        done = self.status == DONE
-        progress = g.work + self.extra_work - self.work_left  # ticks of work done on each node
-        serial = int(progress.sum())
-        longest = int(self.path_len[done].max()) if done.any() else 0
-        path_len = self.path_len.tolist()
-        for i in np.flatnonzero(self.status == ACTIVE).tolist():
-            longest = max(longest, progress.item(i) + max((path_len[p] for p in g.parents[i]), default=0))
+        status, path_len = self.status.tolist(), self.path_len.tolist()
+        # ticks of work done on each node
+        progress = [work + extra - left for work, extra, left in zip(self._work, self.extra_work.tolist(), self.work_left.tolist())]
+        serial = sum(progress)
+        longest = max((length for length, s in zip(path_len, status) if s == DONE), default=0)
+        for i, s in enumerate(status):
+            if s == ACTIVE:  # the work done on it extends the chain of its parents
+                longest = max(longest, progress[i] + max((path_len[p] for p in g.parents[i]), default=0))
         fastest = self.config.fastest_percent  # a tier faster than the orchestrator lowers the floor
         lower = max(-(-longest * fastest // 100), -(-serial * fastest // (100 * (m + 1))))
         t = self.t
