@@ -311,6 +311,7 @@ class SwarmEnv(gym.Env):
         self._progressive = config.progressive
         self.layout = ActionLayout(self.n_max, self.extended)
         self.flat_layout = FlatLayout(self.n_max, self.with_adjacency, self.extended)
+        self._flat_slices = self.flat_layout.slices
         self._spawn0, self._wait, self._answer = self.layout.spawn, self.layout.wait, self.layout.answer
         self._n_actions = self.layout.n
         self.action_space = spaces.Discrete(self.layout.n)
@@ -553,7 +554,8 @@ class SwarmEnv(gym.Env):
         """
         g = self.sim.graph
         n = g.n_nodes
-        nodes = np.zeros((self.n_max, len(node_features(self.extended))), dtype=np.float32)
+        self._new_observation_arrays()
+        nodes = np.zeros_like(self._nodes) if self._progressive else self._nodes  # the constant part of each row
         view = nodes[:n, : len(NODE_FEATURES)]
         view[:] = _PRESENT_KIND_ROWS.take(g.kind, axis=0)  # present and the kind one-hot
         view[:, _WORK] = _WORK_LEFT_TABLE.take(g.work)
@@ -566,29 +568,45 @@ class SwarmEnv(gym.Env):
         self._n_targets = int(np.count_nonzero(g.targets))
         adj = None
         if self.with_adjacency:
-            adj = np.zeros((self.n_max, self.n_max), dtype=np.float32)
+            adj = np.zeros_like(self._adjacency) if self._progressive else self._adjacency
             for i, ps in enumerate(g.parents):
                 adj[i, list(ps)] = 1.0
         if self._progressive:
             self._static_rows, self._parent_rows = nodes, adj
             self._shown = np.zeros(n, dtype=bool)
-            nodes = np.zeros_like(nodes)
-            adj = None if adj is None else np.zeros_like(adj)
-        self._nodes = nodes
-        if self.with_adjacency:
-            self._adjacency = adj
         # the mask's do and spawn blocks (actions [0, wait)) before the gates of action_masks: one buffer, two halves
         self._node_bits = np.zeros(self._wait, dtype=bool)
         self._doable, self._spawnable = self._node_bits[: self._spawn0], self._node_bits[self._spawn0 :]
         self._encode_all_nodes()
 
+    def _new_observation_arrays(self) -> None:
+        """Zeroed ``self._nodes`` (and ``self._adjacency``) for a new episode. In flat mode they
+        are views of ``self._flat``, the flat observation's buffer (:meth:`_observation` writes
+        its globals and mask), so that an observation is one copy."""
+        if self.observation_mode == "flat":
+            self._flat = np.zeros(self.flat_layout.size, dtype=np.float32)
+            self._view_flat()
+            return
+        self._nodes = np.zeros((self.n_max, len(node_features(self.extended))), dtype=np.float32)
+        if self.with_adjacency:
+            self._adjacency = np.zeros((self.n_max, self.n_max), dtype=np.float32)
+
+    def _view_flat(self) -> None:
+        """``self._nodes`` and ``self._adjacency`` as views of their parts of ``self._flat``."""
+        self._nodes = self._flat[self._flat_slices["nodes"]].reshape(self.n_max, -1)
+        if self.with_adjacency:
+            self._adjacency = self._flat[self._flat_slices["adjacency"]].reshape(self.n_max, self.n_max)
+
     def __setstate__(self, state: dict) -> None:
-        """Unpickled or deep-copied: the mask's halves become views of the copied buffer again
-        (pickle and deepcopy copy each array on its own, which would detach them)."""
+        """Unpickled or deep-copied: the mask's halves and, in flat mode, the node rows and the
+        adjacency become views of their copied buffers again (pickle and deepcopy copy each array
+        on its own, which would detach them)."""
         self.__dict__.update(state)
         bits = state.get("_node_bits")
         if bits is not None:
             self._doable, self._spawnable = bits[: self._spawn0], bits[self._spawn0 :]
+        if state.get("_flat") is not None:
+            self._view_flat()
 
     def _show(self, rows) -> None:
         """Write the constant part of newly revealed nodes' rows (``rows``: an index or an index
@@ -707,16 +725,16 @@ class SwarmEnv(gym.Env):
         ]
         if self.extended:
             glob += self._extended_globals()
-        glob = np.array(glob, dtype=np.float32)
         if self.observation_mode == "dict":
+            glob = np.array(glob, dtype=np.float32)
             if self.with_adjacency:
                 return {"nodes": self._nodes.copy(), "globals": glob, "adjacency": self._adjacency.copy()}
             return {"nodes": self._nodes.copy(), "globals": glob}
-        parts = [self._nodes.ravel(), glob]
-        if self.with_adjacency:
-            parts.append(self._adjacency.ravel())
-        parts.append(self.action_masks() if mask is None else mask)
-        return np.concatenate(parts, dtype=np.float32)
+        # the flat buffer holds the node rows and the adjacency already
+        flat = self._flat
+        flat[self._flat_slices["globals"]] = glob
+        flat[self._flat_slices["action_mask"]] = self.action_masks() if mask is None else mask
+        return flat.copy()
 
     def _extended_globals(self) -> list[float]:
         """``results_read`` and, per tier, ``tier{t}_returns``, ``_fail_rate``, ``_caught_rate``
