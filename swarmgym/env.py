@@ -374,7 +374,8 @@ class SwarmEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         if sim.done:
             raise RuntimeError("the episode is over; call reset()")
-        a = self._parse_action(action)
+        # the common case (a valid Python int) is checked here, the rest by _parse_action
+        a = action if type(action) is int and 0 <= action < self._n_actions else self._parse_action(action)
         invalid = False
         running_before = sim.running.copy()
         caught_before = sim.n_caught
@@ -529,8 +530,6 @@ class SwarmEnv(gym.Env):
 
     def _parse_action(self, action) -> int:
         """The action as an int; a float, bool or string is rejected, never rounded."""
-        if type(action) is int and 0 <= action < self._n_actions:  # the common case, checked first
-            return action
         value = action
         if isinstance(value, np.ndarray) and value.size == 1 and value.ndim <= 1:
             value = value.reshape(())[()]  # a 0-d or one-element integer array, as some vector wrappers pass
@@ -636,8 +635,7 @@ class SwarmEnv(gym.Env):
         view[:, _UNFINISHED] = self._unfinished_table.take(sim.unfinished_parents)
         view[:, _FAILED] = sim.last_failed
         view[:, _ELAPSED] = 0.0
-        for j in sim.running:
-            view[j, _ELAPSED] = min(1.0, (sim.t - sim.start_time.item(j)) * self._inv_work[j])
+        self._encode_elapsed()
         self._doable[:n] = _DOABLE.take(sim.status)
         self._spawnable[:n] = (sim.status == READY) & (sim.attempts < self.config.max_attempts)
         if self._progressive:
@@ -645,7 +643,7 @@ class SwarmEnv(gym.Env):
 
     def _encode_node(self, i: int) -> None:
         """Node ``i``'s state features and mask bits (as :meth:`_encode_all_nodes` for one row;
-        ``subagent_elapsed`` of running nodes is written every step by :meth:`_encode_changes`).
+        ``subagent_elapsed`` of running nodes is written every step by :meth:`_encode_elapsed`).
         A hidden node's row stays zero. The simulator's values are read as Python scalars
         (``item``) and the tables are lists: a row costs a few Python operations, not numpy calls."""
         sim = self.sim
@@ -681,25 +679,29 @@ class SwarmEnv(gym.Env):
         rows, e.g. a plan node that released every search, since one vectorised pass is
         cheaper than that many single rows.)"""
         sim = self.sim
-        running = sim.running
-        changed = set(running_before).symmetric_difference(running)  # sub-agents that started or returned
+        changed = set(running_before).symmetric_difference(sim.running)  # sub-agents that started or returned
         if node is not None:
             changed.add(node)
-        if changed:
-            status = sim.status
-            children = sim.graph.children
-            rows = set(changed)
-            for j in changed:
-                if status.item(j) == DONE:
-                    rows.update(children[j])
-            if len(rows) > _ROWS_PER_STEP:
-                self._encode_all_nodes()
-            else:
-                for i in rows:
-                    self._encode_node(i)
+        rows = set(changed)
+        status, children = sim.status, sim.graph.children
+        for j in changed:
+            if status.item(j) == DONE:
+                rows.update(children[j])
+        if len(rows) > _ROWS_PER_STEP:
+            self._encode_all_nodes()
+            return
+        for i in rows:
+            self._encode_node(i)
+        self._encode_elapsed()
+
+    def _encode_elapsed(self) -> None:
+        """``subagent_elapsed`` of every running node (it grows every tick): ticks its sub-agent
+        has run / work, at most 1."""
+        sim = self.sim
         t, nodes, start_time, inv_work = sim.t, self._nodes, sim.start_time, self._inv_work
-        for j in running:
-            nodes[j, _ELAPSED] = min(1.0, (t - start_time.item(j)) * inv_work[j])
+        for j in sim.running:
+            elapsed = (t - start_time.item(j)) * inv_work[j]
+            nodes[j, _ELAPSED] = elapsed if elapsed < 1.0 else 1.0
 
     def _observation(self, mask: np.ndarray | None = None):
         sim = self.sim

@@ -69,13 +69,21 @@ class TaskInstance:
 
 
 def subagent_probabilities(graph: TaskGraph, config: SwarmConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Per-node probabilities ``(p_fail, p_wrong)`` of one sub-agent attempt."""
+    """Per-node probabilities ``(p_fail, p_wrong)`` of one sub-agent attempt (float64 arrays)."""
+    p_fail, p_wrong = _probability_lists(graph, config)
+    return np.array(p_fail), np.array(p_wrong)
+
+
+def _probability_lists(graph: TaskGraph, config: SwarmConfig) -> tuple[list[float], list[float]]:
+    """:func:`subagent_probabilities` as Python lists: the base of the node's kind plus a term
+    per parent, at most 0.95 (:class:`swarmgym.config.SubAgentReliability`)."""
     rel = config.reliability
-    n_parents = np.fromiter(map(len, graph.parents), np.float64, graph.n_nodes)
-    # both at once: row 0 is p_fail, row 1 p_wrong
-    base = np.array((rel.fail_base, rel.wrong_base)).take(graph.kind, axis=1)
-    per_parent = np.array(((rel.fail_per_parent,), (rel.wrong_per_parent,)))
-    p_fail, p_wrong = np.minimum(0.95, base + per_parent * n_parents)
+    p_fail, p_wrong = [], []
+    for kind, parents in zip(graph.kind.tolist(), graph.parents):
+        fail = rel.fail_base[kind] + rel.fail_per_parent * len(parents)
+        wrong = rel.wrong_base[kind] + rel.wrong_per_parent * len(parents)
+        p_fail.append(fail if fail < 0.95 else 0.95)
+        p_wrong.append(wrong if wrong < 0.95 else 0.95)
     return p_fail, p_wrong
 
 
@@ -104,15 +112,19 @@ def draw_fates(graph: TaskGraph, config: SwarmConfig | Mapping, rng: np.random.G
     """
     config = _as_config(config)
     n, attempts = graph.n_nodes, config.max_attempts
-    p_fail, p_wrong = subagent_probabilities(graph, config)
     if not config.extended:
-        # drawn flat and reshaped: the same numbers as drawing the (n, attempts) shape, without its size bookkeeping
-        u = rng.random(n * attempts).reshape(n, attempts)
+        # drawn flat (attempt a of node i is entry i * attempts + a): the same numbers as drawing
+        # the (n, attempts) shape, without its size bookkeeping
+        u = rng.random(n * attempts).tolist()
         jitter = rng.integers(0, config.reliability.max_jitter + 1, size=n * attempts).reshape(n, attempts)
-        p_wrong_total = p_fail + (1.0 - p_fail) * p_wrong
-        outcome = np.where(u < p_fail[:, None], FAIL, np.where(u < p_wrong_total[:, None], WRONG, OK))
+        # a few dozen attempts: classified as Python floats, cheaper than numpy's calls on arrays this small
+        outcome: list[int] = []
+        for i, (p_fail, p_wrong) in enumerate(zip(*_probability_lists(graph, config))):
+            p_wrong_total = p_fail + (1.0 - p_fail) * p_wrong
+            outcome += [FAIL if x < p_fail else WRONG if x < p_wrong_total else OK for x in u[i * attempts : (i + 1) * attempts]]
         duration = graph.work[:, None] + jitter
-        return Fates(duration=duration.astype(np.int64, copy=False), outcome=outcome.astype(np.int64, copy=False))
+        return Fates(duration=duration.astype(np.int64, copy=False), outcome=np.array(outcome, dtype=np.int64).reshape(n, attempts))
+    p_fail, p_wrong = subagent_probabilities(graph, config)
     tiers = config.tier_list
     n_tiers = len(tiers)
     if config.hidden_reliability is not None:
