@@ -53,11 +53,12 @@ _PRESENT_KIND_ROWS[np.arange(len(KINDS)), KIND_COLUMN0 + np.arange(len(KINDS))] 
 _WORK_LEFT_TABLE = np.minimum(np.arange(MAX_WORK + 1) * (1.0 / WORK_SCALE), 1.0).astype(np.float32)
 _COUNT_TABLE = np.minimum(np.arange(1025) * (1.0 / COUNT_SCALE), 1.0).astype(np.float32)  # n_max <= 1024
 _DOABLE = np.array([s in ("ready", "active") for s in STATUS_NAMES])
+_IS_READY = np.array([s == "ready" for s in STATUS_NAMES])
 # one node's row, written a value at a time: the status one-hot block and a row of it per status
 # (separate arrays, not views of one), the work table as Python floats (the same float32 values)
 _STATUS_COLUMNS = slice(STATUS_COLUMN0, STATUS_COLUMN0 + len(STATUS_NAMES))
 _STATUS_ROWS = tuple(row.copy() for row in _EYE_STATUS)
-_WORK_LEFT_LIST = _WORK_LEFT_TABLE.tolist()
+_WORK_LEFT_LIST, _COUNT_LIST = _WORK_LEFT_TABLE.tolist(), _COUNT_TABLE.tolist()
 # a step that changed more rows than this re-encodes every row at once (see SwarmEnv._encode_changes)
 _ROWS_PER_STEP = 8
 
@@ -331,6 +332,7 @@ class SwarmEnv(gym.Env):
         self._attempts_table = (np.arange(config.max_attempts + 1) * (1.0 / config.max_attempts)).astype(np.float32)
         self._unfinished_table = np.minimum(np.arange(self.n_max + 1) * (1.0 / UNFINISHED_SCALE), 1.0).astype(np.float32)
         self._attempts_list, self._unfinished_list = self._attempts_table.tolist(), self._unfinished_table.tolist()
+        self._attempts_left = np.arange(config.max_attempts + 1) < config.max_attempts  # by attempts made
         self._tracer = self._viewer = None  # the episode's trace and its Gantt chart, with render_mode="rgb_array" only
 
     # ------------------------------------------------------------------ gymnasium API
@@ -559,11 +561,11 @@ class SwarmEnv(gym.Env):
         view[:] = _PRESENT_KIND_ROWS.take(g.kind, axis=0)  # present and the kind one-hot
         view[:, _WORK] = _WORK_LEFT_TABLE.take(g.work)
         view[:, _TARGET] = g.targets
-        view[:, _N_PARENTS] = _COUNT_TABLE.take(np.fromiter(map(len, g.parents), np.intp, n))
+        view[:, _N_PARENTS] = [_COUNT_LIST[len(ps)] for ps in g.parents]
         if not self._progressive:  # hidden structure: progressive revelation shows neither
             view[:, _BOTTOM] = g.bottom_level / g.critical_path
-            view[:, _N_CHILDREN] = _COUNT_TABLE.take(np.fromiter(map(len, g.children), np.intp, n))
-        self._inv_work = (1.0 / g.work).tolist()
+            view[:, _N_CHILDREN] = [_COUNT_LIST[len(cs)] for cs in g.children]
+        self._inv_work = [1.0 / w for w in g.work.tolist()]
         self._n_targets = int(np.count_nonzero(g.targets))
         adj = None
         if self.with_adjacency:
@@ -637,7 +639,7 @@ class SwarmEnv(gym.Env):
         view[:, _ELAPSED] = 0.0
         self._encode_elapsed()
         self._doable[:n] = _DOABLE.take(sim.status)
-        self._spawnable[:n] = (sim.status == READY) & (sim.attempts < self.config.max_attempts)
+        np.logical_and(_IS_READY.take(sim.status), self._attempts_left.take(sim.attempts), out=self._spawnable[:n])
         if self._progressive:
             view[~sim.revealed] = 0.0
 

@@ -222,12 +222,11 @@ class SwarmSimulator:
             self.result_wrong,  # its current done result is a wrong sub-agent result
             self.verified,
         ) = np.zeros((7, n), dtype=bool)
-        self.work_left[:] = self._work
+        self.work_left[:] = graph.work
         self.unfinished_parents[:] = self._n_parents
         self.attempt_tier.fill(-1)
-        self.status.fill(BLOCKED)
-        self.status[self.unfinished_parents == 0] = READY
-        self.revealed[:] = (self.unfinished_parents == 0) if config.progressive else True
+        self.status[:] = [BLOCKED if n_parents else READY for n_parents in self._n_parents]
+        self.revealed[:] = (self.status == READY) if config.progressive else True
         self.running: list[int] = []
         self.spawns_this_turn = 0
         self.done = False
