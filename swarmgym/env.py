@@ -585,7 +585,7 @@ class SwarmEnv(gym.Env):
         are views of ``self._flat``, the flat observation's buffer (:meth:`_observation` writes
         its globals and mask), so that an observation is one copy."""
         if self.observation_mode == "flat":
-            self._flat = np.zeros(self.flat_layout.size, dtype=np.float32)
+            self._flat = np.zeros(self.observation_space.shape, dtype=np.float32)
             self._view_flat()
             return
         self._nodes = np.zeros((self.n_max, len(node_features(self.extended))), dtype=np.float32)
