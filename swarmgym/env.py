@@ -447,20 +447,17 @@ class SwarmEnv(gym.Env):
         Once the episode is over the mask allows exactly ``answer`` (ignored: step
         raises until ``reset``); before the first ``reset`` it allows nothing."""
         sim = self.sim
-        mask = np.zeros(self._n_actions, dtype=bool)
-        if sim is None:
-            return mask
-        if sim.done:  # the episode is over: exactly answer, ignored
-            mask[self._answer] = True
+        if sim is None or sim.done:
+            mask = np.zeros(self._n_actions, dtype=bool)
+            if sim is not None:  # the episode is over: exactly answer, ignored
+                mask[self._answer] = True
             return mask
         cfg = self.config
+        mask = self._mask_bits.copy()  # the do and spawn blocks, and answer
         slot_free = len(sim.running) < cfg.max_subagents and sim.spawns_this_turn < cfg.max_spawns_per_turn
-        if slot_free:
-            mask[: self._wait] = self._node_bits  # the do and spawn blocks
-        else:
-            mask[: self.n_max] = self._doable
+        if not slot_free:
+            mask[self._spawn0 : self._wait] = False
         mask[self._wait] = bool(sim.running)
-        mask[self._answer] = True
         if self.extended:
             layout, n = self.layout, sim.graph.n_nodes
             if cfg.verification is not None:
@@ -547,9 +544,9 @@ class SwarmEnv(gym.Env):
 
         ``self._nodes`` holds the current node rows; a step re-encodes only the rows of
         the nodes it changed (:meth:`_encode_changes`) and the observation is a copy.
-        ``self._doable`` / ``self._spawnable`` are the per-node halves of the mask
-        (``spawn`` before the slot and per-turn gates), views of ``self._node_bits``, laid
-        out as the mask's ``do`` and ``spawn`` blocks. With ``config.progressive`` the
+        ``self._doable`` / ``self._spawnable`` are the per-node blocks of the mask
+        (``spawn`` before the slot and per-turn gates), views of ``self._mask_bits``, the
+        mask before :meth:`action_masks` applies its gates. With ``config.progressive`` the
         constant part of each row (``self._static_rows``) and of the adjacency
         (``self._parent_rows``) is written when the node is revealed (``self._shown``).
         """
@@ -575,9 +572,10 @@ class SwarmEnv(gym.Env):
         if self._progressive:
             self._static_rows, self._parent_rows = nodes, adj
             self._shown = np.zeros(n, dtype=bool)
-        # the mask's do and spawn blocks (actions [0, wait)) before the gates of action_masks: one buffer, two halves
-        self._node_bits = np.zeros(self._wait, dtype=bool)
-        self._doable, self._spawnable = self._node_bits[: self._spawn0], self._node_bits[self._spawn0 :]
+        # the mask before the gates of action_masks: the do and spawn blocks (two views) and answer
+        self._mask_bits = np.zeros(self._n_actions, dtype=bool)
+        self._mask_bits[self._answer] = True
+        self._view_mask_bits()
         self._encode_all_nodes()
 
     def _new_observation_arrays(self) -> None:
@@ -598,14 +596,17 @@ class SwarmEnv(gym.Env):
         if self.with_adjacency:
             self._adjacency = self._flat[self._flat_slices["adjacency"]].reshape(self.n_max, self.n_max)
 
+    def _view_mask_bits(self) -> None:
+        """``self._doable`` and ``self._spawnable``: views of the do and spawn blocks of ``self._mask_bits``."""
+        self._doable, self._spawnable = self._mask_bits[: self._spawn0], self._mask_bits[self._spawn0 : self._wait]
+
     def __setstate__(self, state: dict) -> None:
-        """Unpickled or deep-copied: the mask's halves and, in flat mode, the node rows and the
-        adjacency become views of their copied buffers again (pickle and deepcopy copy each array
-        on its own, which would detach them)."""
+        """Unpickled or deep-copied: the mask's do and spawn blocks and, in flat mode, the node rows
+        and the adjacency become views of their copied buffers again (pickle and deepcopy copy each
+        array on its own, which would detach them)."""
         self.__dict__.update(state)
-        bits = state.get("_node_bits")
-        if bits is not None:
-            self._doable, self._spawnable = bits[: self._spawn0], bits[self._spawn0 :]
+        if state.get("_mask_bits") is not None:
+            self._view_mask_bits()
         if state.get("_flat") is not None:
             self._view_flat()
 
@@ -694,13 +695,16 @@ class SwarmEnv(gym.Env):
             return
         for i in rows:
             self._encode_node(i)
-        self._encode_elapsed()
+        if sim.t != self._elapsed_at:
+            self._encode_elapsed()
 
     def _encode_elapsed(self) -> None:
-        """``subagent_elapsed`` of every running node (it grows every tick): ticks its sub-agent
-        has run / work, at most 1."""
+        """``subagent_elapsed`` of every running node: ticks its sub-agent has run / work, at most 1.
+        It changes only when the clock moves (``self._elapsed_at``: the tick it was written at); a
+        sub-agent spawned since reads 0, which its row holds already (a row not running holds 0)."""
         sim = self.sim
         t, nodes, start_time, inv_work = sim.t, self._nodes, sim.start_time, self._inv_work
+        self._elapsed_at = t
         for j in sim.running:
             elapsed = (t - start_time.item(j)) * inv_work[j]
             nodes[j, _ELAPSED] = elapsed if elapsed < 1.0 else 1.0
