@@ -41,6 +41,9 @@ from swarmgym.layout import ACTIVE, BLOCKED, DONE, READY, RUNNING, STATUS_NAMES 
 # Sub-agent outcomes.
 OK, FAIL, WRONG = range(3)
 OUTCOME_NAMES = ("ok", "fail", "wrong")  # a sub-agent's fate by its code (traces name it)
+# the per-tier metrics' names, by tier
+_SPAWNED_TIER_KEYS = tuple(f"spawned_tier{t}" for t in range(MAX_TIERS))
+_COST_TIER_KEYS = tuple(f"cost_usd_tier{t}" for t in range(MAX_TIERS))
 
 
 @dataclass(frozen=True, eq=False)
@@ -580,10 +583,16 @@ class SwarmSimulator:
         # ticks of work done on each node
         progress = [work + extra - left for work, extra, left in zip(self._work, self.extra_work.tolist(), self.work_left.tolist())]
         serial = sum(progress)
-        longest = max((length for length, s in zip(path_len, status) if s == DONE), default=0)
+        longest = 0  # the longest dependency path accomplished: through a done node, or into an active one
         for i, s in enumerate(status):
-            if s == ACTIVE:  # the work done on it extends the chain of its parents
-                longest = max(longest, progress[i] + max((path_len[p] for p in g.parents[i]), default=0))
+            if s == DONE:
+                chain = path_len[i]
+            elif s == ACTIVE:  # the work done on it extends the chain of its parents
+                chain = progress[i] + max((path_len[p] for p in g.parents[i]), default=0)
+            else:
+                continue
+            if chain > longest:
+                longest = chain
         fastest = self.config.fastest_percent  # a tier faster than the orchestrator lowers the floor
         lower = max(-(-longest * fastest // 100), -(-serial * fastest // (100 * (m + 1))))
         t = self.t
@@ -635,6 +644,6 @@ class SwarmSimulator:
             "verify_ticks": self.verify_ticks,
             "n_invalidated": self.n_invalidated,
             "coordination_tokens": self.coordination_tokens,
-            **{f"spawned_tier{t_}": self.spawned_tier[t_] if t_ < n_tiers else 0 for t_ in range(MAX_TIERS)},
-            **{f"cost_usd_tier{t_}": self.tier_cost_usd(t_) if t_ < n_tiers else 0.0 for t_ in range(MAX_TIERS)},
+            **{key: self.spawned_tier[t_] if t_ < n_tiers else 0 for t_, key in enumerate(_SPAWNED_TIER_KEYS)},
+            **{key: self.tier_cost_usd(t_) if t_ < n_tiers else 0.0 for t_, key in enumerate(_COST_TIER_KEYS)},
         }
