@@ -122,9 +122,12 @@ def draw_fates(graph: TaskGraph, config: SwarmConfig | Mapping, rng: np.random.G
         jitter = rng.integers(0, config.reliability.max_jitter + 1, size=n * attempts).reshape(n, attempts)
         # a few dozen attempts: classified as Python floats, cheaper than numpy's calls on arrays this small
         outcome: list[int] = []
-        for i, (p_fail, p_wrong) in enumerate(zip(*_probability_lists(graph, config))):
+        start = 0  # node i's attempts are u[start : start + attempts]
+        for p_fail, p_wrong in zip(*_probability_lists(graph, config)):
             p_wrong_total = p_fail + (1.0 - p_fail) * p_wrong
-            outcome += [FAIL if x < p_fail else WRONG if x < p_wrong_total else OK for x in u[i * attempts : (i + 1) * attempts]]
+            for x in u[start : start + attempts]:
+                outcome.append(FAIL if x < p_fail else WRONG if x < p_wrong_total else OK)
+            start += attempts
         duration = graph.work[:, None] + jitter
         return Fates(duration=duration.astype(np.int64, copy=False), outcome=np.array(outcome, dtype=np.int64).reshape(n, attempts))
     p_fail, p_wrong = subagent_probabilities(graph, config)
