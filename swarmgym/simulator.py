@@ -429,8 +429,11 @@ class SwarmSimulator:
         self.t += dt
         if n_run:
             t = self.t
-            finished = sorted([j for j in self.running if self.finish_time.item(j) <= t])
-            for j in finished:
+            finished = []
+            for j in self.running:
+                if self.finish_time.item(j) <= t:
+                    finished.append(j)
+            for j in sorted(finished):  # the same tick's returns in node order
                 self._return(j)
 
     def _return(self, j: int) -> None:
@@ -467,9 +470,13 @@ class SwarmSimulator:
         self.work_left[i] = 0
         self.n_done += 1
         self.n_targets_done += int(self._is_target[i])
-        parents = self._parents[i]
-        self.correct[i] = correct and all(self.correct.item(p) for p in parents)
-        self.path_len[i] = self._work[i] + self.extra_work.item(i) + max((self.path_len.item(p) for p in parents), default=0)
+        parents_correct, parent_path = True, 0  # every parent's output right; the longest path into a parent
+        for p in self._parents[i]:
+            parents_correct = parents_correct and self.correct.item(p)
+            if self.path_len.item(p) > parent_path:
+                parent_path = self.path_len.item(p)
+        self.correct[i] = correct and parents_correct
+        self.path_len[i] = self._work[i] + self.extra_work.item(i) + parent_path
         for c in self._children[i]:
             unfinished = self.unfinished_parents.item(c) - 1
             self.unfinished_parents[c] = unfinished
