@@ -361,7 +361,7 @@ class SwarmSimulator:
     def wait(self) -> None:
         """Run the clock to the next sub-agent finish (or the budget); ends the turn."""
         assert self.can_wait(), "wait is only valid while a sub-agent runs"
-        next_finish = min(self.finish_time.item(j) for j in self.running)
+        next_finish = min(map(self.finish_time.item, self.running))
         self._advance(min(next_finish, self.budget) - self.t, turn=True, orchestrator_worked=False)
         self._end_turn()
 
