@@ -646,7 +646,7 @@ class SwarmEnv(gym.Env):
 
     def _encode_node(self, i: int) -> None:
         """Node ``i``'s state features and mask bits (as :meth:`_encode_all_nodes` for one row;
-        ``subagent_elapsed`` of running nodes is written every step by :meth:`_encode_elapsed`).
+        ``subagent_elapsed`` of running nodes is written by :meth:`_encode_elapsed` when the clock moves).
         A hidden node's row stays zero. The simulator's values are read as Python scalars
         (``item``) and the tables are lists: a row costs a few Python operations, not numpy calls."""
         sim = self.sim

@@ -231,8 +231,8 @@ class SwarmSimulator:
         self.work_left[:] = graph.work
         self.unfinished_parents[:] = self._n_parents
         self.attempt_tier.fill(-1)
-        self.status[:] = [BLOCKED if n_parents else READY for n_parents in self._n_parents]
-        self.revealed[:] = (self.status == READY) if config.progressive else True
+        self.status[:] = [BLOCKED if n_parents else READY for n_parents in self._n_parents]  # the roots are ready
+        self.revealed[:] = (self.unfinished_parents == 0) if config.progressive else True
         self.running: list[int] = []
         self.spawns_this_turn = 0
         self.done = False
