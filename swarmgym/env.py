@@ -53,11 +53,12 @@ _PRESENT_KIND_ROWS[np.arange(len(KINDS)), KIND_COLUMN0 + np.arange(len(KINDS))] 
 _WORK_LEFT_TABLE = np.minimum(np.arange(MAX_WORK + 1) * (1.0 / WORK_SCALE), 1.0).astype(np.float32)
 _COUNT_TABLE = np.minimum(np.arange(1025) * (1.0 / COUNT_SCALE), 1.0).astype(np.float32)  # n_max <= 1024
 _DOABLE = np.array([s in ("ready", "active") for s in STATUS_NAMES])
+_IS_READY = np.array([s == "ready" for s in STATUS_NAMES])
 # one node's row, written a value at a time: the status one-hot block and a row of it per status
 # (separate arrays, not views of one), the work table as Python floats (the same float32 values)
 _STATUS_COLUMNS = slice(STATUS_COLUMN0, STATUS_COLUMN0 + len(STATUS_NAMES))
 _STATUS_ROWS = tuple(row.copy() for row in _EYE_STATUS)
-_WORK_LEFT_LIST = _WORK_LEFT_TABLE.tolist()
+_WORK_LEFT_LIST, _COUNT_LIST = _WORK_LEFT_TABLE.tolist(), _COUNT_TABLE.tolist()
 # a step that changed more rows than this re-encodes every row at once (see SwarmEnv._encode_changes)
 _ROWS_PER_STEP = 8
 
@@ -311,6 +312,7 @@ class SwarmEnv(gym.Env):
         self._progressive = config.progressive
         self.layout = ActionLayout(self.n_max, self.extended)
         self.flat_layout = FlatLayout(self.n_max, self.with_adjacency, self.extended)
+        self._flat_slices = self.flat_layout.slices
         self._spawn0, self._wait, self._answer = self.layout.spawn, self.layout.wait, self.layout.answer
         self._n_actions = self.layout.n
         self.action_space = spaces.Discrete(self.layout.n)
@@ -330,6 +332,7 @@ class SwarmEnv(gym.Env):
         self._attempts_table = (np.arange(config.max_attempts + 1) * (1.0 / config.max_attempts)).astype(np.float32)
         self._unfinished_table = np.minimum(np.arange(self.n_max + 1) * (1.0 / UNFINISHED_SCALE), 1.0).astype(np.float32)
         self._attempts_list, self._unfinished_list = self._attempts_table.tolist(), self._unfinished_table.tolist()
+        self._attempts_left = np.arange(config.max_attempts + 1) < config.max_attempts  # by attempts made
         self._tracer = self._viewer = None  # the episode's trace and its Gantt chart, with render_mode="rgb_array" only
 
     # ------------------------------------------------------------------ gymnasium API
@@ -373,7 +376,8 @@ class SwarmEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         if sim.done:
             raise RuntimeError("the episode is over; call reset()")
-        a = self._parse_action(action)
+        # the common case (a valid Python int) is checked here, the rest by _parse_action
+        a = action if type(action) is int and 0 <= action < self._n_actions else self._parse_action(action)
         invalid = False
         running_before = sim.running.copy()
         caught_before = sim.n_caught
@@ -443,20 +447,17 @@ class SwarmEnv(gym.Env):
         Once the episode is over the mask allows exactly ``answer`` (ignored: step
         raises until ``reset``); before the first ``reset`` it allows nothing."""
         sim = self.sim
-        mask = np.zeros(self._n_actions, dtype=bool)
-        if sim is None:
-            return mask
-        if sim.done:  # the episode is over: exactly answer, ignored
-            mask[self._answer] = True
+        if sim is None or sim.done:
+            mask = np.zeros(self._n_actions, dtype=bool)
+            if sim is not None:  # the episode is over: exactly answer, ignored
+                mask[self._answer] = True
             return mask
         cfg = self.config
+        mask = self._mask_bits.copy()  # the do and spawn blocks, and answer
         slot_free = len(sim.running) < cfg.max_subagents and sim.spawns_this_turn < cfg.max_spawns_per_turn
-        if slot_free:
-            mask[: self._wait] = self._node_bits  # the do and spawn blocks
-        else:
-            mask[: self.n_max] = self._doable
+        if not slot_free:
+            mask[self._spawn0 : self._wait] = False
         mask[self._wait] = bool(sim.running)
-        mask[self._answer] = True
         if self.extended:
             layout, n = self.layout, sim.graph.n_nodes
             if cfg.verification is not None:
@@ -528,8 +529,6 @@ class SwarmEnv(gym.Env):
 
     def _parse_action(self, action) -> int:
         """The action as an int; a float, bool or string is rejected, never rounded."""
-        if type(action) is int and 0 <= action < self._n_actions:  # the common case, checked first
-            return action
         value = action
         if isinstance(value, np.ndarray) and value.size == 1 and value.ndim <= 1:
             value = value.reshape(())[()]  # a 0-d or one-element integer array, as some vector wrappers pass
@@ -545,50 +544,71 @@ class SwarmEnv(gym.Env):
 
         ``self._nodes`` holds the current node rows; a step re-encodes only the rows of
         the nodes it changed (:meth:`_encode_changes`) and the observation is a copy.
-        ``self._doable`` / ``self._spawnable`` are the per-node halves of the mask
-        (``spawn`` before the slot and per-turn gates), views of ``self._node_bits``, laid
-        out as the mask's ``do`` and ``spawn`` blocks. With ``config.progressive`` the
+        ``self._doable`` / ``self._spawnable`` are the per-node blocks of the mask
+        (``spawn`` before the slot and per-turn gates), views of ``self._mask_bits``, the
+        mask before :meth:`action_masks` applies its gates. With ``config.progressive`` the
         constant part of each row (``self._static_rows``) and of the adjacency
         (``self._parent_rows``) is written when the node is revealed (``self._shown``).
         """
         g = self.sim.graph
         n = g.n_nodes
-        nodes = np.zeros((self.n_max, len(node_features(self.extended))), dtype=np.float32)
+        self._new_observation_arrays()
+        nodes = np.zeros_like(self._nodes) if self._progressive else self._nodes  # the constant part of each row
         view = nodes[:n, : len(NODE_FEATURES)]
         view[:] = _PRESENT_KIND_ROWS.take(g.kind, axis=0)  # present and the kind one-hot
         view[:, _WORK] = _WORK_LEFT_TABLE.take(g.work)
         view[:, _TARGET] = g.targets
-        view[:, _N_PARENTS] = _COUNT_TABLE.take(np.fromiter(map(len, g.parents), np.intp, n))
+        view[:, _N_PARENTS] = [_COUNT_LIST[len(ps)] for ps in g.parents]
         if not self._progressive:  # hidden structure: progressive revelation shows neither
             view[:, _BOTTOM] = g.bottom_level / g.critical_path
-            view[:, _N_CHILDREN] = _COUNT_TABLE.take(np.fromiter(map(len, g.children), np.intp, n))
-        self._inv_work = (1.0 / g.work).tolist()
+            view[:, _N_CHILDREN] = [_COUNT_LIST[len(cs)] for cs in g.children]
+        self._inv_work = [1.0 / w for w in g.work.tolist()]
         self._n_targets = int(np.count_nonzero(g.targets))
         adj = None
         if self.with_adjacency:
-            adj = np.zeros((self.n_max, self.n_max), dtype=np.float32)
+            adj = np.zeros_like(self._adjacency) if self._progressive else self._adjacency
             for i, ps in enumerate(g.parents):
                 adj[i, list(ps)] = 1.0
         if self._progressive:
             self._static_rows, self._parent_rows = nodes, adj
             self._shown = np.zeros(n, dtype=bool)
-            nodes = np.zeros_like(nodes)
-            adj = None if adj is None else np.zeros_like(adj)
-        self._nodes = nodes
-        if self.with_adjacency:
-            self._adjacency = adj
-        # the mask's do and spawn blocks (actions [0, wait)) before the gates of action_masks: one buffer, two halves
-        self._node_bits = np.zeros(self._wait, dtype=bool)
-        self._doable, self._spawnable = self._node_bits[: self._spawn0], self._node_bits[self._spawn0 :]
+        # the mask before the gates of action_masks: the do and spawn blocks (two views) and answer
+        self._mask_bits = np.zeros(self._n_actions, dtype=bool)
+        self._mask_bits[self._answer] = True
+        self._view_mask_bits()
         self._encode_all_nodes()
 
+    def _new_observation_arrays(self) -> None:
+        """Zeroed ``self._nodes`` (and ``self._adjacency``) for a new episode. In flat mode they
+        are views of ``self._flat``, the flat observation's buffer (:meth:`_observation` writes
+        its globals and mask), so that an observation is one copy."""
+        if self.observation_mode == "flat":
+            self._flat = np.zeros(self.observation_space.shape, dtype=np.float32)
+            self._view_flat()
+            return
+        self._nodes = np.zeros((self.n_max, len(node_features(self.extended))), dtype=np.float32)
+        if self.with_adjacency:
+            self._adjacency = np.zeros((self.n_max, self.n_max), dtype=np.float32)
+
+    def _view_flat(self) -> None:
+        """``self._nodes`` and ``self._adjacency`` as views of their parts of ``self._flat``."""
+        self._nodes = self._flat[self._flat_slices["nodes"]].reshape(self.n_max, -1)
+        if self.with_adjacency:
+            self._adjacency = self._flat[self._flat_slices["adjacency"]].reshape(self.n_max, self.n_max)
+
+    def _view_mask_bits(self) -> None:
+        """``self._doable`` and ``self._spawnable``: views of the do and spawn blocks of ``self._mask_bits``."""
+        self._doable, self._spawnable = self._mask_bits[: self._spawn0], self._mask_bits[self._spawn0 : self._wait]
+
     def __setstate__(self, state: dict) -> None:
-        """Unpickled or deep-copied: the mask's halves become views of the copied buffer again
-        (pickle and deepcopy copy each array on its own, which would detach them)."""
+        """Unpickled or deep-copied: the mask's do and spawn blocks and, in flat mode, the node rows
+        and the adjacency become views of their copied buffers again (pickle and deepcopy copy each
+        array on its own, which would detach them)."""
         self.__dict__.update(state)
-        bits = state.get("_node_bits")
-        if bits is not None:
-            self._doable, self._spawnable = bits[: self._spawn0], bits[self._spawn0 :]
+        if state.get("_mask_bits") is not None:
+            self._view_mask_bits()
+        if state.get("_flat") is not None:
+            self._view_flat()
 
     def _show(self, rows) -> None:
         """Write the constant part of newly revealed nodes' rows (``rows``: an index or an index
@@ -618,16 +638,15 @@ class SwarmEnv(gym.Env):
         view[:, _UNFINISHED] = self._unfinished_table.take(sim.unfinished_parents)
         view[:, _FAILED] = sim.last_failed
         view[:, _ELAPSED] = 0.0
-        for j in sim.running:
-            view[j, _ELAPSED] = min(1.0, (sim.t - sim.start_time.item(j)) * self._inv_work[j])
+        self._encode_elapsed()
         self._doable[:n] = _DOABLE.take(sim.status)
-        self._spawnable[:n] = (sim.status == READY) & (sim.attempts < self.config.max_attempts)
+        np.logical_and(_IS_READY.take(sim.status), self._attempts_left.take(sim.attempts), out=self._spawnable[:n])
         if self._progressive:
             view[~sim.revealed] = 0.0
 
     def _encode_node(self, i: int) -> None:
         """Node ``i``'s state features and mask bits (as :meth:`_encode_all_nodes` for one row;
-        ``subagent_elapsed`` of running nodes is written every step by :meth:`_encode_changes`).
+        ``subagent_elapsed`` of running nodes is written by :meth:`_encode_elapsed` when the clock moves).
         A hidden node's row stays zero. The simulator's values are read as Python scalars
         (``item``) and the tables are lists: a row costs a few Python operations, not numpy calls."""
         sim = self.sim
@@ -663,25 +682,32 @@ class SwarmEnv(gym.Env):
         rows, e.g. a plan node that released every search, since one vectorised pass is
         cheaper than that many single rows.)"""
         sim = self.sim
-        running = sim.running
-        changed = set(running_before).symmetric_difference(running)  # sub-agents that started or returned
+        changed = set(running_before).symmetric_difference(sim.running)  # sub-agents that started or returned
         if node is not None:
             changed.add(node)
-        if changed:
-            status = sim.status
-            children = sim.graph.children
-            rows = set(changed)
-            for j in changed:
-                if status.item(j) == DONE:
-                    rows.update(children[j])
-            if len(rows) > _ROWS_PER_STEP:
-                self._encode_all_nodes()
-            else:
-                for i in rows:
-                    self._encode_node(i)
+        rows = set(changed)
+        status, children = sim.status, sim.graph.children
+        for j in changed:
+            if status.item(j) == DONE:
+                rows.update(children[j])
+        if len(rows) > _ROWS_PER_STEP:
+            self._encode_all_nodes()
+            return
+        for i in rows:
+            self._encode_node(i)
+        if sim.t != self._elapsed_at:
+            self._encode_elapsed()
+
+    def _encode_elapsed(self) -> None:
+        """``subagent_elapsed`` of every running node: ticks its sub-agent has run / work, at most 1.
+        It changes only when the clock moves (``self._elapsed_at``: the tick it was written at); a
+        sub-agent spawned since reads 0, which its row holds already (a row not running holds 0)."""
+        sim = self.sim
         t, nodes, start_time, inv_work = sim.t, self._nodes, sim.start_time, self._inv_work
-        for j in running:
-            nodes[j, _ELAPSED] = min(1.0, (t - start_time.item(j)) * inv_work[j])
+        self._elapsed_at = t
+        for j in sim.running:
+            elapsed = (t - start_time.item(j)) * inv_work[j]
+            nodes[j, _ELAPSED] = elapsed if elapsed < 1.0 else 1.0
 
     def _observation(self, mask: np.ndarray | None = None):
         sim = self.sim
@@ -707,16 +733,16 @@ class SwarmEnv(gym.Env):
         ]
         if self.extended:
             glob += self._extended_globals()
-        glob = np.array(glob, dtype=np.float32)
         if self.observation_mode == "dict":
+            glob = np.array(glob, dtype=np.float32)
             if self.with_adjacency:
                 return {"nodes": self._nodes.copy(), "globals": glob, "adjacency": self._adjacency.copy()}
             return {"nodes": self._nodes.copy(), "globals": glob}
-        parts = [self._nodes.ravel(), glob]
-        if self.with_adjacency:
-            parts.append(self._adjacency.ravel())
-        parts.append(self.action_masks() if mask is None else mask)
-        return np.concatenate(parts, dtype=np.float32)
+        # the flat buffer holds the node rows and the adjacency already
+        flat = self._flat
+        flat[self._flat_slices["globals"]] = glob
+        flat[self._flat_slices["action_mask"]] = self.action_masks() if mask is None else mask
+        return flat.copy()
 
     def _extended_globals(self) -> list[float]:
         """``results_read`` and, per tier, ``tier{t}_returns``, ``_fail_rate``, ``_caught_rate``

@@ -263,8 +263,10 @@ class TaskGraph:
 def _topological_order(parents: list[tuple[int, ...]], children: list[list[int]]) -> list[int]:
     """Kahn's algorithm, smallest index first (``parents``: sorted tuples); raises ValueError naming a node on a cycle."""
     n = len(parents)
-    if all(not ps or ps[-1] < i for i, ps in enumerate(parents)):  # parent tuples are sorted
-        # every parent precedes its child: smallest-index-first Kahn visits 0, 1, ..., n-1
+    for i, ps in enumerate(parents):
+        if ps and ps[-1] >= i:  # a parent after its child (parent tuples are sorted)
+            break
+    else:  # every parent precedes its child: smallest-index-first Kahn visits 0, 1, ..., n-1
         return list(range(n))
     indegree = [len(p) for p in parents]
     heap = [i for i in range(n) if indegree[i] == 0]

@@ -41,6 +41,9 @@ from swarmgym.layout import ACTIVE, BLOCKED, DONE, READY, RUNNING, STATUS_NAMES 
 # Sub-agent outcomes.
 OK, FAIL, WRONG = range(3)
 OUTCOME_NAMES = ("ok", "fail", "wrong")  # a sub-agent's fate by its code (traces name it)
+# the per-tier metrics' names, by tier
+_SPAWNED_TIER_KEYS = tuple(f"spawned_tier{t}" for t in range(MAX_TIERS))
+_COST_TIER_KEYS = tuple(f"cost_usd_tier{t}" for t in range(MAX_TIERS))
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,13 +72,21 @@ class TaskInstance:
 
 
 def subagent_probabilities(graph: TaskGraph, config: SwarmConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Per-node probabilities ``(p_fail, p_wrong)`` of one sub-agent attempt."""
+    """Per-node probabilities ``(p_fail, p_wrong)`` of one sub-agent attempt (float64 arrays)."""
+    p_fail, p_wrong = _probability_lists(graph, config)
+    return np.array(p_fail), np.array(p_wrong)
+
+
+def _probability_lists(graph: TaskGraph, config: SwarmConfig) -> tuple[list[float], list[float]]:
+    """:func:`subagent_probabilities` as Python lists: the base of the node's kind plus a term
+    per parent, at most 0.95 (:class:`swarmgym.config.SubAgentReliability`)."""
     rel = config.reliability
-    n_parents = np.fromiter(map(len, graph.parents), np.float64, graph.n_nodes)
-    # both at once: row 0 is p_fail, row 1 p_wrong
-    base = np.array((rel.fail_base, rel.wrong_base)).take(graph.kind, axis=1)
-    per_parent = np.array(((rel.fail_per_parent,), (rel.wrong_per_parent,)))
-    p_fail, p_wrong = np.minimum(0.95, base + per_parent * n_parents)
+    p_fail, p_wrong = [], []
+    for kind, parents in zip(graph.kind.tolist(), graph.parents):
+        fail = rel.fail_base[kind] + rel.fail_per_parent * len(parents)
+        wrong = rel.wrong_base[kind] + rel.wrong_per_parent * len(parents)
+        p_fail.append(fail if fail < 0.95 else 0.95)
+        p_wrong.append(wrong if wrong < 0.95 else 0.95)
     return p_fail, p_wrong
 
 
@@ -104,15 +115,22 @@ def draw_fates(graph: TaskGraph, config: SwarmConfig | Mapping, rng: np.random.G
     """
     config = _as_config(config)
     n, attempts = graph.n_nodes, config.max_attempts
-    p_fail, p_wrong = subagent_probabilities(graph, config)
     if not config.extended:
-        # drawn flat and reshaped: the same numbers as drawing the (n, attempts) shape, without its size bookkeeping
-        u = rng.random(n * attempts).reshape(n, attempts)
+        # drawn flat (attempt a of node i is entry i * attempts + a): the same numbers as drawing
+        # the (n, attempts) shape, without its size bookkeeping
+        u = rng.random(n * attempts).tolist()
         jitter = rng.integers(0, config.reliability.max_jitter + 1, size=n * attempts).reshape(n, attempts)
-        p_wrong_total = p_fail + (1.0 - p_fail) * p_wrong
-        outcome = np.where(u < p_fail[:, None], FAIL, np.where(u < p_wrong_total[:, None], WRONG, OK))
+        # a few dozen attempts: classified as Python floats, cheaper than numpy's calls on arrays this small
+        outcome: list[int] = []
+        start = 0  # node i's attempts are u[start : start + attempts]
+        for p_fail, p_wrong in zip(*_probability_lists(graph, config)):
+            p_wrong_total = p_fail + (1.0 - p_fail) * p_wrong
+            for x in u[start : start + attempts]:
+                outcome.append(FAIL if x < p_fail else WRONG if x < p_wrong_total else OK)
+            start += attempts
         duration = graph.work[:, None] + jitter
-        return Fates(duration=duration.astype(np.int64, copy=False), outcome=outcome.astype(np.int64, copy=False))
+        return Fates(duration=duration.astype(np.int64, copy=False), outcome=np.array(outcome, dtype=np.int64).reshape(n, attempts))
+    p_fail, p_wrong = subagent_probabilities(graph, config)
     tiers = config.tier_list
     n_tiers = len(tiers)
     if config.hidden_reliability is not None:
@@ -210,11 +228,10 @@ class SwarmSimulator:
             self.result_wrong,  # its current done result is a wrong sub-agent result
             self.verified,
         ) = np.zeros((7, n), dtype=bool)
-        self.work_left[:] = self._work
+        self.work_left[:] = graph.work
         self.unfinished_parents[:] = self._n_parents
         self.attempt_tier.fill(-1)
-        self.status.fill(BLOCKED)
-        self.status[self.unfinished_parents == 0] = READY
+        self.status[:] = [BLOCKED if n_parents else READY for n_parents in self._n_parents]  # the roots are ready
         self.revealed[:] = (self.unfinished_parents == 0) if config.progressive else True
         self.running: list[int] = []
         self.spawns_this_turn = 0
@@ -265,15 +282,15 @@ class SwarmSimulator:
         return int(np.count_nonzero(self.revealed))
 
     def can_do(self, i: int) -> bool:
-        return not self.done and 0 <= i < len(self.status) and self.status[i] in (READY, ACTIVE)
+        return not self.done and 0 <= i < len(self.status) and self.status.item(i) in (READY, ACTIVE)
 
     def can_spawn(self, i: int, tier: int = 0) -> bool:
         return (
             not self.done
             and 0 <= i < len(self.status)
             and 0 <= tier < self.n_tiers
-            and self.status[i] == READY
-            and self.attempts[i] < self.config.max_attempts
+            and self.status.item(i) == READY
+            and self.attempts.item(i) < self.config.max_attempts
             and len(self.running) < self.config.max_subagents
             and self.spawns_this_turn < self.config.max_spawns_per_turn
         )
@@ -306,9 +323,9 @@ class SwarmSimulator:
         """The orchestrator works one tick on ready node ``i``; ends the turn."""
         assert self.can_do(i), f"do({i}) is not valid now (status {self.status[i] if 0 <= i < len(self.status) else 'n/a'})"
         self.status[i] = ACTIVE
-        self.work_left[i] -= 1
+        self.work_left[i] = self.work_left.item(i) - 1
         self._advance(1, turn=True, orchestrator_worked=True)
-        if self.work_left[i] == 0:
+        if self.work_left.item(i) == 0:
             self.done_by_subagent[i] = False
             self.result_wrong[i] = False
             self._complete(i, correct=True)
@@ -344,7 +361,7 @@ class SwarmSimulator:
     def wait(self) -> None:
         """Run the clock to the next sub-agent finish (or the budget); ends the turn."""
         assert self.can_wait(), "wait is only valid while a sub-agent runs"
-        next_finish = min(self.finish_time.item(j) for j in self.running)
+        next_finish = min(map(self.finish_time.item, self.running))
         self._advance(min(next_finish, self.budget) - self.t, turn=True, orchestrator_worked=False)
         self._end_turn()
 
@@ -412,8 +429,11 @@ class SwarmSimulator:
         self.t += dt
         if n_run:
             t = self.t
-            finished = sorted([j for j in self.running if self.finish_time[j] <= t])
-            for j in finished:
+            finished = []
+            for j in self.running:
+                if self.finish_time.item(j) <= t:
+                    finished.append(j)
+            for j in sorted(finished):  # the same tick's returns in node order
                 self._return(j)
 
     def _return(self, j: int) -> None:
@@ -436,7 +456,7 @@ class SwarmSimulator:
             self.n_wrong += 1
         else:
             self.n_ok += 1
-            if not self.overlapped[j]:
+            if not self.overlapped.item(j):
                 self.n_isolated += 1
         self.done_by_subagent[j] = True
         self.result_wrong[j] = outcome == WRONG
@@ -450,19 +470,25 @@ class SwarmSimulator:
         self.work_left[i] = 0
         self.n_done += 1
         self.n_targets_done += int(self._is_target[i])
-        parents = self._parents[i]
-        self.correct[i] = correct and all(self.correct[p] for p in parents)
-        self.path_len[i] = self._work[i] + self.extra_work[i] + max((int(self.path_len[p]) for p in parents), default=0)
+        parents_correct, parent_path = True, 0  # every parent's output right; the longest path into a parent
+        for p in self._parents[i]:
+            parents_correct = parents_correct and self.correct.item(p)
+            if self.path_len.item(p) > parent_path:
+                parent_path = self.path_len.item(p)
+        self.correct[i] = correct and parents_correct
+        self.path_len[i] = self._work[i] + self.extra_work.item(i) + parent_path
         for c in self._children[i]:
-            self.unfinished_parents[c] -= 1
-            if self.unfinished_parents[c] == 0:
+            unfinished = self.unfinished_parents.item(c) - 1
+            self.unfinished_parents[c] = unfinished
+            if unfinished == 0:
                 self.status[c] = READY
                 c_parents = self._parents[c]
                 if self._merge_work and len(c_parents) >= 2:
-                    self.extra_work[c] = self._merge_work * sum(int(self.done_by_subagent[p]) for p in c_parents)
+                    extra = self._merge_work * sum(self.done_by_subagent.item(p) for p in c_parents)
                 else:
-                    self.extra_work[c] = 0
-                self.work_left[c] = self._work[c] + self.extra_work[c]
+                    extra = 0
+                self.extra_work[c] = extra
+                self.work_left[c] = self._work[c] + extra
                 self.revealed[c] = True
 
     def _invalidate(self, i: int) -> None:
@@ -523,11 +549,17 @@ class SwarmSimulator:
     # ------------------------------------------------------------------ scoring
     def target_outputs(self) -> tuple[int, int, int]:
         """``(right, wrong, missing)``: targets done and right, done and wrong, not done."""
-        targets = self.graph.targets
-        targets_done = targets & (self.status == DONE)
-        n_done = int(np.count_nonzero(targets_done))
-        right = int(np.count_nonzero(targets_done & self.correct))
-        return right, n_done - right, int(np.count_nonzero(targets)) - n_done
+        right = wrong = missing = 0
+        for is_target, status, correct in zip(self._is_target, self.status.tolist(), self.correct.tolist()):
+            if not is_target:
+                continue
+            if status != DONE:
+                missing += 1
+            elif correct:
+                right += 1
+            else:
+                wrong += 1
+        return right, wrong, missing
 
     def score(self) -> float:
         """F1 over targets: a right output is a true positive, a wrong one a false
@@ -557,13 +589,20 @@ class SwarmSimulator:
     def metrics(self) -> dict:
         """Episode metrics (:data:`swarmgym.layout.METRICS` defines each); meaningful once ``done``."""
         g, m = self.graph, self.config.max_subagents
-        done = self.status == DONE
-        progress = g.work + self.extra_work - self.work_left  # ticks of work done on each node
-        serial = int(progress.sum())
-        longest = int(self.path_len[done].max()) if done.any() else 0
-        path_len = self.path_len.tolist()
-        for i in np.flatnonzero(self.status == ACTIVE).tolist():
-            longest = max(longest, progress.item(i) + max((path_len[p] for p in g.parents[i]), default=0))
+        status, path_len = self.status.tolist(), self.path_len.tolist()
+        # ticks of work done on each node
+        progress = [work + extra - left for work, extra, left in zip(self._work, self.extra_work.tolist(), self.work_left.tolist())]
+        serial = sum(progress)
+        longest = 0  # the longest dependency path accomplished: through a done node, or into an active one
+        for i, s in enumerate(status):
+            if s == DONE:
+                chain = path_len[i]
+            elif s == ACTIVE:  # the work done on it extends the chain of its parents
+                chain = progress[i] + max((path_len[p] for p in g.parents[i]), default=0)
+            else:
+                continue
+            if chain > longest:
+                longest = chain
         fastest = self.config.fastest_percent  # a tier faster than the orchestrator lowers the floor
         lower = max(-(-longest * fastest // 100), -(-serial * fastest // (100 * (m + 1))))
         t = self.t
@@ -615,6 +654,6 @@ class SwarmSimulator:
             "verify_ticks": self.verify_ticks,
             "n_invalidated": self.n_invalidated,
             "coordination_tokens": self.coordination_tokens,
-            **{f"spawned_tier{t_}": self.spawned_tier[t_] if t_ < n_tiers else 0 for t_ in range(MAX_TIERS)},
-            **{f"cost_usd_tier{t_}": self.tier_cost_usd(t_) if t_ < n_tiers else 0.0 for t_ in range(MAX_TIERS)},
+            **{key: self.spawned_tier[t_] if t_ < n_tiers else 0 for t_, key in enumerate(_SPAWNED_TIER_KEYS)},
+            **{key: self.tier_cost_usd(t_) if t_ < n_tiers else 0.0 for t_, key in enumerate(_COST_TIER_KEYS)},
         }
