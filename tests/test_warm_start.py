@@ -123,3 +123,53 @@ def test_ppo_trainer__warm_start_field_clones_before_rl_and_resume_does_not_redo
     assert resumed.warm_start_report is None  # the checkpoint's weights are loaded instead
     for k, v in trainer.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[k], v), k
+
+
+def _score_reward(r_perf, metrics, done):
+    return {"reward": r_perf[done].float()}
+
+
+def test_collect_demonstrations__returns_are_the_discounted_episode_reward_and_unfinished_episodes_have_none():
+    gamma = 0.9
+    d = collect_demonstrations(
+        load_orchestrator("critical_path"), WIDE, seed=0, reward_fn=_score_reward, gamma=gamma, num_envs=4, num_steps=40
+    )
+    ret, known = d["returns"].view(40, 4), d["has_return"].view(40, 4)
+    finished_somewhere = known.any(0)
+    assert finished_somewhere.all()  # WideSearch episodes are shorter than 40 steps
+    for env in range(4):
+        last_known = int(known[:, env].nonzero().max())  # the step that ended the env's last finished episode
+        assert not known[last_known + 1 :, env].any()  # states after it: their episode had not ended
+        # the step before an episode's last step is worth gamma x that step's return (the reward comes only at the end)
+        end = last_known
+        assert ret[end, env] > 0
+        if not (end >= 1 and ret[end - 1, env] < ret[end, env] * gamma - 1e-6):  # the episode is longer than one step
+            assert ret[end - 1, env] == pytest.approx(gamma * float(ret[end, env]), rel=1e-6)
+
+
+def test_warm_start__critic_fit_learns_the_returns_and_leaves_the_policy_fit_alone():
+    model = _net()
+    report = warm_start(
+        model, "critical_path", WIDE, epochs=20, minibatch=64, seed=0, reward_fn=_score_reward, gamma=0.995, value_coef=0.5, **SMALL
+    )
+    assert report.value_states > SMALL["num_envs"] * SMALL["num_steps"] // 2
+    assert report.kind_accuracy > 0.95
+    # WideSearch's returns are ~0.97 discounted by the steps left: the untrained critic (~0) misses them by ~0.9
+    assert report.value_rmse < 0.1
+    untrained = _net()
+    untrained_report = warm_start(untrained, "critical_path", WIDE, epochs=20, minibatch=64, seed=0, **SMALL)
+    assert untrained_report.value_states == 0 and untrained_report.value_rmse is None
+    from swarmgym.moe.warm_start import _values
+
+    d = collect_demonstrations(load_orchestrator("critical_path"), WIDE, seed=0, reward_fn=_score_reward, gamma=0.995, **SMALL)
+    k = d["has_return"]
+    assert float((_values(untrained, d)[k] - d["returns"][k]).pow(2).mean().sqrt()) > 5 * report.value_rmse
+
+
+def test_warm_start__critic_fit_needs_a_reward_and_a_valid_coefficient():
+    with pytest.raises(ValueError, match="reward_fn"):
+        warm_start(_net(), "critical_path", WIDE, value_coef=0.5, **SMALL)
+    with pytest.raises(ValueError, match="value_coef"):
+        warm_start(_net(), "critical_path", WIDE, value_coef=-1.0, reward_fn=_score_reward, **SMALL)
+    with pytest.raises(ValueError, match="warm_start_value_coef"):
+        PPOConfig(warm_start_value_coef=-0.1)

@@ -159,6 +159,9 @@ class PPOConfig:
     the spawn logits after cloning; None keeps the clone's own."""
     warm_start_epochs: int = 6
     """Behaviour-cloning passes over the demonstrations (64 envs x 64 steps), in [0, 1000]."""
+    warm_start_value_coef: float = 0.0
+    """Weight of the critic fit during the warm start (the value head learns the demonstration's returns under
+    this run's reward beside the cloning loss), in [0, 100]; 0 leaves the critic untrained."""
     # ---- logging
     log_every: int = 1
     """Write a log row every this many updates, >= 1."""
@@ -222,6 +225,9 @@ class PPOConfig:
         if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p < 1):
             raise ValueError(f"warm_start_spawn_prob must be None or a number in (0, 1), got {p!r}")
         _check_int("warm_start_epochs", self.warm_start_epochs, 0, 1000)
+        v = self.warm_start_value_coef
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 100.0:
+            raise ValueError(f"warm_start_value_coef must be a number in [0, 100], got {v!r}")
         if not isinstance(self.env_overrides, dict):
             raise TypeError(f"env_overrides must be a dict, got {type(self.env_overrides).__name__}")
         if not isinstance(self.env_id, str) or not self.env_id:
@@ -348,16 +354,16 @@ class PPOTrainer:
                 f"extended={self.extended} asks for {ActionLayout(self.n_max, self.extended)}"
             )
         self.model = OrchestratorNet(cfg.model, extended=self.extended).to(self.device)
+        # ---- PARL schedules
+        self.lambda1, self.lambda2 = self._schedules()
+        self.global_step = 0
         self.warm_start_report = None
         if warm_start and cfg.warm_start:
             from swarmgym.moe.warm_start import warm_start_from_config
 
-            self.warm_start_report = warm_start_from_config(self.model, cfg)
+            self.warm_start_report = warm_start_from_config(self.model, cfg, reward_fn=self.episode_reward)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate, eps=1e-5)
-        # ---- PARL schedules
-        self.lambda1, self.lambda2 = self._schedules()
         # ---- state
-        self.global_step = 0
         self.update = 0
         self.wall_time = 0.0
         self.history: list[dict] = []
