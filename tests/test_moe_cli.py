@@ -161,3 +161,17 @@ def test_study_cli__time_to_target_reports_every_seed(tmp_path):
     data = json.loads((tmp_path / "time_to_target.json").read_text())
     assert [run["seed"] for run in data["runs"]] == [0, 1] and all(run["moe"]["checks"] for run in data["runs"])
     assert "median time to target" in text
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        ([], ("critical_path", 30, 0.5)),  # the main job: a clone of critical_path with a fitted critic
+        (["--warm-start", "none"], (None, 6, 0.0)),
+        (["--warm-start", "sequential_crew"], ("sequential_crew", 6, 0.0)),
+        (["--quick"], (None, 6, 0.0)),
+    ],
+)
+def test_make_config__the_main_job_warm_starts_from_critical_path_unless_told_otherwise(argv, expected):
+    cfg = train.make_config(train.build_parser().parse_args(argv))
+    assert (cfg.warm_start, cfg.warm_start_epochs, cfg.warm_start_value_coef) == expected

@@ -1,6 +1,8 @@
 """``swarmgym train``: train the MoE orchestrator with annealed PARL, then evaluate it.
 
-With no arguments: PPO on ``swarmgym/Mixed-v0`` with linearly annealed λ1, λ2
+With no arguments: a warm start that imitates ``critical_path`` and fits the critic to its
+returns (:data:`DEFAULT_WARM_START`; ``--warm-start none`` starts from the random network),
+then PPO on ``swarmgym/Mixed-v0`` with linearly annealed λ1, λ2
 (:data:`DEFAULT_TOTAL_STEPS` env steps), then the trained policy (greedy and sampled)
 and every reference orchestrator play the same evaluation episodes; a compact table
 (per family: score, critical steps, speedup, serial-collapse index, spurious-spawn
@@ -50,6 +52,12 @@ PROG = "swarmgym train"
 DEFAULT_ENV_ID = "swarmgym/Mixed-v0"
 #: Env steps of the default run.
 DEFAULT_TOTAL_STEPS = 300_000
+#: Orchestrator the default run imitates before RL (``--warm-start none``: the random network).
+DEFAULT_WARM_START = "critical_path"
+#: Behaviour-cloning passes of the default warm start.
+DEFAULT_WARM_START_EPOCHS = 30
+#: Weight of the default warm start's critic fit (:attr:`PPOConfig.warm_start_value_coef`).
+DEFAULT_WARM_START_VALUE_COEF = 0.5
 #: Evaluation episodes per orchestrator of the default run.
 DEFAULT_EVAL_SEEDS = 400
 #: Seed offset of evaluation episodes (training draws its own instances from the engine's seed).
@@ -145,7 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--model", choices=["default", "small"], default=None, help="model size preset (small: the sweep model; default: default)"
     )
     p.add_argument(
-        "--warm-start", default=None, metavar="ORCH", help="imitate this orchestrator before RL (e.g. sequential_crew: a serial start)"
+        "--warm-start",
+        default=None,
+        metavar="ORCH",
+        help=f"imitate this orchestrator before RL (e.g. sequential_crew: a serial start; 'none': the random network; default "
+        f"{DEFAULT_WARM_START} with {DEFAULT_WARM_START_EPOCHS} cloning passes and a critic fit, none with --quick)",
     )
     p.add_argument(
         "--warm-start-spawn-prob",
@@ -232,7 +244,12 @@ def make_config(args: argparse.Namespace) -> "Any":
 
         d["model"] = ModelConfig.preset(args.model, ffn=args.ffn or "moe").to_dict()
     d["model"]["ffn"] = args.ffn or "moe"
-    d["warm_start"] = args.warm_start
+    if args.warm_start is None and not args.quick:  # the main job's start: a clone of critical_path with a fitted critic
+        d.update(
+            warm_start=DEFAULT_WARM_START, warm_start_epochs=DEFAULT_WARM_START_EPOCHS, warm_start_value_coef=DEFAULT_WARM_START_VALUE_COEF
+        )
+    else:
+        d["warm_start"] = None if args.warm_start in (None, "none") else args.warm_start
     d["warm_start_spawn_prob"] = args.warm_start_spawn_prob
     d["perf_form"] = args.perf_form or "score"
     d["lambda_schedule"] = args.schedule or "linear"
