@@ -18,9 +18,11 @@ Every ``verifying_scheduler`` row and the oracle are told the candidate's own pu
 (``public=`` its merged config), as the registered ids tell theirs, so a changed table does not
 handicap the hand-coded rules. The hand-coded rows are ``--rows`` (default: ``mechanics_headroom``'s
 table and fixed rules plus the ``tier=fast|careful`` variants); the best of them is the one the
-oracle is compared with.
+oracles are compared with. The told rules are ``--oracles``: ``oracle_rule`` and the same rule with
+verifying_scheduler's arguments (``oracle_rule:verify=never``); ``oracle_pick`` is, per third of the
+fast tier's hidden scale, the best of every row on the other half of the seeds (cross-fitted).
 
-Usage (about four minutes per candidate at -n 60 on one core)::
+Usage (about 40 s per candidate at -n 60 on one core, two to three minutes at -n 200)::
 
     python scripts/headroom_search.py scripts/headroom_candidates.toml -n 60 [--only NAME ...]
     python scripts/headroom_search.py scripts/headroom_candidates.toml -n 200 --seed0 1000 --only NAME  # confirm
