@@ -153,23 +153,23 @@ def _spawn_columns(layout: ActionLayout) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _logits(model: OrchestratorNet, demo: dict[str, torch.Tensor], batch: int = 2048) -> torch.Tensor:
+def _forward(model: OrchestratorNet, demo: dict[str, torch.Tensor], batch: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits, values)`` of ``model`` on every demonstration state, in batches."""
     dev = next(model.parameters()).device
-    out = []
+    logits, values = [], []
     for s in range(0, demo["actions"].shape[0], batch):
-        logits, _ = model(demo["nodes"][s : s + batch].to(dev), demo["globals"][s : s + batch].to(dev), demo["mask"][s : s + batch].to(dev))
-        out.append(logits.cpu())
-    return torch.cat(out)
+        lg, v = model(demo["nodes"][s : s + batch].to(dev), demo["globals"][s : s + batch].to(dev), demo["mask"][s : s + batch].to(dev))
+        logits.append(lg.cpu())
+        values.append(v.cpu())
+    return torch.cat(logits), torch.cat(values)
 
 
-@torch.no_grad()
-def _values(model: OrchestratorNet, demo: dict[str, torch.Tensor], batch: int = 2048) -> torch.Tensor:
-    dev = next(model.parameters()).device
-    out = []
-    for s in range(0, demo["actions"].shape[0], batch):
-        _, value = model(demo["nodes"][s : s + batch].to(dev), demo["globals"][s : s + batch].to(dev), demo["mask"][s : s + batch].to(dev))
-        out.append(value.cpu())
-    return torch.cat(out)
+def _logits(model: OrchestratorNet, demo: dict[str, torch.Tensor]) -> torch.Tensor:
+    return _forward(model, demo)[0]
+
+
+def _values(model: OrchestratorNet, demo: dict[str, torch.Tensor]) -> torch.Tensor:
+    return _forward(model, demo)[1]
 
 
 def spawn_probability(logits: torch.Tensor, offset: float = 0.0, layout: ActionLayout | None = None) -> tuple[float, float]:
@@ -316,13 +316,13 @@ def warm_start(
     for m in model.moe_layers():
         m.load_since_update.zero_()
     model.eval()
-    logits = _logits(model, demo)
+    logits, values = _forward(model, demo)
     value_states, value_ev, value_rmse = 0, None, None
     if fit_value:
         known = demo["has_return"]
         value_states = int(known.sum())
         if value_states > 1:
-            ret, val = demo["returns"][known].double(), _values(model, demo)[known].double()
+            ret, val = demo["returns"][known].double(), values[known].double()
             var = float(ret.var())
             value_ev = float("nan") if var == 0 else 1.0 - float((ret - val).var()) / var
             value_rmse = float((ret - val).pow(2).mean().sqrt())
