@@ -130,21 +130,20 @@ def _score_reward(r_perf, metrics, done):
 
 
 def test_collect_demonstrations__returns_are_the_discounted_episode_reward_and_unfinished_episodes_have_none():
-    gamma = 0.9
+    gamma, T, N = 0.9, 40, 4
     d = collect_demonstrations(
-        load_orchestrator("critical_path"), WIDE, seed=0, reward_fn=_score_reward, gamma=gamma, num_envs=4, num_steps=40
+        load_orchestrator("critical_path"), WIDE, seed=0, reward_fn=_score_reward, gamma=gamma, num_envs=N, num_steps=T
     )
-    ret, known = d["returns"].view(40, 4), d["has_return"].view(40, 4)
-    finished_somewhere = known.any(0)
-    assert finished_somewhere.all()  # WideSearch episodes are shorter than 40 steps
-    for env in range(4):
-        last_known = int(known[:, env].nonzero().max())  # the step that ended the env's last finished episode
-        assert not known[last_known + 1 :, env].any()  # states after it: their episode had not ended
-        # the step before an episode's last step is worth gamma x that step's return (the reward comes only at the end)
-        end = last_known
-        assert ret[end, env] > 0
-        if not (end >= 1 and ret[end - 1, env] < ret[end, env] * gamma - 1e-6):  # the episode is longer than one step
-            assert ret[end - 1, env] == pytest.approx(gamma * float(ret[end, env]), rel=1e-6)
+    ret, known = d["returns"].view(T, N), d["has_return"].view(T, N)
+    reward, end = d["rewards"].view(T, N), d["episode_end"].view(T, N)
+    assert end.any(0).all()  # WideSearch episodes are shorter than 40 steps: every env finished one
+    assert (reward[end] > 0).all() and (reward[~end] == 0).all()  # the score arrives at the episode's last step only
+    for env in range(N):
+        last_end = int(end[:, env].nonzero().max())
+        assert known[: last_end + 1, env].all() and not known[last_end + 1 :, env].any()
+        for t in range(last_end + 1):  # the return recursion, with no bootstrap across an episode's end
+            after = 0.0 if end[t, env] else gamma * float(ret[t + 1, env])
+            assert float(ret[t, env]) == pytest.approx(float(reward[t, env]) + after, rel=1e-6)
 
 
 def test_warm_start__critic_fit_learns_the_returns_and_leaves_the_policy_fit_alone():

@@ -98,8 +98,10 @@ def collect_demonstrations(
     """States, masks and actions of ``orchestrator`` playing ``num_envs x num_steps`` steps of ``env_id``.
 
     With ``reward_fn(r_perf, metrics, done) -> {"reward": ...}`` (the trainer's episode reward), the
-    result also holds ``returns``, each state's discounted (``gamma``) return until its episode's end,
-    and ``has_return``, False for states whose episode had not ended when the demonstration stopped."""
+    result also holds ``rewards`` (the reward after each state's action, nonzero only where it ended an
+    episode), ``episode_end`` (that action ended the episode), ``returns``, each state's discounted
+    (``gamma``) return until its episode's end, and ``has_return``, False for states whose episode had
+    not ended when the demonstration stopped."""
     from swarmgym.moe.engines import make_engine
     from swarmgym.moe.ppo import _metrics_rows
 
@@ -132,6 +134,8 @@ def collect_demonstrations(
             known = known | d
             returns.append(ret.clone())
             has_return.append(known.clone())
+        out["rewards"] = torch.cat(rewards)
+        out["episode_end"] = torch.cat(dones)
         out["returns"] = torch.cat(returns[::-1])
         out["has_return"] = torch.cat(has_return[::-1])
     return out
