@@ -248,6 +248,31 @@ def test_trainer_lambdas__reach_exactly_zero_at_anneal_fraction_and_stay(schedul
         assert row["charts/reward"] == pytest.approx(row["charts/score"], abs=1e-6)  # float32 rewards
 
 
+def test_trainer__anneal_ent_scales_the_entropy_bonus_in_the_loss_on_the_step_size_schedule():
+    """With ``anneal_ent`` update k (of N) weighs the entropy by ``ent_coef * (1 - k / N)``: the same
+    parameters as a run whose constant ``ent_coef`` is set to that value before each update."""
+    cfg = tiny_config(env_id="swarmgym/WideSearch-v0", seed=5, ent_coef=0.5, anneal_ent=True)
+    annealed = PPOTrainer(cfg)
+    history = annealed.train()
+    n = cfg.num_updates
+    assert [row["losses/ent_coef"] for row in history] == pytest.approx([0.5 * (1 - k / n) for k in range(n)])
+    by_hand = PPOTrainer(tiny_config(env_id="swarmgym/WideSearch-v0", seed=5, ent_coef=0.5))
+    for k in range(n):
+        by_hand.config.ent_coef = 0.5 * (1 - k / n)
+        by_hand.train(max_updates=1)
+    for (name, a), (_, b) in zip(annealed.model.state_dict().items(), by_hand.model.state_dict().items()):
+        assert torch.equal(a, b), name
+    constant = PPOTrainer(tiny_config(env_id="swarmgym/WideSearch-v0", seed=5, ent_coef=0.5))
+    assert [row["losses/ent_coef"] for row in constant.train()] == [0.5] * n
+    assert any(not torch.equal(a, b) for a, b in zip(constant.model.parameters(), annealed.model.parameters()))
+
+
+@pytest.mark.parametrize("name", ["anneal_ent", "anneal_lr", "parl"])
+def test_config__rejects_a_switch_that_is_not_a_bool(name):
+    with pytest.raises(TypeError, match=f"{name} must be true or false"):
+        tiny_config(**{name: "yes"})
+
+
 @pytest.fixture
 def max4_id():
     """An id registered with a SwarmConfig object (not a dict) that changes max_subagents."""

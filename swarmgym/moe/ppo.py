@@ -118,6 +118,10 @@ class PPOConfig:
     """Clip the value loss as in the PPO paper's code."""
     ent_coef: float = 0.01
     """Entropy bonus coefficient, >= 0."""
+    anneal_ent: bool = False
+    """Linearly anneal the entropy bonus to 0 over the run, on the step size's schedule (``anneal_lr``):
+    without it the bonus keeps every action's probability up, so a sampled policy keeps a floor of
+    the actions it has stopped choosing greedily (e.g. spurious spawns after λ reaches 0)."""
     vf_coef: float = 0.5
     """Value loss coefficient, >= 0."""
     max_grad_norm: float = 0.5
@@ -191,6 +195,9 @@ class PPOConfig:
         _check_int("checkpoint_every", self.checkpoint_every, 0, 10**9)
         _check_int("torch_threads", self.torch_threads, 0, 1024)
         _check_int("seed", self.seed, 0, 2**31 - 1)
+        for name in ("anneal_lr", "anneal_ent", "norm_adv", "clip_vloss", "parl", "tensorboard", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name, lo, hi, open_lo in (
             ("learning_rate", 0.0, 1.0, True),
             ("gamma", 0.0, 1.0, False),
@@ -501,9 +508,10 @@ class PPOTrainer:
         use_bias = cfg.model.balance in ("bias", "both") and cfg.model.ffn == "moe"
         family_load = None
         stats = {"pg_loss": [], "v_loss": [], "entropy": [], "approx_kl": [], "clipfrac": [], "aux_loss": []}
+        frac = 1.0 - self.update / max(cfg.num_updates, 1)
         if cfg.anneal_lr:
-            frac = 1.0 - self.update / max(cfg.num_updates, 1)
             self.optimizer.param_groups[0]["lr"] = frac * cfg.learning_rate
+        ent_coef = frac * cfg.ent_coef if cfg.anneal_ent else cfg.ent_coef
         model.train()
         for epoch in range(cfg.update_epochs):
             order = torch.randperm(cfg.batch_size, generator=self.sampler).to(self.device)
@@ -536,7 +544,7 @@ class PPOTrainer:
                     v_loss = 0.5 * ((value - b_ret[mb]) ** 2).mean()
                 ent = entropy.mean()
                 aux = model.aux_loss() if use_aux else torch.zeros((), device=self.device)
-                loss = pg_loss - cfg.ent_coef * ent + cfg.vf_coef * v_loss + cfg.aux_loss_coef * aux
+                loss = pg_loss - ent_coef * ent + cfg.vf_coef * v_loss + cfg.aux_loss_coef * aux
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -563,6 +571,7 @@ class PPOTrainer:
         out = {f"losses/{k}": float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
         out["losses/explained_variance"] = float("nan") if var_y == 0 else 1.0 - float(np.var(y - b_val.cpu().numpy())) / var_y
         out["losses/learning_rate"] = self.optimizer.param_groups[0]["lr"]
+        out["losses/ent_coef"] = ent_coef
         self._family_load = family_load.cpu() if family_load is not None else None
         return out
 
