@@ -172,3 +172,76 @@ def test_warm_start__critic_fit_needs_a_reward_and_a_valid_coefficient():
         warm_start(_net(), "critical_path", WIDE, value_coef=-1.0, reward_fn=_score_reward, **SMALL)
     with pytest.raises(ValueError, match="warm_start_value_coef"):
         PPOConfig(warm_start_value_coef=-0.1)
+
+
+def _anchored_config(**kw) -> PPOConfig:
+    base = dict(
+        env_id=WIDE,
+        num_envs=8,
+        num_steps=16,
+        total_steps=8 * 16 * 4,
+        model=ModelConfig.preset("small"),
+        learning_rate=5e-3,
+        anneal_lr=False,
+        warm_start="sequential_crew",
+        warm_start_epochs=2,
+        progress=False,
+        tensorboard=False,
+    )
+    base.update(kw)
+    return PPOConfig(**base)
+
+
+def _kl_to(trainer: PPOTrainer, anchor: OrchestratorNet) -> float:
+    obs, mask = trainer.next_obs, trainer.next_mask
+    with torch.no_grad():
+        logp = torch.log_softmax(trainer.model(obs["nodes"], obs["globals"], mask)[0], -1)
+        ref = torch.log_softmax(anchor(obs["nodes"], obs["globals"], mask)[0], -1)
+    return float((logp.exp() * (logp - ref)).sum(-1).mean())
+
+
+def test_warm_start_kl__holds_the_policy_near_the_frozen_warm_start_and_resumes_exactly(tmp_path):
+    free = PPOTrainer(_anchored_config())
+    anchored = PPOTrainer(_anchored_config(warm_start_kl_coef=10.0), run_dir=tmp_path)
+    assert free.anchor is None and anchored.anchor is not None
+    warm = {k: v.clone() for k, v in anchored.model.state_dict().items()}
+    for k, v in free.model.state_dict().items():  # same seed, same clone: the two runs differ only in the penalty
+        assert torch.equal(warm[k], v), k
+    anchored.train(max_updates=2)
+    anchored.save(tmp_path / "checkpoint.pt")
+    anchored.train()
+    free.train()
+    for k, v in anchored.anchor.state_dict().items():  # the anchor stays the warm-started policy
+        assert torch.equal(warm[k], v), k
+    assert all(row["losses/anchor_kl"] == 0.0 for row in free.history)
+    assert all(row["losses/anchor_kl"] > 0.0 for row in anchored.history[1:])
+    resumed = PPOTrainer.resume(tmp_path / "checkpoint.pt")
+    resumed.train()
+    for (k, a), b in zip(anchored.model.state_dict().items(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b), k
+    assert _kl_to(anchored, anchored.anchor) < 0.5 * _kl_to(free, anchored.anchor)
+
+
+def test_warm_start_kl__needs_a_warm_start_and_an_anchor():
+    with pytest.raises(ValueError, match="warm_start_kl_coef > 0 needs warm_start"):
+        _anchored_config(warm_start=None, warm_start_kl_coef=1.0)
+    with pytest.raises(ValueError, match=r"warm_start_kl_coef must be a number in \[0, 100\]"):
+        _anchored_config(warm_start_kl_coef=-1.0)
+    trainer = PPOTrainer(_anchored_config(warm_start_kl_coef=1.0), warm_start=False)  # warm-started elsewhere
+    with pytest.raises(RuntimeError, match="call set_anchor"):
+        trainer.train(max_updates=1)
+
+
+def test_study_warm_start_cache__a_critic_fit_is_keyed_by_the_reward_it_learns(tmp_path):
+    from swarmgym.moe.study import _warm_start_cached
+
+    def cached(**kw):
+        trainer = PPOTrainer(_anchored_config(num_envs=4, **kw), warm_start=False)
+        return _warm_start_cached(trainer, str(tmp_path / "cache"))
+
+    first = cached(warm_start_value_coef=0.5, lambda1=0.1)
+    assert first["cached"] is False and first["value_states"] > 0
+    assert cached(warm_start_value_coef=0.5, lambda1=0.1)["cached"] is True
+    assert cached(warm_start_value_coef=0.5, lambda1=1.0)["cached"] is False  # another reward, another critic
+    assert cached(lambda1=0.1)["cached"] is False and cached(lambda1=1.0)["cached"] is True  # no fit: the clone alone
+    assert len(list((tmp_path / "cache").iterdir())) == 3

@@ -166,6 +166,10 @@ class PPOConfig:
     warm_start_value_coef: float = 0.0
     """Weight of the critic fit during the warm start (the value head learns the demonstration's returns under
     this run's reward beside the cloning loss), in [0, 100]; 0 leaves the critic untrained."""
+    warm_start_kl_coef: float = 0.0
+    """Weight of a penalty ``KL(π ‖ π_warm)`` in every PPO update, in [0, 100]; 0 = off. ``π_warm`` is a frozen
+    copy of the warm-started policy (:attr:`PPOTrainer.anchor`), so RL departs from the imitated orchestrator
+    where the advantages pay for it and stays with it elsewhere. Needs ``warm_start``."""
     # ---- logging
     log_every: int = 1
     """Write a log row every this many updates, >= 1."""
@@ -235,6 +239,11 @@ class PPOConfig:
         v = self.warm_start_value_coef
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 100.0:
             raise ValueError(f"warm_start_value_coef must be a number in [0, 100], got {v!r}")
+        kl = self.warm_start_kl_coef
+        if isinstance(kl, bool) or not isinstance(kl, (int, float)) or not 0.0 <= kl <= 100.0:
+            raise ValueError(f"warm_start_kl_coef must be a number in [0, 100], got {kl!r}")
+        if kl > 0 and self.warm_start is None:
+            raise ValueError("warm_start_kl_coef > 0 needs warm_start (the policy the penalty holds the run near)")
         if not isinstance(self.env_overrides, dict):
             raise TypeError(f"env_overrides must be a dict, got {type(self.env_overrides).__name__}")
         if not isinstance(self.env_id, str) or not self.env_id:
@@ -369,6 +378,10 @@ class PPOTrainer:
             from swarmgym.moe.warm_start import warm_start_from_config
 
             self.warm_start_report = warm_start_from_config(self.model, cfg, reward_fn=self.episode_reward)
+        #: frozen copy of the warm-started policy, the reference of ``warm_start_kl_coef`` (None when off)
+        self.anchor: OrchestratorNet | None = None
+        if warm_start and cfg.warm_start and cfg.warm_start_kl_coef > 0:
+            self.set_anchor()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate, eps=1e-5)
         # ---- state
         self.update = 0
@@ -507,7 +520,9 @@ class PPOTrainer:
         use_aux = cfg.model.balance in ("aux", "both") and cfg.model.ffn == "moe"
         use_bias = cfg.model.balance in ("bias", "both") and cfg.model.ffn == "moe"
         family_load = None
-        stats = {"pg_loss": [], "v_loss": [], "entropy": [], "approx_kl": [], "clipfrac": [], "aux_loss": []}
+        stats = {"pg_loss": [], "v_loss": [], "entropy": [], "approx_kl": [], "clipfrac": [], "aux_loss": [], "anchor_kl": []}
+        if cfg.warm_start_kl_coef > 0 and self.anchor is None:
+            raise RuntimeError("warm_start_kl_coef > 0 but the trainer has no anchor: call set_anchor() after warm-starting the model")
         frac = 1.0 - self.update / max(cfg.num_updates, 1)
         if cfg.anneal_lr:
             self.optimizer.param_groups[0]["lr"] = frac * cfg.learning_rate
@@ -545,6 +560,13 @@ class PPOTrainer:
                 ent = entropy.mean()
                 aux = model.aux_loss() if use_aux else torch.zeros((), device=self.device)
                 loss = pg_loss - ent_coef * ent + cfg.vf_coef * v_loss + cfg.aux_loss_coef * aux
+                anchor_kl = torch.zeros((), device=self.device)
+                if cfg.warm_start_kl_coef > 0:
+                    with torch.no_grad():
+                        anchor_logits, _ = self.anchor(b_nodes[mb], b_glob[mb], b_mask[mb])
+                    logp_all = F.log_softmax(logits, dim=-1)
+                    anchor_kl = (logp_all.exp() * (logp_all - F.log_softmax(anchor_logits, dim=-1))).sum(-1).mean()
+                    loss = loss + cfg.warm_start_kl_coef * anchor_kl
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -558,6 +580,7 @@ class PPOTrainer:
                     ("approx_kl", approx_kl),
                     ("clipfrac", clipfrac),
                     ("aux_loss", aux),
+                    ("anchor_kl", anchor_kl),
                 ):
                     stats[k].append(float(v.detach()) if torch.is_tensor(v) else float(v))
                 if cfg.target_kl is not None and approx_kl > cfg.target_kl:
@@ -565,8 +588,8 @@ class PPOTrainer:
                     break
             if stop:
                 break
-        for m in model.moe_layers():
-            m.load_since_update.zero_()  # rollout-time loads are not part of the next update's balance
+        for m in model.moe_layers() + (self.anchor.moe_layers() if self.anchor is not None else []):
+            m.load_since_update.zero_()  # rollout-time loads are not part of the next update's balance; the anchor's count nothing
         y, var_y = b_ret.cpu().numpy(), b_ret.var().item()
         out = {f"losses/{k}": float(np.mean(v)) if v else 0.0 for k, v in stats.items()}
         out["losses/explained_variance"] = float("nan") if var_y == 0 else 1.0 - float(np.var(y - b_val.cpu().numpy())) / var_y
@@ -740,6 +763,11 @@ class PPOTrainer:
         return self.history
 
     # ------------------------------------------------------------------ checkpoints
+    def set_anchor(self) -> None:
+        """Freeze a copy of the current policy as :attr:`anchor`, the reference of ``warm_start_kl_coef``
+        (the trainer calls it after its warm start; a caller that warm-starts the model itself calls it then)."""
+        self.anchor = copy.deepcopy(self.model).eval().requires_grad_(False)
+
     def state_dict(self) -> dict:
         """Everything needed to resume exactly, plus what :func:`swarmgym.moe.policy.load_policy` reads.
 
@@ -755,6 +783,7 @@ class PPOTrainer:
             "family_names": self.family_names,
             "env_id": self.config.env_id,
             "model": self.model.state_dict(),
+            "anchor": self.anchor.state_dict() if self.anchor is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "global_step": self.global_step,
             "update": self.update,
@@ -815,6 +844,13 @@ class PPOTrainer:
         trainer.next_obs = {k: v.to(trainer.device) for k, v in state["next_obs"].items()}
         trainer.next_mask = state["next_mask"].to(trainer.device)
         trainer.model.load_state_dict(state["model"])
+        if trainer.config.warm_start_kl_coef > 0:
+            if state.get("anchor") is None:
+                raise CheckpointError(
+                    f"{str(path)!r} holds no anchor policy, but the run's warm_start_kl_coef is {trainer.config.warm_start_kl_coef}"
+                )
+            trainer.set_anchor()
+            trainer.anchor.load_state_dict(state["anchor"])
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.global_step, trainer.update = int(state["global_step"]), int(state["update"])
         trainer.wall_time = float(state.get("wall_time", 0.0))

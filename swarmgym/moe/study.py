@@ -598,8 +598,9 @@ def _escape_check(model, env_id: str, env_kwargs: dict, n: int, reference: list[
 
 def _warm_start_cached(trainer, cache_dir: str | None) -> dict:
     """Warm-start ``trainer.model`` as ``trainer.config`` asks. The clone depends only on the warm-start
-    settings, env, model and seed (not on the reward condition), so with ``cache_dir`` it is computed once
-    per key and loaded by the other runs (same weights as computing it: cloning is deterministic)."""
+    settings, env, model and seed (and, with a critic fit, on the reward the critic learns, not otherwise
+    on the condition), so with ``cache_dir`` it is computed once per key and loaded by the other runs
+    (same weights as computing it: cloning is deterministic)."""
     import hashlib
 
     import torch
@@ -617,14 +618,20 @@ def _warm_start_cached(trainer, cache_dir: str | None) -> dict:
         "model": cfg.model.to_dict(),
         "seed": cfg.seed,
         "engine": cfg.engine,
+        "value_coef": cfg.warm_start_value_coef,
     }
+    fit_value = cfg.warm_start_value_coef > 0
+    if fit_value:  # the critic learns the run's own reward
+        reward_fields = ("gamma", "parl", "lambda_schedule", "lambda1", "lambda2", "anneal_fraction", "parallel_form", "parallel_cap")
+        reward_fields += ("finish_form", "token_cost", "perf_form", "latency_weight")
+        spec["reward"] = {name: getattr(cfg, name) for name in reward_fields}
     key = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"warm-{key}.pt" if cache_dir else None
     if path is not None and path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=False)
         trainer.model.load_state_dict(state["model"])
         return {**state["report"], "cached": True}
-    report = warm_start_from_config(trainer.model, cfg).to_dict()
+    report = warm_start_from_config(trainer.model, cfg, reward_fn=trainer.episode_reward if fit_value else None).to_dict()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_torch_save({"model": trainer.model.state_dict(), "report": report, "spec": spec}, path)
@@ -652,6 +659,8 @@ def run_phase_job(job: dict) -> dict:
     start = time.perf_counter()
     trainer = PPOTrainer(cfg, warm_start=False)
     warm = _warm_start_cached(trainer, job.get("warm_cache")) if cfg.warm_start else None
+    if cfg.warm_start and cfg.warm_start_kl_coef > 0:
+        trainer.set_anchor()
     env_kwargs = resolve_env_kwargs(cfg.env_id, cfg.env_overrides)
     n_check, every = int(job["check_episodes"]), int(job["check_every"])
     cp = load_orchestrator("critical_path")
