@@ -51,7 +51,7 @@ PROG = "swarmgym train"
 #: Env id trained on when ``--env-id`` is not given.
 DEFAULT_ENV_ID = "swarmgym/Mixed-v0"
 #: Env steps of the default run.
-DEFAULT_TOTAL_STEPS = 300_000
+DEFAULT_TOTAL_STEPS = 450_000
 #: Orchestrator the default run imitates before RL (``--warm-start none``: the random network).
 DEFAULT_WARM_START = "critical_path"
 #: Behaviour-cloning passes of the default warm start.
