@@ -7,7 +7,7 @@ Python function of one env ``e`` over named state arrays, named after the
 then ``spawn``, ``do``, ``wait``, ``verify``, ``waste_tick``, ``answer``, ``check_budget``,
 ``score``, ``metrics``), so a rule
 changed in the simulator is changed here line for line. The stages are
-``numba.extending.register_jitable``: the same source is compiled into
+:func:`stage` functions (``numba.extending.register_jitable``): the same source is compiled into
 
 * :func:`cpu_kernels` -- ``step_batch``: a ``numba.prange`` loop over the batch (on-disk
   cache, ``workqueue`` threading layer), and
@@ -48,7 +48,7 @@ except ImportError as exc:  # pragma: no cover - numba is a dependency
         "swarmgym.batched needs the 'numba' package (pip install 'numba>=0.60'): the batched kernel is compiled with it"
     ) from exc
 
-from numba.extending import register_jitable
+from numba.extending import overload, register_jitable
 
 from swarmgym.config import MAX_TIERS
 from swarmgym.layout import (
@@ -75,6 +75,20 @@ from swarmgym.simulator import FAIL, OK, WRONG
 # the workqueue layer does not (it must be chosen before the first parallel compile).
 if os.environ.get("NUMBA_THREADING_LAYER") is None:
     numba.config.THREADING_LAYER = "workqueue"
+
+
+def stage(fn):
+    """Make ``fn`` (restricted Python over one env) callable from the compiled kernels.
+
+    On every target it is compiled where a kernel calls it (``register_jitable``); on the CPU it is
+    also marked ``forceinline`` (LLVM's ``alwaysinline``), so a step is one function: a call
+    would copy the :class:`State`, :class:`Instance` and :class:`Rules` tuples (about a hundred
+    words) on every stage, which cost a quarter of a step's instructions. The CUDA target keeps
+    its own inlining (``register_jitable``'s generic overload, which numba prefers there)."""
+    register_jitable(fn)
+    overload(fn, jit_options={"forceinline": True}, target="cpu", strict=False)(lambda *args: fn)
+    return fn
+
 
 #: Nodes per word of a node bit set (words are int64 holding values below 2**32).
 BITS = 32
@@ -447,7 +461,7 @@ _M_COST_TIER0 = FLOAT_METRICS.index("cost_usd_tier0")
 
 
 # ------------------------------------------------------------------ random stream
-@register_jitable
+@stage
 def mul32(x, c):
     """``(x * c) mod 2**32`` for ``0 <= x, c < 2**32``, with no int64 product above 2**48."""
     low = (x * (c & 0xFFFF)) & _MASK32
@@ -455,7 +469,7 @@ def mul32(x, c):
     return (low + high) & _MASK32
 
 
-@register_jitable
+@stage
 def hash32(x):
     """A 32-bit integer hash (lowbias32) of ``0 <= x < 2**32``."""
     x ^= x >> 16
@@ -466,7 +480,7 @@ def hash32(x):
     return x
 
 
-@register_jitable
+@stage
 def mix32(key, env, k):
     """The ``k``-th 32-bit draw of env ``env``'s stream under ``key`` (all non-negative)."""
     h = hash32((key ^ hash32(env & _MASK32)) & _MASK32)
@@ -474,7 +488,7 @@ def mix32(key, env, k):
     return hash32(h ^ ((k >> 32) & _MASK32))
 
 
-@register_jitable
+@stage
 def draw_bank_row(s, r, e, bank_size):
     """A bank row for env ``e``, uniform over ``[0, bank_size)`` up to a 2**-10 relative bias."""
     u = mix32(r.stream_key, e, s.env[e, RNG_DRAWS])
@@ -483,20 +497,20 @@ def draw_bank_row(s, r, e, bank_size):
 
 
 # ------------------------------------------------------------------ node sets
-@register_jitable
+@stage
 def has_bit(bits, e, which, i, j):
     """Node ``j`` is in node ``i``'s set ``which`` (PARENTS or CHILDREN)."""
     return ((bits[e, which, i, j // BITS] >> (j % BITS)) & 1) == 1
 
 
 # ------------------------------------------------------------------ sub-agent tiers (Rules holds MAX_TIERS scalars per quantity)
-@register_jitable
+@stage
 def fate(k, r, e, which, i, attempt, tier):
     """The ``DURATION`` or ``OUTCOME`` of attempt ``attempt`` on node ``i`` by a sub-agent of tier ``tier``."""
     return k.fates[e, which, i, attempt * r.n_tiers + tier]
 
 
-@register_jitable
+@stage
 def tier_step_input(r, t):
     """Tokens a running sub-agent of tier ``t`` reads per tick."""
     if t == 0:
@@ -506,7 +520,7 @@ def tier_step_input(r, t):
     return r.tier_step_input_2
 
 
-@register_jitable
+@stage
 def tier_step_output(r, t):
     """Tokens a running sub-agent of tier ``t`` writes per tick."""
     if t == 0:
@@ -516,7 +530,7 @@ def tier_step_output(r, t):
     return r.tier_step_output_2
 
 
-@register_jitable
+@stage
 def tier_price_scale(r, t):
     """What tier ``t``'s tokens cost, relative to the TokenModel's prices."""
     if t == 0:
@@ -526,7 +540,7 @@ def tier_price_scale(r, t):
     return r.tier_price_scale_2
 
 
-@register_jitable
+@stage
 def spawn_offset(r, t):
     """First action of the block that spawns a sub-agent of tier ``t`` (``n_actions`` when the layout has none)."""
     if t == 0:
@@ -536,14 +550,14 @@ def spawn_offset(r, t):
     return r.spawn_offset_2
 
 
-@register_jitable
+@stage
 def extra_work(s, r, e, i):
     """Node ``i``'s coordination work (0 unless the config is extended: a base config has no such row)."""
     return s.node[e, EXTRA_WORK, i] if r.extended else 0
 
 
 # ------------------------------------------------------------------ queries (SwarmSimulator.can_*)
-@register_jitable
+@stage
 def can_do(s, k, e, i):
     if s.env[e, IS_DONE] or not 0 <= i < k.env[e, N_NODES]:
         return False
@@ -551,7 +565,7 @@ def can_do(s, k, e, i):
     return st == _READY or st == _ACTIVE
 
 
-@register_jitable
+@stage
 def can_spawn(s, k, r, e, i, tier):
     return (
         s.env[e, IS_DONE] == 0
@@ -564,12 +578,12 @@ def can_spawn(s, k, r, e, i, tier):
     )
 
 
-@register_jitable
+@stage
 def can_wait(s, e):
     return s.env[e, IS_DONE] == 0 and s.env[e, N_RUNNING] > 0
 
 
-@register_jitable
+@stage
 def can_verify(s, k, r, e, i):
     return (
         r.verification
@@ -582,7 +596,7 @@ def can_verify(s, k, r, e, i):
 
 
 # ------------------------------------------------------------------ internals (SwarmSimulator._*)
-@register_jitable
+@stage
 def complete(s, k, r, e, i, correct):
     """Node ``i`` is done; its output is right iff it and all its parents' outputs are. A child whose
     last parent this was is ready (and revealed), its work fixed: its own plus the coordination work
@@ -617,7 +631,7 @@ def complete(s, k, r, e, i, correct):
                     node[e, REVEALED, c] = 1
 
 
-@register_jitable
+@stage
 def return_result(s, k, r, e, j):
     """The sub-agent on node ``j`` returns its result."""
     tier = s.node[e, ATTEMPT_TIER, j] if r.extended else 0
@@ -647,7 +661,7 @@ def return_result(s, k, r, e, j):
     complete(s, k, r, e, j, outcome == _OK)
 
 
-@register_jitable
+@stage
 def advance(s, k, r, e, dt, turn, orchestrator_worked):
     """Run the clock ``dt`` ticks: charge tokens, count concurrency, resolve finishes."""
     env = s.env
@@ -688,7 +702,7 @@ def advance(s, k, r, e, dt, turn, orchestrator_worked):
                 return_result(s, k, r, e, j)
 
 
-@register_jitable
+@stage
 def invalidate(s, k, r, e, i):
     """Node ``i``'s result was caught wrong: every node built on it (its transitive descendants) is
     reset to blocked, the sub-agents on them cancelled; ``i`` is ready again, seen as a failure."""
@@ -750,21 +764,21 @@ def invalidate(s, k, r, e, i):
         node[e, MARK, d] = 0
 
 
-@register_jitable
+@stage
 def check_budget(s, k, e):
     if s.env[e, T] >= k.env[e, BUDGET] and s.env[e, IS_DONE] == 0:
         s.env[e, IS_DONE] = 1
         s.env[e, ENDED_BY_BUDGET] = 1
 
 
-@register_jitable
+@stage
 def end_turn(s, k, e):
     s.env[e, SPAWNS_THIS_TURN] = 0
     check_budget(s, k, e)
 
 
 # ------------------------------------------------------------------ actions (SwarmSimulator.*)
-@register_jitable
+@stage
 def do(s, k, r, e, i):
     """The orchestrator works one tick on ready node ``i``; ends the turn."""
     s.node[e, STATUS, i] = _ACTIVE
@@ -778,7 +792,7 @@ def do(s, k, r, e, i):
     end_turn(s, k, e)
 
 
-@register_jitable
+@stage
 def spawn(s, k, r, e, i, tier):
     """Hand ready node ``i`` to a new sub-agent of tier ``tier``; the turn goes on."""
     handoff = r.handoff_base + r.handoff_per_parent * k.node[e, N_PARENTS, i]
@@ -806,7 +820,7 @@ def spawn(s, k, r, e, i, tier):
     s.env[e, SPAWNED_TIER0 + tier * TIER_STRIDE] += 1
 
 
-@register_jitable
+@stage
 def wait(s, k, r, e):
     """Run the clock to the next sub-agent finish (or the budget); ends the turn."""
     next_finish = -1
@@ -817,7 +831,7 @@ def wait(s, k, r, e):
     end_turn(s, k, e)
 
 
-@register_jitable
+@stage
 def verify(s, k, r, e, i):
     """The orchestrator re-checks the result a sub-agent returned on node ``i`` (one timed turn of
     its own work); a wrong result it catches is invalidated with everything built on it."""
@@ -840,7 +854,7 @@ def verify(s, k, r, e, i):
     end_turn(s, k, e)
 
 
-@register_jitable
+@stage
 def waste_tick(s, k, r, e):
     """An invalid action: the turn is spent and one tick passes."""
     s.env[e, INVALID_ACTIONS] += 1
@@ -848,13 +862,13 @@ def waste_tick(s, k, r, e):
     end_turn(s, k, e)
 
 
-@register_jitable
+@stage
 def answer(s, e):
     """Submit the current state; the episode ends at the current tick."""
     s.env[e, IS_DONE] = 1
 
 
-@register_jitable
+@stage
 def apply_action(s, k, r, e, a):
     """One env step's action, as SwarmEnv.step applies it (an invalid action wastes the turn, or answers: ``r.invalid_answers``)."""
     invalid = False
@@ -903,7 +917,7 @@ def apply_action(s, k, r, e, a):
 
 
 # ------------------------------------------------------------------ scoring (SwarmSimulator.score / metrics)
-@register_jitable
+@stage
 def target_counts(s, k, e):
     """``(right, wrong, missing)`` targets."""
     tp = 0
@@ -921,14 +935,14 @@ def target_counts(s, k, e):
     return tp, fp, fn
 
 
-@register_jitable
+@stage
 def score(s, k, e):
     """F1 over targets: a right output is a true positive, a wrong one a false positive, a missing one a false negative."""
     tp, fp, fn = target_counts(s, k, e)
     return 2.0 * tp / (2 * tp + fp + fn)
 
 
-@register_jitable
+@stage
 def tier_cost(s, r, e, t):
     """The price of tier ``t``'s sub-agent tokens, its price scale applied."""
     usd = (
@@ -938,7 +952,7 @@ def tier_cost(s, r, e, t):
     return tier_price_scale(r, t) * usd
 
 
-@register_jitable
+@stage
 def metrics(s, k, r, e, out):
     """Episode metrics of env ``e`` into ``out``'s metric rows (the simulator's ``metrics()``)."""
     m = r.max_subagents
@@ -1035,7 +1049,7 @@ def metrics(s, k, r, e, out):
 
 
 # ------------------------------------------------------------------ observation (SwarmEnv._observation / action_masks)
-@register_jitable
+@stage
 def encode(s, k, r, e, nodes, globals_, mask):
     """Write env ``e``'s dynamic node columns, globals and action mask into ``nodes[e]``,
     ``globals_[e]``, ``mask[e]`` (the static node columns are written when the episode starts).
@@ -1080,7 +1094,7 @@ def encode(s, k, r, e, nodes, globals_, mask):
     mask[e, r.answer_action] = True
 
 
-@register_jitable
+@stage
 def encode_extended(s, k, r, e, nodes, globals_, mask):
     """The extended layout's part of :func:`encode`: the verify and further spawn blocks of the mask,
     the extended node columns and globals and, in a progressive episode, what is hidden: a hidden
@@ -1130,7 +1144,7 @@ def encode_extended(s, k, r, e, nodes, globals_, mask):
         globals_[e, _G_TIER0_CAUGHT_RATE + col] = env[e, CAUGHT_TIER0 + q * TIER_STRIDE] / verified if verified else 0.0
 
 
-@register_jitable
+@stage
 def encode_adjacency(s, k, e, adjacency):
     """A progressive episode's adjacency: the parent rows of its revealed nodes (hidden rows and
     columns stay zero: a hidden node's children are hidden too)."""
@@ -1141,7 +1155,7 @@ def encode_adjacency(s, k, e, adjacency):
                 adjacency[e, i, p] = 1.0 if has_bit(k.bits, e, PARENTS, i, p) else 0.0
 
 
-@register_jitable
+@stage
 def copy_observation(src_nodes, src_globals, src_mask, src_row, dst_nodes, dst_globals, dst_mask, dst_row):
     """Row ``src_row`` of one set of observation buffers into row ``dst_row`` of another."""
     for i in range(src_nodes.shape[1]):
@@ -1153,7 +1167,7 @@ def copy_observation(src_nodes, src_globals, src_mask, src_row, dst_nodes, dst_g
         dst_mask[dst_row, c] = src_mask[src_row, c]
 
 
-@register_jitable
+@stage
 def copy_matrix(src, src_row, dst, dst_row):
     """``dst[dst_row] = src[src_row]`` for ``[rows, a, b]`` arrays."""
     for i in range(src.shape[1]):
@@ -1162,7 +1176,7 @@ def copy_matrix(src, src_row, dst, dst_row):
 
 
 # ------------------------------------------------------------------ episode start (SwarmSimulator.__init__)
-@register_jitable
+@stage
 def load_instance(s, k, r, out, bank, e, row):
     """Env ``e`` starts an episode on bank row ``row``: its instance copied, its state cleared,
     its first observation (the bank's) written."""
@@ -1201,7 +1215,7 @@ def load_instance(s, k, r, out, bank, e, row):
 
 
 # ------------------------------------------------------------------ one env step
-@register_jitable
+@stage
 def step_env(s, k, r, out, bank, e, a, write_final):
     """Env ``e`` takes action ``a``: dynamics, reward, termination, truncation, metrics and,
     when its episode ends, its final observation (``write_final``) and an autoreset."""
@@ -1236,7 +1250,7 @@ def step_env(s, k, r, out, bank, e, a, write_final):
             encode_adjacency(s, k, e, out.adjacency)
 
 
-@register_jitable
+@stage
 def start_env(s, k, r, out, bank, e, row):
     """Env ``e`` starts on bank row ``row`` (``-1``: a row drawn from its stream; ``instance_ref``
     records it, else -1: the caller knows which instance the row is)."""
@@ -1248,7 +1262,7 @@ def start_env(s, k, r, out, bank, e, row):
     load_instance(s, k, r, out, bank, e, row)
 
 
-@register_jitable
+@stage
 def random_valid_action(mask, e, key, draw):
     """A uniform draw among env ``e``'s valid actions (``mix32(key, e, draw)``; 0 if none is valid)."""
     count = 0
