@@ -1156,9 +1156,10 @@ def encode_adjacency(s, k, e, adjacency):
 
 
 @stage
-def copy_observation(src_nodes, src_globals, src_mask, src_row, dst_nodes, dst_globals, dst_mask, dst_row):
-    """Row ``src_row`` of one set of observation buffers into row ``dst_row`` of another."""
-    for i in range(src_nodes.shape[1]):
+def copy_observation(src_nodes, src_globals, src_mask, src_row, dst_nodes, dst_globals, dst_mask, dst_row, n_rows):
+    """Row ``src_row`` of one set of observation buffers into row ``dst_row`` of another (of the
+    node rows, the first ``n_rows``)."""
+    for i in range(n_rows):
         for c in range(src_nodes.shape[2]):
             dst_nodes[dst_row, i, c] = src_nodes[src_row, i, c]
     for c in range(src_globals.shape[1]):
@@ -1168,24 +1169,26 @@ def copy_observation(src_nodes, src_globals, src_mask, src_row, dst_nodes, dst_g
 
 
 @stage
-def copy_matrix(src, src_row, dst, dst_row):
-    """``dst[dst_row] = src[src_row]`` for ``[rows, a, b]`` arrays."""
-    for i in range(src.shape[1]):
-        for j in range(src.shape[2]):
+def copy_matrix(src, src_row, dst, dst_row, n_rows):
+    """``dst[dst_row, :n_rows, :n_rows] = src[src_row, :n_rows, :n_rows]`` for ``[rows, n, n]`` arrays."""
+    for i in range(n_rows):
+        for j in range(n_rows):
             dst[dst_row, i, j] = src[src_row, i, j]
 
 
 # ------------------------------------------------------------------ episode start (SwarmSimulator.__init__)
 @stage
-def load_instance(s, k, r, out, bank, e, row):
+def load_instance(s, k, r, out, bank, e, row, n_rows):
     """Env ``e`` starts an episode on bank row ``row``: its instance copied, its state cleared,
-    its first observation (the bank's) written."""
-    n_max = k.node.shape[2]
+    its first observation (the bank's) written, for node slots ``[0, n_rows)``. ``n_rows`` is
+    ``n_max`` for a fresh start; an autoreset passes the larger of the two episodes' node counts:
+    the slots above it hold what every instance has in a slot without a node (written by a
+    fresh start, never touched by a step), so they need no copy."""
     for f in range(k.node.shape[1]):
-        for i in range(n_max):
+        for i in range(n_rows):
             k.node[e, f, i] = bank.node[row, f, i]
     for f in range(2):
-        for i in range(n_max):
+        for i in range(n_rows):
             for w in range(k.bits.shape[3]):
                 k.bits[e, f, i, w] = bank.bits[row, f, i, w]
             for a in range(k.fates.shape[3]):
@@ -1193,14 +1196,14 @@ def load_instance(s, k, r, out, bank, e, row):
     for f in range(k.env.shape[1]):
         k.env[e, f] = bank.env[row, f]
     for f in range(s.node.shape[1]):
-        for i in range(n_max):
+        for i in range(n_rows):
             s.node[e, f, i] = 0
-    for i in range(n_max):
+    for i in range(n_rows):
         s.node[e, STATUS, i] = _READY if bank.node[row, N_PARENTS, i] == 0 else _BLOCKED
         s.node[e, WORK_LEFT, i] = bank.node[row, WORK, i]
         s.node[e, UNFINISHED_PARENTS, i] = bank.node[row, N_PARENTS, i]
     if r.extended:
-        for i in range(n_max):
+        for i in range(n_rows):
             s.node[e, REVEALED, i] = 1 if (not r.progressive) or bank.node[row, N_PARENTS, i] == 0 else 0
             s.node[e, ATTEMPT_TIER, i] = -1
     for f in range(RNG_DRAWS):
@@ -1209,9 +1212,9 @@ def load_instance(s, k, r, out, bank, e, row):
         s.env[e, f] = 0
     for q in range(s.concurrency_ticks.shape[1]):
         s.concurrency_ticks[e, q] = 0
-    copy_observation(bank.nodes0, bank.globals0, bank.mask0, row, out.nodes, out.globals_, out.mask, e)
+    copy_observation(bank.nodes0, bank.globals0, bank.mask0, row, out.nodes, out.globals_, out.mask, e, n_rows)
     if r.with_adjacency:
-        copy_matrix(bank.adjacency0, row, out.adjacency, e)
+        copy_matrix(bank.adjacency0, row, out.adjacency, e, n_rows)
 
 
 # ------------------------------------------------------------------ one env step
@@ -1231,17 +1234,17 @@ def step_env(s, k, r, out, bank, e, a, write_final):
         metrics(s, k, r, e, out)
         if write_final:
             # the static columns (and padding) from the episode's observation, then its final state
-            copy_observation(out.nodes, out.globals_, out.mask, e, out.final_nodes, out.final_globals, out.final_mask, e)
+            copy_observation(out.nodes, out.globals_, out.mask, e, out.final_nodes, out.final_globals, out.final_mask, e, r.n_max)
             encode(s, k, r, e, out.final_nodes, out.final_globals, out.final_mask)
             if r.extended:
                 encode_extended(s, k, r, e, out.final_nodes, out.final_globals, out.final_mask)
             if r.with_adjacency:
-                copy_matrix(out.adjacency, e, out.final_adjacency, e)
+                copy_matrix(out.adjacency, e, out.final_adjacency, e, r.n_max)
                 if r.progressive:
                     encode_adjacency(s, k, e, out.final_adjacency)
         row = draw_bank_row(s, r, e, bank.env.shape[0])
         s.env[e, INSTANCE_REF] = row
-        load_instance(s, k, r, out, bank, e, row)
+        load_instance(s, k, r, out, bank, e, row, max(k.env[e, N_NODES], bank.env[row, N_NODES]))
     else:
         encode(s, k, r, e, out.nodes, out.globals_, out.mask)
         if r.extended:
@@ -1259,7 +1262,7 @@ def start_env(s, k, r, out, bank, e, row):
         s.env[e, INSTANCE_REF] = row
     else:
         s.env[e, INSTANCE_REF] = -1
-    load_instance(s, k, r, out, bank, e, row)
+    load_instance(s, k, r, out, bank, e, row, r.n_max)
 
 
 @stage
@@ -1267,8 +1270,7 @@ def random_valid_action(mask, e, key, draw):
     """A uniform draw among env ``e``'s valid actions (``mix32(key, e, draw)``; 0 if none is valid)."""
     count = 0
     for a in range(mask.shape[1]):
-        if mask[e, a]:
-            count += 1
+        count += mask[e, a]
     if count == 0:
         return 0
     pick = (mix32(key, e, draw) * count) >> 32
