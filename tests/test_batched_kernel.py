@@ -19,3 +19,28 @@ def test_kernel__without_numba_says_which_package_is_missing():
     assert done.returncode != 0
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError") and "'numba' package" in last, last
+
+
+def _stage_templates(fn, target: str) -> list[dict]:
+    """The jit options of ``fn``'s numba implementations, in the order numba tries them on ``target``."""
+    from numba.core import utils
+    from numba.core.registry import cpu_target
+    from numba.core.target_extension import target_registry
+
+    ctx = cpu_target.typing_context
+    ctx.refresh()
+    fnty = ctx.resolve_value_type(fn)
+    order = utils.order_by_target_specificity(target_registry[target], fnty.templates, fnkey=fnty.key[0])
+    return [template._jit_options for template in order]
+
+
+def test_stages__are_inlined_on_cpu_and_plain_device_functions_on_cuda():
+    """Every stage compiles with ``forceinline`` on the CPU (a call would copy the State, Instance and
+    Rules tuples), and CUDA resolves it to the generic implementation without that option (the CUDA
+    target is not run here: no GPU; this checks which implementation it would compile)."""
+    stages = [kernel.advance, kernel.complete, kernel.step_env, kernel.encode, kernel.load_instance, kernel.random_valid_action]
+    for fn in stages:
+        cpu = _stage_templates(fn, "cpu")
+        cuda = _stage_templates(fn, "cuda")
+        assert cpu[0].get("forceinline") is True, fn.__name__
+        assert len(cuda) == 1 and "forceinline" not in cuda[0], fn.__name__
