@@ -83,8 +83,8 @@ def stage(fn):
     On every target it is compiled where a kernel calls it (``register_jitable``); on the CPU it is
     also marked ``forceinline`` (LLVM's ``alwaysinline``), so a step is one function: a call
     would copy the :class:`State`, :class:`Instance` and :class:`Rules` tuples (about a hundred
-    words) on every stage, which cost a quarter of a step's instructions. The CUDA target keeps
-    its own inlining (``register_jitable``'s generic overload, which numba prefers there)."""
+    words) on every stage, which cost a quarter of a step's instructions. The CUDA target is not
+    offered the CPU overload: it compiles the generic one, as before, with its own inlining."""
     register_jitable(fn)
     overload(fn, jit_options={"forceinline": True}, target="cpu", strict=False)(lambda *args: fn)
     return fn
