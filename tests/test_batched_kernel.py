@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
 import subprocess
 import sys
 
@@ -34,13 +36,25 @@ def _stage_templates(fn, target: str) -> list[dict]:
     return [template._jit_options for template in order]
 
 
+def _stage_names() -> list[str]:
+    """Names of the functions in the kernel module's source decorated ``@stage``."""
+    tree = ast.parse(inspect.getsource(kernel))
+    return [
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef) and any(isinstance(d, ast.Name) and d.id == "stage" for d in node.decorator_list)
+    ]
+
+
 def test_stages__are_inlined_on_cpu_and_plain_device_functions_on_cuda():
     """Every stage compiles with ``forceinline`` on the CPU (a call would copy the State, Instance and
     Rules tuples), and CUDA resolves it to the generic implementation without that option (the CUDA
     target is not run here: no GPU; this checks which implementation it would compile)."""
-    stages = [kernel.advance, kernel.complete, kernel.step_env, kernel.encode, kernel.load_instance, kernel.random_valid_action]
-    for fn in stages:
-        cpu = _stage_templates(fn, "cpu")
-        cuda = _stage_templates(fn, "cuda")
-        assert cpu[0].get("forceinline") is True, fn.__name__
-        assert len(cuda) == 1 and "forceinline" not in cuda[0], fn.__name__
+    names = _stage_names()
+    assert {"advance", "complete", "step_env", "encode", "load_instance", "random_valid_action"} <= set(names)
+    assert "@register_jitable" not in inspect.getsource(kernel)  # every compiled helper is a stage
+    for name in names:
+        cpu = _stage_templates(getattr(kernel, name), "cpu")
+        cuda = _stage_templates(getattr(kernel, name), "cuda")
+        assert cpu[0].get("forceinline") is True, name
+        assert len(cuda) == 1 and "forceinline" not in cuda[0], name
