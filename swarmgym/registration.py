@@ -37,6 +37,8 @@ SUITE_FILES = (
     "workflows.toml",
     "deep_research.toml",
     "verified_pipeline.toml",
+    "deep_research_hard.toml",
+    "verified_pipeline_hard.toml",
 )
 
 #: Keys a spec may have at its top level.

@@ -12,7 +12,12 @@ from swarmgym import DeepResearch, VerifiedPipeline
 from swarmgym.graph import KINDS, MERGE, PLAN, REASON, SEARCH
 from swarmgym.layout import GLOBAL_COLUMN, ActionLayout
 
-MECHANICS_IDS = ("swarmgym/DeepResearch-v0", "swarmgym/VerifiedPipeline-v0")
+MECHANICS_IDS = (
+    "swarmgym/DeepResearch-v0",
+    "swarmgym/VerifiedPipeline-v0",
+    "swarmgym/DeepResearchHard-v0",
+    "swarmgym/VerifiedPipelineHard-v0",
+)
 
 
 def _kinds(graph) -> list[str]:
@@ -108,16 +113,57 @@ def test_registered__both_forms_with_every_mechanic_on(env_id):
     cfg = env.config
     assert cfg.extended and cfg.verification is not None and cfg.hidden_reliability is not None and cfg.coordination is not None
     assert [t.name for t in cfg.tiers] == ["fast", "careful"]
-    assert cfg.progressive == (env_id == "swarmgym/DeepResearch-v0")
+    assert cfg.progressive == env_id.startswith("swarmgym/DeepResearch")
     assert env.action_space.n == ActionLayout(env.n_max, extended=True).n
     flat = gym.make(swarmgym.flat_id(env_id)).unwrapped
     assert flat.observation_space.shape == (flat.flat_layout.size,) and flat.flat_layout.extended
 
 
-def test_registered__the_two_families_share_one_public_sub_agent_table():
-    a, b = (gym.make(i).unwrapped.config for i in MECHANICS_IDS)
+def test_registered__the_two_v0_families_share_one_public_sub_agent_table():
+    a, b = (gym.make(i).unwrapped.config for i in MECHANICS_IDS[:2])
     for field in ("reliability", "tiers", "verification", "hidden_reliability", "max_subagents"):
         assert getattr(a, field) == getattr(b, field), field
+
+
+def _spec_kwargs(env_id: str) -> dict:
+    return gym.spec(env_id).kwargs
+
+
+@pytest.mark.parametrize(
+    ("hard", "generator_changes", "config_changes"),
+    [
+        (
+            "swarmgym/DeepResearchHard-v0",
+            {"budget_factor": 1.4},
+            {
+                ("reliability", "fail_base"): [0.0, 0.0, 0.0, 0.0],
+                ("tiers", 1, "error_scale"): 0.1,
+                ("verification", "work_percent"): 25,
+            },
+        ),
+        ("swarmgym/VerifiedPipelineHard-v0", {"link_prob": 0.4}, {("reliability", "fail_base"): [0.0, 0.0, 0.0, 0.0]}),
+    ],
+)
+def test_registered__each_hard_id_differs_from_its_family_in_exactly_the_documented_settings(hard, generator_changes, config_changes):
+    """docs/families_headroom_search.md chose these settings; everything else is the family's -v0 spec."""
+    a, b = _spec_kwargs(hard.replace("Hard-v0", "-v0")), _spec_kwargs(hard)
+    assert {k: v for k, v in b["generator_kwargs"].items() if a["generator_kwargs"].get(k) != v} == generator_changes
+    changed = {}
+
+    def walk(x, y, path):
+        if isinstance(x, dict):
+            assert set(x) == set(y), path
+            for k in x:
+                walk(x[k], y[k], (*path, k))
+        elif isinstance(x, list) and x and isinstance(x[0], dict):
+            assert len(x) == len(y), path
+            for i, (xi, yi) in enumerate(zip(x, y)):
+                walk(xi, yi, (*path, i))
+        elif x != y:
+            changed[path] = y
+
+    walk(a["config"], b["config"], ())
+    assert changed == config_changes
 
 
 def test_deep_research__the_width_is_hidden_until_the_plan_is_done():

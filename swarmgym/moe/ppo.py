@@ -162,7 +162,10 @@ class PPOConfig:
     """Per-step probability of any spawn of the warm-started policy, in (0, 1), set by one exact offset of
     the spawn logits after cloning; None keeps the clone's own."""
     warm_start_epochs: int = 6
-    """Behaviour-cloning passes over the demonstrations (64 envs x 64 steps), in [0, 1000]."""
+    """Behaviour-cloning passes over the demonstrations (64 envs x ``warm_start_steps`` steps), in [0, 1000]."""
+    warm_start_steps: int = 64
+    """Demonstration steps per env (64 envs), in [1, 100000]: 64 gives 4,096 demonstrated states; a rule with
+    many situations (verify, tiers, a belief about hidden reliability) needs more to be cloned sharply."""
     warm_start_value_coef: float = 0.0
     """Weight of the critic fit during the warm start (the value head learns the demonstration's returns under
     this run's reward beside the cloning loss), in [0, 100]; 0 leaves the critic untrained."""
@@ -196,6 +199,7 @@ class PPOConfig:
         _check_int("total_steps", self.total_steps, self.num_envs * self.num_steps, 10**12)
         _check_int("num_minibatches", self.num_minibatches, 1, self.batch_size)
         _check_int("log_every", self.log_every, 1, 10**9)
+        _check_int("warm_start_steps", self.warm_start_steps, 1, 100_000)
         _check_int("checkpoint_every", self.checkpoint_every, 0, 10**9)
         _check_int("torch_threads", self.torch_threads, 0, 1024)
         _check_int("seed", self.seed, 0, 2**31 - 1)

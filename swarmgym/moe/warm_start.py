@@ -366,7 +366,8 @@ def warm_start(
 
 def warm_start_from_config(model: OrchestratorNet, cfg, reward_fn=None) -> WarmStartReport:
     """:func:`warm_start` with the settings of a :class:`~swarmgym.moe.ppo.PPOConfig`
-    (``warm_start``, ``warm_start_spawn_prob``, ``warm_start_epochs``, ``warm_start_value_coef``, ``gamma``,
+    (``warm_start``, ``warm_start_spawn_prob``, ``warm_start_steps``, ``warm_start_epochs``, ``warm_start_value_coef``,
+    ``gamma``,
     the env, seed and engine); ``reward_fn`` is the trainer's episode reward (for the critic fit)."""
     return warm_start(
         model,
@@ -374,6 +375,7 @@ def warm_start_from_config(model: OrchestratorNet, cfg, reward_fn=None) -> WarmS
         cfg.env_id,
         env_overrides=cfg.env_overrides,
         spawn_prob=cfg.warm_start_spawn_prob,
+        num_steps=cfg.warm_start_steps,
         epochs=cfg.warm_start_epochs,
         seed=cfg.seed,
         engine=cfg.engine,
