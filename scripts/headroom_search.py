@@ -43,7 +43,7 @@ import numpy as np
 import swarmgym  # noqa: F401  (registers the ids)
 from swarmgym.config import SwarmConfig
 from swarmgym.evaluation import resolve_id
-from swarmgym.orchestrators import VerifyingScheduler, load_orchestrator
+from swarmgym.orchestrators import VerifyingScheduler, _parse_value, load_orchestrator
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from mechanics_headroom import DEFAULT_FIXED, DEFAULT_SPECS, ScaleOracle, mean_ci, oracle_pick, play  # noqa: E402
@@ -80,7 +80,7 @@ def policy_for(spec: str, public: SwarmConfig):
     """The orchestrator of ``spec``, a verifying_scheduler (or ``oracle_rule[:ARGS]``, the same rule
     told the hidden scale) told the candidate's public table."""
     head, _, rest = spec.partition(":")
-    args = dict(item.split("=", 1) for item in filter(None, rest.split(",")))
+    args = {k: _parse_value(v) for k, v in (item.split("=", 1) for item in filter(None, rest.split(",")))}
     if head == ORACLE:
         policy = ScaleOracle(**args, public=public)
     else:

@@ -95,6 +95,7 @@ def test_warm_start__bad_spawn_prob_is_rejected_before_work():
         ("warm_start", 3, "warm_start"),
         ("perf_form", "speed", "perf_form"),
         ("latency_weight", 2.0, "latency_weight"),
+        ("warm_start_steps", 0, r"warm_start_steps must be .*\[1, 100000\]"),
     ],
 )
 def test_ppo_config__warm_start_and_perf_fields_are_validated(field, value, match):
@@ -102,27 +103,29 @@ def test_ppo_config__warm_start_and_perf_fields_are_validated(field, value, matc
         PPOConfig(**{field: value})
 
 
+def _tiny_warm_started_run(**changes) -> PPOConfig:
+    """One rollout of 8 x 16 steps on WideSearch after a warm start from the sequential crew."""
+    fields = dict(env_id=WIDE, num_envs=8, num_steps=16, total_steps=128, model=ModelConfig.preset("small"))
+    fields.update(warm_start="sequential_crew", progress=False, tensorboard=False)
+    return PPOConfig(**{**fields, **changes})
+
+
 def test_ppo_trainer__warm_start_field_clones_before_rl_and_resume_does_not_redo_it(tmp_path):
-    cfg = PPOConfig(
-        env_id=WIDE,
-        num_envs=8,
-        num_steps=16,
-        total_steps=128,
-        model=ModelConfig.preset("small"),
-        warm_start="sequential_crew",
-        warm_start_spawn_prob=5e-4,
-        warm_start_epochs=2,
-        progress=False,
-        tensorboard=False,
-    )
+    cfg = _tiny_warm_started_run(warm_start_spawn_prob=5e-4, warm_start_epochs=2)
     trainer = PPOTrainer(cfg, run_dir=tmp_path)
     rep = trainer.warm_start_report
     assert rep is not None and rep.spawn_prob == pytest.approx(5e-4, rel=2e-3)
+    assert rep.states == 64 * 64  # the default demonstration: 64 envs x warm_start_steps=64
     trainer.train()
     resumed = PPOTrainer.resume(tmp_path / "checkpoint.pt", progress=False)
     assert resumed.warm_start_report is None  # the checkpoint's weights are loaded instead
     for k, v in trainer.model.state_dict().items():
         assert torch.equal(resumed.model.state_dict()[k], v), k
+
+
+def test_ppo_trainer__warm_start_steps_sets_the_demonstration_size():
+    cfg = _tiny_warm_started_run(warm_start_steps=3, warm_start_epochs=1)
+    assert PPOTrainer(cfg).warm_start_report.states == 64 * 3
 
 
 def _score_reward(r_perf, metrics, done):
