@@ -57,8 +57,10 @@ def _equal(a, b) -> bool:
 
 
 def test_suite__registers_every_family_in_both_forms():
-    families = ["WideSearch", "SerialReasoning", "DependentChains", "LayeredDAG", "Mixed", "Workflows", "DeepResearch", "VerifiedPipeline"]
-    expected = [x for f in families for x in (f"swarmgym/{f}-v0", f"swarmgym/{f}-flat-v0")]
+    names = ["WideSearch", "SerialReasoning", "DependentChains", "LayeredDAG", "Mixed", "Workflows", "DeepResearch", "VerifiedPipeline"]
+    names += ["DeepResearchHard", "VerifiedPipelineHard"]
+    families = [n.removesuffix("Hard") for n in names]  # a Hard id is a setting of its family's generator
+    expected = [x for n in names for x in (f"swarmgym/{n}-v0", f"swarmgym/{n}-flat-v0")]
     assert SUITE == expected
     for i, family in zip(SUITE, [f for f in families for _ in range(2)]):  # what each id builds, not only that it exists
         spec = gym.spec(i)

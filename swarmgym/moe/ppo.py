@@ -164,8 +164,8 @@ class PPOConfig:
     warm_start_epochs: int = 6
     """Behaviour-cloning passes over the demonstrations (64 envs x ``warm_start_steps`` steps), in [0, 1000]."""
     warm_start_steps: int = 64
-    """Demonstration steps per env (64 envs), in [1, 100000]: 64 gives 4,096 demonstrated states; a rule with
-    many situations (verify, tiers, a belief about hidden reliability) needs more to be cloned sharply."""
+    """Demonstration steps per env (64 envs), in [1, 100000]: 64 gives 4,096 demonstrated states; the runs on
+    the Hard ids (``baselines/study/learned_hard_*``) used 512 (32,768 states)."""
     warm_start_value_coef: float = 0.0
     """Weight of the critic fit during the warm start (the value head learns the demonstration's returns under
     this run's reward beside the cloning loss), in [0, 100]; 0 leaves the critic untrained."""
