@@ -82,9 +82,11 @@ def play_paired(
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ValueError(f"batch must be an integer >= 1, got {batch!r}")
     from swarmgym.evaluation import dict_observation
+    from swarmgym.orchestrators import bind_to_env
 
     n_envs = min(batch, n_episodes)
     envs = [gym.make(env_id, disable_env_checker=True, **(env_kwargs or {})) for _ in range(n_envs)]
+    policy = bind_to_env(policy, envs[0])  # a rule told the env's public table is told this env's
     rows: dict[int, dict] = {}
     next_seed, last_seed = seed_offset, seed_offset + n_episodes
     obs, masks, seeds = [None] * n_envs, [None] * n_envs, [0] * n_envs

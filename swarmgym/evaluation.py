@@ -46,7 +46,7 @@ import numpy as np
 from swarmgym.env import INVALID_ACTION_RULES
 from swarmgym.layout import FlatLayout
 from swarmgym.metrics import ALL, RECORDED, MetricsRecorder
-from swarmgym.orchestrators import REFERENCE_NAMES, Orchestrator, load_orchestrator
+from swarmgym.orchestrators import REFERENCE_NAMES, Orchestrator, bind_to_env, load_orchestrator
 
 #: Seeds per (orchestrator, id) when none are given: the whole default table takes
 #: about a minute on 2 CPU cores.
@@ -133,6 +133,7 @@ def run_episodes(
     recorder = recorder if recorder is not None else MetricsRecorder()
     n_envs = min(batch, n_episodes)
     envs = [gym.make(env_id, disable_env_checker=True, **(env_kwargs or {})) for _ in range(n_envs)]
+    policy = bind_to_env(policy, envs[0])  # a rule told the env's public table is told this env's
     next_seed = seed_offset
     last_seed = seed_offset + n_episodes
     obs: list[Any] = [None] * n_envs

@@ -120,6 +120,12 @@ class Orchestrator:
     def reset(self, seed: int | None = None) -> None:
         """Re-seed any randomness (the deterministic policies have none)."""
 
+    def for_env(self, config: SwarmConfig) -> Orchestrator:
+        """This orchestrator as it plays an env of ``config``: itself. A rule that is told the public
+        part of the env's config (:class:`VerifyingScheduler`) returns a copy told ``config``'s.
+        The evaluation, study, replay and warm-start loops call it (:func:`bind_to_env`)."""
+        return self
+
     def act(self, obs: dict[str, np.ndarray], mask: np.ndarray) -> np.ndarray:
         """One action per env: ``int64[B]``, always valid under ``mask``."""
         nodes, glob, mask, n_max = _check_batch(obs, mask)
@@ -374,7 +380,10 @@ class VerifyingScheduler(CriticalPathScheduler):
     :param max_spawn_parents: ``"auto"``, None or in [0, 8]: hand off only nodes with at most this
         many parents (None: any). ``"auto"``: critical_path's default 2 on the base layout; no limit
         on the extended one, where the prices decide.
-    :param public: the public table: a SwarmConfig, or a registered env id whose config is it.
+    :param public: the public table: a SwarmConfig, or a registered env id whose config is it; None
+        (the default): the table of the env it plays, when it is played through :meth:`for_env` (as
+        ``swarmgym evaluate``, ``study``, ``replay`` and the warm start do), else
+        :data:`PUBLIC_TABLE_ID`'s. A table given explicitly is kept on every env.
     """
 
     name = "verifying_scheduler"
@@ -388,8 +397,12 @@ class VerifyingScheduler(CriticalPathScheduler):
         target_ticks: float = 8.0,
         idle_share: float = 0.25,
         max_spawn_parents: int | None | str = "auto",
-        public: str | SwarmConfig = PUBLIC_TABLE_ID,
+        public: str | SwarmConfig | None = None,
     ) -> None:
+        # every argument but the table, for the copy :meth:`for_env` makes (the first statement: locals() is the arguments)
+        self._arguments = {k: v for k, v in locals().items() if k not in ("self", "public", "__class__")}
+        self._public_given = public is not None
+        public = PUBLIC_TABLE_ID if public is None else public
         allowed = (
             max_spawn_parents is None
             or max_spawn_parents == "auto"
@@ -646,11 +659,25 @@ class VerifyingScheduler(CriticalPathScheduler):
         elapsed = nodes[running, NODE_COLUMN["subagent_elapsed"]] * work
         return float(np.maximum(1.0, expected - elapsed).min())
 
+    def _public_label(self) -> str:
+        if not self._public_given:
+            return f"None (the env's table; {PUBLIC_TABLE_ID!r} until bound)"
+        return repr(self.public) if isinstance(self.public, str) else "a SwarmConfig"
+
+    def for_env(self, config: SwarmConfig) -> Orchestrator:
+        """A copy told ``config``'s public table, unless a table was given explicitly or ``config``
+        has none (the base layout, where this rule is critical_path)."""
+        if self._public_given or not config.extended:
+            return self
+        bound = type(self)(**self._arguments, public=config)
+        bound.name = self.name
+        return bound
+
     def __repr__(self) -> str:
         return (
             f"VerifyingScheduler(verify={self.verify!r}, tier={self.tier!r}, fast_tier={self.fast_tier}, careful_tier={self.careful_tier}, "
             f"target_ticks={self.target_ticks}, idle_share={self.idle_share}, "
-            f"max_spawn_parents={'auto' if self._parents_by_price else self.max_spawn_parents}, public={self.public!r})"
+            f"max_spawn_parents={'auto' if self._parents_by_price else self.max_spawn_parents}, public={self._public_label()})"
         )
 
 
@@ -784,6 +811,15 @@ BUILTIN: dict[str, Callable[..., Orchestrator]] = {
 }
 #: The reference orchestrators' names.
 REFERENCE_NAMES: tuple[str, ...] = tuple(BUILTIN)
+
+
+def bind_to_env(policy: Any, env: Any) -> Any:
+    """``policy`` as it plays ``env`` (a SwarmEnv, a wrapper of one, or an engine with a ``config``):
+    ``policy.for_env(config)`` where the policy has it (:meth:`Orchestrator.for_env`), else ``policy``."""
+    config = getattr(getattr(env, "unwrapped", env), "config", None)
+    if config is None or not hasattr(policy, "for_env"):
+        return policy
+    return policy.for_env(config)
 
 
 def _parse_value(text: str) -> Any:

@@ -18,7 +18,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from swarmgym.orchestrators import REFERENCE_NAMES, Orchestrator, load_orchestrator
+from swarmgym.orchestrators import REFERENCE_NAMES, Orchestrator, bind_to_env, load_orchestrator
 from swarmgym.trace import TraceRecorder, write_trace
 
 
@@ -30,6 +30,7 @@ def play_traced(
 
     env_id = resolve_id(env_id)
     env = TraceRecorder(gym.make(env_id, disable_env_checker=True, **(env_kwargs or {})), meta=meta)
+    policy = bind_to_env(policy, env)  # a rule told the env's public table is told this env's
     if hasattr(policy, "reset"):
         policy.reset(None)
     obs, info = env.reset(seed=seed)

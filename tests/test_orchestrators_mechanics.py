@@ -12,7 +12,7 @@ import swarmgym  # noqa: F401  (registers the ids)
 from swarmgym.config import MAX_TIERS, SwarmConfig
 from swarmgym.evaluation import run_episodes
 from swarmgym.layout import GLOBAL_COLUMN, KIND_COLUMN0, NODE_COLUMN, RESULTS_HALF, ActionLayout, global_features, node_features
-from swarmgym.orchestrators import BUILTIN, PUBLIC_TABLE_ID, VerifyingScheduler, load_orchestrator
+from swarmgym.orchestrators import BUILTIN, PUBLIC_TABLE_ID, VerifyingScheduler, bind_to_env, load_orchestrator
 
 MECHANICS_IDS = ("swarmgym/DeepResearch-v0", "swarmgym/VerifiedPipeline-v0")
 VARIANTS = (
@@ -68,6 +68,35 @@ def test_verifying_scheduler__on_the_base_layout_is_critical_path(env_id):
     a, _ = _play("verifying_scheduler", env_id, range(4))
     b, _ = _play("critical_path", env_id, range(4))
     assert a == b
+
+
+HARD_IDS = ("swarmgym/DeepResearchHard-v0", "swarmgym/VerifiedPipelineHard-v0")
+
+
+@pytest.mark.parametrize("env_id", HARD_IDS)
+def test_verifying_scheduler__is_told_the_table_of_the_env_it_plays_unless_given_one(env_id):
+    """A Hard id's public table differs from v0's: evaluated there, the plain rule plays exactly as the rule
+    told that id's table, and a rule given v0's table explicitly keeps it (and plays differently)."""
+    n = 24
+    bound = run_episodes(load_orchestrator("verifying_scheduler"), env_id, n)
+    told = run_episodes(load_orchestrator(f"verifying_scheduler:public={env_id}"), env_id, n)
+    kept = run_episodes(load_orchestrator(f"verifying_scheduler:public={PUBLIC_TABLE_ID}"), env_id, n)
+    for key in ("score", "critical_steps", "cost_usd"):
+        np.testing.assert_array_equal(bound.values(key), told.values(key))
+    assert not np.array_equal(bound.values("cost_usd"), kept.values("cost_usd"))
+
+
+def test_verifying_scheduler__for_env_binds_only_an_untold_rule_on_the_extended_layout():
+    hard = gym.make(HARD_IDS[0]).unwrapped.config
+    rule = VerifyingScheduler(verify="never", target_ticks=16.0)
+    bound = rule.for_env(hard)
+    assert bound is not rule and bound.public is hard and bound.name == rule.name
+    assert (bound.verify, bound.target_ticks) == ("never", 16.0)
+    assert bound.for_env(gym.make(MECHANICS_IDS[0]).unwrapped.config) is bound  # a bound rule keeps its table
+    told = VerifyingScheduler(public=PUBLIC_TABLE_ID)
+    assert told.for_env(hard) is told
+    assert rule.for_env(gym.make("swarmgym/WideSearch-v0").unwrapped.config) is rule  # base layout: no table to tell
+    assert bind_to_env(object, gym.make(HARD_IDS[0])) is object  # a policy without for_env is played as it is
 
 
 def test_flat_twins__evaluate_like_their_dict_ids():

@@ -104,8 +104,10 @@ def collect_demonstrations(
     not ended when the demonstration stopped."""
     from swarmgym.moe.engines import make_engine
     from swarmgym.moe.ppo import _metrics_rows
+    from swarmgym.orchestrators import bind_to_env
 
     eng = make_engine(env_id, num_envs, seed=seed + DEMO_SEED_OFFSET, engine=engine, overrides=env_overrides)
+    orchestrator = bind_to_env(orchestrator, eng)  # a rule told the env's public table is told this one's (with the overrides)
     obs = eng.reset()
     nodes, glob, masks, actions, rewards, dones = [], [], [], [], [], []
     for _ in range(num_steps):
