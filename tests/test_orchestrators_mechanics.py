@@ -7,6 +7,7 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 import swarmgym  # noqa: F401  (registers the ids)
 from swarmgym.config import MAX_TIERS, SwarmConfig
@@ -84,6 +85,23 @@ def test_verifying_scheduler__is_told_the_table_of_the_env_it_plays_unless_given
     for key in ("score", "critical_steps", "cost_usd"):
         np.testing.assert_array_equal(bound.values(key), told.values(key))
     assert not np.array_equal(bound.values("cost_usd"), kept.values("cost_usd"))
+
+
+def test_verifying_scheduler__the_paired_study_and_the_warm_start_also_tell_it_the_env_s_table():
+    """The other loops that play a rule on an env (the paired study's, the warm start's demonstrations)
+    bind it as run_episodes does: the plain rule acts exactly as the rule told the Hard id's table."""
+    from swarmgym.collapse import play_paired
+    from swarmgym.moe.warm_start import collect_demonstrations
+
+    env_id = HARD_IDS[1]
+    plain, told = load_orchestrator("verifying_scheduler"), load_orchestrator(f"verifying_scheduler:public={env_id}")
+    assert play_paired(plain, env_id, 12) == play_paired(told, env_id, 12)
+    demo = [collect_demonstrations(p, env_id, num_envs=4, num_steps=48, engine="gym")["actions"] for p in (plain, told)]
+    assert torch.equal(*demo)
+    kept = collect_demonstrations(
+        load_orchestrator(f"verifying_scheduler:public={PUBLIC_TABLE_ID}"), env_id, num_envs=4, num_steps=48, engine="gym"
+    )
+    assert not torch.equal(demo[0], kept["actions"])  # the test can tell the tables apart
 
 
 def test_verifying_scheduler__for_env_binds_only_an_untold_rule_on_the_extended_layout():
