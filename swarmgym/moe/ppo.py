@@ -173,6 +173,13 @@ class PPOConfig:
     """Weight of a penalty ``KL(π ‖ π_warm)`` in every PPO update, in [0, 100]; 0 = off. ``π_warm`` is a frozen
     copy of the warm-started policy (:attr:`PPOTrainer.anchor`), so RL departs from the imitated orchestrator
     where the advantages pay for it and stays with it elsewhere. Needs ``warm_start``."""
+    # ---- start from a trained policy
+    init_from: str | None = None
+    """A trained run's ``checkpoint.pt`` (or its folder) whose network (policy, critic and MoE routing state)
+    this run starts from instead of a fresh one; the optimiser, schedules, step count and engine start fresh
+    (fine-tuning, or a second leg of training under a new schedule). The architecture (``model``) and the
+    layout must be the checkpoint's. Not with ``warm_start``: both choose the starting policy. Only load
+    files you trust."""
     # ---- logging
     log_every: int = 1
     """Write a log row every this many updates, >= 1."""
@@ -248,6 +255,11 @@ class PPOConfig:
             raise ValueError(f"warm_start_kl_coef must be a number in [0, 100], got {kl!r}")
         if kl > 0 and self.warm_start is None:
             raise ValueError("warm_start_kl_coef > 0 needs warm_start (the policy the penalty holds the run near)")
+        if self.init_from is not None:
+            if not isinstance(self.init_from, str) or not self.init_from:
+                raise TypeError(f"init_from must be None or the path of a checkpoint.pt or run folder, got {self.init_from!r}")
+            if self.warm_start is not None:
+                raise ValueError("init_from and warm_start both choose the starting policy: set one of them")
         if not isinstance(self.env_overrides, dict):
             raise TypeError(f"env_overrides must be a dict, got {type(self.env_overrides).__name__}")
         if not isinstance(self.env_id, str) or not self.env_id:
@@ -377,6 +389,8 @@ class PPOTrainer:
         # ---- PARL schedules
         self.lambda1, self.lambda2 = self._schedules()
         self.global_step = 0
+        if warm_start and cfg.init_from:
+            self.load_initial_policy(cfg.init_from)
         self.warm_start_report = None
         if warm_start and cfg.warm_start:
             from swarmgym.moe.warm_start import warm_start_from_config
@@ -767,6 +781,26 @@ class PPOTrainer:
         return self.history
 
     # ------------------------------------------------------------------ checkpoints
+    def load_initial_policy(self, path: str | Path) -> None:
+        """Copy the network of a trained run's checkpoint into :attr:`model` (``PPOConfig.init_from``).
+
+        :raises FileNotFoundError, CheckpointError: see :func:`read_checkpoint`.
+        :raises ValueError: the checkpoint's architecture or layout is not this run's (the message names both).
+        """
+        state = read_checkpoint(path, formats=POLICY_FORMATS)
+        saved_model = ModelConfig.from_dict(state["model_config"]).to_dict()
+        own_model = self.config.model.to_dict()
+        if saved_model != own_model:
+            shown = ", ".join(f"{k}: {saved_model[k]!r} there, {own_model[k]!r} here" for k in own_model if saved_model[k] != own_model[k])
+            raise ValueError(f"init_from {str(path)!r}: its network is not this run's model ({shown})")
+        saved_extended = bool(state.get("extended", False))
+        if saved_extended != self.extended:
+            raise ValueError(
+                f"init_from {str(path)!r}: it holds a policy of the {layout_name(saved_extended)} layout, but {self.config.env_id!r} "
+                f"has the {layout_name(self.extended)} layout"
+            )
+        self.model.load_state_dict(state["model"])
+
     def set_anchor(self) -> None:
         """Freeze a copy of the current policy as :attr:`anchor`, the reference of ``warm_start_kl_coef``
         (the trainer calls it after its warm start; a caller that warm-starts the model itself calls it then)."""

@@ -78,6 +78,7 @@ RUN_SHAPING_OPTIONS: dict[str, str] = {
     "model": "--model",
     "warm_start": "--warm-start",
     "warm_start_spawn_prob": "--warm-start-spawn-prob",
+    "init_from": "--init-from",
     "perf_form": "--perf-form",
 }
 #: PPOConfig fields set by a dedicated option (an error in them names the option).
@@ -93,6 +94,7 @@ FIELD_OPTIONS: dict[str, str] = {
     "warm_start": "--warm-start",
     "warm_start_spawn_prob": "--warm-start-spawn-prob",
     "warm_start_epochs": "--set",
+    "init_from": "--init-from",
     "perf_form": "--perf-form",
     "latency_weight": "--set",
 }
@@ -167,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-step spawn probability of the warm-started policy, in (0, 1) (default: the clone's own)",
     )
     p.add_argument(
+        "--init-from",
+        default=None,
+        metavar="RUN",
+        help="start from the network of a trained run (its folder or checkpoint.pt) instead of a fresh one; the model is the "
+        "checkpoint's, the optimiser and schedules start fresh; not with --warm-start, --model or --ffn",
+    )
+    p.add_argument(
         "--perf-form", choices=["score", "latency"], default=None, help="r_perf: the score, or the score x budget left (default score)"
     )
     p.add_argument(
@@ -239,12 +248,32 @@ def make_config(args: argparse.Namespace) -> "Any":
         d["torch_threads"] = args.threads
     if args.checkpoint_seconds is not None:
         d["checkpoint_seconds"] = args.checkpoint_seconds
-    if args.model not in (None, "default"):
+    init_model = None
+    if args.init_from is not None:
+        for given, option in ((args.warm_start, "--warm-start"), (args.model, "--model"), (args.ffn, "--ffn")):
+            if given is not None:
+                raise UsageError(option, "cannot be combined with --init-from: the run starts from the checkpoint's network")
+        from swarmgym.moe.ppo import POLICY_FORMATS, CheckpointError, read_checkpoint
+
+        try:
+            saved = read_checkpoint(args.init_from, formats=POLICY_FORMATS)["model_config"]
+        except (FileNotFoundError, CheckpointError) as exc:
+            raise UsageError("--init-from", str(exc)) from None
+        from swarmgym.moe.model import ModelConfig
+
+        init_model = ModelConfig.from_dict(saved).to_dict()
+    if init_model is not None:
+        d["model"] = dict(init_model)
+        d["init_from"] = args.init_from
+    elif args.model not in (None, "default"):
         from swarmgym.moe.model import ModelConfig
 
         d["model"] = ModelConfig.preset(args.model, ffn=args.ffn or "moe").to_dict()
-    d["model"]["ffn"] = args.ffn or "moe"
-    if args.warm_start is None and not args.quick:  # the main job's start: a clone of critical_path with a fitted critic
+    if init_model is None:
+        d["model"]["ffn"] = args.ffn or "moe"
+    if args.init_from is not None:
+        d["warm_start"] = None
+    elif args.warm_start is None and not args.quick:  # the main job's start: a clone of critical_path with a fitted critic
         d.update(
             warm_start=DEFAULT_WARM_START, warm_start_epochs=DEFAULT_WARM_START_EPOCHS, warm_start_value_coef=DEFAULT_WARM_START_VALUE_COEF
         )
@@ -257,7 +286,8 @@ def make_config(args: argparse.Namespace) -> "Any":
     d["progress"] = not args.no_progress
     if args.quick:
         d.update(num_envs=8, num_steps=32, total_steps=8 * 32 * 2, tensorboard=True)
-        d["model"].update(d_model=16, n_heads=2, expert_hidden=16, n_layers=1, n_experts=4)
+        if init_model is None:
+            d["model"].update(d_model=16, n_heads=2, expert_hidden=16, n_layers=1, n_experts=4)
     else:
         d["total_steps"] = DEFAULT_TOTAL_STEPS
     if args.num_envs is not None:
@@ -270,6 +300,8 @@ def make_config(args: argparse.Namespace) -> "Any":
         d = apply_settings(d, args.set)
     except ValueError as exc:
         raise UsageError("--set", str(exc).removeprefix("--set ")) from None
+    if init_model is not None and d["model"] != init_model:
+        raise UsageError("--set", "model.* cannot be changed with --init-from: the run starts from the checkpoint's network")
     rollout = d["num_envs"] * d["num_steps"] if isinstance(d["num_envs"], int) and isinstance(d["num_steps"], int) else None
     if args.total_steps is not None and rollout is not None and d["total_steps"] < rollout:
         raise UsageError("--total-steps", f"must be at least one rollout (num_envs x num_steps = {rollout:,}), got {d['total_steps']:,}")
