@@ -175,3 +175,32 @@ def test_study_cli__time_to_target_reports_every_seed(tmp_path):
 def test_make_config__the_main_job_warm_starts_from_critical_path_unless_told_otherwise(argv, expected):
     cfg = train.make_config(train.build_parser().parse_args(argv))
     assert (cfg.warm_start, cfg.warm_start_epochs, cfg.warm_start_value_coef) == expected
+
+
+def test_train_cli__init_from_takes_the_checkpoints_model_and_no_warm_start(quick_run):
+    cfg = train.make_config(train.build_parser().parse_args(["--init-from", str(quick_run), "--total-steps", "4096"]))
+    saved = torch.load(quick_run / "checkpoint.pt", weights_only=False)["model_config"]
+    assert cfg.init_from == str(quick_run) and cfg.warm_start is None
+    assert cfg.model.to_dict() == saved and cfg.model.d_model == 16  # the quick run's model, not the default one
+
+
+@pytest.mark.parametrize(
+    "extra,option",
+    [
+        (["--warm-start", "critical_path"], "--warm-start"),
+        (["--model", "small"], "--model"),
+        (["--ffn", "dense"], "--ffn"),
+        (["--set", "model.d_model=32"], "--set"),
+    ],
+)
+def test_train_cli__init_from_refuses_options_that_would_choose_another_start(quick_run, tmp_path, capsys, extra, option):
+    rc = train.cli_main(["--init-from", str(quick_run), "--run-dir", str(tmp_path / "run"), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and f"{option}: " in err and "--init-from" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_cli__init_from_a_missing_checkpoint_is_one_line_naming_the_option(tmp_path, capsys):
+    assert train.cli_main(["--init-from", str(tmp_path / "nowhere"), "--run-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--init-from: no checkpoint at" in err and not (tmp_path / "run").exists()

@@ -248,3 +248,60 @@ def test_study_warm_start_cache__a_critic_fit_is_keyed_by_the_reward_it_learns(t
     assert cached(warm_start_value_coef=0.5, lambda1=1.0)["cached"] is False  # another reward, another critic
     assert cached(lambda1=0.1)["cached"] is False and cached(lambda1=1.0)["cached"] is True  # no fit: the clone alone
     assert len(list((tmp_path / "cache").iterdir())) == 3
+
+
+# ---- init_from: a run that starts from a trained run's network
+
+
+def _perturbed_checkpoint(tmp_path, seed: int = 7):
+    """A one-rollout run whose network is shifted away from any fresh initialisation, saved as a checkpoint."""
+    cfg = _tiny_warm_started_run(warm_start=None, seed=seed)
+    trainer = PPOTrainer(cfg, run_dir=tmp_path)
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.add_(0.25)
+    trainer.save(tmp_path / "checkpoint.pt")
+    return trainer
+
+
+def test_init_from__the_run_starts_from_the_checkpoints_network_with_a_fresh_optimiser_and_step_count(tmp_path):
+    source = _perturbed_checkpoint(tmp_path / "source")
+    fresh = PPOTrainer(_tiny_warm_started_run(warm_start=None, seed=3))
+    started = PPOTrainer(_tiny_warm_started_run(warm_start=None, seed=3, init_from=str(tmp_path / "source")))
+    saved = source.model.state_dict()
+    assert all(torch.equal(started.model.state_dict()[k], v) for k, v in saved.items())  # policy, critic and routing state
+    assert not all(torch.equal(fresh.model.state_dict()[k], v) for k, v in saved.items())
+    assert started.global_step == 0 and started.update == 0 and not started.optimizer.state
+
+
+def test_init_from__resume_keeps_the_trained_weights_instead_of_loading_the_start_again(tmp_path):
+    _perturbed_checkpoint(tmp_path / "source")
+    cfg = _tiny_warm_started_run(warm_start=None, init_from=str(tmp_path / "source" / "checkpoint.pt"))
+    trainer = PPOTrainer(cfg, run_dir=tmp_path / "run")
+    trainer.train()
+    resumed = PPOTrainer.resume(tmp_path / "run", progress=False)
+    assert resumed.config.init_from == cfg.init_from
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(resumed.model.state_dict()[k], v), k
+
+
+def test_init_from__another_architecture_or_layout_is_refused_naming_both(tmp_path):
+    _perturbed_checkpoint(tmp_path / "source")
+    wider = ModelConfig.preset("small").to_dict() | {"d_model": 32}
+    with pytest.raises(ValueError, match=r"init_from .*d_model: 16 there, 32 here"):
+        PPOTrainer(_tiny_warm_started_run(warm_start=None, model=wider, init_from=str(tmp_path / "source")))
+    with pytest.raises(ValueError, match="init_from .*layout"):
+        PPOTrainer(_tiny_warm_started_run(warm_start=None, env_id="swarmgym/DeepResearch-v0", init_from=str(tmp_path / "source")))
+
+
+@pytest.mark.parametrize(
+    "changes,error,match",
+    [
+        ({"init_from": ""}, TypeError, "init_from must be None or the path"),
+        ({"init_from": 3}, TypeError, "init_from must be None or the path"),
+        ({"init_from": "runs/x"}, ValueError, "init_from and warm_start both choose the starting policy"),
+    ],
+)
+def test_ppo_config__init_from_is_validated(changes, error, match):
+    with pytest.raises(error, match=match):
+        _tiny_warm_started_run(**changes)

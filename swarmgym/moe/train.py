@@ -602,6 +602,8 @@ def cli_main(argv: list[str]) -> int:
         )
     counts = trainer.model.parameter_counts()
     verb = f"resuming at update {trainer.update}/{config.num_updates}:" if plan.resume is not None else "training"
+    if plan.resume is None and config.init_from:
+        verb += f" (from the network of {config.init_from})"
     print(
         f"{PROG}: {verb} {config.model.ffn} orchestrator ({counts['total']:,} parameters, {counts['active']:,} active) on {config.env_id}, "
         f"{config.total_steps:,} env steps, PARL {'off' if not config.parl else config.lambda_schedule + ' λ'}; engine {type(trainer.engine).__name__}; "
