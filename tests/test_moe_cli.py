@@ -204,3 +204,11 @@ def test_train_cli__init_from_a_missing_checkpoint_is_one_line_naming_the_option
     assert train.cli_main(["--init-from", str(tmp_path / "nowhere"), "--run-dir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--init-from: no checkpoint at" in err and not (tmp_path / "run").exists()
+
+
+def test_train_cli__init_from_a_policy_of_another_layout_is_refused_before_any_work(quick_run, tmp_path, capsys):
+    argv = ["--init-from", str(quick_run), "--env-id", "swarmgym/DeepResearch-v0", "--run-dir", str(tmp_path / "run")]
+    assert train.cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--init-from: " in err and "base layout" in err and "extended layout" in err
+    assert not (tmp_path / "run").exists()

@@ -384,6 +384,16 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         extended = kwargs_extended(check_env_kwargs(config.env_id, config.env_overrides))
     except ValueError as exc:
         raise UsageError("--set env_overrides" if overridden else "--env-id", str(exc)) from None
+    if resume is None and config.init_from is not None:
+        from swarmgym.moe.ppo import POLICY_FORMATS, read_checkpoint
+
+        saved_extended = bool(read_checkpoint(config.init_from, formats=POLICY_FORMATS).get("extended", False))
+        if saved_extended != extended:
+            raise UsageError(
+                "--init-from",
+                f"{config.init_from} holds a policy of the {layout_name(saved_extended)} layout, but {config.env_id} is an env of "
+                f"the {layout_name(extended)} layout",
+            )
     eval_ids = [config.env_id]
     if args.eval_ids:
         eval_ids = []
