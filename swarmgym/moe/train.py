@@ -248,7 +248,9 @@ def make_config(args: argparse.Namespace) -> "Any":
         d["torch_threads"] = args.threads
     if args.checkpoint_seconds is not None:
         d["checkpoint_seconds"] = args.checkpoint_seconds
-    init_model = None
+    from swarmgym.moe.model import ModelConfig
+
+    init_model = None  # the checkpoint's architecture when the run starts from a trained network
     if args.init_from is not None:
         for given, option in ((args.warm_start, "--warm-start"), (args.model, "--model"), (args.ffn, "--ffn")):
             if given is not None:
@@ -259,26 +261,20 @@ def make_config(args: argparse.Namespace) -> "Any":
             saved = read_checkpoint(args.init_from, formats=POLICY_FORMATS)["model_config"]
         except (FileNotFoundError, CheckpointError) as exc:
             raise UsageError("--init-from", str(exc)) from None
-        from swarmgym.moe.model import ModelConfig
-
         init_model = ModelConfig.from_dict(saved).to_dict()
-    if init_model is not None:
-        d["model"] = dict(init_model)
-        d["init_from"] = args.init_from
-    elif args.model not in (None, "default"):
-        from swarmgym.moe.model import ModelConfig
-
-        d["model"] = ModelConfig.preset(args.model, ffn=args.ffn or "moe").to_dict()
-    if init_model is None:
-        d["model"]["ffn"] = args.ffn or "moe"
-    if args.init_from is not None:
-        d["warm_start"] = None
-    elif args.warm_start is None and not args.quick:  # the main job's start: a clone of critical_path with a fitted critic
-        d.update(
-            warm_start=DEFAULT_WARM_START, warm_start_epochs=DEFAULT_WARM_START_EPOCHS, warm_start_value_coef=DEFAULT_WARM_START_VALUE_COEF
-        )
+        d.update(model=dict(init_model), init_from=args.init_from, warm_start=None)
     else:
-        d["warm_start"] = None if args.warm_start in (None, "none") else args.warm_start
+        if args.model not in (None, "default"):
+            d["model"] = ModelConfig.preset(args.model, ffn=args.ffn or "moe").to_dict()
+        d["model"]["ffn"] = args.ffn or "moe"
+        if args.warm_start is None and not args.quick:  # the main job's start: a clone of critical_path with a fitted critic
+            d.update(
+                warm_start=DEFAULT_WARM_START,
+                warm_start_epochs=DEFAULT_WARM_START_EPOCHS,
+                warm_start_value_coef=DEFAULT_WARM_START_VALUE_COEF,
+            )
+        else:
+            d["warm_start"] = None if args.warm_start in (None, "none") else args.warm_start
     d["warm_start_spawn_prob"] = args.warm_start_spawn_prob
     d["perf_form"] = args.perf_form or "score"
     d["lambda_schedule"] = args.schedule or "linear"
