@@ -45,7 +45,7 @@ import numpy as np
 
 from swarmgym.env import INVALID_ACTION_RULES
 from swarmgym.layout import FlatLayout
-from swarmgym.metrics import ALL, RECORDED, MetricsRecorder
+from swarmgym.metrics import ALL, MECHANICS_RECORDED, RECORDED, MetricsRecorder
 from swarmgym.orchestrators import REFERENCE_NAMES, Orchestrator, bind_to_env, load_orchestrator
 
 #: Seeds per (orchestrator, id) when none are given: the whole default table takes
@@ -71,6 +71,16 @@ MARKDOWN_COLUMNS: tuple[tuple[str, str, float, int], ...] = (
     ("tokens", "tokens (k)", 1e-3, 1),
     ("cost_usd", "cost (m$)", 1e3, 2),
     ("budget_exhausted", "budget hit", 1.0, 2),
+)
+#: Columns of the Markdown table added when an id uses the mechanics (docs/mechanics.md), after
+#: :data:`MARKDOWN_COLUMNS`; then spawns and spend of each tier the ids have (``spawned_tier<t>``,
+#: ``cost_usd_tier<t>``). A row of an id without the mechanics shows "-" in them.
+MECHANICS_MARKDOWN_COLUMNS: tuple[tuple[str, str, float, int], ...] = (
+    ("targets_wrong", "targets wrong", 1.0, 2),
+    ("targets_missing", "targets missing", 1.0, 2),
+    ("verification_rate", "verified share", 1.0, 2),
+    ("verification_yield", "caught / verify", 1.0, 2),
+    ("coordination_tokens", "coordination tokens (k)", 1e-3, 1),
 )
 
 
@@ -217,12 +227,28 @@ def policy_variants(policy: Any, policy_mode: str = "both", sample_seed: int = 0
 
 @dataclass
 class EvalResult:
-    """Episodes of one orchestrator on one env id."""
+    """Episodes of one orchestrator on one env id.
+
+    ``tiers``: the sub-agent tiers of the id's config when it uses the mechanics (docs/mechanics.md),
+    0 when it does not; the tables show the mechanics' columns (:data:`MECHANICS_MARKDOWN_COLUMNS`)
+    for such ids only.
+    """
 
     env_id: str
     orchestrator: str
     recorder: MetricsRecorder
     seconds: float
+    tiers: int = 0
+
+
+def mechanics_tiers(env_id: str, env_kwargs: dict | None = None) -> int:
+    """The sub-agent tiers of ``env_id``'s config (with ``env_kwargs``) when it uses the mechanics, else 0."""
+    env = gym.make(env_id, disable_env_checker=True, **(env_kwargs or {}))
+    try:
+        config = env.unwrapped.config
+        return config.n_tiers if config.extended else 0
+    finally:
+        env.close()
 
 
 def evaluate(
@@ -259,6 +285,7 @@ def evaluate(
     ids = [resolve_id(i) for i in env_ids]
     results = []
     for env_id in ids:
+        tiers = mechanics_tiers(env_id, env_kwargs)
         for policy in policies:
             if hasattr(policy, "reset"):
                 policy.reset(None)  # every run starts from the policy's own seed
@@ -273,7 +300,7 @@ def evaluate(
             rec = run_episodes(
                 policy, env_id, n_seeds, seed_offset=seed_offset, env_kwargs=env_kwargs, batch=batch, traces=traces, trace_sink=sink
             )
-            result = EvalResult(env_id, str(getattr(policy, "name", type(policy).__name__)), rec, time.perf_counter() - start)
+            result = EvalResult(env_id, str(getattr(policy, "name", type(policy).__name__)), rec, time.perf_counter() - start, tiers)
             results.append(result)
             if progress is not None:
                 progress(result)
@@ -285,7 +312,8 @@ def table_rows(results: Sequence[EvalResult]) -> list[dict[str, Any]]:
 
     An id whose episodes span several families gets a row per family and an ``all`` row.
     Each row: ``env_id``, ``family``, ``orchestrator``, ``episodes``, ``stats`` (name ->
-    :class:`~swarmgym.metrics.Stat`) and ``profile`` (mean concurrency profile).
+    :class:`~swarmgym.metrics.Stat`), ``profile`` (mean concurrency profile) and ``tiers``
+    (:attr:`EvalResult.tiers`: 0 for an id without the mechanics).
     """
     rows = []
     by_id: dict[str, list[EvalResult]] = {}
@@ -306,6 +334,7 @@ def table_rows(results: Sequence[EvalResult]) -> list[dict[str, Any]]:
                         "episodes": r.recorder.n_episodes(fam),
                         "stats": r.recorder.summary(fam),
                         "profile": r.recorder.concurrency_profile(fam),
+                        "tiers": r.tiers,
                     }
                 )
     return rows
@@ -327,12 +356,20 @@ def to_markdown(rows: Sequence[dict[str, Any]], *, title: str | None = None, com
     if command:
         out.write(f"Made by:\n\n```\n{command}\n```\n\n")
     out.write("Means over episodes ± the half-width of their 95% confidence interval (Student t).\n\n")
-    headers = ["env", "family", "orchestrator", "episodes"] + [h for _, h, _, _ in MARKDOWN_COLUMNS]
+    tiers = max((row.get("tiers", 0) for row in rows), default=0)
+    mechanics = list(MECHANICS_MARKDOWN_COLUMNS) if tiers else []
+    for t in range(tiers):
+        mechanics += [(f"spawned_tier{t}", f"spawned tier {t}", 1.0, 1), (f"cost_usd_tier{t}", f"cost tier {t} (m$)", 1e3, 2)]
+    headers = ["env", "family", "orchestrator", "episodes"] + [h for _, h, _, _ in MARKDOWN_COLUMNS + tuple(mechanics)]
     out.write("| " + " | ".join(headers) + " |\n")
     out.write("|" + "|".join(["---"] * 3 + ["---:"] * (len(headers) - 3)) + "|\n")
     for row in rows:
         cells = [row["env_id"].removeprefix("swarmgym/"), row["family"], row["orchestrator"], str(row["episodes"])]
         cells += [_cell(row["stats"][name], scale, digits) for name, _, scale, digits in MARKDOWN_COLUMNS]
+        if row.get("tiers", 0):
+            cells += [_cell(row["stats"][name], scale, digits) for name, _, scale, digits in mechanics]
+        else:
+            cells += ["-"] * len(mechanics)
         out.write("| " + " | ".join(cells) + " |\n")
     return out.getvalue()
 
@@ -396,10 +433,14 @@ def to_terminal(rows: Sequence[dict[str, Any]], *, width: int = TERMINAL_WIDTH) 
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     """CSV with, per recorded quantity, ``_mean``, ``_ci_low`` and ``_ci_high`` columns,
-    then the mean concurrency profile (``profile_k``: share of ticks with k sub-agents)."""
+    then the mean concurrency profile (``profile_k``: share of ticks with k sub-agents). The
+    mechanics' quantities (:data:`~swarmgym.metrics.MECHANICS_RECORDED`) are columns only when
+    an id of the table uses the mechanics, and empty in the rows of ids that do not."""
     width = max((len(r["profile"]) for r in rows), default=0)
+    mechanics = any(row.get("tiers", 0) for row in rows)
+    names = [n for n in RECORDED if mechanics or n not in MECHANICS_RECORDED]
     header = ["env_id", "family", "orchestrator", "episodes"]
-    for name in RECORDED:
+    for name in names:
         header += [f"{name}_mean", f"{name}_ci_low", f"{name}_ci_high"]
     header += [f"profile_{k}" for k in range(width)]
     buf = io.StringIO()
@@ -407,7 +448,10 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     writer.writerow(header)
     for row in rows:
         line = [row["env_id"], row["family"], row["orchestrator"], row["episodes"]]
-        for name in RECORDED:
+        for name in names:
+            if name in MECHANICS_RECORDED and not row.get("tiers", 0):
+                line += ["", "", ""]
+                continue
             s = row["stats"][name]
             line += [f"{s.mean:.6g}", f"{s.low:.6g}", f"{s.high:.6g}"]
         prof = np.pad(row["profile"], (0, width - len(row["profile"])))

@@ -17,6 +17,12 @@ in :data:`swarmgym.layout.METRICS`, plus two derived from them (:data:`DERIVED`)
 ``idle_share``             ``concurrency_profile[0]``: share of ticks with no sub-agent running
 =========================  ==================================================================
 
+and the quantities of the mechanics (:data:`MECHANICS_RECORDED`: ``targets_wrong``,
+``targets_missing``, ``verification_rate``, ``verification_yield``, ``verify_ticks``,
+``coordination_tokens``, ``spawned_tier<t>`` and ``cost_usd_tier<t>``), recorded for every
+episode (0 where a mechanic is off) and shown in the tables of :mod:`swarmgym.evaluation` only for
+ids that use the mechanics.
+
 Plus the mean concurrency profile (:meth:`MetricsRecorder.concurrency_profile`):
 entry ``k`` is the mean over episodes of the share of ticks during which exactly
 ``k`` sub-agents ran.
@@ -35,13 +41,29 @@ from typing import Any, Iterable, Mapping
 import gymnasium as gym
 import numpy as np
 
+from swarmgym.config import MAX_TIERS
+
 #: Recorded quantities that are not episode metrics themselves, with their definitions.
 DERIVED: Mapping[str, str] = {
     "task_makespan_ratio": "critical_steps / task_lower_bound",
     "idle_share": "concurrency_profile[0]: the share of ticks with no sub-agent running",
 }
+#: The quantities of the mechanics (docs/mechanics.md) that :class:`MetricsRecorder` aggregates:
+#: what was wrong or missing at the end, checks (rate, yield, the orchestrator's ticks), the
+#: coordination tax's tokens, and spawns and spend per tier (metric keys of
+#: :data:`swarmgym.layout.SCALAR_METRIC_KEYS`; 0 in an episode where the mechanic is off).
+MECHANICS_RECORDED: tuple[str, ...] = (
+    "targets_wrong",
+    "targets_missing",
+    "verification_rate",
+    "verification_yield",
+    "verify_ticks",
+    "coordination_tokens",
+    *(f"spawned_tier{t}" for t in range(MAX_TIERS)),
+    *(f"cost_usd_tier{t}" for t in range(MAX_TIERS)),
+)
 #: The quantities :class:`MetricsRecorder` aggregates, in table order (metric keys of
-#: :data:`swarmgym.layout.SCALAR_METRIC_KEYS`, or :data:`DERIVED`).
+#: :data:`swarmgym.layout.SCALAR_METRIC_KEYS`, or :data:`DERIVED`), the mechanics' last.
 RECORDED: tuple[str, ...] = (
     "score",
     "critical_steps",
@@ -58,6 +80,7 @@ RECORDED: tuple[str, ...] = (
     "tokens",
     "cost_usd",
     "budget_exhausted",
+    *MECHANICS_RECORDED,
 )
 #: Name of the row that pools every family.
 ALL = "all"
@@ -154,6 +177,7 @@ def episode_row(metrics: Mapping[str, Any]) -> dict[str, float]:
             "cost_usd": _scalar(metrics["cost_usd"]),
             "budget_exhausted": float(bool(np.asarray(metrics["budget_exhausted"]).reshape(()))),
         }
+        row.update({name: _scalar(metrics[name]) for name in MECHANICS_RECORDED})
     except KeyError as exc:
         raise KeyError(f"episode metrics lack {exc.args[0]!r}; pass the dict of SwarmSimulator.metrics() (info['metrics'])") from None
     return row

@@ -10,7 +10,7 @@ import pytest
 
 from swarmgym.cli import main as swarmgym_main
 from swarmgym.evaluation import cli_main, evaluate, run_episodes, table_rows, to_csv, to_markdown
-from swarmgym.metrics import RECORDED
+from swarmgym.metrics import MECHANICS_RECORDED, RECORDED
 from swarmgym.orchestrators import load_orchestrator
 
 
@@ -37,7 +37,8 @@ def test_cli__writes_markdown_and_csv_with_per_family_rows(tmp_path, capsys):
     wide = [r for r in rows if r["env_id"] == "swarmgym/WideSearch-v0"]
     assert [r["family"] for r in wide] == ["WideSearch", "WideSearch"]
     for r in rows:
-        for name in RECORDED:
+        assert not any(name in r for name in ("targets_wrong_mean", "verification_rate_mean"))  # no id with the mechanics
+        for name in (n for n in RECORDED if n not in MECHANICS_RECORDED):
             lo, mean, hi = float(r[f"{name}_ci_low"]), float(r[f"{name}_mean"]), float(r[f"{name}_ci_high"])
             assert lo <= mean <= hi or np.isnan(lo)
     assert abs(sum(float(wide[0][f"profile_{k}"]) for k in range(9)) - 1.0) < 1e-6
@@ -276,3 +277,33 @@ def test_sb3_policy__acts_on_one_torch_thread_and_restores_the_setting():
         torch.set_num_threads(before)
     with pytest.raises(ValueError, match="threads must be None or an integer >= 1, got 0"):
         SB3Policy(model, threads=0)
+
+
+def test_table__mechanics_columns_only_where_an_id_uses_the_mechanics():
+    """The mechanics' quantities (checks, tiers, coordination, wrong and missing targets) are
+    columns of the Markdown and CSV tables when an id has the mechanics; a base id's row shows '-'
+    (Markdown) or empty cells (CSV), and a table of base ids alone has no such columns."""
+    results = evaluate(["verifying_scheduler:verify=always"], ["DeepResearch-v0", "WideSearch-v0"], 4)
+    assert [r.tiers for r in results] == [2, 0]
+    rows = table_rows(results)
+    md = to_markdown(rows)
+    header = next(line for line in md.splitlines() if line.startswith("| env"))
+    for h in ("targets wrong", "targets missing", "verified share", "caught / verify", "coordination tokens (k)", "cost tier 1 (m$)"):
+        assert f"| {h} |" in header
+    assert "tier 2" not in header  # the ids have two tiers
+    deep = next(line for line in md.splitlines() if line.startswith("| DeepResearch-v0"))
+    wide = next(line for line in md.splitlines() if line.startswith("| WideSearch-v0"))
+    n_columns = header.count("|")
+    assert deep.count("|") == wide.count("|") == n_columns
+    assert wide.rstrip(" |").split(" | ")[-9:] == ["-"] * 9
+    rec = results[0].recorder
+    verified = rec.values("verification_rate")
+    assert verified.mean() > 0  # verify=always checks the sub-agents' results
+    assert f"{verified.mean():.2f}" in deep.split(" | ")[header.split(" | ").index("verified share")]
+    table = list(csv.DictReader(io.StringIO(to_csv(rows))))
+    for name in MECHANICS_RECORDED:
+        assert float(table[0][f"{name}_mean"]) == pytest.approx(rec.values(name).mean(), rel=1e-5, abs=1e-9)
+        assert table[1][f"{name}_mean"] == ""
+    base_only = table_rows(evaluate(["critical_path"], ["WideSearch-v0"], 2))
+    assert "targets wrong" not in to_markdown(base_only)
+    assert not any(f"{name}_mean" in to_csv(base_only).splitlines()[0].split(",") for name in MECHANICS_RECORDED)
