@@ -57,6 +57,17 @@ class ScaleOracle(VerifyingScheduler):
         return belief
 
 
+def play_to_end(policy, env: gym.Env, obs: dict, info: dict) -> dict:
+    """Play the episode ``env`` was just reset to (``obs``, ``info``) with ``policy`` (reset first);
+    returns the last step's info."""
+    policy.reset()
+    while True:
+        action = int(policy.act({k: v[None] for k, v in obs.items()}, info["action_mask"][None])[0])
+        obs, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            return info
+
+
 def play(policy, env_id: str, seeds: range, env_kwargs: dict | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Metrics per episode (``COLUMNS``) and the hidden scale ``[n, T]`` of each."""
     env = gym.make(env_id, disable_env_checker=True, **(env_kwargs or {}))
@@ -66,12 +77,7 @@ def play(policy, env_id: str, seeds: range, env_kwargs: dict | None = None) -> t
         scale = env.unwrapped.instance.fates.error_scale
         if isinstance(policy, ScaleOracle):
             policy.know(scale)
-        policy.reset()
-        while True:
-            action = int(policy.act({k: v[None] for k, v in obs.items()}, info["action_mask"][None])[0])
-            obs, _, terminated, truncated, info = env.step(action)
-            if terminated or truncated:
-                break
+        info = play_to_end(policy, env, obs, info)
         for k in COLUMNS:
             rows[k].append(float(info["metrics"][k]))
         scales.append(np.asarray(scale, dtype=np.float64))
