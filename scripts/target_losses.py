@@ -1,19 +1,25 @@
-"""Where a hand-coded rule loses its score: targets right, wrong and missing per node kind, and what a
-deadline reserve does to them (an analysis tool only; it registers nothing).
+"""Where a hand-coded rule loses its score, and whether a variant of it wins that back: targets right,
+wrong and missing per node kind (an analysis tool only; it registers nothing).
 
 The score is F1 over the task's targets. On the mechanics families a rule can lose it to errors it
 lets through (wrong targets) or to the deadline (missing ones), and which one decides what could be
-won back. This plays ``verifying_scheduler`` with the given arguments on the same seeds and prints,
-per kind of target node, how many per episode ended right, wrong and missing.
+won back. This plays ``verifying_scheduler`` with the given arguments, and variants of it, on the
+same seeds; it prints each one's score, its paired difference from the rule, and per kind of target
+node how many per episode ended right, wrong and missing. The variants:
 
-``--reserve R`` (any number of values) plays the same rule made to keep R ticks after every
-non-merge node for the merges that follow it: a tier whose attempt would return later than
-``R`` ticks before the deadline is not used for such a node (the rule's own time check, moved
-earlier). ``R = 0`` is the rule itself.
+* ``--reserve R`` (any number of values): keep ``R`` ticks after every non-merge node for the
+  merges that follow it: a tier whose attempt would return later than ``R`` ticks before the
+  deadline is not used for such a node (the rule's own time check, moved earlier);
+* ``--depth-stake A`` (any number of values): a wrong result spoils more the more levels lie below
+  its node: the rule's stake times ``1 + A * levels``, ``levels = bottom level / mean work of the
+  visible nodes - 1`` (at least 0). The rule's stake counts at most two targets; on a
+  cross-linked pipeline an early error spoils more. It needs the bottom levels, which a
+  progressive task hides (there every level is 0 and the variant is the rule).
 
 Usage (a few seconds per row at -n 200 on one core)::
 
-    python scripts/target_losses.py --id DeepResearchHard-v0 --rule verify=never,target_ticks=16 --reserve 0 3 6 9 -n 200
+    python scripts/target_losses.py --id DeepResearchHard-v0 --rule verify=never,target_ticks=16 --reserve 3 6 -n 200
+    python scripts/target_losses.py --id VerifiedPipelineHard-v0 --rule verify=never,target_ticks=16 --depth-stake 0.25 0.5 1 -n 200
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import numpy as np
 import swarmgym  # noqa: F401  (registers the ids)
 from swarmgym.evaluation import resolve_id
 from swarmgym.graph import KINDS
-from swarmgym.layout import KIND_COLUMN0
+from swarmgym.layout import KIND_COLUMN0, NODE_COLUMN
 from swarmgym.orchestrators import VerifyingScheduler, _parse_value
 from swarmgym.simulator import DONE
 
@@ -35,22 +41,24 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from mechanics_headroom import play_to_end  # noqa: E402
 
 _MERGE = KIND_COLUMN0 + KINDS.index("merge")
+_PRESENT, _WORK, _BOTTOM_LEVEL = NODE_COLUMN["present"], NODE_COLUMN["work"], NODE_COLUMN["bottom_level"]
 
 
-class MergeReserveScheduler(VerifyingScheduler):
-    """verifying_scheduler that hands a non-merge node only to a tier returning ``reserve`` ticks
-    before the deadline (the rest of its decisions unchanged)."""
+class RuleVariant(VerifyingScheduler):
+    """verifying_scheduler with a deadline reserve for non-merge nodes (``reserve`` ticks) and a
+    stake grown by the levels below a node (``depth_stake``); 0 and 0 is the rule itself."""
 
-    def __init__(self, reserve: float = 0.0, **kwargs) -> None:
+    def __init__(self, reserve: float = 0.0, depth_stake: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.reserve = float(reserve)
-        self._arguments = {**self._arguments, "reserve": self.reserve}
+        self.reserve, self.depth_stake = float(reserve), float(depth_stake)
 
-    def for_env(self, config):
-        bound = super().for_env(config)
-        if bound is not self:
-            bound = type(self)(**{**self._arguments, "public": config})
-        return bound
+    def stake(self, nodes: np.ndarray) -> np.ndarray:
+        base = VerifyingScheduler.stake(nodes)
+        present = nodes[:, _PRESENT] > 0.5
+        if self.depth_stake == 0.0 or not present.any():
+            return base
+        levels = np.maximum(0.0, nodes[:, _BOTTOM_LEVEL] / max(float(nodes[present, _WORK].mean()), 1e-9) - 1.0)
+        return base * (1.0 + self.depth_stake * levels)
 
     def choose_tier(self, i, nodes, belief, spawn_ok, load=0.0, time_left=np.inf):
         if nodes[i, _MERGE] < 0.5:
@@ -67,11 +75,26 @@ def rule_kwargs(text: str) -> dict:
     return out
 
 
+def play_variant(policy: RuleVariant, env: gym.Env, seeds: range) -> tuple[np.ndarray, np.ndarray]:
+    """Per episode the score, and ``[kinds, 3]`` the targets right, wrong and missing per episode."""
+    scores, counts = [], np.zeros((len(KINDS), 3))
+    for seed in seeds:
+        info = play_to_end(policy, env, *env.reset(seed=seed))
+        scores.append(float(info["metrics"]["score"]))
+        sim, graph = env.unwrapped.sim, env.unwrapped.instance.graph
+        done = np.asarray(sim.status) == DONE
+        correct = np.asarray(sim.correct, dtype=bool)
+        for i in np.flatnonzero(np.asarray(graph.targets, dtype=bool)):
+            counts[int(graph.kind[i]), 0 if done[i] and correct[i] else (1 if done[i] else 2)] += 1
+    return np.asarray(scores), counts / len(seeds)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--id", default="DeepResearchHard-v0", help="a registered id with the mechanics")
     p.add_argument("--rule", default="verify=never,target_ticks=16", help="verifying_scheduler's arguments, key=value,...")
-    p.add_argument("--reserve", type=float, nargs="+", default=[0.0], help="ticks kept after non-merge nodes (0: the rule itself)")
+    p.add_argument("--reserve", type=float, nargs="*", default=[], help="variants: ticks kept after non-merge nodes")
+    p.add_argument("--depth-stake", type=float, nargs="*", default=[], help="variants: stake times 1 + A * levels below")
     p.add_argument("-n", type=int, default=200, help="episodes (seeds seed0 .. seed0 + n - 1)")
     p.add_argument("--seed0", type=int, default=0)
     args = p.parse_args()
@@ -79,26 +102,22 @@ def main() -> None:
         p.error(f"-n must be an integer >= 2, got {args.n}")
     env_id = resolve_id(args.id)
     env = gym.make(env_id, disable_env_checker=True)
-    kinds = list(KINDS)
-    print(
-        f"{env_id}, verifying_scheduler:{args.rule}, seeds {args.seed0}..{args.seed0 + args.n - 1}; per episode: right / wrong / missing targets"
-    )
-    print("| reserve | score | " + " | ".join(kinds) + " |")
-    print("|---:|---:|" + "---:|" * len(kinds))
-    for reserve in args.reserve:
-        policy = MergeReserveScheduler(reserve=reserve, **rule_kwargs(args.rule)).for_env(env.unwrapped.config)
-        scores, counts = [], np.zeros((len(kinds), 3))
-        for seed in range(args.seed0, args.seed0 + args.n):
-            info = play_to_end(policy, env, *env.reset(seed=seed))
-            scores.append(float(info["metrics"]["score"]))
-            sim, graph = env.unwrapped.sim, env.unwrapped.instance.graph
-            done = np.asarray(sim.status) == DONE
-            correct = np.asarray(sim.correct, dtype=bool)
-            for i in np.flatnonzero(np.asarray(graph.targets, dtype=bool)):
-                counts[int(graph.kind[i]), 0 if done[i] and correct[i] else (1 if done[i] else 2)] += 1
-        s = np.asarray(scores)
-        cells = [" / ".join(f"{c / args.n:.2f}" for c in counts[k]) if counts[k].any() else "-" for k in range(len(kinds))]
-        print(f"| {reserve:g} | {s.mean():.3f} ± {1.96 * s.std(ddof=1) / np.sqrt(s.size):.3f} | " + " | ".join(cells) + " |")
+    seeds = range(args.seed0, args.seed0 + args.n)
+    variants = [("the rule", {})]
+    variants += [(f"reserve {r:g}", {"reserve": r}) for r in args.reserve]
+    variants += [(f"depth stake {a:g}", {"depth_stake": a}) for a in args.depth_stake]
+    print(f"{env_id}, verifying_scheduler:{args.rule}, seeds {seeds.start}..{seeds.stop - 1}; per episode: right / wrong / missing targets")
+    print("| variant | score | − the rule, paired | " + " | ".join(KINDS) + " |")
+    print("|---|---:|---:|" + "---:|" * len(KINDS))
+    reference = None
+    for label, extra in variants:
+        policy = RuleVariant(**extra, **rule_kwargs(args.rule), public=env.unwrapped.config)
+        scores, counts = play_variant(policy, env, seeds)
+        reference = scores if reference is None else reference
+        d = scores - reference
+        cells = [" / ".join(f"{c:.2f}" for c in counts[k]) if counts[k].any() else "-" for k in range(len(KINDS))]
+        ci = lambda x: 1.96 * x.std(ddof=1) / np.sqrt(x.size)  # noqa: E731
+        print(f"| {label} | {scores.mean():.3f} ± {ci(scores):.3f} | {d.mean():+.3f} ± {ci(d):.3f} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
