@@ -39,6 +39,7 @@ SUITE_FILES = (
     "verified_pipeline.toml",
     "deep_research_hard.toml",
     "verified_pipeline_hard.toml",
+    "layered_dag_hard.toml",
 )
 
 #: Keys a spec may have at its top level.

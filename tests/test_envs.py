@@ -58,7 +58,7 @@ def _equal(a, b) -> bool:
 
 def test_suite__registers_every_family_in_both_forms():
     names = ["WideSearch", "SerialReasoning", "DependentChains", "LayeredDAG", "Mixed", "Workflows", "DeepResearch", "VerifiedPipeline"]
-    names += ["DeepResearchHard", "VerifiedPipelineHard"]
+    names += ["DeepResearchHard", "VerifiedPipelineHard", "LayeredDAGHard"]
     families = [n.removesuffix("Hard") for n in names]  # a Hard id is a setting of its family's generator
     expected = [x for n in names for x in (f"swarmgym/{n}-v0", f"swarmgym/{n}-flat-v0")]
     assert SUITE == expected

@@ -248,7 +248,7 @@ TEXT_IDS = [i for i in swarmgym.SUITE_IDS if not uses_mechanics(i)]  # the text 
 def test_text_ids__are_the_suite_without_the_mechanics_families_which_are_refused():
     assert TEXT_IDS and set(swarmgym.SUITE_IDS) - set(TEXT_IDS) == {
         f"swarmgym/{f}-{form}v0"
-        for f in ("DeepResearch", "VerifiedPipeline", "DeepResearchHard", "VerifiedPipelineHard")
+        for f in ("DeepResearch", "VerifiedPipeline", "DeepResearchHard", "VerifiedPipelineHard", "LayeredDAGHard")
         for form in ("", "flat-")
     }
     with pytest.raises(ValueError, match="supports the base layout only"):

@@ -17,6 +17,7 @@ MECHANICS_IDS = (
     "swarmgym/VerifiedPipeline-v0",
     "swarmgym/DeepResearchHard-v0",
     "swarmgym/VerifiedPipelineHard-v0",
+    "swarmgym/LayeredDAGHard-v0",
 )
 
 
@@ -127,6 +128,19 @@ def test_registered__the_two_v0_families_share_one_public_sub_agent_table():
 
 def _spec_kwargs(env_id: str) -> dict:
     return gym.spec(env_id).kwargs
+
+
+def test_registered__layered_dag_hard_is_layered_dag_with_verified_pipeline_hard_s_tiers_and_a_tighter_deadline():
+    """docs/families_mechanics.md: LayeredDAG-v0's graphs and reliability, the mechanics' sub-agent table, budget 1.2."""
+    base, hard = _spec_kwargs("swarmgym/LayeredDAG-v0"), _spec_kwargs("swarmgym/LayeredDAGHard-v0")
+    assert hard["generator"] == base["generator"] == "LayeredDAG"
+    assert hard["generator_kwargs"] == {**base["generator_kwargs"], "budget_factor": 1.2}
+    assert base["generator_kwargs"]["budget_factor"] == 1.5
+    cfg, vph = gym.make("swarmgym/LayeredDAGHard-v0").unwrapped.config, gym.make("swarmgym/VerifiedPipelineHard-v0").unwrapped.config
+    for field in ("tiers", "verification", "coordination", "hidden_reliability", "max_subagents"):
+        assert getattr(cfg, field) == getattr(vph, field), field
+    assert cfg.reliability == gym.make("swarmgym/LayeredDAG-v0").unwrapped.config.reliability  # failures included
+    assert not cfg.progressive
 
 
 @pytest.mark.parametrize(
