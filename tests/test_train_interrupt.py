@@ -4,6 +4,7 @@ clean logs, and one clear line for a checkpoint that cannot be used."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -238,6 +239,12 @@ def test_train_cli__interrupted_run_resumes_from_its_folder_to_the_uninterrupted
     assert read_checkpoint(run)["update"] == 2
     assert train.cli_main(["--resume", str(run), "--no-eval", "--no-plots", "--no-progress"]) == 0
     final, straight = read_checkpoint(run), read_checkpoint(tmp_path / "straight")
+    # The totals cover the whole run (both parts); the resumed part's own steps are named beside them.
+    trained = [line for line in capsys.readouterr().err.splitlines() if line.startswith("swarmgym train: trained ")]
+    assert len(trained) == 1 and trained[0].startswith("swarmgym train: trained 1,024 env steps in "), trained
+    assert trained[0].endswith(" s") and "; this part, from the resume: 512 env steps in " in trained[0], trained
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["train_seconds"] == pytest.approx(final["wall_time"]) and summary["env_steps"] == 1024
     assert final["update"] == straight["update"] == 4 and final["global_step"] == straight["global_step"]
     for name, value in straight["model"].items():
         assert torch.equal(final["model"][name], value), name

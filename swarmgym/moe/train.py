@@ -618,6 +618,7 @@ def cli_main(argv: list[str]) -> int:
     )
     resume_hint = f"resume with: swarmgym train --resume {shlex.quote(str(run_dir))}"
     start = time.perf_counter()
+    steps_before = trainer.global_step
     try:
         trainer.train()
     except StopRequested as exc:
@@ -629,9 +630,16 @@ def cli_main(argv: list[str]) -> int:
         else:
             print(f"{PROG}: stopped at once, before the first checkpoint; nothing to resume", file=sys.stderr)
         return 130
-    train_s = time.perf_counter() - start
-    sps = trainer.global_step / max(trainer.wall_time, 1e-9)
-    print(f"{PROG}: trained {trainer.global_step:,} env steps in {train_s:.0f} s ({sps:,.0f} env-steps/s)", file=sys.stderr)
+    # A resumed run's totals cover every part of it; the seconds of this part are printed beside them.
+    part_s = time.perf_counter() - start
+    train_s = trainer.wall_time
+    sps = trainer.global_step / max(train_s, 1e-9)
+    part = (
+        f"; this part, from the resume: {trainer.global_step - steps_before:,} env steps in {part_s:.0f} s"
+        if plan.resume is not None
+        else ""
+    )
+    print(f"{PROG}: trained {trainer.global_step:,} env steps in {train_s:.0f} s ({sps:,.0f} env-steps/s){part}", file=sys.stderr)
     summary: dict[str, Any] = {"env_steps": trainer.global_step, "train_seconds": train_s, "env_steps_per_s": sps, "parameters": counts}
 
     try:
