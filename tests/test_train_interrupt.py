@@ -235,6 +235,8 @@ def test_train_cli__interrupted_run_resumes_from_its_folder_to_the_uninterrupted
     assert train.cli_main([*args, "--run-dir", str(run)]) == 130
     monkeypatch.undo()
     err = capsys.readouterr().err.strip().splitlines()
+    straight_line = [line for line in err if line.startswith("swarmgym train: trained ")]
+    assert len(straight_line) == 1 and "this part" not in straight_line[0], straight_line  # no resume, no part
     assert err[-1].startswith("swarmgym train: stopped at update 2/4") and err[-1].endswith(f"resume with: swarmgym train --resume {run}")
     assert read_checkpoint(run)["update"] == 2
     assert train.cli_main(["--resume", str(run), "--no-eval", "--no-plots", "--no-progress"]) == 0

@@ -630,7 +630,8 @@ def cli_main(argv: list[str]) -> int:
         else:
             print(f"{PROG}: stopped at once, before the first checkpoint; nothing to resume", file=sys.stderr)
         return 130
-    # A resumed run's totals cover every part of it; the seconds of this part are printed beside them.
+    # Totals cover every part of a resumed run, in seconds of training updates (progress.csv's time_s);
+    # a resumed part's own steps and wall-clock seconds are printed beside them.
     part_s = time.perf_counter() - start
     train_s = trainer.wall_time
     sps = trainer.global_step / max(train_s, 1e-9)
