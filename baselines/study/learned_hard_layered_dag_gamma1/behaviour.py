@@ -13,12 +13,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 
 from swarmgym.evaluation import run_episodes
-from swarmgym.layout import ActionLayout
+from swarmgym.layout import ActionLayout, spawn_block
 from swarmgym.moe.policy import load_policy
-from swarmgym.orchestrators import load_orchestrator
+from swarmgym.orchestrators import bind_to_env, load_orchestrator
 
 ENV_ID = "swarmgym/LayeredDAGHard-v0"
 EPISODES = 300
@@ -26,30 +27,31 @@ SEED_OFFSET = 100_000
 METRICS = ("score", "critical_steps", "budget_exhausted", "targets_wrong", "verification_rate", "cost_usd")
 
 
-def block_of(action: int, layout: ActionLayout) -> str:
-    """The action block of ``action`` (tier 0 is the fast tier, tier 1 the careful one, as in the env)."""
-    for name, _ in reversed(layout.blocks):
-        start = layout[name] if name.startswith("spawn_") else getattr(layout, name)
-        if action >= start:
-            return {"spawn": "spawn fast", "spawn_1": "spawn careful"}.get(name, name)
-    raise ValueError(action)
+def block_names(env: gym.Env) -> dict[str, str]:
+    """Action block -> table column: each spawn block named by its tier's name in the env's config."""
+    return {spawn_block(t): f"spawn {tier.name}" for t, tier in enumerate(env.unwrapped.config.tiers)}
 
 
-def play(name: str, policy, layout_of) -> dict[str, float]:
-    counts: Counter[str] = Counter()
-    act = policy.act
+class CountingPolicy:
+    """Plays as ``policy`` and counts its actions by block (:meth:`ActionLayout.decode`)."""
 
-    def counting_act(obs, mask):
-        actions = np.asarray(act(obs, mask)).reshape(-1)
-        layout = layout_of(obs)
-        counts.update(block_of(int(a), layout) for a in actions)
+    def __init__(self, policy, names: dict[str, str]) -> None:
+        self.policy, self.names, self.counts = policy, names, Counter()
+
+    def act(self, obs, mask):
+        actions = np.asarray(self.policy.act(obs, mask)).reshape(-1)
+        layout = ActionLayout.for_actions(mask.shape[1], obs["nodes"].shape[1])
+        self.counts.update(self.names.get(block, block) for block, _ in map(layout.decode, actions))
         return actions
 
-    policy.act = counting_act
-    summary = run_episodes(policy, ENV_ID, EPISODES, seed_offset=SEED_OFFSET).summary()
-    row = {"policy": name, "decisions": sum(counts.values()) / EPISODES}
-    for block in ("do", "spawn fast", "spawn careful", "verify", "wait", "answer"):
-        row[block] = counts[block] / EPISODES
+
+def play(name: str, policy, names: dict[str, str]) -> dict[str, float]:
+    """One table row: ``policy`` (already bound to the env) over the episodes."""
+    counting = CountingPolicy(policy, names)
+    summary = run_episodes(counting, ENV_ID, EPISODES, seed_offset=SEED_OFFSET).summary()
+    row = {"policy": name, "decisions": sum(counting.counts.values()) / EPISODES}
+    for block in ("do", *names.values(), "verify", "wait", "answer"):
+        row[block] = counting.counts[block] / EPISODES
     for key in METRICS:
         row[key] = float(summary[key].mean)
     return row
@@ -61,7 +63,10 @@ def main() -> int:
     for label, run in (("leg 6", "ldh-polish2-seed0"), ("leg 7, γ 0.995", "ldh-g995-seed{}"), ("leg 7, γ 1", "ldh-gamma1-seed{}")):
         for seed in (0,) if "{}" not in run else (0, 1, 2):
             policies[f"MoE {label}, seed {seed}"] = load_policy(runs / run.format(seed))
-    rows = [play(name, p, lambda obs: ActionLayout(obs["nodes"].shape[1], extended=True)) for name, p in policies.items()]
+    env = gym.make(ENV_ID)
+    names = block_names(env)
+    rows = [play(name, bind_to_env(p, env), names) for name, p in policies.items()]
+    env.close()
     cols = list(rows[0])
     print(
         f"Actions per episode and episode means, {EPISODES} episodes of {ENV_ID} (seeds {SEED_OFFSET}..{SEED_OFFSET + EPISODES - 1}), learned policies greedy:\n"
