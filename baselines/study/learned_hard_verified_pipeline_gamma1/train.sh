@@ -7,7 +7,6 @@
 # skipped, one with a checkpoint is continued with `swarmgym train --resume`, the rest start afresh.
 set -euo pipefail
 S=${1:?usage: train.sh SEED}
-export NUMBA_CACHE_DIR=${NUMBA_CACHE_DIR:-/tmp/swarmgym-numba}
 ENV=swarmgym/VerifiedPipelineHard-v0
 COMMON=(--env-id "$ENV" --engine batched --total-steps 2703360 --threads 1 --no-progress --eval-seeds 200 --set gamma=1.0)
 leg() {  # leg L: train, then mark done
