@@ -18,7 +18,16 @@ import torch
 
 import swarmgym  # noqa: F401
 from swarmgym.moe import train
-from swarmgym.moe.checkpointing import GracefulStop, StopRequested, atomic_torch_save, atomic_write_text, exit_code_for
+from swarmgym.moe.checkpointing import (
+    RUN_PACKAGES,
+    GracefulStop,
+    StopRequested,
+    atomic_torch_save,
+    atomic_write_text,
+    exit_code_for,
+    system_info,
+    system_info_differences,
+)
 from swarmgym.moe.policy import load_policy
 from swarmgym.moe.ppo import CHECKPOINT_FORMAT, CheckpointError, PPOConfig, PPOTrainer, read_checkpoint
 
@@ -252,6 +261,42 @@ def test_train_cli__interrupted_run_resumes_from_its_folder_to_the_uninterrupted
         assert torch.equal(final["model"][name], value), name
     assert logged_figures(run) == logged_figures(tmp_path / "straight")
     assert (run / "command.txt").read_text().count("swarmgym train") == 2  # the first command and the resume
+    parts = json.loads((run / "system_info.json").read_text())
+    assert [p["from_update"] for p in parts] == [0, 2] and all(p == {**p, **system_info()} for p in parts)
+    assert "note: resuming under other versions" not in "\n".join(err)  # same versions: no note
+
+
+def test_system_info__names_python_the_run_packages_and_the_cpu():
+    import platform
+
+    import numba
+    import numpy as np
+
+    info = system_info()
+    assert info["python"] == platform.python_version()
+    assert info["torch"] == torch.__version__ and info["numpy"] == np.__version__ and info["numba"] == numba.__version__
+    assert set(RUN_PACKAGES) <= set(info) and info["cpu"] and info["platform"]
+    assert system_info_differences(info) == []
+    changed = {**info, "numpy": "0.0", "cpu": "another"}
+    assert system_info_differences(changed, info) == [f"numpy {info['numpy']} (was 0.0)", f"cpu {info['cpu']} (was another)"]
+    assert system_info_differences({"newpkg": "1.0"}, info) == ["newpkg absent (was 1.0)"]
+
+
+def test_train_cli__resume_under_other_versions_names_them_and_goes_on(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["--quick", "--total-steps", "512", "--engine", "gym", "--no-eval", "--no-plots", "--no-progress"]
+    assert train.cli_main([*args, "--run-dir", str(run)]) == 0
+    state = read_checkpoint(run)
+    assert state["system_info"] == system_info()
+    state["system_info"] = {**state["system_info"], "numpy": "0.0"}
+    atomic_torch_save(state, run / "checkpoint.pt")
+    capsys.readouterr()
+    assert train.cli_main(["--resume", str(run), "--no-eval", "--no-plots", "--no-progress"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "note:" in line]
+    assert notes == [
+        f"swarmgym train: note: resuming under other versions than the checkpoint was written with: numpy {system_info()['numpy']} "
+        "(was 0.0); the run goes on, but need not be bit-identical to an uninterrupted one"
+    ]
 
 
 def test_train_cli__sigint_to_a_real_process_exits_130_with_the_resume_line(tmp_path):

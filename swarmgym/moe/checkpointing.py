@@ -9,6 +9,10 @@ Two small tools for long runs (the trainer and the study use them):
 * :class:`GracefulStop`: a context manager that turns SIGINT and SIGTERM into a request
   (``stop.requested``) that the work loop checks at points where its state is consistent; there it
   saves and raises :class:`StopRequested`. A second signal stops at once (``KeyboardInterrupt``).
+* :func:`system_info`: the Python and package versions and the CPU a run's numbers depend on. The
+  same seed gives the same run bit for bit only under the same ones (numpy, numba/LLVM and torch
+  may change a float's last bit between releases), so the trainer stores them in each checkpoint
+  and run folder, and :func:`system_info_differences` says what changed when a run is resumed.
 
 Example::
 
@@ -23,11 +27,13 @@ Example::
 from __future__ import annotations
 
 import os
+import platform
 import signal
 import tempfile
 import threading
+from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 #: Signals :class:`GracefulStop` handles.
 STOP_SIGNALS: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
@@ -139,12 +145,52 @@ class GracefulStop:
         raise StopRequested(self.signum if self.signum is not None else signal.SIGINT, message)
 
 
+#: Packages whose versions can change a run's numbers (recorded by :func:`system_info`).
+RUN_PACKAGES: tuple[str, ...] = ("swarmgym", "torch", "numpy", "numba", "llvmlite", "gymnasium")
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def system_info() -> dict[str, str]:
+    """What this process computes with: Python, each of :data:`RUN_PACKAGES` (``"absent"`` when not
+    installed), the platform and the CPU model (math libraries pick their code paths by CPU)."""
+    info = {"python": platform.python_version()}
+    for name in RUN_PACKAGES:
+        try:
+            info[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            info[name] = "absent"
+    info["platform"] = platform.platform()
+    info["cpu"] = _cpu_model()
+    return info
+
+
+def system_info_differences(recorded: Mapping[str, str], current: Mapping[str, str] | None = None) -> list[str]:
+    """``"numpy 2.4.6 (was 2.3.1)"`` for each entry of ``recorded`` that differs in ``current``
+    (default: :func:`system_info` now), in ``recorded``'s order; empty when they agree."""
+    now = system_info() if current is None else current
+    return [f"{key} {now.get(key, 'absent')} (was {value})" for key, value in recorded.items() if now.get(key, "absent") != value]
+
+
 __all__ = [
     "STOP_SIGNALS",
+    "RUN_PACKAGES",
     "GracefulStop",
     "StopRequested",
     "atomic_torch_save",
     "atomic_write_bytes",
     "atomic_write_text",
     "exit_code_for",
+    "system_info",
+    "system_info_differences",
 ]

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from swarmgym.config import _check_int
-from swarmgym.moe.checkpointing import GracefulStop, atomic_torch_save, atomic_write_text
+from swarmgym.moe.checkpointing import GracefulStop, atomic_torch_save, atomic_write_text, system_info
 from swarmgym.moe.engines import make_engine
 from swarmgym.layout import ActionLayout
 from swarmgym.moe.model import ModelConfig, OrchestratorNet, layout_name
@@ -417,6 +417,9 @@ class PPOTrainer:
         self._csv_keys: list[str] | None = None
         self._tb_purge_step: int | None = None
         self.last_checkpoint: Path | None = None
+        #: the ``system_info`` of the checkpoint this trainer was resumed from (None: not resumed, or
+        #: a checkpoint written before it was recorded)
+        self.resumed_system_info: dict | None = None
 
     def _schedules(self):
         cfg = self.config
@@ -812,7 +815,9 @@ class PPOTrainer:
         self.anchor = copy.deepcopy(self.model).eval().requires_grad_(False)
 
     def state_dict(self) -> dict:
-        """Everything needed to resume exactly, plus what :func:`swarmgym.moe.policy.load_policy` reads.
+        """Everything needed to resume exactly, plus what :func:`swarmgym.moe.policy.load_policy` reads,
+        plus the versions it was written under (``system_info``: resuming under others runs, but
+        need not be bit-identical).
 
         The engine is stored as ``engine.spec`` and ``engine.state_dict()`` (per-env state and
         random-number state, not its instance bank), so the size is the model's and optimiser's
@@ -841,6 +846,7 @@ class PPOTrainer:
             "engine": {"type": type(self.engine).__name__, "spec": self.engine.spec, "state": self.engine.state_dict()},
             "next_obs": {k: v.cpu() for k, v in self.next_obs.items()},
             "next_mask": self.next_mask.cpu(),
+            "system_info": system_info(),
         }
 
     def save(self, path: str | Path) -> Path:
@@ -906,6 +912,7 @@ class PPOTrainer:
         torch.set_rng_state(rng["torch"])
         trainer.sampler.set_state(rng["sampler"])
         trainer.last_checkpoint = path
+        trainer.resumed_system_info = state.get("system_info")
         return trainer
 
 

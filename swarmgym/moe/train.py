@@ -11,6 +11,8 @@ rate, tokens, price) is printed and the full one written. The run folder (defaul
 
     checkpoint.pt          model, optimiser, schedules, RNG and engine state (resumable; "moe:<folder>")
     config.json            the PPOConfig of the run
+    command.txt            the command of each part of the run (its start, then each resume)
+    system_info.json       Python, package versions and CPU of each part (same seed, same run only under the same ones)
     progress.csv, tb/      training logs (CSV, TensorBoard)
     table.md, table.csv    the evaluation table
     training_curves.png    score, critical steps, speedup, spawns, λ, expert load over training
@@ -24,7 +26,8 @@ field (``model.FIELD`` for the architecture, ``env_overrides.config.FIELD`` for 
 Every option is checked before any work starts (:func:`plan_run`): a bad one ends the
 command with one line naming it and exit status 2. Ctrl-C (SIGINT) or SIGTERM finishes
 the current update, writes ``checkpoint.pt`` and exits with 130 (SIGINT) or 143
-(SIGTERM); ``--resume RUN_FOLDER`` continues the run exactly. Checkpoints are also
+(SIGTERM); ``--resume RUN_FOLDER`` continues the run exactly (under the versions the checkpoint
+was written with; under others it prints a note naming them and goes on). Checkpoints are also
 written every ``--checkpoint-seconds`` (default 60).
 
 Adding an option: declare it in :func:`build_parser`, check it in :func:`plan_run` (or
@@ -573,7 +576,7 @@ def cli_main(argv: list[str]) -> int:
         plan = plan_run(args)
     except UsageError as exc:
         return usage_failure(PROG, exc)
-    from swarmgym.moe.checkpointing import StopRequested, atomic_write_text
+    from swarmgym.moe.checkpointing import StopRequested, atomic_write_text, system_info, system_info_differences
     from swarmgym.moe.policy import load_policy
     from swarmgym.moe.ppo import PPOTrainer
 
@@ -590,6 +593,19 @@ def cli_main(argv: list[str]) -> int:
     atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
     previous = (run_dir / "command.txt").read_text() if plan.resume is not None and (run_dir / "command.txt").is_file() else ""
     atomic_write_text(run_dir / "command.txt", previous + command + "\n")
+    # system_info.json: one record per part of the run (its start, then each resume), like command.txt
+    info_path = run_dir / "system_info.json"
+    parts = json.loads(info_path.read_text()) if plan.resume is not None and info_path.is_file() else []
+    parts.append({"command": command, "from_update": trainer.update, **system_info()})
+    atomic_write_text(info_path, json.dumps(parts, indent=2) + "\n")
+    if trainer.resumed_system_info is not None:
+        changed = system_info_differences(trainer.resumed_system_info)
+        if changed:
+            print(
+                f"{PROG}: note: resuming under other versions than the checkpoint was written with: {', '.join(changed)}; "
+                "the run goes on, but need not be bit-identical to an uninterrupted one",
+                file=sys.stderr,
+            )
 
     warm_policy = None
     if plan.resume is None and trainer.warm_start_report is not None:
