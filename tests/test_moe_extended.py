@@ -96,9 +96,18 @@ def test_base_layout__a_fresh_network_outputs_what_main_recorded(preset):
     torch.testing.assert_close(value, torch.tensor(rec["value"]), rtol=0, atol=1e-6)
 
 
+#: The sum of the parameters after :func:`test_base_layout__a_warm_started_ppo_run_ends_where_main_recorded`'s
+#: run, by the set of CPU kernels torch dispatches to (``torch.backends.cpu.get_cpu_capability()``;
+#: ``ATEN_CPU_CAPABILITY`` chooses it): they round the last bits differently, which two PPO updates
+#: grow to 2.3e-5. AVX2: recorded on main (6dcc35f); an AVX512 machine gives it again with
+#: ``ATEN_CPU_CAPABILITY=avx2``. AVX512: recorded on such a machine (2026-12-03).
+RECORDED_PARAMETER_SUM = {"AVX2": 13.689671877014916, "AVX512": 13.68964925011096}
+
+
 def test_base_layout__a_warm_started_ppo_run_ends_where_main_recorded():
     """Warm start (cloning and spawn offset) and two PPO updates on the reference envs, seed 5:
-    the sum of the parameters recorded on main (6dcc35f)."""
+    the sum of the parameters recorded on main (6dcc35f) for this CPU kernel set, or, on a kernel
+    set with no record, within 1e-4 of the AVX2 one."""
     cfg = PPOConfig(
         env_id="swarmgym/Mixed-v0",
         engine="gym",
@@ -121,7 +130,11 @@ def test_base_layout__a_warm_started_ppo_run_ends_where_main_recorded():
     trainer.train(handle_signals=False)
     with torch.no_grad():
         total = sum(float(p.double().sum()) for p in trainer.model.parameters())
-    assert total == pytest.approx(13.689671877014916, rel=0, abs=1e-5)
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability in RECORDED_PARAMETER_SUM:
+        assert total == pytest.approx(RECORDED_PARAMETER_SUM[capability], rel=0, abs=1e-5), capability
+    else:
+        assert total == pytest.approx(RECORDED_PARAMETER_SUM["AVX2"], rel=0, abs=1e-4), capability
     assert trainer.state_dict()["extended"] is False
 
 

@@ -276,6 +276,7 @@ def test_system_info__names_python_the_run_packages_and_the_cpu():
     assert info["python"] == platform.python_version()
     assert info["torch"] == torch.__version__ and info["numpy"] == np.__version__ and info["numba"] == numba.__version__
     assert set(RUN_PACKAGES) <= set(info) and info["cpu"] and info["platform"]
+    assert info["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert system_info_differences(info) == []
     changed = {**info, "numpy": "0.0", "cpu": "another"}
     assert system_info_differences(changed, info) == [f"numpy {info['numpy']} (was 0.0)", f"cpu {info['cpu']} (was another)"]

@@ -9,10 +9,11 @@ Two small tools for long runs (the trainer and the study use them):
 * :class:`GracefulStop`: a context manager that turns SIGINT and SIGTERM into a request
   (``stop.requested``) that the work loop checks at points where its state is consistent; there it
   saves and raises :class:`StopRequested`. A second signal stops at once (``KeyboardInterrupt``).
-* :func:`system_info`: the Python and package versions and the CPU a run's numbers depend on. The
-  same seed gives the same run bit for bit only under the same ones (numpy, numba/LLVM and torch
-  may change a float's last bit between releases), so the trainer stores them in each checkpoint
-  and run folder, and :func:`system_info_differences` says what changed when a run is resumed.
+* :func:`system_info`: the Python and package versions, the CPU and torch's CPU kernel set a run's
+  numbers depend on. The same seed gives the same run bit for bit only under the same ones (a
+  release of numpy, numba/LLVM or torch, or torch's AVX512 kernels in place of its AVX2 ones, may
+  change a float's last bit), so the trainer stores them in each checkpoint and run folder, and
+  :func:`system_info_differences` says what changed when a run is resumed.
 
 Example::
 
@@ -161,9 +162,21 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _torch_cpu_capability() -> str:
+    """The set of CPU kernels torch dispatches to (``"AVX2"``, ``"AVX512"``, ...): the same torch
+    rounds differently under each; ``ATEN_CPU_CAPABILITY=avx2`` chooses AVX2 on an AVX512 CPU."""
+    try:
+        import torch
+
+        return str(torch.backends.cpu.get_cpu_capability())
+    except (ImportError, AttributeError):
+        return "unknown"
+
+
 def system_info() -> dict[str, str]:
     """What this process computes with: Python, each of :data:`RUN_PACKAGES` (``"absent"`` when not
-    installed), the platform and the CPU model (math libraries pick their code paths by CPU)."""
+    installed), the platform, the CPU model and torch's CPU kernel set (math libraries pick their
+    code paths by CPU, and their floats differ in the last bits between paths)."""
     info = {"python": platform.python_version()}
     for name in RUN_PACKAGES:
         try:
@@ -172,6 +185,7 @@ def system_info() -> dict[str, str]:
             info[name] = "absent"
     info["platform"] = platform.platform()
     info["cpu"] = _cpu_model()
+    info["torch_cpu_capability"] = _torch_cpu_capability()
     return info
 
 
