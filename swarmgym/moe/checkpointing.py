@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import signal
@@ -176,7 +177,13 @@ def _torch_cpu_capability() -> str:
 def system_info() -> dict[str, str]:
     """What this process computes with: Python, each of :data:`RUN_PACKAGES` (``"absent"`` when not
     installed), the platform, the CPU model and torch's CPU kernel set (math libraries pick their
-    code paths by CPU, and their floats differ in the last bits between paths)."""
+    code paths by CPU, and their floats differ in the last bits between paths). Looked up once per
+    process (it cannot change while the process runs); each call returns a fresh dict."""
+    return dict(_system_info_of_this_process())
+
+
+@functools.cache
+def _system_info_of_this_process() -> dict[str, str]:
     info = {"python": platform.python_version()}
     for name in RUN_PACKAGES:
         try:
