@@ -1250,9 +1250,11 @@ def paired_report(
     env_kwargs: dict | None = None,
     policy_mode: str = "greedy",
     sample_seed: int = 0,
+    seed_offset: int | None = None,
 ) -> tuple[str, dict]:
     """Each policy (an orchestrator spec, e.g. ``moe:runs/x/checkpoint.pt``) and ``reference`` play the same
-    ``n`` held-out episodes; per family, the paired per-episode score difference (policy − reference) with its
+    ``n`` held-out episodes (seeds ``seed_offset ..``; default the evaluation episodes,
+    :data:`~swarmgym.moe.train.EVAL_SEED_OFFSET`); per family, the paired per-episode score difference (policy − reference) with its
     95 % CI; over all episodes, each policy's mean score, critical steps and cost (each ± its 95 % CI) and its
     mean critical steps as a multiple of the reference's. Returns the Markdown table and the figures.
 
@@ -1266,7 +1268,8 @@ def paired_report(
     from swarmgym.orchestrators import load_orchestrator
 
     env_id = resolve_id(env_id)
-    ref_rows = play_paired(load_orchestrator(reference), env_id, n, seed_offset=EVAL_SEED_OFFSET, env_kwargs=env_kwargs)
+    offset = EVAL_SEED_OFFSET if seed_offset is None else seed_offset
+    ref_rows = play_paired(load_orchestrator(reference), env_id, n, seed_offset=offset, env_kwargs=env_kwargs)
     fams = sorted({r["family"] for r in ref_rows})
     keys = [*fams, "all"] if len(fams) > 1 else fams
 
@@ -1286,11 +1289,12 @@ def paired_report(
             if hasattr(policy, "reset"):
                 policy.reset()  # a sampled copy starts its sampler from sample_seed
             label = f"{spec} ({'greedy' if policy.deterministic else 'sampled'})" if is_learned(policy) else spec
-            rows = play_paired(policy, env_id, n, seed_offset=EVAL_SEED_OFFSET, env_kwargs=env_kwargs)
+            rows = play_paired(policy, env_id, n, seed_offset=offset, env_kwargs=env_kwargs)
             stats = {f: paired_difference(rows, ref_rows, "score", family=None if f == "all" else f) for f in keys}
             own = summary(rows)
             ratio = own["critical_steps"].mean / ref["critical_steps"].mean
             figures["policies"][label] = {
+                "spec": spec,
                 "score_minus_reference": {f: {"mean": st.mean, "half_width": st.half_width, "n": st.n} for f, st in stats.items()},
                 **{k: vars(st) for k, st in own.items()},
                 "critical_steps_ratio": ratio,
@@ -1303,6 +1307,84 @@ def paired_report(
                 + f" | {verdict} | {own['score'].format(4)} | {own['critical_steps'].format(2)} ({ratio:.2f}) | {own['cost_usd'].format(4)} |"
             )
     return "\n".join(lines) + "\n", figures
+
+
+def checkpoint_candidates(pattern: str) -> list[str]:
+    """The orchestrator specs one ``--select`` value names: a checkpoint path or glob, ``moe:`` (the default) or
+    ``sb3:`` in front, in natural order (``leg2`` before ``leg10``).
+
+    :raises ValueError: when nothing matches.
+    """
+    import glob
+    import re
+
+    kind, sep, path = pattern.partition(":")
+    if not sep or kind not in ("moe", "sb3"):
+        kind, path = "moe", pattern
+    matches = sorted(
+        (m for m in glob.glob(path) if Path(m).is_file()),
+        key=lambda m: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", m)],
+    )
+    if not matches:
+        raise ValueError(f"no checkpoint matches {path!r}")
+    return [f"{kind}:{m}" for m in matches]
+
+
+def selection_report(
+    groups: list[list[str]],
+    env_id: str,
+    n_validation: int,
+    n_test: int,
+    reference: str = "critical_path",
+    policy_mode: str = "greedy",
+    sample_seed: int = 0,
+) -> tuple[str, dict]:
+    """Checkpoint selection on validation episodes, then the paired comparison on the evaluation episodes.
+
+    Each group is one training run's candidates (e.g. the checkpoints at the ends of its legs). Every candidate
+    plays ``n_validation`` validation episodes greedily (seeds from
+    :data:`~swarmgym.moe.train.VALIDATION_SEED_OFFSET`) beside ``reference``; in each group the candidate with the
+    highest mean score is chosen (the first in the group's order on a tie). The chosen ones then play the
+    ``n_test`` evaluation episodes (seeds from :data:`~swarmgym.moe.train.EVAL_SEED_OFFSET`) as in
+    :func:`paired_report`. The two seed ranges are disjoint, so the choice is never scored on the episodes it
+    was made on. Returns the Markdown (validation table, choices, evaluation table) and the figures.
+
+    :raises ValueError: when ``n_test`` would reach the validation seeds.
+    """
+    from swarmgym.moe.train import EVAL_SEED_OFFSET, VALIDATION_SEED_OFFSET
+
+    if n_test > VALIDATION_SEED_OFFSET - EVAL_SEED_OFFSET:
+        raise ValueError(
+            f"--eval-episodes must be at most {VALIDATION_SEED_OFFSET - EVAL_SEED_OFFSET} with --select "
+            f"(evaluation seeds {EVAL_SEED_OFFSET}.. would reach the validation seeds {VALIDATION_SEED_OFFSET}..), got {n_test}"
+        )
+    specs = list(dict.fromkeys(c for group in groups for c in group))
+    val_text, val_fig = paired_report(
+        specs, env_id, n_validation, reference=reference, policy_mode="greedy", seed_offset=VALIDATION_SEED_OFFSET
+    )
+    val_score = {row["spec"]: row["score"]["mean"] for row in val_fig["policies"].values()}
+    chosen = [max(group, key=lambda c: val_score[c]) for group in groups]
+    test_text, test_fig = paired_report(
+        list(dict.fromkeys(chosen)), env_id, n_test, reference=reference, policy_mode=policy_mode, sample_seed=sample_seed
+    )
+    lines = [
+        f"## Validation: {n_validation} episodes (seeds {VALIDATION_SEED_OFFSET}..{VALIDATION_SEED_OFFSET + n_validation - 1}), greedy",
+        "",
+        val_text,
+        "Chosen (the highest validation score of each training run's candidates):",
+        "",
+        *(f"* {', '.join(f'`{c}`' for c in group)} → **`{pick}`** ({val_score[pick]:.4f})" for group, pick in zip(groups, chosen)),
+        "",
+        f"## Evaluation of the chosen: {n_test} held-out episodes (seeds {EVAL_SEED_OFFSET}..{EVAL_SEED_OFFSET + n_test - 1})",
+        "",
+        test_text,
+    ]
+    figures = {
+        "validation": val_fig,
+        "choices": [{"candidates": group, "chosen": pick, "validation_score": val_score[pick]} for group, pick in zip(groups, chosen)],
+        "evaluation": test_fig,
+    }
+    return "\n".join(lines), figures
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1354,13 +1436,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--eval-episodes episodes of --env-id, paired per-episode score differences with 95%% CIs",
     )
     p.add_argument(
-        "--reference", default="critical_path", metavar="ORCH", help="--paired: the reference orchestrator (default critical_path)"
+        "--select",
+        action="append",
+        default=None,
+        metavar="CHECKPOINTS",
+        help="instead of the study: one training run's candidate checkpoints, a path or glob (e.g. "
+        "'runs/x-leg*-seed0/checkpoint.pt'; repeat the option per run); each candidate plays --validation-episodes "
+        "validation episodes greedily beside --reference, the highest score is chosen, and the chosen are compared "
+        "with --reference on the --eval-episodes evaluation episodes as with --paired",
+    )
+    p.add_argument("--validation-episodes", type=int, default=1000, help="--select: validation episodes per candidate (default 1000)")
+    p.add_argument(
+        "--reference",
+        default="critical_path",
+        metavar="ORCH",
+        help="--paired, --select: the reference orchestrator (default critical_path)",
     )
     p.add_argument(
         "--policy-mode",
         choices=["greedy", "sampled", "both"],
         default="greedy",
-        help="--paired: learned policies act greedily, by sampling, or both, a row each (default greedy)",
+        help="--paired, --select: learned policies act greedily, by sampling, or both, a row each on the evaluation "
+        "episodes (default greedy)",
     )
     g = p.add_argument_group("phase diagram (--phase-diagram): dials x reward conditions x seeds from a serial warm start")
     g.add_argument("--phase-diagram", action="store_true", help="run the phase-diagram grid instead of the condition study")
@@ -1409,6 +1506,19 @@ def check_args(args: argparse.Namespace) -> None:
             raise UsageError("--scan", f"unknown knob {knob!r}; choose from {', '.join(KNOBS)}")
     if args.notes is not None and not Path(args.notes).is_file():
         raise UsageError("--notes", f"no such file: {args.notes!r}")
+    check_int("--validation-episodes", args.validation_episodes, 1, 10**7)
+    if args.select:
+        from swarmgym.moe.train import EVAL_SEED_OFFSET, VALIDATION_SEED_OFFSET
+
+        if args.paired:
+            raise UsageError("--select", "choose --select or --paired, not both")
+        check_int("--eval-episodes", args.eval_episodes, 1, VALIDATION_SEED_OFFSET - EVAL_SEED_OFFSET)
+        args.select_groups = []
+        for pattern in args.select:
+            try:
+                args.select_groups.append(checkpoint_candidates(pattern))
+            except ValueError as exc:
+                raise UsageError("--select", str(exc)) from None
     check_output_dir("--out", args.out)
     if args.runs_dir is not None:
         check_output_dir("--runs-dir", args.runs_dir)
@@ -1425,6 +1535,31 @@ def cli_main(argv: list[str]) -> int:
         return usage_failure("swarmgym study", exc)
     if args.phase_diagram:
         return phase_cli(args, argv)
+    if args.select:
+        try:
+            text, figures = selection_report(
+                args.select_groups,
+                args.env_id,
+                args.validation_episodes,
+                args.eval_episodes,
+                reference=args.reference,
+                policy_mode=args.policy_mode,
+            )
+        except (ValueError, TypeError, FileNotFoundError) as exc:
+            print(f"swarmgym study: {exc}", file=sys.stderr)
+            return 2
+        command = "swarmgym study" + (" " + shlex.join(argv) if argv else "")
+        text = (
+            f"Made by:\n\n```\n{command}\n```\n\nCheckpoint selection: each training run's candidates play the validation "
+            "episodes, the best is chosen, and the chosen play the held-out evaluation episodes (paired per-episode score "
+            "differences, mean ± 95 % CI half-width; score, critical steps and cost of each over the same episodes).\n\n" + text
+        )
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "selection.md").write_text(text)
+        write_json_atomic(out / "selection.json", {"command": command, **figures})
+        print(text)
+        return 0
     if args.paired:
         try:
             text, figures = paired_report(

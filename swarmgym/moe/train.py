@@ -65,6 +65,9 @@ DEFAULT_WARM_START_VALUE_COEF = 0.5
 DEFAULT_EVAL_SEEDS = 400
 #: Seed offset of evaluation episodes (training draws its own instances from the engine's seed).
 EVAL_SEED_OFFSET = 10_000
+#: Seed offset of validation episodes, on which ``swarmgym study --select`` chooses among checkpoints; the
+#: evaluation episodes (up to 10,000 of them) never reach it, so a choice made here is scored on unseen episodes.
+VALIDATION_SEED_OFFSET = 20_000
 #: Options that shape a run (``argparse`` dest -> option): a resumed run keeps its checkpoint's values.
 RUN_SHAPING_OPTIONS: dict[str, str] = {
     "env_id": "--env-id",
