@@ -98,6 +98,7 @@ COMMANDS = {
         "run the PARL study over seeds, or the phase diagram of serial collapse (--phase-diagram) on a process pool or Ray",
     ),
     "llm-eval": ("swarmgym.llm.eval", "evaluate a language model (any OpenAI-compatible endpoint) as the orchestrator; cached, resumable"),
+    "export-policy": ("swarmgym.moe.policy", "write a trained checkpoint's network alone: a small file, safe to load and share"),
     "replay": ("swarmgym.replay", "play one episode with one orchestrator; write its event trace (JSON) and Gantt chart (PNG)"),
 }
 

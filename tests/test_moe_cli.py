@@ -212,3 +212,57 @@ def test_train_cli__init_from_a_policy_of_another_layout_is_refused_before_any_w
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--init-from: " in err and "base layout" in err and "extended layout" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_export_policy__a_small_weights_only_file_that_plays_and_inits_like_the_checkpoint(quick_run, tmp_path, capsys):
+    from swarmgym.cli import main
+    from swarmgym.collapse import play_paired
+    from swarmgym.moe.ppo import POLICY_EXPORT_FORMAT, PPOTrainer, read_checkpoint
+    from swarmgym.orchestrators import load_orchestrator
+
+    out = tmp_path / "policy.pt"
+    assert main(["export-policy", str(quick_run), "--out", str(out)]) == 0
+    assert f"moe:{out}" in capsys.readouterr().out
+    full = read_checkpoint(quick_run)
+    saved = torch.load(out, map_location="cpu", weights_only=True)  # no pickled objects in it
+    assert saved["format"] == POLICY_EXPORT_FORMAT
+    assert saved["model_config"] == full["model_config"] and saved["env_id"] == full["env_id"]
+    assert saved["global_step"] == full["global_step"] and saved["system_info"] == full["system_info"]
+    assert saved["source"] == {"checkpoint": str(quick_run / "checkpoint.pt"), "format": full["format"]}
+    assert not {"optimizer", "history", "engine", "rng"} & set(saved)
+    assert out.stat().st_size * 5 < (quick_run / "checkpoint.pt").stat().st_size
+    # it plays the same episodes, greedy and sampled, as the checkpoint it came from
+    greedy = [play_paired(load_orchestrator(f"moe:{p}"), "swarmgym/WideSearch-v0", 3, seed_offset=7) for p in (quick_run, out)]
+    sampled = [play_paired(load_policy(p, deterministic=False), "swarmgym/WideSearch-v0", 3, seed_offset=7) for p in (quick_run, out)]
+    assert greedy[0] == greedy[1] and sampled[0] == sampled[1]
+    # --init-from takes its network
+    cfg = train.make_config(train.build_parser().parse_args(["--init-from", str(out), "--total-steps", "4096", "--quick"]))
+    trainer = PPOTrainer(cfg, warm_start=False)
+    trainer.load_initial_policy(out)
+    for name, value in full["model"].items():
+        assert torch.equal(trainer.model.state_dict()[name], value), name
+    # an export of an export keeps the first source
+    again = tmp_path / "again.pt"
+    assert main(["export-policy", str(out), "--out", str(again)]) == 0
+    assert torch.load(again, weights_only=True)["source"] == saved["source"]
+
+
+def test_export_policy__cannot_be_resumed_and_bad_input_is_one_line(quick_run, tmp_path, capsys):
+    from swarmgym.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    assert main(["export-policy", str(quick_run), "--out", str(run / "checkpoint.pt")]) == 0
+    capsys.readouterr()
+    assert train.cli_main(["--resume", str(run), "--no-eval", "--no-plots", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "is a policy export" in err and "not resumed" in err and err.count("\n") == 1, err
+    for argv, message in (
+        ([str(tmp_path / "nowhere"), "--out", str(tmp_path / "p.pt")], "checkpoint: no checkpoint at"),
+        ([str(quick_run), "--out", str(tmp_path)], "--out: "),
+        ([str(quick_run), "--out", str(tmp_path / "no" / "p.pt")], "--out: no folder"),
+    ):
+        assert main(["export-policy", *argv]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "p.pt").exists() and not (tmp_path / "no").exists()

@@ -50,9 +50,12 @@ from swarmgym.moe.model import ModelConfig, OrchestratorNet, layout_name
 
 #: Format tag of the checkpoints this version writes (and resumes from).
 CHECKPOINT_FORMAT = "swarmgym-moe-ppo-2"
-#: Formats whose model :func:`swarmgym.moe.policy.load_policy` can read (format 1 stored the
-#: whole engine, instance bank included; its model part is the same).
-POLICY_FORMATS = ("swarmgym-moe-ppo-1", CHECKPOINT_FORMAT)
+#: Format tag of a policy export (:func:`swarmgym.moe.policy.export_policy`): the network and
+#: where it came from, no optimiser, history or engine state; it cannot be resumed.
+POLICY_EXPORT_FORMAT = "swarmgym-moe-policy-1"
+#: Formats whose model :func:`swarmgym.moe.policy.load_policy` and ``--init-from`` can read
+#: (format 1 stored the whole engine, instance bank included; its model part is the same).
+POLICY_FORMATS = ("swarmgym-moe-ppo-1", CHECKPOINT_FORMAT, POLICY_EXPORT_FORMAT)
 #: Episode metrics averaged into each log row (``charts/<key>``).
 EPISODE_KEYS = (
     "score",
@@ -329,8 +332,13 @@ def read_checkpoint(path: str | Path, formats: tuple[str, ...] = (CHECKPOINT_FOR
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{str(p)!r} is not a readable swarmgym checkpoint (truncated or another kind of file: {reason})") from None
     tag = state.get("format") if isinstance(state, dict) else None
-    if not isinstance(tag, str) or not tag.startswith("swarmgym-moe-ppo-"):
+    if not isinstance(tag, str) or not tag.startswith(("swarmgym-moe-ppo-", "swarmgym-moe-policy-")):
         raise CheckpointError(f"{str(p)!r} is not a swarmgym MoE checkpoint (format {tag!r})")
+    if tag == POLICY_EXPORT_FORMAT and tag not in formats:
+        raise CheckpointError(
+            f"{str(p)!r} is a policy export (format {tag!r}): it holds the network only, no optimiser or training state, "
+            "so it can be evaluated or passed to --init-from, not resumed"
+        )
     if tag not in formats:
         raise CheckpointError(
             f"{str(p)!r} has checkpoint format {tag!r}; this swarmgym reads {', '.join(repr(f) for f in formats)} "
