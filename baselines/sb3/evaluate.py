@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoints", nargs="+", help="model.zip files or run folders")
-    p.add_argument("--ids", nargs="+", required=True, help="env ids (the form the models were trained on: Dict for MaskablePPO, flat for PPO)")
+    p.add_argument(
+        "--ids", nargs="+", required=True, help="env ids (the form the models were trained on: Dict for MaskablePPO, flat for PPO)"
+    )
     p.add_argument("--seeds", type=int, default=200, help="episodes per checkpoint and id (default 200)")
     p.add_argument("--seed-offset", type=int, default=100_000, help="first held-out seed (default 100000)")
     p.add_argument("--reference", nargs="*", default=["critical_path", "random"], help="reference orchestrators to add to the table")
