@@ -1535,48 +1535,43 @@ def cli_main(argv: list[str]) -> int:
         return usage_failure("swarmgym study", exc)
     if args.phase_diagram:
         return phase_cli(args, argv)
-    if args.select:
+    if args.select or args.paired:
+        command = "swarmgym study" + (" " + shlex.join(argv) if argv else "")
         try:
-            text, figures = selection_report(
-                args.select_groups,
-                args.env_id,
-                args.validation_episodes,
-                args.eval_episodes,
-                reference=args.reference,
-                policy_mode=args.policy_mode,
-            )
+            if args.select:
+                name = "selection"
+                text, figures = selection_report(
+                    args.select_groups,
+                    args.env_id,
+                    args.validation_episodes,
+                    args.eval_episodes,
+                    reference=args.reference,
+                    policy_mode=args.policy_mode,
+                )
+                intro = (
+                    "Checkpoint selection: each training run's candidates play the validation episodes, the best is chosen, "
+                    "and the chosen play the held-out evaluation episodes (paired per-episode score differences, mean ± 95 % "
+                    "CI half-width; score, critical steps and cost of each over the same episodes)."
+                )
+                saved = {"command": command, **figures}
+            else:
+                name = "paired"
+                text, figures = paired_report(
+                    args.paired, args.env_id, args.eval_episodes, reference=args.reference, policy_mode=args.policy_mode
+                )
+                intro = (
+                    f"Paired per-episode score differences on {args.eval_episodes} held-out episodes "
+                    "(mean ± 95 % CI half-width); score, critical steps and cost of each over the same episodes:"
+                )
+                saved = {"command": command, "figures": figures}
         except (ValueError, TypeError, FileNotFoundError) as exc:
             print(f"swarmgym study: {exc}", file=sys.stderr)
             return 2
-        command = "swarmgym study" + (" " + shlex.join(argv) if argv else "")
-        text = (
-            f"Made by:\n\n```\n{command}\n```\n\nCheckpoint selection: each training run's candidates play the validation "
-            "episodes, the best is chosen, and the chosen play the held-out evaluation episodes (paired per-episode score "
-            "differences, mean ± 95 % CI half-width; score, critical steps and cost of each over the same episodes).\n\n" + text
-        )
+        text = f"Made by:\n\n```\n{command}\n```\n\n{intro}\n\n{text}"
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "selection.md").write_text(text)
-        write_json_atomic(out / "selection.json", {"command": command, **figures})
-        print(text)
-        return 0
-    if args.paired:
-        try:
-            text, figures = paired_report(
-                args.paired, args.env_id, args.eval_episodes, reference=args.reference, policy_mode=args.policy_mode
-            )
-        except (ValueError, TypeError, FileNotFoundError) as exc:
-            print(f"swarmgym study: {exc}", file=sys.stderr)
-            return 2
-        command = "swarmgym study" + (" " + shlex.join(argv) if argv else "")
-        text = (
-            f"Made by:\n\n```\n{command}\n```\n\nPaired per-episode score differences on {args.eval_episodes} held-out episodes "
-            "(mean ± 95 % CI half-width); score, critical steps and cost of each over the same episodes:\n\n" + text
-        )
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "paired.md").write_text(text)
-        write_json_atomic(out / "paired.json", {"command": command, "figures": figures})
+        (out / f"{name}.md").write_text(text)
+        write_json_atomic(out / f"{name}.json", saved)
         print(text)
         return 0
     if args.workers is None:
