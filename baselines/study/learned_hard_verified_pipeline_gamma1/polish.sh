@@ -5,11 +5,14 @@
 # Usage: polish.sh SEED   (0, 1 or 2); needs runs/vph-g1-leg4-seedS (train.sh S); writes runs/vph-g1-leg5-seedS.
 # An interrupted leg is resumed by running the script again; a finished one (its "done" marker) is skipped.
 set -euo pipefail
+# Another family's copy sets RECIPE_ENV, RECIPE_RUNS and RECIPE_HERE, as for train.sh (learned_hard_deep_research_gamma1).
 S=${1:?usage: polish.sh SEED}
-HERE=$(dirname "$0")
-dir=runs/vph-g1-leg5-seed$S
+ENV=${RECIPE_ENV:-swarmgym/VerifiedPipelineHard-v0}
+RUNS=${RECIPE_RUNS:-vph-g1}
+HERE=${RECIPE_HERE:-$(dirname "$0")}
+dir=runs/$RUNS-leg5-seed$S
 saved=$HERE/checkpoints/leg5-seed$S
-start=runs/vph-g1-leg4-seed$S
+start=runs/$RUNS-leg4-seed$S
 if [[ ! -e $start && -f $HERE/checkpoints/leg4-seed$S.pt ]]; then
   mkdir -p "$start" && cp "$HERE/checkpoints/leg4-seed$S.pt" "$start/checkpoint.pt"
 fi
@@ -20,7 +23,7 @@ if [[ -f $dir/done ]]; then exit 0; fi
 if [[ -f $dir/checkpoint.pt ]]; then
   swarmgym train --resume "$dir" --threads 1 --no-progress --eval-seeds 200
 else
-  swarmgym train --env-id swarmgym/VerifiedPipelineHard-v0 --engine batched --init-from "$start" \
+  swarmgym train --env-id "$ENV" --engine batched --init-from "$start" \
     --total-steps 5406720 --seed 40$S --threads 1 --no-progress --eval-seeds 200 --no-parl --num-envs 128 \
     --set learning_rate=0.0001 --set ent_coef=0.005 --set gamma=1.0 --run-dir "$dir"
 fi
