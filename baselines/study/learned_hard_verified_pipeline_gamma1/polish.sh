@@ -13,8 +13,9 @@ HERE=${RECIPE_HERE:-$(dirname "$0")}
 dir=runs/$RUNS-leg5-seed$S
 saved=$HERE/checkpoints/leg5-seed$S
 start=runs/$RUNS-leg4-seed$S
-if [[ ! -e $start && -f $HERE/checkpoints/leg4-seed$S.pt ]]; then
+if [[ ! -e $start && -f $HERE/checkpoints/leg4-seed$S.pt ]]; then  # with its marker, so train.sh skips it too
   mkdir -p "$start" && cp "$HERE/checkpoints/leg4-seed$S.pt" "$start/checkpoint.pt"
+  if [[ -f $HERE/checkpoints/leg4-seed$S.done ]]; then touch "$start/done"; fi
 fi
 if [[ ! -e $dir && -f $saved.done ]]; then  # finished elsewhere: its committed network and marker
   mkdir -p "$dir" && cp "$saved.pt" "$dir/checkpoint.pt" && touch "$dir/done"
