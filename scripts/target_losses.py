@@ -10,11 +10,12 @@ node how many per episode ended right, wrong and missing. The variants:
 * ``--reserve R`` (any number of values): keep ``R`` ticks after every non-merge node for the
   merges that follow it: a tier whose attempt would return later than ``R`` ticks before the
   deadline is not used for such a node (the rule's own time check, moved earlier);
-* ``--depth-stake A`` (any number of values): a wrong result spoils more the more levels lie below
-  its node: the rule's stake times ``1 + A * levels``, ``levels = bottom level / mean work of the
-  visible nodes - 1`` (at least 0). The rule's stake counts at most two targets; on a
-  cross-linked pipeline an early error spoils more. It needs the bottom levels, which a
-  progressive task hides (there every level is 0 and the variant is the rule).
+* ``--depth-stake A`` (any number of values): verifying_scheduler's own ``depth_stake=A``: a wrong
+  result spoils more the more work lies below its node (the rule's stake times ``1 + A * levels``,
+  ``levels`` the work on the node's longest path to a target after itself in units of its own
+  work). The rule's stake counts at most two targets; on a cross-linked pipeline an early error
+  spoils more. It needs the bottom levels, which a progressive task hides (there every level is 0
+  and the variant is the rule).
 
 Usage (a few seconds per row at -n 200 on one core)::
 
@@ -33,7 +34,7 @@ import numpy as np
 import swarmgym  # noqa: F401  (registers the ids)
 from swarmgym.evaluation import resolve_id
 from swarmgym.graph import KINDS
-from swarmgym.layout import KIND_COLUMN0, NODE_COLUMN
+from swarmgym.layout import KIND_COLUMN0
 from swarmgym.orchestrators import VerifyingScheduler, _parse_value
 from swarmgym.simulator import DONE
 
@@ -41,24 +42,15 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from mechanics_headroom import play_to_end  # noqa: E402
 
 _MERGE = KIND_COLUMN0 + KINDS.index("merge")
-_PRESENT, _WORK, _BOTTOM_LEVEL = NODE_COLUMN["present"], NODE_COLUMN["work"], NODE_COLUMN["bottom_level"]
 
 
 class RuleVariant(VerifyingScheduler):
-    """verifying_scheduler with a deadline reserve for non-merge nodes (``reserve`` ticks) and a
-    stake grown by the levels below a node (``depth_stake``); 0 and 0 is the rule itself."""
+    """verifying_scheduler with a deadline reserve for non-merge nodes (``reserve`` ticks); 0 is
+    the rule itself."""
 
-    def __init__(self, reserve: float = 0.0, depth_stake: float = 0.0, **kwargs) -> None:
+    def __init__(self, reserve: float = 0.0, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.reserve, self.depth_stake = float(reserve), float(depth_stake)
-
-    def stake(self, nodes: np.ndarray) -> np.ndarray:
-        base = VerifyingScheduler.stake(nodes)
-        present = nodes[:, _PRESENT] > 0.5
-        if self.depth_stake == 0.0 or not present.any():
-            return base
-        levels = np.maximum(0.0, nodes[:, _BOTTOM_LEVEL] / max(float(nodes[present, _WORK].mean()), 1e-9) - 1.0)
-        return base * (1.0 + self.depth_stake * levels)
+        self.reserve = float(reserve)
 
     def choose_tier(self, i, nodes, belief, spawn_ok, load=0.0, time_left=np.inf):
         if nodes[i, _MERGE] < 0.5:

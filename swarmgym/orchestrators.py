@@ -329,7 +329,10 @@ class VerifyingScheduler(CriticalPathScheduler):
     **Prices, in ticks.** A wrong result on node ``i`` costs ``stake(i) * target_ticks``, where
     ``stake(i)`` counts the targets it spoils: ``is_target`` plus 1 if it feeds anything (every
     non-target does; a target does when it has children, or, in a progressive task whose children
-    are hidden, unless it is a merge). A tier-``t`` attempt takes ``once(i, t) = ceil(work *
+    are hidden, unless it is a merge), times ``1 + depth_stake * levels(i)`` where ``levels(i)`` is
+    the work on ``i``'s longest path to a target after ``i`` itself, in units of ``i``'s own work
+    (from the bottom levels; 0 when the task hides them): on a cross-linked pipeline an early error
+    spoils more than the two targets the count sees. A tier-``t`` attempt takes ``once(i, t) = ceil(work *
     slowdown_t / 100) + max_jitter / 2`` ticks, ``attempt(i, t) = once(i, t) / (1 - pf_t)`` with
     retries after failures (``pf_t`` the posterior failure probability). A check takes
     ``ticks(i)`` (the table's verify cost) of the orchestrator's own time. Handing ``i`` to tier
@@ -376,6 +379,8 @@ class VerifyingScheduler(CriticalPathScheduler):
     :param fast_tier: the tier index of the fast tier, in [0, 2].
     :param careful_tier: the tier index of the careful tier, in [0, 2].
     :param target_ticks: ticks one target output is worth, in [0, 1000].
+    :param depth_stake: in [0, 10]; how much a wrong result's stake grows per level of work below
+        its node (0: the count of targets alone).
     :param idle_share: in [0, 1]; the price of a check's tick when the orchestrator is idle.
     :param max_spawn_parents: ``"auto"``, None or in [0, 8]: hand off only nodes with at most this
         many parents (None: any). ``"auto"``: critical_path's default 2 on the base layout; no limit
@@ -397,6 +402,7 @@ class VerifyingScheduler(CriticalPathScheduler):
         target_ticks: float = 8.0,
         idle_share: float = 0.25,
         max_spawn_parents: int | None | str = "auto",
+        depth_stake: float = 0.0,
         public: str | SwarmConfig | None = None,
     ) -> None:
         # every argument but the table, for the copy :meth:`for_env` makes (the first statement: locals() is the arguments)
@@ -420,7 +426,7 @@ class VerifyingScheduler(CriticalPathScheduler):
         for key, value in (("fast_tier", fast_tier), ("careful_tier", careful_tier)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value < MAX_TIERS:
                 raise ValueError(f"{where}: {key} must be an integer in [0, {MAX_TIERS - 1}], got {value!r}")
-        for key, value, hi in (("target_ticks", target_ticks, 1000.0), ("idle_share", idle_share, 1.0)):
+        for key, value, hi in (("target_ticks", target_ticks, 1000.0), ("idle_share", idle_share, 1.0), ("depth_stake", depth_stake, 10.0)):
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0.0 <= value <= hi:
                 raise ValueError(f"{where}: {key} must be a number in [0, {hi:g}], got {value!r}")
         if isinstance(public, str):
@@ -438,6 +444,7 @@ class VerifyingScheduler(CriticalPathScheduler):
         self.verify, self.tier = verify, tier
         self.fast_tier, self.careful_tier = int(fast_tier), int(careful_tier)
         self.target_ticks, self.idle_share = float(target_ticks), float(idle_share)
+        self.depth_stake = float(depth_stake)
         self.public = public
         self._table(public_config)
 
@@ -506,9 +513,9 @@ class VerifyingScheduler(CriticalPathScheduler):
         """The posterior probability that a tier-``tier`` attempt fails."""
         return float((np.minimum(0.95, self._fail * self._error_scale[tier] * self._grid) * belief[tier]).sum())
 
-    @staticmethod
-    def stake(nodes: np.ndarray) -> np.ndarray:
-        """Per node, the targets a wrong result on it spoils (see the class docstring)."""
+    def stake(self, nodes: np.ndarray) -> np.ndarray:
+        """Per node, the targets a wrong result on it spoils, grown by the work below it when
+        ``depth_stake`` > 0 (see the class docstring). ``nodes``: the whole observation."""
         present = nodes[:, _PRESENT] > 0.5
         target = nodes[:, _IS_TARGET] > 0.5
         progressive = not (nodes[present, _BOTTOM_LEVEL] > 0).any()  # a visible task has bottom level >= work > 0
@@ -516,7 +523,24 @@ class VerifyingScheduler(CriticalPathScheduler):
             feeds = ~target | (nodes[:, KIND_COLUMN0 + KINDS.index("merge")] < 0.5)
         else:
             feeds = ~target | (nodes[:, _N_CHILDREN] > 0)
-        return (target.astype(np.float64) + feeds) * present
+        counted = (target.astype(np.float64) + feeds) * present
+        if self.depth_stake == 0.0:
+            return counted
+        return counted * (1.0 + self.depth_stake * self.levels_below(nodes))
+
+    @staticmethod
+    def levels_below(nodes: np.ndarray) -> np.ndarray:
+        """Per node, the work on its longest path to a target after the node itself, in units of
+        its own work: ``bottom level / work - 1`` in ticks, at least 0; 0 everywhere when the task
+        hides its structure (every bottom level 0). ``nodes``: the whole observation (a sink's
+        bottom level is its own work, which gives the bottom levels' scale)."""
+        work = nodes[:, _WORK]
+        level = nodes[:, _BOTTOM_LEVEL]
+        sinks = (nodes[:, _PRESENT] > 0.5) & (nodes[:, _N_CHILDREN] == 0) & (level > 0) & (work > 0)
+        if not sinks.any():
+            return np.zeros(nodes.shape[0])
+        path = level * float(np.max(work[sinks] / level[sinks]))  # in the units of work
+        return np.maximum(0.0, path / np.maximum(work, 1e-9) - 1.0) * (nodes[:, _PRESENT] > 0.5)
 
     def check_ticks(self, nodes: np.ndarray) -> np.ndarray:
         """Per node, the ticks ``verify`` takes (the public table's cost)."""
@@ -559,7 +583,7 @@ class VerifyingScheduler(CriticalPathScheduler):
         if allowed.size == 0:
             return -1, np.inf
         row = nodes[i : i + 1]
-        stake, ticks = float(self.stake(row)[0]), float(self.check_ticks(row)[0])
+        stake, ticks = float(self.stake(nodes)[i]), float(self.check_ticks(row)[0])
         prices = {}
         for t in allowed:
             once = float(self.attempt_ticks(row, t)[0])
@@ -590,7 +614,7 @@ class VerifyingScheduler(CriticalPathScheduler):
         if self.verify == "always":
             return int(cand[0])
         tier_of = np.clip(np.rint(nodes[cand, _ATTEMPT_TIER] * MAX_TIERS).astype(np.int64) - 1, 0, MAX_TIERS - 1)
-        gain = self.risk(nodes[cand], belief, tier_of) * (self.stake(nodes[cand]) * self.target_ticks - redo[cand])
+        gain = self.risk(nodes[cand], belief, tier_of) * (self.stake(nodes)[cand] * self.target_ticks - redo[cand])
         ratio = gain / ticks[cand]
         best = int(np.argmax(ratio))  # ties: the lowest index
         return int(cand[best]) if ratio[best] >= (1.0 if backlog > 0 else self.idle_share) - 1e-12 else -1
@@ -677,7 +701,8 @@ class VerifyingScheduler(CriticalPathScheduler):
         return (
             f"VerifyingScheduler(verify={self.verify!r}, tier={self.tier!r}, fast_tier={self.fast_tier}, careful_tier={self.careful_tier}, "
             f"target_ticks={self.target_ticks}, idle_share={self.idle_share}, "
-            f"max_spawn_parents={'auto' if self._parents_by_price else self.max_spawn_parents}, public={self._public_label()})"
+            f"max_spawn_parents={'auto' if self._parents_by_price else self.max_spawn_parents}, depth_stake={self.depth_stake}, "
+            f"public={self._public_label()})"
         )
 
 

@@ -245,6 +245,44 @@ def _one_result_to_check(nodes, glob, mask, *, risky: bool) -> None:
     glob[GLOBAL_COLUMN["tier0_fail_rate"]] = 0.1 if risky else 0.0
 
 
+def _chain(nodes) -> None:
+    """A visible chain 0 -> 1 -> 2 (works 2, 4, 2; 2 the only target): bottom levels 8, 6 and 2
+    ticks over the critical path of 8."""
+    for i, (work, level) in enumerate(((2, 8), (4, 6), (2, 2))):
+        _node(nodes[i], status="ready" if i == 0 else "blocked", kind="reason", work=work, target=i == 2, bottom_level=level / 8)
+        nodes[i, NODE_COLUMN["n_children"]] = 0.0 if i == 2 else 1 / 8
+
+
+def test_depth_stake__grows_the_stake_by_the_work_below_a_node_in_units_of_its_own():
+    nodes, _, _ = _state()
+    _chain(nodes)
+    np.testing.assert_allclose(VerifyingScheduler.levels_below(nodes)[:3], [3.0, 0.5, 0.0])  # 8/2 - 1, 6/4 - 1, 2/2 - 1
+    counted = VerifyingScheduler().stake(nodes)
+    np.testing.assert_allclose(counted[:3], [1.0, 1.0, 1.0])  # two feed one target, the target feeds nothing
+    np.testing.assert_allclose(VerifyingScheduler(depth_stake=0.5).stake(nodes)[:3], [2.5, 1.25, 1.0])
+    assert not counted[3:].any() and not VerifyingScheduler(depth_stake=0.5).stake(nodes)[3:].any()  # absent nodes
+
+
+def test_depth_stake__is_nothing_where_the_task_hides_its_structure():
+    nodes, _, _ = _state()
+    _chain(nodes)
+    nodes[:, NODE_COLUMN["bottom_level"]] = 0.0  # a progressive task shows no bottom levels
+    assert not VerifyingScheduler.levels_below(nodes).any()
+    np.testing.assert_array_equal(VerifyingScheduler(depth_stake=2.0).stake(nodes), VerifyingScheduler().stake(nodes))
+
+
+def test_depth_stake__sends_an_early_step_to_the_careful_tier_that_the_count_alone_sends_to_the_fast_one():
+    nodes, glob, mask = _state()
+    _busy_orchestrator(nodes, mask)
+    _chain(nodes)
+    nodes[0] = 0
+    _node(nodes[0], status="ready", kind="search", work=2, parents=1, bottom_level=8 / 8)  # little risk, 3 works below
+    nodes[0, NODE_COLUMN["n_children"]] = 1 / 8
+    mask[LAY.spawn + 0] = mask[LAY.spawn_tier(1) + 0] = mask[LAY.do + 0] = mask[LAY.answer] = True
+    assert _act(VerifyingScheduler(verify="never"), nodes, glob, mask) == "spawn(0)"
+    assert _act(VerifyingScheduler(verify="never", depth_stake=2.0), nodes, glob, mask) == "spawn_1(0)"
+
+
 def test_verify__auto_checks_a_risky_result_while_idle_and_leaves_a_safe_one():
     policy = VerifyingScheduler()
     nodes, glob, mask = _state()
@@ -324,6 +362,7 @@ def test_public_table__is_the_registered_config_or_one_given():
         ("verifying_scheduler:fast_tier=3", r"^verifying_scheduler: fast_tier must be an integer in \[0, 2\], got 3$"),
         ("verifying_scheduler:target_ticks=-1", r"^verifying_scheduler: target_ticks must be a number in \[0, 1000\], got -1$"),
         ("verifying_scheduler:idle_share=1.5", r"^verifying_scheduler: idle_share must be a number in \[0, 1\], got 1.5$"),
+        ("verifying_scheduler:depth_stake=11", r"^verifying_scheduler: depth_stake must be a number in \[0, 10\], got 11$"),
         (
             "verifying_scheduler:max_spawn_parents=x",
             r"^verifying_scheduler: max_spawn_parents must be 'auto', None or an integer in \[0, 8\], got 'x'$",
